@@ -1,5 +1,25 @@
 //! Standin: the store-side offline fallback service.
+//!
+//! One folder per concern, each owning its routes, rules and SQL: `feeds` (HQ's data down),
+//! `status` (health and freshness), `web` (the UI), `access` (credentials), `upstream`
+//! (central and the processor), `store` (SQLite), `simulator` (both upstreams, for the demo
+//! and the tests).
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod feeds;
+pub mod http;
+pub mod server;
 pub mod simulator;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod upstream;
+pub mod web;
+
+pub use http::app;
+pub use server::launch;

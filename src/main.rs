@@ -1,1 +1,147 @@
-fn main() {}
+//! The `standin` command: serve, demo, simulate, migrate, check, backup.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use standin::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "standin", version, about = "Store-side offline fallback service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log output: human-readable lines or JSON objects (overrides `log.format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the simulator of central and the processor plus Standin wired to it.
+    Demo(standin::demo::DemoArgs),
+    /// Run the simulator of central and the processor alone.
+    Simulate(standin::demo::SimulateArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(DataArgs),
+    /// Verify the database (integrity, feed bookkeeping); exits non-zero on any damage.
+    Check(DataArgs),
+    /// Write a consistent copy of the database to PATH (safe while serving).
+    Backup {
+        path: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// TOML config file (also `STANDIN_CONFIG`).
+    #[arg(long, env = "STANDIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("standin: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { data, listen } => {
+            let mut config = data.load()?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            init_tracing(cli.log_format.unwrap_or(config.log.format), &config.log.filter);
+            runtime()?.block_on(standin::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            init_tracing(cli.log_format.unwrap_or_default(), "info");
+            runtime()?.block_on(standin::demo::run_demo(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => {
+            init_tracing(cli.log_format.unwrap_or_default(), "info");
+            runtime()?.block_on(standin::demo::run_simulator(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(data) => {
+            let config = data.load()?;
+            init_tracing(cli.log_format.unwrap_or(config.log.format), &config.log.filter);
+            std::fs::create_dir_all(&config.data_dir)?;
+            let path = config.database_path();
+            let mut conn = standin::store::open_write_connection(&path, config.database.busy_timeout_ms)?;
+            let version = standin::store::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+            println!("{}: schema version {version}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(data) => {
+            let config = data.load()?;
+            let path = config.database_path();
+            let problems = standin::store::maintenance::check(&path)?;
+            if problems.is_empty() {
+                println!("{}: ok", path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("{}: {}", path.display(), p.0);
+                }
+                println!("{}: {} problem(s)", path.display(), problems.len());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Backup { path, data } => {
+            let config = data.load()?;
+            let report = standin::store::maintenance::backup(&config.database_path(), &path)?;
+            println!("{}: backup written ({} bytes), verified", path.display(), report.bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the configured filter.
+fn init_tracing(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.init(),
+    }
+}

@@ -1,0 +1,120 @@
+//! The pull worker: fetches feed batches from central and applies them like pushed ones.
+//!
+//! It asks for batches after the last one applied, so a restart resumes where the database
+//! says it stopped; a replay is harmless (`applied: false`). A batch refused for its content
+//! stops that feed (the error shows in status) rather than being skipped: skipping would
+//! silently lose HQ data.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Feed, receive_batch};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::upstream::{Backoff, Upstream};
+
+#[derive(Deserialize)]
+struct Page {
+    batches: Vec<Box<RawValue>>,
+}
+
+/// Runs until `shutdown` fires.
+pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let cfg = state.config.feeds.clone();
+    let Some(base) = state.config.central.url.clone() else { return };
+    let base = base.trim_end_matches('/').to_string();
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(cfg.pull_interval_secs.max(1) * 4));
+    tracing::info!(central = %base, "pulling feeds from central");
+    loop {
+        let delay = match pull_all(&state, &base, cfg.pull_page).await {
+            Ok(()) => {
+                backoff.reset();
+                Duration::from_secs(cfg.pull_interval_secs.max(1))
+            }
+            Err(retry_after) => backoff.next_delay(retry_after),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One round over every feed, each paged until central has nothing newer.
+/// `Err` carries central's `Retry-After`, if any, after a transport or server failure.
+async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Option<Duration>> {
+    'feeds: for feed in Feed::ALL {
+        loop {
+            let read = state.store.read(move |c| super::apply::feed_status(c, feed).map_err(StoreError::from));
+            let after = match read.await {
+                Ok(s) => s.last_batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read feed state");
+                    return Err(None);
+                }
+            };
+            let url = format!("{base}/v1/stores/{}/feeds/{feed}/batches", state.config.store_id);
+            let res = state
+                .http
+                .get(&url)
+                .query(&[("after", after.to_string()), ("limit", page.to_string())])
+                .send()
+                .await;
+            let res = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    state.upstreams.report(Upstream::Central, Err(e.to_string()), state.clock.now());
+                    tracing::warn!(%feed, error = %e, "feed pull failed");
+                    return Err(None);
+                }
+            };
+            if !res.status().is_success() {
+                let retry_after = crate::upstream::retry_after(res.headers());
+                let status = res.status();
+                state.upstreams.report(Upstream::Central, Err(format!("HTTP {status}")), state.clock.now());
+                tracing::warn!(%feed, %status, "feed pull refused by central");
+                return Err(retry_after);
+            }
+            let body: Page = match res.json().await {
+                Ok(p) => p,
+                Err(e) => {
+                    state.upstreams.report(Upstream::Central, Err(e.to_string()), state.clock.now());
+                    tracing::warn!(%feed, error = %e, "feed pull: unreadable answer");
+                    return Err(None);
+                }
+            };
+            state.upstreams.report(Upstream::Central, Ok(()), state.clock.now());
+            if body.batches.is_empty() {
+                break;
+            }
+            let n = body.batches.len();
+            for raw in body.batches {
+                let bytes = axum::body::Bytes::from(raw.get().to_owned());
+                match receive_batch(state, feed, bytes).await {
+                    Ok(applied) => {
+                        if applied.applied {
+                            tracing::info!(%feed, batch = applied.batch, records = applied.records, "pulled feed batch applied");
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        tracing::error!(%feed, error = %msg, "pulled feed batch refused; this feed waits until central fixes it");
+                        let now = state.clock.now_rfc3339();
+                        let _ = state
+                            .store
+                            .write(move |c| super::apply::record_pull_error(c, feed, &msg, &now).map_err(StoreError::from))
+                            .await;
+                        continue 'feeds;
+                    }
+                }
+            }
+            let _ = state.store.write(move |c| super::apply::clear_pull_error(c, feed).map_err(StoreError::from)).await;
+            if n < page {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! The records HQ sends down, one type per feed, with the checks that keep bad data out.
+//!
+//! Types list only what Standin reads; records may carry more (API.md), and the record is
+//! stored exactly as sent (`doc`), so nothing HQ adds is lost. A failed check names the
+//! field by its path inside the record (`lines[2].qty`); the batch layer prefixes the index.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A check that failed: the field's path inside the record and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid { field: field.into(), message: message.into() }
+}
+
+type Check = Result<(), Invalid>;
+
+fn non_empty(field: &str, v: &str) -> Check {
+    if v.trim().is_empty() { Err(invalid(field, "must not be empty")) } else { Ok(()) }
+}
+
+fn last4(field: &str, v: &str) -> Check {
+    if v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be exactly four digits"))
+    }
+}
+
+fn currency(field: &str, v: &str) -> Check {
+    if v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be an ISO 4217 code such as \"USD\""))
+    }
+}
+
+fn non_negative(field: &str, v: i64) -> Check {
+    if v < 0 { Err(invalid(field, "must not be negative")) } else { Ok(()) }
+}
+
+/// Parses an RFC 3339 time and normalises it to UTC with a `Z`, so stored times sort as text.
+pub fn utc_time(field: &str, v: &str) -> Result<String, Invalid> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Secs, true))
+        .map_err(|e| invalid(field, format!("must be an RFC 3339 time: {e}")))
+}
+
+fn unique_lines<'a>(field: &str, lines: impl Iterator<Item = &'a u32>) -> Check {
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in lines.enumerate() {
+        if !seen.insert(*line) {
+            return Err(invalid(format!("{field}[{i}].line"), format!("line {line} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+// pickup_orders ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct PickupOrder {
+    pub order_id: String,
+    pub order_number: String,
+    pub pickup_code: String,
+    pub customer: Customer,
+    pub due_at: String,
+    pub status: OrderStatus,
+    pub payment_state: PaymentState,
+    pub lines: Vec<OrderLine>,
+    pub total_minor: i64,
+    pub currency: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Customer {
+    pub name: String,
+    #[serde(default)]
+    pub phone_last4: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Ready,
+    Cancelled,
+    HandedOver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    Paid,
+    PayAtPickup,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OrderLine {
+    pub line: u32,
+    pub sku: String,
+    pub description: String,
+    pub qty: i64,
+    pub unit_price_minor: i64,
+    #[serde(default)]
+    pub requires_id_check: bool,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "placed",
+            Self::Ready => "ready",
+            Self::Cancelled => "cancelled",
+            Self::HandedOver => "handed_over",
+        }
+    }
+}
+
+impl PaymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::PayAtPickup => "pay_at_pickup",
+        }
+    }
+}
+
+/// A pickup order checked and with its times normalised.
+pub struct CheckedOrder {
+    pub order: PickupOrder,
+    pub due_at: String,
+    pub updated_at: String,
+}
+
+impl PickupOrder {
+    pub fn check(self) -> Result<CheckedOrder, Invalid> {
+        non_empty("order_id", &self.order_id)?;
+        non_empty("order_number", &self.order_number)?;
+        non_empty("pickup_code", &self.pickup_code)?;
+        non_empty("customer.name", &self.customer.name)?;
+        if let Some(p) = &self.customer.phone_last4 {
+            last4("customer.phone_last4", p)?;
+        }
+        let due_at = utc_time("due_at", &self.due_at)?;
+        let updated_at = utc_time("updated_at", &self.updated_at)?;
+        if self.lines.is_empty() {
+            return Err(invalid("lines", "an order has at least one line"));
+        }
+        for (i, l) in self.lines.iter().enumerate() {
+            non_empty(&format!("lines[{i}].sku"), &l.sku)?;
+            if l.qty < 1 {
+                return Err(invalid(format!("lines[{i}].qty"), "must be at least 1"));
+            }
+            non_negative(&format!("lines[{i}].unit_price_minor"), l.unit_price_minor)?;
+        }
+        unique_lines("lines", self.lines.iter().map(|l| &l.line))?;
+        non_negative("total_minor", self.total_minor)?;
+        currency("currency", &self.currency)?;
+        Ok(CheckedOrder { order: self, due_at, updated_at })
+    }
+}
+
+// receipts --------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct Receipt {
+    pub receipt_id: String,
+    #[serde(default)]
+    pub order_number: Option<String>,
+    pub sold_at: String,
+    pub lane: String,
+    pub currency: String,
+    #[serde(default)]
+    pub customer_phone_last4: Option<String>,
+    pub tenders: Vec<Tender>,
+    pub lines: Vec<ReceiptLine>,
+    pub total_minor: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tender {
+    pub kind: String,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub last4: Option<String>,
+    #[serde(default)]
+    pub exp_month: Option<u8>,
+    #[serde(default)]
+    pub exp_year: Option<u16>,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReceiptLine {
+    pub line: u32,
+    pub sku: String,
+    pub description: String,
+    pub category: String,
+    pub qty: i64,
+    pub unit_price_minor: i64,
+    pub discount_minor: i64,
+    pub tax_minor: i64,
+    pub returnable: bool,
+    pub return_window_days: i64,
+    pub returned_qty: i64,
+}
+
+/// A card tender's lookup key: lower-case brand and last four.
+pub struct CardKey {
+    pub brand: String,
+    pub last4: String,
+}
+
+pub struct CheckedReceipt {
+    pub receipt: Receipt,
+    pub sold_at: String,
+    pub cards: Vec<CardKey>,
+}
+
+impl Receipt {
+    pub fn check(self) -> Result<CheckedReceipt, Invalid> {
+        non_empty("receipt_id", &self.receipt_id)?;
+        let sold_at = utc_time("sold_at", &self.sold_at)?;
+        currency("currency", &self.currency)?;
+        if let Some(p) = &self.customer_phone_last4 {
+            last4("customer_phone_last4", p)?;
+        }
+        if self.lines.is_empty() {
+            return Err(invalid("lines", "a receipt has at least one line"));
+        }
+        for (i, l) in self.lines.iter().enumerate() {
+            let f = |name: &str| format!("lines[{i}].{name}");
+            non_empty(&f("sku"), &l.sku)?;
+            non_empty(&f("category"), &l.category)?;
+            if l.qty < 1 {
+                return Err(invalid(f("qty"), "must be at least 1"));
+            }
+            non_negative(&f("unit_price_minor"), l.unit_price_minor)?;
+            non_negative(&f("discount_minor"), l.discount_minor)?;
+            non_negative(&f("tax_minor"), l.tax_minor)?;
+            non_negative(&f("return_window_days"), l.return_window_days)?;
+            if l.returned_qty < 0 || l.returned_qty > l.qty {
+                return Err(invalid(f("returned_qty"), "must be between 0 and qty"));
+            }
+        }
+        unique_lines("lines", self.lines.iter().map(|l| &l.line))?;
+        let mut cards = Vec::new();
+        for (i, t) in self.tenders.iter().enumerate() {
+            non_empty(&format!("tenders[{i}].kind"), &t.kind)?;
+            non_negative(&format!("tenders[{i}].amount_minor"), t.amount_minor)?;
+            if let Some(l4) = &t.last4 {
+                last4(&format!("tenders[{i}].last4"), l4)?;
+            }
+            if let Some(m) = t.exp_month
+                && !(1..=12).contains(&m)
+            {
+                return Err(invalid(format!("tenders[{i}].exp_month"), "must be 1 to 12"));
+            }
+            if let (Some(brand), Some(l4)) = (&t.brand, &t.last4) {
+                cards.push(CardKey { brand: brand.to_ascii_lowercase(), last4: l4.clone() });
+            }
+        }
+        non_negative("total_minor", self.total_minor)?;
+        Ok(CheckedReceipt { receipt: self, sold_at, cards })
+    }
+}
+
+// staff -----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct StaffMember {
+    pub employee_id: String,
+    pub name: String,
+    pub role: Role,
+    pub pin_verifier: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Associate,
+    Lead,
+    Manager,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Associate => "associate",
+            Self::Lead => "lead",
+            Self::Manager => "manager",
+        }
+    }
+}
+
+impl StaffMember {
+    pub fn check(self) -> Result<Self, Invalid> {
+        non_empty("employee_id", &self.employee_id)?;
+        if !crate::access::pin::is_argon2id_phc(&self.pin_verifier) {
+            return Err(invalid("pin_verifier", "must be an Argon2id PHC string"));
+        }
+        Ok(self)
+    }
+}
+
+// devices ---------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct Device {
+    pub device_id: String,
+    pub kind: DeviceKind,
+    pub lane: String,
+    pub token_sha256: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Kiosk,
+}
+
+impl Device {
+    pub fn check(mut self) -> Result<Self, Invalid> {
+        non_empty("device_id", &self.device_id)?;
+        if self.token_sha256.len() != 64 || !self.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("token_sha256", "must be 64 hex digits (SHA-256)"));
+        }
+        self.token_sha256.make_ascii_lowercase();
+        Ok(self)
+    }
+}
+
+// policy ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyEntry {
+    pub key: String,
+    pub value: Value,
+}
+
+/// What the known policy keys must hold; unknown keys are kept as sent (newer HQ, older store).
+fn policy_value_check(key: &str, value: &Value) -> Check {
+    let amount = |v: &Value| v.as_i64().is_some_and(|n| n >= 0);
+    let ok = match key {
+        "offline_tx_cap_minor"
+        | "offline_exposure_cap_minor"
+        | "card_velocity_amount_minor"
+        | "refund_cap_associate_minor"
+        | "offline_refund_budget_minor"
+        | "card_velocity_count"
+        | "offline_max_hours"
+        | "forward_deadline_hours" => amount(value),
+        "offline_tenders" => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        _ => true,
+    };
+    if ok { Ok(()) } else { Err(invalid("value", format!("has the wrong type for policy `{key}`"))) }
+}
+
+impl PolicyEntry {
+    pub fn check(self) -> Result<Self, Invalid> {
+        non_empty("key", &self.key)?;
+        policy_value_check(&self.key, &self.value)?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_are_normalised_to_utc() {
+        assert_eq!(utc_time("t", "2026-11-25T10:42:00+02:00").unwrap(), "2026-11-25T08:42:00Z");
+        assert_eq!(utc_time("t", "2026-11-25T10:42:00.123Z").unwrap(), "2026-11-25T10:42:00Z");
+        assert_eq!(utc_time("t", "yesterday").unwrap_err().field, "t");
+    }
+
+    #[test]
+    fn receipt_checks_name_the_field() {
+        let mut r = json!({
+            "receipt_id": "1", "sold_at": "2026-11-01T10:00:00Z", "lane": "r1", "currency": "USD",
+            "tenders": [{"kind": "card", "brand": "VISA", "last4": "4242", "amount_minor": 100}],
+            "lines": [{"line": 1, "sku": "a", "description": "d", "category": "c", "qty": 1,
+                       "unit_price_minor": 100, "discount_minor": 0, "tax_minor": 0,
+                       "returnable": true, "return_window_days": 30, "returned_qty": 0}],
+            "total_minor": 100
+        });
+        let ok: Receipt = serde_json::from_value(r.clone()).unwrap();
+        let checked = ok.check().unwrap();
+        assert_eq!(checked.cards[0].brand, "visa");
+        r["lines"][0]["returned_qty"] = json!(2);
+        let bad: Receipt = serde_json::from_value(r.clone()).unwrap();
+        assert_eq!(bad.check().err().unwrap().field, "lines[0].returned_qty");
+        r["lines"][0]["returned_qty"] = json!(0);
+        r["tenders"][0]["last4"] = json!("42");
+        let bad: Receipt = serde_json::from_value(r).unwrap();
+        assert_eq!(bad.check().err().unwrap().field, "tenders[0].last4");
+    }
+
+    #[test]
+    fn policy_types_are_checked_for_known_keys_only() {
+        let p = |k: &str, v: Value| PolicyEntry { key: k.into(), value: v }.check();
+        assert!(p("offline_tx_cap_minor", json!(10000)).is_ok());
+        assert_eq!(p("offline_tx_cap_minor", json!("lots")).err().unwrap().field, "value");
+        assert!(p("offline_tenders", json!(["card_token"])).is_ok());
+        assert!(p("some_future_key", json!({"x": 1})).is_ok());
+    }
+}

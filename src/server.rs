@@ -1,0 +1,101 @@
+//! Starting and stopping the service: what `standin serve`, the demo and the end-to-end tests
+//! all use, so a test runs exactly what production runs (on a listener bound to port 0).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::Store;
+
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Opens the database (migrating it) and builds the shared state.
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let path = config.database_path();
+    let store = Store::open(&path, &config.database).with_context(|| format!("cannot open {}", path.display()))?;
+    AppState::new(config, store, clock)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains: readiness turns 503, workers
+/// stop, in-flight requests get [`DRAIN_LIMIT`] to finish, queued writes commit, and the
+/// database is closed cleanly.
+pub async fn launch(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    if state.config.feeds.pull && state.config.central.url.is_some() {
+        workers.spawn(crate::feeds::pull::run(state.clone(), stop_rx.clone()));
+    }
+    for u in crate::upstream::Upstream::ALL {
+        workers.spawn(crate::upstream::probe(state.clone(), u, stop_rx.clone()));
+    }
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store_id = %state.config.store_id, version = env!("CARGO_PKG_VERSION"), "standin serving");
+    let draining = state.draining.clone();
+    let (drain_tx, mut drain_rx) = watch::channel(false);
+    let server = axum::serve(listener, crate::http::app(state.clone()).into_make_service())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining requests");
+            draining.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+            let _ = drain_tx.send(true);
+        });
+    let server = server.into_future();
+    tokio::pin!(server);
+    let limit = async {
+        let _ = drain_rx.wait_for(|d| *d).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        res = &mut server => res.context("server failed")?,
+        _ = limit => tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway"),
+    }
+    workers.abort_all();
+    while workers.join_next().await.is_some() {}
+    state.store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `standin serve`: bind, serve until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let state = open(config, Arc::new(SystemClock))?;
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    launch(state, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

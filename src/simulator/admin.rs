@@ -1,0 +1,262 @@
+//! The simulator's own controls: faults, what was received, central's rules and feed changes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Value, json};
+
+use super::central::{method_not_allowed, not_found};
+use super::generate::{feed_key, ts};
+use super::state::{Fault, Shared, State, Upstream, error, lock, parse_body};
+use super::upstream::Controller;
+
+#[derive(Clone)]
+pub(crate) struct AdminCtx {
+    pub state: Shared,
+    pub central: Controller,
+    pub payments: Controller,
+    /// `GET /admin`'s answer: store id, upstream URLs, demo credentials.
+    pub info: Arc<Value>,
+}
+
+pub(crate) fn router(ctx: AdminCtx) -> Router {
+    Router::new()
+        .route("/admin", get(info))
+        .route("/admin/faults", get(faults))
+        .route("/admin/faults/{upstream}", put(set_fault))
+        .route("/admin/received", get(received))
+        .route("/admin/central/reject", put(set_reject))
+        .route("/admin/central/feeds/{feed}/batches", post(append_batch))
+        .route(
+            "/admin/central/orders/{order_id}/cancel",
+            post(cancel_order),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(ctx)
+}
+
+fn invalid(field: &str, message: &str) -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        message,
+        Some(field),
+    )
+}
+
+async fn info(AxState(ctx): AxState<AdminCtx>) -> Response {
+    axum::Json(ctx.info.as_ref().clone()).into_response()
+}
+
+async fn faults(AxState(ctx): AxState<AdminCtx>) -> Response {
+    let st = lock(&ctx.state);
+    axum::Json(json!({ "central": st.central_fault, "payments": st.payments_fault }))
+        .into_response()
+}
+
+async fn set_fault(
+    AxState(ctx): AxState<AdminCtx>,
+    Path(upstream): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(which) = Upstream::parse(&upstream) else {
+        let msg = "upstream must be central or payments";
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_upstream",
+            msg,
+            Some("upstream"),
+        );
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let fault = match Fault::parse(&body) {
+        Ok(f) => f,
+        Err((field, msg)) => return invalid(field, &msg),
+    };
+    let controller = match which {
+        Upstream::Central => &ctx.central,
+        Upstream::Payments => &ctx.payments,
+    };
+    match controller.set_fault(fault.clone()).await {
+        Ok(()) => axum::Json(fault).into_response(),
+        Err(msg) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rebind_failed",
+            &msg,
+            None,
+        ),
+    }
+}
+
+async fn received(AxState(ctx): AxState<AdminCtx>) -> Response {
+    let st = lock(&ctx.state);
+    let journal: Vec<Value> = st
+        .journal
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "id": r.id,
+                "seq": r.entry.get("seq"),
+                "lane": r.entry.get("lane"),
+                "kind": r.entry.get("kind"),
+                "count": r.count,
+                "outcome": r.outcome,
+                "entry": r.entry,
+            });
+            if let Some(reason) = r.reason {
+                v["reason"] = json!(reason);
+            }
+            v
+        })
+        .collect();
+    let body = json!({
+        "journal": journal,
+        "authorizations": st.authorizations.records,
+        "refunds": st.refunds.records,
+    });
+    drop(st);
+    axum::Json(body).into_response()
+}
+
+fn strings(body: &Value, field: &str) -> Result<Vec<String>, Response> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(&format!("{field}[{i}]"), "must be a string"))
+            })
+            .collect(),
+        Some(_) => Err(invalid(
+            field,
+            &format!("{field} must be an array of strings"),
+        )),
+    }
+}
+
+async fn set_reject(AxState(ctx): AxState<AdminCtx>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (ids, kinds) = match (strings(&body, "ids"), strings(&body, "kinds")) {
+        (Ok(i), Ok(k)) => (i, k),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let mut st = lock(&ctx.state);
+    st.reject_ids = ids.iter().cloned().collect();
+    st.reject_kinds = kinds.iter().cloned().collect();
+    drop(st);
+    axum::Json(json!({ "ids": ids, "kinds": kinds })).into_response()
+}
+
+/// Appends a delta batch (the next number) and keeps central's view of orders in step.
+pub(crate) fn append_delta(
+    st: &mut State,
+    feed: &str,
+    upserts: Vec<Value>,
+    deletes: Vec<String>,
+) -> Option<Value> {
+    let batches = st.feeds.get_mut(feed)?;
+    let batch = json!({
+        "batch": batches.len() + 1,
+        "kind": "delta",
+        "upserts": upserts,
+        "deletes": deletes,
+    });
+    batches.push(Arc::from(batch.to_string()));
+    if feed == "pickup_orders" {
+        for u in &upserts {
+            let id = u["order_id"].as_str().unwrap_or_default().to_owned();
+            match (st.orders.get_mut(&id), u.as_object()) {
+                (Some(Value::Object(known)), Some(fields)) => {
+                    known.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                _ => {
+                    st.orders.insert(id, u.clone());
+                }
+            }
+        }
+        for d in &deletes {
+            st.orders.remove(d);
+        }
+    }
+    Some(batch)
+}
+
+async fn append_batch(
+    AxState(ctx): AxState<AdminCtx>,
+    Path(feed): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(key) = feed_key(&feed) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_feed",
+            "no such feed",
+            Some("feed"),
+        );
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let upserts = match body.get("upserts") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(u)) => u.clone(),
+        Some(_) => return invalid("upserts", "upserts must be an array of records"),
+    };
+    for (i, u) in upserts.iter().enumerate() {
+        if u.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+            let msg = format!("each {feed} record needs a string {key}");
+            return invalid(&format!("upserts[{i}].{key}"), &msg);
+        }
+    }
+    let deletes = match strings(&body, "deletes") {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let batch = append_delta(&mut lock(&ctx.state), &feed, upserts, deletes);
+    match batch {
+        Some(b) => (StatusCode::CREATED, axum::Json(b)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_feed",
+            "no such feed",
+            Some("feed"),
+        ),
+    }
+}
+
+async fn cancel_order(AxState(ctx): AxState<AdminCtx>, Path(order_id): Path<String>) -> Response {
+    let mut st = lock(&ctx.state);
+    let Some(order) = st.orders.get(&order_id) else {
+        drop(st);
+        let msg = "central has no such order";
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_order",
+            msg,
+            Some("order_id"),
+        );
+    };
+    let mut order = order.clone();
+    order["status"] = json!("cancelled");
+    order["updated_at"] = json!(ts(chrono::Utc::now()));
+    let batch = append_delta(&mut st, "pickup_orders", vec![order], Vec::new());
+    drop(st);
+    (StatusCode::CREATED, axum::Json(batch)).into_response()
+}

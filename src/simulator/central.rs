@@ -1,0 +1,203 @@
+//! Central, the retailer's commerce API: feeds by batch (pull) and the journal intake (push).
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::state::{Fault, JournalRecord, Mode, Shared, State, error, json_text, lock, parse_body};
+
+pub(crate) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/stores/{store}/feeds/{feed}/batches", get(batches))
+        .route("/v1/stores/{store}/journal", post(journal))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .with_state(state)
+}
+
+pub(crate) async fn health() -> Response {
+    json_text(r#"{"status":"ok"}"#.to_owned())
+}
+
+pub(crate) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed here",
+        None,
+    )
+}
+
+fn unknown_store() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_store",
+        "no such store",
+        Some("store"),
+    )
+}
+
+fn query_number(q: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, Response> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            let msg = format!("{name} must be a non-negative integer");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_query",
+                &msg,
+                Some(name),
+            )
+        }),
+    }
+}
+
+async fn batches(
+    AxState(state): AxState<Shared>,
+    Path((store, feed)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let after = match query_number(&q, "after", 0) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let limit = match query_number(&q, "limit", 10) {
+        Ok(n) => n.clamp(1, 100),
+        Err(r) => return r,
+    };
+    let st = lock(&state);
+    if store != st.store_id {
+        return unknown_store();
+    }
+    let Some(all) = st.feeds.get(feed.as_str()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_feed",
+            "no such feed",
+            Some("feed"),
+        );
+    };
+    let start = usize::try_from(after).unwrap_or(usize::MAX).min(all.len());
+    let end = start.saturating_add(limit as usize).min(all.len());
+    let mut body = String::from(r#"{"batches":["#);
+    for (i, b) in all[start..end].iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(b);
+    }
+    body.push_str("]}");
+    drop(st);
+    json_text(body)
+}
+
+async fn journal(
+    AxState(state): AxState<Shared>,
+    Path(store): Path<String>,
+    fault: Option<Extension<Fault>>,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(entries) = body.get("entries").and_then(Value::as_array) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "entries must be an array",
+            Some("entries"),
+        );
+    };
+    for (i, e) in entries.iter().enumerate() {
+        for field in ["id", "kind"] {
+            if e.get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                let msg = format!("each entry needs a string {field}");
+                let path = format!("entries[{i}].{field}");
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_entry",
+                    &msg,
+                    Some(&path),
+                );
+            }
+        }
+    }
+    // Partial intake: only a prefix is taken (and answered); the client must resend the rest.
+    let take = match fault.map(|Extension(f)| f) {
+        Some(Fault {
+            mode: Mode::Partial,
+            accept_ratio,
+            ..
+        }) if !entries.is_empty() => {
+            let ratio = accept_ratio.unwrap_or(0.5);
+            ((entries.len() as f64 * ratio).ceil() as usize).clamp(1, entries.len())
+        }
+        _ => entries.len(),
+    };
+    let mut st = lock(&state);
+    if store != st.store_id {
+        return unknown_store();
+    }
+    let results: Vec<Value> = entries[..take].iter().map(|e| intake(&mut st, e)).collect();
+    drop(st);
+    axum::Json(json!({ "results": results })).into_response()
+}
+
+/// Records one arrival of `entry` and decides its outcome.
+fn intake(st: &mut State, entry: &Value) -> Value {
+    let id = entry["id"].as_str().unwrap_or_default().to_owned();
+    let (outcome, reason) = if let Some(&i) = st.journal_index.get(&id) {
+        let rec = &mut st.journal[i];
+        rec.count += 1;
+        match rec.outcome {
+            "rejected" | "conflict" => (rec.outcome, rec.reason),
+            _ => ("duplicate", None),
+        }
+    } else {
+        let kind = entry["kind"].as_str().unwrap_or_default();
+        let (outcome, reason) = if st.reject_ids.contains(&id) || st.reject_kinds.contains(kind) {
+            ("rejected", Some("rejected_by_rule"))
+        } else if kind == "pickup.handed_over" && order_cancelled(st, entry) {
+            ("conflict", Some("order_cancelled"))
+        } else {
+            ("accepted", None)
+        };
+        st.journal_index.insert(id.clone(), st.journal.len());
+        st.journal.push(JournalRecord {
+            id: id.clone(),
+            count: 1,
+            outcome,
+            reason,
+            entry: entry.clone(),
+        });
+        (outcome, reason)
+    };
+    let mut result = json!({ "id": id, "outcome": outcome });
+    if let Some(r) = reason {
+        result["reason"] = json!(r);
+    }
+    result
+}
+
+fn order_cancelled(st: &State, entry: &Value) -> bool {
+    entry["body"]["order_id"]
+        .as_str()
+        .and_then(|o| st.orders.get(o))
+        .is_some_and(|o| o["status"] == "cancelled")
+}

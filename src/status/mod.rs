@@ -1,0 +1,113 @@
+//! Operations endpoints: liveness, readiness, and the store's status as JSON.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use crate::error::AppError;
+use crate::feeds::{Feed, FeedStatus};
+use crate::http::{Access, ApiJson, Route};
+use crate::state::AppState;
+use crate::upstream::{Health, Upstream};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/healthz", Access::Public, get(healthz)),
+        Route::new(Method::GET, "/readyz", Access::Public, get(readyz)),
+        Route::new(Method::GET, "/api/v1/status", Access::Public, get(status)),
+    ]
+}
+
+async fn healthz() -> impl IntoResponse {
+    ApiJson(serde_json::json!({ "status": "ok" }))
+}
+
+/// 200 once the database is open, migrated and answering; 503 with the reason otherwise
+/// (including while shutting down, so a balancer stops sending work first).
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::Relaxed) {
+        return not_ready("shutting_down");
+    }
+    let probe = state
+        .store
+        .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0)).map_err(AppError::from))
+        .await;
+    match probe {
+        Ok(v) if v == crate::store::LATEST_VERSION => {
+            (StatusCode::OK, ApiJson(serde_json::json!({ "status": "ready", "schema_version": v }))).into_response()
+        }
+        Ok(_) => not_ready("database_not_migrated"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe failed");
+            not_ready("database_unavailable")
+        }
+    }
+}
+
+fn not_ready(reason: &str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, ApiJson(serde_json::json!({ "status": "not_ready", "reason": reason })))
+        .into_response()
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub store_id: String,
+    pub version: &'static str,
+    pub now: DateTime<Utc>,
+    pub upstreams: BTreeMap<&'static str, Health>,
+    pub feeds: BTreeMap<&'static str, FeedFreshness>,
+}
+
+#[derive(Serialize)]
+pub struct FeedFreshness {
+    #[serde(flatten)]
+    pub status: FeedStatus,
+    /// Seconds since the last batch was applied; null before the first.
+    pub age_secs: Option<i64>,
+}
+
+pub async fn current(state: &AppState) -> Result<Status, AppError> {
+    let feeds = state
+        .store
+        .read(|c| {
+            Feed::ALL
+                .into_iter()
+                .map(|f| crate::feeds::apply::feed_status(c, f).map(|s| (f, s)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(AppError::from)
+        })
+        .await?;
+    let now = state.clock.now();
+    let feeds = feeds
+        .into_iter()
+        .map(|(f, status)| {
+            let age_secs = status
+                .applied_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0));
+            (f.as_str(), FeedFreshness { status, age_secs })
+        })
+        .collect();
+    let upstreams = Upstream::ALL
+        .into_iter()
+        .filter_map(|u| state.upstreams.get(u).map(|h| (u.as_str(), h)))
+        .collect();
+    Ok(Status {
+        store_id: state.config.store_id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        now,
+        upstreams,
+        feeds,
+    })
+}
+
+async fn status(State(state): State<AppState>) -> Result<ApiJson<Status>, AppError> {
+    Ok(ApiJson(current(&state).await?))
+}

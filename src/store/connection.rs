@@ -1,0 +1,52 @@
+//! Opening connections with the pragmas every connection needs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// The write connection: WAL, `synchronous=FULL`, foreign keys on.
+///
+/// WAL must be set outside a transaction (it is persistent in the file, so readers inherit
+/// it). `synchronous=FULL` makes every COMMIT fsync the WAL, which is what lets a 2xx mean
+/// "survives power loss" (<https://www.sqlite.org/pragma.html#pragma_synchronous>); NORMAL
+/// would only guarantee consistency, not durability, of the last commits.
+pub fn open_write_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(std::io::Error::other(format!(
+            "could not switch {} to WAL (got {mode})",
+            path.display()
+        ))));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         PRAGMA foreign_keys=ON;
+         PRAGMA temp_store=MEMORY;
+         PRAGMA cache_size=-32000;",
+    )?;
+    Ok(conn)
+}
+
+/// A read connection: query-only, so a bug on the read path can never write.
+pub fn open_read_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys=ON;
+         PRAGMA synchronous=FULL;
+         PRAGMA query_only=ON;
+         PRAGMA cache_size=-16000;",
+    )?;
+    Ok(conn)
+}

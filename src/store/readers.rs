@@ -1,0 +1,62 @@
+//! A small pool of read connections, used off the async runtime.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+
+use super::StoreError;
+use super::connection::open_read_connection;
+
+pub struct ReadPool {
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Puts the connection back even if the read panics.
+struct Lease {
+    conn: Option<Connection>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.idle.lock()) {
+            idle.push(conn);
+        }
+    }
+}
+
+impl ReadPool {
+    pub fn open(path: &Path, size: usize, busy_timeout_ms: u64) -> Result<Self, StoreError> {
+        let conns = (0..size)
+            .map(|_| open_read_connection(path, busy_timeout_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { idle: Arc::new(Mutex::new(conns)), permits: Arc::new(Semaphore::new(size)) })
+    }
+
+    pub async fn run<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let idle = self.idle.clone();
+        let span = tracing::Span::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _permit = permit;
+            let conn = idle.lock().map_err(|_| StoreError::Closed)?.pop().ok_or(StoreError::Closed)?;
+            let lease = Lease { conn: Some(conn), idle };
+            f(lease.conn.as_ref().expect("lease holds a connection"))
+        });
+        match task.await {
+            Ok(result) => result,
+            // A panic in a read is a bug: re-raise it on the caller's task, as if it ran there.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Closed.into()),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The browser UI: static files from `ui/`, embedded at compile time (no build step), each
+//! with its content type and an ETag so a desk browser revalidates instead of re-downloading.
+//! `STANDIN_UI_DIR=ui` serves them from disk instead, for editing without rebuilding.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rust_embed::RustEmbed;
+
+use crate::error::AppError;
+use crate::http::{Access, Route};
+
+#[derive(RustEmbed)]
+#[folder = "ui/"]
+struct Assets;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/", Access::Public, get(|h: HeaderMap| async move { asset("index.html", &h) })),
+        Route::new(Method::GET, "/status", Access::Public, get(|h: HeaderMap| async move { asset("status.html", &h) })),
+        Route::new(
+            Method::GET,
+            "/ui/{*path}",
+            Access::Public,
+            get(|Path(path): Path<String>, h: HeaderMap| async move { asset(&path, &h) }),
+        ),
+    ]
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+fn asset(path: &str, headers: &HeaderMap) -> Response {
+    if path.split('/').any(|seg| seg == ".." || seg.starts_with('.')) {
+        return AppError::NotFound("no such file".into()).into_response();
+    }
+    let (bytes, etag) = match std::env::var_os("STANDIN_UI_DIR") {
+        Some(dir) => match std::fs::read(std::path::Path::new(&dir).join(path)) {
+            Ok(b) => (std::borrow::Cow::Owned(b), None),
+            Err(_) => return AppError::NotFound("no such file".into()).into_response(),
+        },
+        None => match Assets::get(path) {
+            Some(f) => {
+                let etag = format!("\"{}\"", hex::encode(&f.metadata.sha256_hash()[..12]));
+                (f.data, Some(etag))
+            }
+            None => return AppError::NotFound("no such file".into()).into_response(),
+        },
+    };
+    if let Some(etag) = &etag
+        && headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str())
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut res = (StatusCode::OK, bytes.into_owned()).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::ETAG, etag);
+    }
+    res
+}
