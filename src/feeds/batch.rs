@@ -9,6 +9,7 @@ use super::records::{
     CheckedOrder, CheckedReceipt, Device, Invalid, PickupOrder, PolicyEntry, Receipt, StaffMember,
 };
 use crate::error::AppError;
+use crate::http::describe_json_error as describe;
 
 /// Most records one batch may carry; bigger loads come as more batches or snapshot parts.
 pub const MAX_RECORDS: usize = 50_000;
@@ -86,7 +87,7 @@ pub fn parse(feed: Feed, body: &[u8]) -> Result<Batch, AppError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let (field, message) = describe(&e);
-        AppError::bad_request(field, message)
+        AppError::bad_request(if field.is_empty() { "body".into() } else { field }, message)
     })?;
     if env.batch == 0 {
         return Err(AppError::bad_request("batch", "batches are numbered from 1"));
@@ -149,28 +150,6 @@ where
             Ok(Doc { raw: raw.get().to_string(), rec })
         })
         .collect()
-}
-
-/// The field path and a message without serde_json's "at line 1 column 380" noise.
-fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
-    let mut path = e.path().to_string();
-    if path == "." {
-        path.clear();
-    }
-    let inner = e.inner();
-    let message = inner.to_string();
-    let message = match message.rfind(" at line ") {
-        Some(i) if inner.line() > 0 => message[..i].to_string(),
-        _ => message,
-    };
-    // "missing field `x`" is reported at the parent: name the field itself.
-    if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-        path = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
-    }
-    if path.is_empty() && inner.is_syntax() || inner.is_eof() {
-        return ("body".into(), format!("not valid JSON: {message}"));
-    }
-    (path, message)
 }
 
 #[cfg(test)]

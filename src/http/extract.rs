@@ -40,21 +40,32 @@ where
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de).map(ApiJson).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.inner();
-            let mut message = inner.to_string();
-            if let Some(i) = message.rfind(" at line ") {
-                message.truncate(i);
-            }
-            let field = match message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-                Some(name) if path == "." => name.to_string(),
-                Some(name) => format!("{path}.{name}"),
-                None if path == "." => "body".to_string(),
-                None => path,
-            };
-            AppError::bad_request(field, message)
+            let (field, message) = describe_json_error(&e);
+            AppError::bad_request(if field.is_empty() { "body".into() } else { field }, message)
         })
     }
+}
+
+/// The field path serde stopped at and a message without serde_json's "at line 1 column 380"
+/// noise; syntax errors are about the whole `body`. The path is empty for the top level.
+pub fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let inner = e.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return ("body".into(), format!("not valid JSON: {inner}"));
+    }
+    let mut path = e.path().to_string();
+    if path == "." || path == "?" {
+        path.clear();
+    }
+    let mut message = inner.to_string();
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    // "missing field `x`" is reported at the parent: name the field itself.
+    if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        path = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    }
+    (path, message)
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {

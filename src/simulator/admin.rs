@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
-use super::central::{method_not_allowed, not_found};
+use super::central::{method_not_allowed, not_found, unknown_feed};
 use super::generate::{feed_key, ts};
-use super::state::{Fault, Shared, State, Upstream, error, lock, parse_body};
+use super::state::{ApiError, Fault, Shared, State, Upstream, invalid, lock, parse_body};
 use super::upstream::Controller;
 
 #[derive(Clone)]
@@ -42,15 +42,6 @@ pub(crate) fn router(ctx: AdminCtx) -> Router {
         .with_state(ctx)
 }
 
-fn invalid(field: &str, message: &str) -> Response {
-    error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-        message,
-        Some(field),
-    )
-}
-
 async fn info(AxState(ctx): AxState<AdminCtx>) -> Response {
     axum::Json(ctx.info.as_ref().clone()).into_response()
 }
@@ -65,36 +56,26 @@ async fn set_fault(
     AxState(ctx): AxState<AdminCtx>,
     Path(upstream): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Some(which) = Upstream::parse(&upstream) else {
         let msg = "upstream must be central or payments";
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_upstream",
-            msg,
-            Some("upstream"),
+        return Err(
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_upstream", msg).field("upstream"),
         );
     };
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let fault = match Fault::parse(&body) {
-        Ok(f) => f,
-        Err((field, msg)) => return invalid(field, &msg),
-    };
+    let body = parse_body(&body)?;
+    let fault = Fault::parse(&body).map_err(|(field, msg)| invalid(field, msg))?;
     let controller = match which {
         Upstream::Central => &ctx.central,
         Upstream::Payments => &ctx.payments,
     };
     match controller.set_fault(fault.clone()).await {
-        Ok(()) => axum::Json(fault).into_response(),
-        Err(msg) => error(
+        Ok(()) => Ok(axum::Json(fault).into_response()),
+        Err(msg) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "rebind_failed",
-            &msg,
-            None,
-        ),
+            msg,
+        )),
     }
 }
 
@@ -128,7 +109,7 @@ async fn received(AxState(ctx): AxState<AdminCtx>) -> Response {
     axum::Json(body).into_response()
 }
 
-fn strings(body: &Value, field: &str) -> Result<Vec<String>, Response> {
+fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -137,30 +118,24 @@ fn strings(body: &Value, field: &str) -> Result<Vec<String>, Response> {
             .map(|(i, v)| {
                 v.as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| invalid(&format!("{field}[{i}]"), "must be a string"))
+                    .ok_or_else(|| invalid(format!("{field}[{i}]"), "must be a string"))
             })
             .collect(),
         Some(_) => Err(invalid(
             field,
-            &format!("{field} must be an array of strings"),
+            format!("{field} must be an array of strings"),
         )),
     }
 }
 
-async fn set_reject(AxState(ctx): AxState<AdminCtx>, body: Bytes) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let (ids, kinds) = match (strings(&body, "ids"), strings(&body, "kinds")) {
-        (Ok(i), Ok(k)) => (i, k),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+async fn set_reject(AxState(ctx): AxState<AdminCtx>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_body(&body)?;
+    let (ids, kinds) = (strings(&body, "ids")?, strings(&body, "kinds")?);
     let mut st = lock(&ctx.state);
     st.reject_ids = ids.iter().cloned().collect();
     st.reject_kinds = kinds.iter().cloned().collect();
     drop(st);
-    axum::Json(json!({ "ids": ids, "kinds": kinds })).into_response()
+    Ok(axum::Json(json!({ "ids": ids, "kinds": kinds })).into_response())
 }
 
 /// Appends a delta batch (the next number) and keeps central's view of orders in step.
@@ -201,62 +176,40 @@ async fn append_batch(
     AxState(ctx): AxState<AdminCtx>,
     Path(feed): Path<String>,
     body: Bytes,
-) -> Response {
-    let Some(key) = feed_key(&feed) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_feed",
-            "no such feed",
-            Some("feed"),
-        );
-    };
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let key = feed_key(&feed).ok_or_else(unknown_feed)?;
+    let body = parse_body(&body)?;
     let upserts = match body.get("upserts") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(u)) => u.clone(),
-        Some(_) => return invalid("upserts", "upserts must be an array of records"),
+        Some(_) => return Err(invalid("upserts", "upserts must be an array of records")),
     };
     for (i, u) in upserts.iter().enumerate() {
         if u.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
             let msg = format!("each {feed} record needs a string {key}");
-            return invalid(&format!("upserts[{i}].{key}"), &msg);
+            return Err(invalid(format!("upserts[{i}].{key}"), msg));
         }
     }
-    let deletes = match strings(&body, "deletes") {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let deletes = strings(&body, "deletes")?;
     let batch = append_delta(&mut lock(&ctx.state), &feed, upserts, deletes);
-    match batch {
-        Some(b) => (StatusCode::CREATED, axum::Json(b)).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "unknown_feed",
-            "no such feed",
-            Some("feed"),
-        ),
-    }
+    let batch = batch.ok_or_else(unknown_feed)?;
+    Ok((StatusCode::CREATED, axum::Json(batch)).into_response())
 }
 
-async fn cancel_order(AxState(ctx): AxState<AdminCtx>, Path(order_id): Path<String>) -> Response {
+async fn cancel_order(
+    AxState(ctx): AxState<AdminCtx>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
     let mut st = lock(&ctx.state);
     let Some(order) = st.orders.get(&order_id) else {
         drop(st);
         let msg = "central has no such order";
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_order",
-            msg,
-            Some("order_id"),
-        );
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_order", msg).field("order_id"));
     };
     let mut order = order.clone();
     order["status"] = json!("cancelled");
     order["updated_at"] = json!(ts(chrono::Utc::now()));
     let batch = append_delta(&mut st, "pickup_orders", vec![order], Vec::new());
     drop(st);
-    (StatusCode::CREATED, axum::Json(batch)).into_response()
+    Ok((StatusCode::CREATED, axum::Json(batch)).into_response())
 }

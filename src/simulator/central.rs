@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::state::{Fault, JournalRecord, Mode, Shared, State, error, json_text, lock, parse_body};
+use super::state::{
+    ApiError, Fault, JournalRecord, Mode, Shared, State, invalid, json_text, lock, parse_body,
+};
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -27,39 +29,29 @@ pub(crate) async fn health() -> Response {
     json_text(r#"{"status":"ok"}"#.to_owned())
 }
 
-pub(crate) async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-pub(crate) async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed here",
-        None,
-    )
+pub(crate) async fn method_not_allowed() -> ApiError {
+    let msg = "method not allowed here";
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", msg)
 }
 
-fn unknown_store() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "unknown_store",
-        "no such store",
-        Some("store"),
-    )
+fn unknown_store() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "unknown_store", "no such store").field("store")
 }
 
-fn query_number(q: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, Response> {
+pub(crate) fn unknown_feed() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "unknown_feed", "no such feed").field("feed")
+}
+
+fn query_number(q: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, ApiError> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| {
             let msg = format!("{name} must be a non-negative integer");
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_query",
-                &msg,
-                Some(name),
-            )
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", msg).field(name)
         }),
     }
 }
@@ -68,27 +60,14 @@ async fn batches(
     AxState(state): AxState<Shared>,
     Path((store, feed)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let after = match query_number(&q, "after", 0) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let limit = match query_number(&q, "limit", 10) {
-        Ok(n) => n.clamp(1, 100),
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let after = query_number(&q, "after", 0)?;
+    let limit = query_number(&q, "limit", 10)?.clamp(1, 100);
     let st = lock(&state);
     if store != st.store_id {
-        return unknown_store();
+        return Err(unknown_store());
     }
-    let Some(all) = st.feeds.get(feed.as_str()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_feed",
-            "no such feed",
-            Some("feed"),
-        );
-    };
+    let all = st.feeds.get(feed.as_str()).ok_or_else(unknown_feed)?;
     let start = usize::try_from(after).unwrap_or(usize::MAX).min(all.len());
     let end = start.saturating_add(limit as usize).min(all.len());
     let mut body = String::from(r#"{"batches":["#);
@@ -100,7 +79,7 @@ async fn batches(
     }
     body.push_str("]}");
     drop(st);
-    json_text(body)
+    Ok(json_text(body))
 }
 
 async fn journal(
@@ -108,18 +87,10 @@ async fn journal(
     Path(store): Path<String>,
     fault: Option<Extension<Fault>>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let body = parse_body(&body)?;
     let Some(entries) = body.get("entries").and_then(Value::as_array) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "entries must be an array",
-            Some("entries"),
-        );
+        return Err(invalid("entries", "entries must be an array"));
     };
     for (i, e) in entries.iter().enumerate() {
         for field in ["id", "kind"] {
@@ -128,13 +99,7 @@ async fn journal(
                 .is_none_or(str::is_empty)
             {
                 let msg = format!("each entry needs a string {field}");
-                let path = format!("entries[{i}].{field}");
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_entry",
-                    &msg,
-                    Some(&path),
-                );
+                return Err(invalid(format!("entries[{i}].{field}"), msg));
             }
         }
     }
@@ -152,11 +117,11 @@ async fn journal(
     };
     let mut st = lock(&state);
     if store != st.store_id {
-        return unknown_store();
+        return Err(unknown_store());
     }
     let results: Vec<Value> = entries[..take].iter().map(|e| intake(&mut st, e)).collect();
     drop(st);
-    axum::Json(json!({ "results": results })).into_response()
+    Ok(axum::Json(json!({ "results": results })).into_response())
 }
 
 /// Records one arrival of `entry` and decides its outcome.

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::central::{health, method_not_allowed, not_found};
 use super::generate::alnum;
-use super::state::{IdemLog, Shared, State, error, lock, parse_body};
+use super::state::{ApiError, IdemLog, Shared, State, invalid, lock, parse_body};
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -24,29 +24,20 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-fn invalid(field: &str, message: &str) -> Response {
-    error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-        message,
-        Some(field),
-    )
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Response> {
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(k.to_owned()),
-        _ => Err(error(
+        _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_idempotency_key",
             "the Idempotency-Key header is required",
-            Some("Idempotency-Key"),
-        )),
+        )
+        .field("Idempotency-Key")),
     }
 }
 
 /// `amount_minor` (positive integer) and `currency` (ISO 4217 letters), common to both routes.
-fn money(body: &Map<String, Value>) -> Result<u64, Response> {
+fn money(body: &Map<String, Value>) -> Result<u64, ApiError> {
     let amount = match body.get("amount_minor").and_then(Value::as_u64) {
         Some(a) if a > 0 => a,
         _ => {
@@ -71,36 +62,31 @@ fn idempotent(
     headers: &HeaderMap,
     body: &Bytes,
     log: fn(&mut State) -> &mut IdemLog,
-    decide: impl FnOnce(&mut State, &Map<String, Value>) -> Result<Value, Response>,
-) -> Response {
-    let key = match idempotency_key(headers) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
+    decide: impl FnOnce(&mut State, &Map<String, Value>) -> Result<Value, ApiError>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
     if let Some(first) = log(&mut lock(state)).replay(&key) {
-        return axum::Json(first).into_response();
+        return Ok(axum::Json(first).into_response());
     }
-    let request = match parse_body(body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let request = parse_body(body)?;
     let Some(obj) = request.as_object() else {
-        return invalid("amount_minor", "body must be a JSON object");
+        return Err(invalid("amount_minor", "body must be a JSON object"));
     };
     let mut st = lock(state);
     // Another arrival with this key may have been recorded while the body was parsed.
     if let Some(first) = log(&mut st).replay(&key) {
-        return axum::Json(first).into_response();
+        return Ok(axum::Json(first).into_response());
     }
-    let response = match decide(&mut st, obj) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let response = decide(&mut st, obj)?;
     log(&mut st).record(&key, request.clone(), response.clone());
-    axum::Json(response).into_response()
+    Ok(axum::Json(response).into_response())
 }
 
-async fn authorize(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn authorize(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     idempotent(
         &state,
         &headers,
@@ -133,7 +119,11 @@ async fn authorize(AxState(state): AxState<Shared>, headers: HeaderMap, body: By
     )
 }
 
-async fn refund(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn refund(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     idempotent(
         &state,
         &headers,

@@ -17,28 +17,53 @@ pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// API.md's error shape.
-pub(crate) fn error(
+/// API.md's error shape: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
     status: StatusCode,
-    code: &str,
-    message: &str,
-    field: Option<&str>,
-) -> Response {
-    let mut body = json!({ "error": { "code": code, "message": message } });
-    if let Some(f) = field {
-        body["error"]["field"] = json!(f);
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
-    (status, axum::Json(body)).into_response()
+
+    pub fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(f) = self.field {
+            body["error"]["field"] = json!(f);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// 422 naming the offending field.
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message).field(field)
 }
 
 /// A JSON body read by hand, so a bad one gets API.md's error shape.
-pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, Response> {
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
-            &format!("body is not JSON: {e}"),
-            None,
+            format!("body is not JSON: {e}"),
         )
     })
 }

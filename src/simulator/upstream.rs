@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
-use super::state::{Fault, Mode, Shared, Upstream, error, lock};
+use super::state::{ApiError, Fault, Mode, Shared, Upstream, lock};
 
 /// The service's error: hyper closes the connection without writing a response.
 #[derive(Debug, thiserror::Error)]
@@ -176,12 +177,8 @@ async fn handle(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Result<Response<Bo
         Mode::Error => {
             let status = StatusCode::from_u16(fault.status.unwrap_or(500))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(error(
-                status,
-                "injected_error",
-                "fault injected by the simulator",
-                None,
-            ));
+            let msg = "fault injected by the simulator";
+            return Ok(ApiError::new(status, "injected_error", msg).into_response());
         }
         Mode::RetryAfter => {
             let status = StatusCode::from_u16(fault.status.unwrap_or(503))
@@ -191,7 +188,7 @@ async fn handle(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Result<Response<Bo
             } else {
                 "unavailable"
             };
-            let mut resp = error(status, code, "try again later", None);
+            let mut resp = ApiError::new(status, code, "try again later").into_response();
             let secs = fault.retry_after_s.unwrap_or(10).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
                 resp.headers_mut().insert("retry-after", v);
