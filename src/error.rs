@@ -65,6 +65,17 @@ impl AppError {
         self
     }
 
+    /// The message with the field it names, for logs and status (never shown with internals).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::BadRequest { field: Some(f), message, .. } | Self::Unprocessable { field: Some(f), message, .. } => {
+                format!("{message} (field {f})")
+            }
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),

@@ -99,7 +99,7 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                         }
                     }
                     Err(e) => {
-                        let msg = e.to_string();
+                        let msg = e.detail();
                         tracing::error!(%feed, error = %msg, "pulled feed batch refused; this feed waits until central fixes it");
                         let now = state.clock.now_rfc3339();
                         let _ = state

@@ -1,0 +1,117 @@
+//! The pull worker against the real simulator over HTTP: initial load, later deltas, a bad
+//! batch from central, and upstream health kept apart per upstream.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use serde_json::{Value, json};
+use standin::simulator::{SimConfig, Simulator};
+
+async fn simulator(receipts: usize, orders: usize) -> Simulator {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Simulator::start(SimConfig {
+        listen: any,
+        central_listen: any,
+        payments_listen: any,
+        store_id: "store-0001".into(),
+        receipts,
+        pickup_orders: orders,
+        seed: 7,
+        pepper: PEPPER.as_bytes().to_vec(),
+        part_size: 100,
+    })
+    .await
+    .unwrap()
+}
+
+async fn standin_pulling_from(sim: &Simulator) -> TestStore {
+    let (central, payments) = (sim.central_url(), sim.payments_url());
+    TestStore::start_with(move |c| {
+        c.central.url = Some(central);
+        c.payments.url = Some(payments);
+        c.feeds.pull = true;
+        c.feeds.pull_interval_secs = 1;
+        c.central.health_interval_secs = 1;
+        c.payments.health_interval_secs = 1;
+        c.central.timeout_ms = 500;
+    })
+    .await
+}
+
+fn loaded(s: &Value) -> bool {
+    ["pickup_orders", "receipts", "staff", "devices", "policy"].iter().all(|f| s["feeds"][f]["snapshot_at"].is_string())
+}
+
+async fn admin(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let res = reqwest::Client::new().request(method, format!("{}{path}", sim.admin_url())).json(&body).send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_every_feed_then_later_deltas() {
+    let sim = simulator(450, 120).await;
+    let t = standin_pulling_from(&sim).await;
+    let s = t.wait_for_status("all five feeds", loaded).await;
+    assert_eq!(s["feeds"]["receipts"]["records"], 450);
+    assert_eq!(s["feeds"]["pickup_orders"]["records"], 120);
+    assert!(s["feeds"]["staff"]["records"].as_i64().unwrap() >= sim.credentials().staff.len() as i64, "{s}");
+    assert_eq!(s["feeds"]["devices"]["records"].as_i64(), Some(sim.credentials().kiosks.len() as i64));
+    assert!(s["feeds"]["policy"]["records"].as_i64().unwrap() >= 5);
+    assert_eq!(s["feeds"]["receipts"]["last_batch"], 5, "450 receipts in parts of 100");
+    assert!(standin::store::maintenance::check(&t.db_path()).unwrap().is_empty());
+
+    // Central cancels an order: the delta reaches the store through the same path.
+    let order_id: String = t.db().query_row("SELECT order_id FROM pickup_orders WHERE status != 'cancelled' LIMIT 1", [], |r| r.get(0)).unwrap();
+    let before = s["feeds"]["pickup_orders"]["last_batch"].as_i64().unwrap();
+    admin(&sim, reqwest::Method::POST, &format!("/admin/central/orders/{order_id}/cancel"), json!({})).await;
+    t.wait_for_status("the cancel delta", |s| s["feeds"]["pickup_orders"]["last_batch"].as_i64() == Some(before + 1)).await;
+    let status: String = t.db().query_row("SELECT status FROM pickup_orders WHERE order_id = ?1", [&order_id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "cancelled");
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_batch_from_central_stops_only_its_feed_and_shows_why() {
+    let sim = simulator(120, 30).await;
+    let t = standin_pulling_from(&sim).await;
+    t.wait_for_status("all five feeds", loaded).await;
+    let bad = json!({"key": "offline_tx_cap_minor", "value": "a lot"});
+    admin(&sim, reqwest::Method::POST, "/admin/central/feeds/policy/batches", json!({"upserts": [bad], "deletes": []})).await;
+    let s = t.wait_for_status("the refusal", |s| s["feeds"]["policy"]["last_error"].is_string()).await;
+    assert!(s["feeds"]["policy"]["last_error"].as_str().unwrap().contains("upserts[0].value"), "{s}");
+    let policy_batch = s["feeds"]["policy"]["last_batch"].as_i64().unwrap();
+
+    // Other feeds keep flowing.
+    let receipt = json!({
+        "receipt_id": "9990000000001", "sold_at": "2026-11-24T12:00:00Z", "lane": "register-1", "currency": "USD",
+        "tenders": [{"kind": "cash", "amount_minor": 100}],
+        "lines": [{"line": 1, "sku": "S", "description": "d", "category": "grocery", "qty": 1, "unit_price_minor": 100,
+                   "discount_minor": 0, "tax_minor": 0, "returnable": true, "return_window_days": 90, "returned_qty": 0}],
+        "total_minor": 100});
+    admin(&sim, reqwest::Method::POST, "/admin/central/feeds/receipts/batches", json!({"upserts": [receipt], "deletes": []})).await;
+    let s = t.wait_for_status("the receipts delta", |s| s["feeds"]["receipts"]["records"] == 121).await;
+    assert_eq!(s["feeds"]["policy"]["last_batch"].as_i64(), Some(policy_batch), "the bad batch was not skipped");
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_down_is_told_apart_from_the_processor_and_reads_go_on() {
+    let sim = simulator(50, 10).await;
+    let t = standin_pulling_from(&sim).await;
+    t.wait_for_status("both upstreams up", |s| s["upstreams"]["central"]["state"] == "up" && s["upstreams"]["payments"]["state"] == "up" && loaded(s)).await;
+
+    admin(&sim, reqwest::Method::PUT, "/admin/faults/central", json!({"mode": "down"})).await;
+    let s = t.wait_for_status("central down", |s| s["upstreams"]["central"]["state"] == "down").await;
+    assert_eq!(s["upstreams"]["payments"]["state"], "up", "the processor is not central");
+    assert_eq!(s["feeds"]["receipts"]["records"], 50, "the local copy is still served");
+
+    admin(&sim, reqwest::Method::PUT, "/admin/faults/central", json!({"mode": "ok"})).await;
+    t.wait_for_status("central back", |s| s["upstreams"]["central"]["state"] == "up").await;
+    t.stop().await;
+    sim.shutdown().await;
+}
