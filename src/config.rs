@@ -125,7 +125,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"[redacted]\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"[redacted]\""
+        })
     }
 }
 
@@ -149,31 +153,49 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { read_connections: 4, busy_timeout_ms: 5_000, max_group: 512 }
+        Self {
+            read_connections: 4,
+            busy_timeout_ms: 5_000,
+            max_group: 512,
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 32 * 1024 * 1024, request_timeout_secs: 60 }
+        Self {
+            body_limit_bytes: 32 * 1024 * 1024,
+            request_timeout_secs: 60,
+        }
     }
 }
 
 impl UpstreamConfig {
     fn with_timeout(timeout_ms: u64) -> Self {
-        Self { url: None, timeout_ms, health_interval_secs: 5 }
+        Self {
+            url: None,
+            timeout_ms,
+            health_interval_secs: 5,
+        }
     }
 }
 
 impl Default for FeedsConfig {
     fn default() -> Self {
-        Self { pull: false, pull_interval_secs: 30, pull_page: 10 }
+        Self {
+            pull: false,
+            pull_interval_secs: 30,
+            pull_page: 10,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Human, filter: "info".into() }
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -181,11 +203,18 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`{origin}: {message}")]
-    Key { key: String, origin: String, message: String },
+    Key {
+        key: String,
+        origin: String,
+        message: String,
+    },
 }
 
 impl Config {
@@ -196,16 +225,22 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
             }
             None => toml::Table::new(),
         };
         let mut from_env = Vec::new();
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("STANDIN_") else { continue };
+            let Some(rest) = name.strip_prefix("STANDIN_") else {
+                continue;
+            };
             // STANDIN_CONFIG names the file itself; it is not a key.
             if rest == "CONFIG" || rest.is_empty() {
                 continue;
@@ -228,8 +263,16 @@ impl Config {
                 .find(|(k, _)| key.starts_with(k.as_str()) || message.contains(&format!("`{k}`")))
                 .map(|(_, var)| format!(" (from {var})"))
                 .unwrap_or_default();
-            let key = if key == "." { unknown_field(&message).unwrap_or(key) } else { key };
-            ConfigError::Key { key, origin, message }
+            let key = if key == "." {
+                unknown_field(&message).unwrap_or(key)
+            } else {
+                key
+            };
+            ConfigError::Key {
+                key,
+                origin,
+                message,
+            }
         })
     }
 
@@ -249,8 +292,12 @@ fn set_path(table: &mut toml::Table, path: &[String], value: String) -> Result<(
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut cur = table;
     for p in parents {
-        let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
-        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a table"))?;
     }
     cur.insert(last.clone(), toml::Value::String(value));
     Ok(())
@@ -303,7 +350,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("standin.toml");
         std::fs::write(&path, toml_text).unwrap();
-        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
     }
 
     #[test]
@@ -318,7 +368,10 @@ mod tests {
     fn file_then_environment_override() {
         let c = load_str(
             "store_id = \"s-42\"\n[central]\nurl = \"http://c\"\ntimeout_ms = 100\n",
-            &[("STANDIN_CENTRAL__TIMEOUT_MS", "250"), ("STANDIN_FEEDS__PULL", "true")],
+            &[
+                ("STANDIN_CENTRAL__TIMEOUT_MS", "250"),
+                ("STANDIN_FEEDS__PULL", "true"),
+            ],
         )
         .unwrap();
         assert_eq!(c.store_id, "s-42");
@@ -329,12 +382,19 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = load_str("[central]\nurll = \"x\"\n", &[]).unwrap_err().to_string();
+        let e = load_str("[central]\nurll = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("urll"), "{e}");
-        let e = load_str("listen_addr = \"x\"\n", &[]).unwrap_err().to_string();
+        let e = load_str("listen_addr = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_addr"), "{e}");
         let e = Config::load(None, [("STANDIN_BOGUS".into(), "1".into())]).unwrap_err();
-        assert!(e.to_string().contains("bogus") && e.to_string().contains("STANDIN_BOGUS"), "{e}");
+        assert!(
+            e.to_string().contains("bogus") && e.to_string().contains("STANDIN_BOGUS"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -342,7 +402,10 @@ mod tests {
         let e = load_str("[database]\nread_connections = \"many\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("database.read_connections"), "{e}");
         let e = Config::load(None, [("STANDIN_LISTEN".into(), "nowhere".into())]).unwrap_err();
-        assert!(e.to_string().contains("listen") && e.to_string().contains("STANDIN_LISTEN"), "{e}");
+        assert!(
+            e.to_string().contains("listen") && e.to_string().contains("STANDIN_LISTEN"),
+            "{e}"
+        );
         let e = load_str("store_id = [\n", &[]).unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
     }

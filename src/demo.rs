@@ -65,7 +65,11 @@ pub struct SimulateArgs {
 }
 
 fn next_port(addr: SocketAddr, by: u16) -> SocketAddr {
-    if addr.port() == 0 { addr } else { SocketAddr::new(addr.ip(), addr.port().saturating_add(by)) }
+    if addr.port() == 0 {
+        addr
+    } else {
+        SocketAddr::new(addr.ip(), addr.port().saturating_add(by))
+    }
 }
 
 fn sim_config(args: &SimulateArgs) -> SimConfig {
@@ -88,7 +92,10 @@ pub async fn run_simulator(args: SimulateArgs) -> anyhow::Result<()> {
     println!("central:           {}", sim.central_url());
     println!("payments:          {}", sim.payments_url());
     println!("store id:          {}", args.store_id);
-    println!("faults:            curl -X PUT {}/admin/faults/central -d '{{\"mode\":\"down\"}}'", sim.admin_url());
+    println!(
+        "faults:            curl -X PUT {}/admin/faults/central -d '{{\"mode\":\"down\"}}'",
+        sim.admin_url()
+    );
     crate::server::shutdown_signal().await;
     sim.shutdown().await;
     Ok(())
@@ -117,11 +124,19 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         pepper: DEMO_PEPPER.into(),
         part_size: 1000,
     };
-    eprintln!("generating a supercenter's data ({} receipts, {} pickup orders)…", args.receipts, args.pickup_orders);
+    eprintln!(
+        "generating a supercenter's data ({} receipts, {} pickup orders)…",
+        args.receipts, args.pickup_orders
+    );
     let sim = Simulator::start(sim_config(&sim_args)).await?;
 
     let sync_token = crate::access::token::generate();
-    let mut config = Config { store_id: sim_args.store_id.clone(), listen: args.listen, data_dir: args.data_dir.clone(), ..Config::default() };
+    let mut config = Config {
+        store_id: sim_args.store_id.clone(),
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        ..Config::default()
+    };
     config.central.url = Some(sim.central_url());
     config.payments.url = Some(sim.payments_url());
     config.feeds.pull = true;
@@ -136,7 +151,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     }];
 
     let state = crate::server::open(config, Arc::new(SystemClock))?;
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::server::launch(state.clone(), listener, async move {
@@ -144,9 +161,15 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     }));
 
     wait_for_feeds(&state).await?;
-    let file = CredentialsFile { url: url.clone(), simulator_url: sim.admin_url(), sync_token: &sync_token, credentials: sim.credentials() };
+    let file = CredentialsFile {
+        url: url.clone(),
+        simulator_url: sim.admin_url(),
+        sync_token: &sync_token,
+        credentials: sim.credentials(),
+    };
     let path = args.data_dir.join(CREDENTIALS_FILE);
-    std::fs::write(&path, serde_json::to_vec_pretty(&file)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     print_banner(&url, &sim, &path);
 
     tokio::select! {
@@ -166,9 +189,17 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     let db = dir.join("standin.db");
     if db.exists() {
         if !dir.join(CREDENTIALS_FILE).exists() {
-            bail!("{} holds a database that is not a demo's; pick another --data-dir", dir.display());
+            bail!(
+                "{} holds a database that is not a demo's; pick another --data-dir",
+                dir.display()
+            );
         }
-        for f in ["standin.db", "standin.db-wal", "standin.db-shm", CREDENTIALS_FILE] {
+        for f in [
+            "standin.db",
+            "standin.db-wal",
+            "standin.db-shm",
+            CREDENTIALS_FILE,
+        ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
     }
@@ -181,21 +212,34 @@ async fn wait_for_feeds(state: &crate::state::AppState) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_report = Instant::now();
     loop {
-        let status = crate::status::current(state).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = crate::status::current(state)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let pending: Vec<&str> = Feed::ALL
             .into_iter()
-            .filter(|f| status.feeds.get(f.as_str()).is_none_or(|s| s.status.snapshot_at.is_none()))
+            .filter(|f| {
+                status
+                    .feeds
+                    .get(f.as_str())
+                    .is_none_or(|s| s.status.snapshot_at.is_none())
+            })
             .map(Feed::as_str)
             .collect();
         if pending.is_empty() {
             eprintln!("feeds loaded in {:.1} s:", started.elapsed().as_secs_f64());
             for (name, f) in &status.feeds {
-                eprintln!("  {name:<14} {:>8} records (batch {})", f.status.records, f.status.last_batch);
+                eprintln!(
+                    "  {name:<14} {:>8} records (batch {})",
+                    f.status.records, f.status.last_batch
+                );
             }
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("feeds still loading after 10 minutes: {}", pending.join(", "));
+            bail!(
+                "feeds still loading after 10 minutes: {}",
+                pending.join(", ")
+            );
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!("still loading: {}", pending.join(", "));
@@ -212,16 +256,27 @@ fn print_banner(url: &str, sim: &Simulator, creds_path: &Path) {
     println!("  service desk:   {url}/");
     println!("  status page:    {url}/status");
     println!("  status JSON:    {url}/api/v1/status");
-    println!("  simulator:      {} (central {}, processor {})", sim.admin_url(), sim.central_url(), sim.payments_url());
+    println!(
+        "  simulator:      {} (central {}, processor {})",
+        sim.admin_url(),
+        sim.central_url(),
+        sim.payments_url()
+    );
     for role in ["associate", "lead", "manager"] {
         if let Some(s) = creds.staff.iter().find(|s| s.role == role) {
-            println!("  {role:<10}      employee {} / PIN {}", s.employee_id, s.pin);
+            println!(
+                "  {role:<10}      employee {} / PIN {}",
+                s.employee_id, s.pin
+            );
         }
     }
     if let Some(k) = creds.kiosks.first() {
         println!("  kiosk           {} / token {}", k.device_id, k.token);
     }
     println!("  all credentials: {}", creds_path.display());
-    println!("  take central down: curl -X PUT {}/admin/faults/central -d '{{\"mode\":\"down\"}}'", sim.admin_url());
+    println!(
+        "  take central down: curl -X PUT {}/admin/faults/central -d '{{\"mode\":\"down\"}}'",
+        sim.admin_url()
+    );
     println!("Ctrl-C stops both.");
 }

@@ -11,7 +11,11 @@ use crate::store::StoreError;
 pub enum AppError {
     /// 400: the body is not the JSON we expect; `field` names where.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String, field: Option<String> },
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     /// 401: no credential, or one we do not accept.
     #[error("authentication required")]
     Unauthorized,
@@ -26,13 +30,22 @@ pub enum AppError {
     MethodNotAllowed,
     /// 409: the request conflicts with what is stored; `extra` adds fields such as `expected`.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String, extra: Map<String, Value> },
+    Conflict {
+        code: &'static str,
+        message: String,
+        extra: Map<String, Value>,
+    },
     /// 413: body over the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
     /// 422: well-formed JSON that breaks a rule; `field` names the offending field.
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String, field: Option<String>, extra: Map<String, Value> },
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+        extra: Map<String, Value>,
+    },
     /// 503: storage is refusing new work (disk full, database busy); nothing acknowledged is lost.
     #[error("{0}")]
     Unavailable(String),
@@ -43,15 +56,32 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::BadRequest { code: "invalid_body", message: message.into(), field: Some(field.into()) }
+        Self::BadRequest {
+            code: "invalid_body",
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
-    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Unprocessable { code, message: message.into(), field: Some(field.into()), extra: Map::new() }
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+            extra: Map::new(),
+        }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { code, message: message.into(), extra: Map::new() }
+        Self::Conflict {
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
     }
 
     /// Adds a machine-readable field next to `code` and `message` (e.g. `expected`).
@@ -68,7 +98,16 @@ impl AppError {
     /// The message with the field it names, for logs and status (never shown with internals).
     pub fn detail(&self) -> String {
         match self {
-            Self::BadRequest { field: Some(f), message, .. } | Self::Unprocessable { field: Some(f), message, .. } => {
+            Self::BadRequest {
+                field: Some(f),
+                message,
+                ..
+            }
+            | Self::Unprocessable {
+                field: Some(f),
+                message,
+                ..
+            } => {
                 format!("{message} (field {f})")
             }
             Self::Internal(_) => "internal error".into(),
@@ -116,7 +155,10 @@ impl IntoResponse for AppError {
         }
         let mut res = (status, axum::Json(json!({ "error": body }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         res
     }
@@ -126,7 +168,9 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound("not found".into()),
-            StoreError::Full => Self::Unavailable("storage is full: new work is refused until space is freed".into()),
+            StoreError::Full => Self::Unavailable(
+                "storage is full: new work is refused until space is freed".into(),
+            ),
             StoreError::Busy => Self::Unavailable("storage is busy, retry shortly".into()),
             StoreError::Closed => Self::Unavailable("the service is shutting down".into()),
             other => Self::Internal(other.into()),

@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use standin::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "standin", version, about = "Store-side offline fallback service")]
+#[command(
+    name = "standin",
+    version,
+    about = "Store-side offline fallback service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,7 +87,10 @@ fn run() -> anyhow::Result<ExitCode> {
             if let Some(l) = listen {
                 config.listen = l;
             }
-            init_tracing(cli.log_format.unwrap_or(config.log.format), &config.log.filter);
+            init_tracing(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.filter,
+            );
             runtime()?.block_on(standin::server::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -99,11 +106,16 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(data) => {
             let config = data.load()?;
-            init_tracing(cli.log_format.unwrap_or(config.log.format), &config.log.filter);
+            init_tracing(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.filter,
+            );
             std::fs::create_dir_all(&config.data_dir)?;
             let path = config.database_path();
-            let mut conn = standin::store::open_write_connection(&path, config.database.busy_timeout_ms)?;
-            let version = standin::store::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+            let mut conn =
+                standin::store::open_write_connection(&path, config.database.busy_timeout_ms)?;
+            let version = standin::store::migrate(&mut conn)
+                .with_context(|| format!("migrating {}", path.display()))?;
             println!("{}: schema version {version}", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -125,21 +137,29 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Backup { path, data } => {
             let config = data.load()?;
             let report = standin::store::maintenance::backup(&config.database_path(), &path)?;
-            println!("{}: backup written ({} bytes), verified", path.display(), report.bytes);
+            println!(
+                "{}: backup written ({} bytes), verified",
+                path.display(),
+                report.bytes
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the configured filter.
 fn init_tracing(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder.init(),

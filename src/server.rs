@@ -23,7 +23,8 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let path = config.database_path();
-    let store = Store::open(&path, &config.database).with_context(|| format!("cannot open {}", path.display()))?;
+    let store = Store::open(&path, &config.database)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     AppState::new(config, store, clock)
 }
 
@@ -48,14 +49,17 @@ pub async fn launch(
     tracing::info!(%addr, store_id = %state.config.store_id, version = env!("CARGO_PKG_VERSION"), "standin serving");
     let draining = state.draining.clone();
     let (drain_tx, mut drain_rx) = watch::channel(false);
-    let server = axum::serve(listener, crate::http::app(state.clone()).into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining requests");
-            draining.store(true, Ordering::Relaxed);
-            let _ = stop_tx.send(true);
-            let _ = drain_tx.send(true);
-        });
+    let server = axum::serve(
+        listener,
+        crate::http::app(state.clone()).into_make_service(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining requests");
+        draining.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        let _ = drain_tx.send(true);
+    });
     let server = server.into_future();
     tokio::pin!(server);
     let limit = async {
@@ -77,7 +81,9 @@ pub async fn launch(
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = open(config, Arc::new(SystemClock))?;
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     launch(state, listener, shutdown_signal()).await
 }
 

@@ -33,7 +33,9 @@ impl AppState {
         let http = reqwest::Client::builder()
             .user_agent(concat!("standin/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(2))
-            .timeout(std::time::Duration::from_millis(config.central.timeout_ms.max(1)))
+            .timeout(std::time::Duration::from_millis(
+                config.central.timeout_ms.max(1),
+            ))
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(Self {

@@ -28,7 +28,10 @@ async fn status_lists_all_five_feeds_and_both_upstreams() {
     assert!(s["feeds"]["receipts"]["applied_at"].is_string());
     assert!(s["feeds"]["staff"]["applied_at"].is_null());
     for u in ["central", "payments"] {
-        assert_eq!(s["upstreams"][u]["configured"], false, "{u} is not configured in this test");
+        assert_eq!(
+            s["upstreams"][u]["configured"], false,
+            "{u} is not configured in this test"
+        );
     }
     t.stop().await;
 }
@@ -46,12 +49,18 @@ async fn openapi_describes_exactly_the_routes_served() {
     for route in standin::http::routes() {
         let path = route.path.replace("{*", "{");
         let method = route.method.as_str().to_ascii_lowercase();
-        assert!(paths.get(&path).and_then(|p| p.get(&method)).is_some(), "{method} {path} is not in openapi.json");
+        assert!(
+            paths.get(&path).and_then(|p| p.get(&method)).is_some(),
+            "{method} {path} is not in openapi.json"
+        );
         served.insert((path, method));
     }
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
-            assert!(served.contains(&(path.clone(), method.clone())), "openapi.json lists {method} {path}, which is not served");
+            assert!(
+                served.contains(&(path.clone(), method.clone())),
+                "openapi.json lists {method} {path}, which is not served"
+            );
         }
     }
     t.stop().await;
@@ -61,8 +70,16 @@ async fn openapi_describes_exactly_the_routes_served() {
 async fn unknown_routes_and_methods_answer_json_errors() {
     let t = TestStore::start().await;
     let (s, b) = t.get("/api/v1/nothing-here").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    let res = t.client.delete(format!("{}/api/v1/status", t.url)).send().await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let res = t
+        .client
+        .delete(format!("{}/api/v1/status", t.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     let b: Value = res.json().await.unwrap();
     assert_eq!(b["error"]["code"], "method_not_allowed");
@@ -72,14 +89,30 @@ async fn unknown_routes_and_methods_answer_json_errors() {
 #[tokio::test]
 async fn the_ui_is_embedded_with_types_and_etags() {
     let t = TestStore::start().await;
-    for (path, ty) in [("/", "text/html"), ("/status", "text/html"), ("/ui/status.js", "text/javascript"), ("/ui/style.css", "text/css")] {
-        let res = t.client.get(format!("{}{path}", t.url)).send().await.unwrap();
+    for (path, ty) in [
+        ("/", "text/html"),
+        ("/status", "text/html"),
+        ("/ui/status.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let res = t
+            .client
+            .get(format!("{}{path}", t.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         let ct = res.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with(ty), "{path}: {ct}");
         assert!(res.headers().contains_key("content-security-policy"));
         let etag = res.headers()["etag"].clone();
-        let again = t.client.get(format!("{}{path}", t.url)).header("if-none-match", etag).send().await.unwrap();
+        let again = t
+            .client
+            .get(format!("{}{path}", t.url))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
     }
     let (s, _) = t.get("/ui/../Cargo.toml").await;

@@ -41,11 +41,18 @@ async fn standin_pulling_from(sim: &Simulator) -> TestStore {
 }
 
 fn loaded(s: &Value) -> bool {
-    ["pickup_orders", "receipts", "staff", "devices", "policy"].iter().all(|f| s["feeds"][f]["snapshot_at"].is_string())
+    ["pickup_orders", "receipts", "staff", "devices", "policy"]
+        .iter()
+        .all(|f| s["feeds"][f]["snapshot_at"].is_string())
 }
 
 async fn admin(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let res = reqwest::Client::new().request(method, format!("{}{path}", sim.admin_url())).json(&body).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.admin_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_success(), "{path}: {}", res.status());
     res.json().await.unwrap_or(Value::Null)
 }
@@ -57,18 +64,54 @@ async fn pulls_every_feed_then_later_deltas() {
     let s = t.wait_for_status("all five feeds", loaded).await;
     assert_eq!(s["feeds"]["receipts"]["records"], 450);
     assert_eq!(s["feeds"]["pickup_orders"]["records"], 120);
-    assert!(s["feeds"]["staff"]["records"].as_i64().unwrap() >= sim.credentials().staff.len() as i64, "{s}");
-    assert_eq!(s["feeds"]["devices"]["records"].as_i64(), Some(sim.credentials().kiosks.len() as i64));
+    assert!(
+        s["feeds"]["staff"]["records"].as_i64().unwrap() >= sim.credentials().staff.len() as i64,
+        "{s}"
+    );
+    assert_eq!(
+        s["feeds"]["devices"]["records"].as_i64(),
+        Some(sim.credentials().kiosks.len() as i64)
+    );
     assert!(s["feeds"]["policy"]["records"].as_i64().unwrap() >= 5);
-    assert_eq!(s["feeds"]["receipts"]["last_batch"], 5, "450 receipts in parts of 100");
-    assert!(standin::store::maintenance::check(&t.db_path()).unwrap().is_empty());
+    assert_eq!(
+        s["feeds"]["receipts"]["last_batch"], 5,
+        "450 receipts in parts of 100"
+    );
+    assert!(
+        standin::store::maintenance::check(&t.db_path())
+            .unwrap()
+            .is_empty()
+    );
 
     // Central cancels an order: the delta reaches the store through the same path.
-    let order_id: String = t.db().query_row("SELECT order_id FROM pickup_orders WHERE status != 'cancelled' LIMIT 1", [], |r| r.get(0)).unwrap();
+    let order_id: String = t
+        .db()
+        .query_row(
+            "SELECT order_id FROM pickup_orders WHERE status != 'cancelled' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     let before = s["feeds"]["pickup_orders"]["last_batch"].as_i64().unwrap();
-    admin(&sim, reqwest::Method::POST, &format!("/admin/central/orders/{order_id}/cancel"), json!({})).await;
-    t.wait_for_status("the cancel delta", |s| s["feeds"]["pickup_orders"]["last_batch"].as_i64() == Some(before + 1)).await;
-    let status: String = t.db().query_row("SELECT status FROM pickup_orders WHERE order_id = ?1", [&order_id], |r| r.get(0)).unwrap();
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/admin/central/orders/{order_id}/cancel"),
+        json!({}),
+    )
+    .await;
+    t.wait_for_status("the cancel delta", |s| {
+        s["feeds"]["pickup_orders"]["last_batch"].as_i64() == Some(before + 1)
+    })
+    .await;
+    let status: String = t
+        .db()
+        .query_row(
+            "SELECT status FROM pickup_orders WHERE order_id = ?1",
+            [&order_id],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(status, "cancelled");
     t.stop().await;
     sim.shutdown().await;
@@ -80,9 +123,25 @@ async fn a_bad_batch_from_central_stops_only_its_feed_and_shows_why() {
     let t = standin_pulling_from(&sim).await;
     t.wait_for_status("all five feeds", loaded).await;
     let bad = json!({"key": "offline_tx_cap_minor", "value": "a lot"});
-    admin(&sim, reqwest::Method::POST, "/admin/central/feeds/policy/batches", json!({"upserts": [bad], "deletes": []})).await;
-    let s = t.wait_for_status("the refusal", |s| s["feeds"]["policy"]["last_error"].is_string()).await;
-    assert!(s["feeds"]["policy"]["last_error"].as_str().unwrap().contains("upserts[0].value"), "{s}");
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        "/admin/central/feeds/policy/batches",
+        json!({"upserts": [bad], "deletes": []}),
+    )
+    .await;
+    let s = t
+        .wait_for_status("the refusal", |s| {
+            s["feeds"]["policy"]["last_error"].is_string()
+        })
+        .await;
+    assert!(
+        s["feeds"]["policy"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("upserts[0].value"),
+        "{s}"
+    );
     let policy_batch = s["feeds"]["policy"]["last_batch"].as_i64().unwrap();
 
     // Other feeds keep flowing.
@@ -92,9 +151,23 @@ async fn a_bad_batch_from_central_stops_only_its_feed_and_shows_why() {
         "lines": [{"line": 1, "sku": "S", "description": "d", "category": "grocery", "qty": 1, "unit_price_minor": 100,
                    "discount_minor": 0, "tax_minor": 0, "returnable": true, "return_window_days": 90, "returned_qty": 0}],
         "total_minor": 100});
-    admin(&sim, reqwest::Method::POST, "/admin/central/feeds/receipts/batches", json!({"upserts": [receipt], "deletes": []})).await;
-    let s = t.wait_for_status("the receipts delta", |s| s["feeds"]["receipts"]["records"] == 121).await;
-    assert_eq!(s["feeds"]["policy"]["last_batch"].as_i64(), Some(policy_batch), "the bad batch was not skipped");
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        "/admin/central/feeds/receipts/batches",
+        json!({"upserts": [receipt], "deletes": []}),
+    )
+    .await;
+    let s = t
+        .wait_for_status("the receipts delta", |s| {
+            s["feeds"]["receipts"]["records"] == 121
+        })
+        .await;
+    assert_eq!(
+        s["feeds"]["policy"]["last_batch"].as_i64(),
+        Some(policy_batch),
+        "the bad batch was not skipped"
+    );
     t.stop().await;
     sim.shutdown().await;
 }
@@ -103,15 +176,45 @@ async fn a_bad_batch_from_central_stops_only_its_feed_and_shows_why() {
 async fn central_down_is_told_apart_from_the_processor_and_reads_go_on() {
     let sim = simulator(50, 10).await;
     let t = standin_pulling_from(&sim).await;
-    t.wait_for_status("both upstreams up", |s| s["upstreams"]["central"]["state"] == "up" && s["upstreams"]["payments"]["state"] == "up" && loaded(s)).await;
+    t.wait_for_status("both upstreams up", |s| {
+        s["upstreams"]["central"]["state"] == "up"
+            && s["upstreams"]["payments"]["state"] == "up"
+            && loaded(s)
+    })
+    .await;
 
-    admin(&sim, reqwest::Method::PUT, "/admin/faults/central", json!({"mode": "down"})).await;
-    let s = t.wait_for_status("central down", |s| s["upstreams"]["central"]["state"] == "down").await;
-    assert_eq!(s["upstreams"]["payments"]["state"], "up", "the processor is not central");
-    assert_eq!(s["feeds"]["receipts"]["records"], 50, "the local copy is still served");
+    admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/faults/central",
+        json!({"mode": "down"}),
+    )
+    .await;
+    let s = t
+        .wait_for_status("central down", |s| {
+            s["upstreams"]["central"]["state"] == "down"
+        })
+        .await;
+    assert_eq!(
+        s["upstreams"]["payments"]["state"], "up",
+        "the processor is not central"
+    );
+    assert_eq!(
+        s["feeds"]["receipts"]["records"], 50,
+        "the local copy is still served"
+    );
 
-    admin(&sim, reqwest::Method::PUT, "/admin/faults/central", json!({"mode": "ok"})).await;
-    t.wait_for_status("central back", |s| s["upstreams"]["central"]["state"] == "up").await;
+    admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/faults/central",
+        json!({"mode": "ok"}),
+    )
+    .await;
+    t.wait_for_status("central back", |s| {
+        s["upstreams"]["central"]["state"] == "up"
+    })
+    .await;
     t.stop().await;
     sim.shutdown().await;
 }

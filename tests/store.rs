@@ -9,7 +9,10 @@ use standin::store::{Store, StoreError};
 async fn open(dir: &tempfile::TempDir) -> Store {
     let store = Store::open(&dir.path().join("standin.db"), &DatabaseConfig::default()).unwrap();
     store
-        .write(|c| c.execute_batch("CREATE TABLE IF NOT EXISTS scratch (n INTEGER PRIMARY KEY)").map_err(StoreError::from))
+        .write(|c| {
+            c.execute_batch("CREATE TABLE IF NOT EXISTS scratch (n INTEGER PRIMARY KEY)")
+                .map_err(StoreError::from)
+        })
         .await
         .unwrap();
     store
@@ -17,7 +20,8 @@ async fn open(dir: &tempfile::TempDir) -> Store {
 
 fn count(store: &Store) -> i64 {
     let c = rusqlite::Connection::open(store.path()).unwrap();
-    c.query_row("SELECT count(*) FROM scratch", [], |r| r.get(0)).unwrap()
+    c.query_row("SELECT count(*) FROM scratch", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +33,11 @@ async fn concurrent_writes_share_commits_and_all_land() {
         .map(|n| {
             let s = store.clone();
             tokio::spawn(async move {
-                s.write(move |c| c.execute("INSERT INTO scratch (n) VALUES (?1)", [n]).map_err(StoreError::from)).await
+                s.write(move |c| {
+                    c.execute("INSERT INTO scratch (n) VALUES (?1)", [n])
+                        .map_err(StoreError::from)
+                })
+                .await
             })
         })
         .collect();
@@ -38,7 +46,10 @@ async fn concurrent_writes_share_commits_and_all_land() {
     }
     let commits = store.writer_stats().commits.load(Ordering::Relaxed) - before;
     assert_eq!(count(&store), 400);
-    assert!(commits < 400, "400 concurrent writes took {commits} commits: no grouping");
+    assert!(
+        commits < 400,
+        "400 concurrent writes took {commits} commits: no grouping"
+    );
     assert!(store.writer_stats().largest_group.load(Ordering::Relaxed) > 1);
     store.close().await;
 }
@@ -64,7 +75,8 @@ async fn a_failing_or_panicking_write_undoes_only_itself() {
             let s = store.clone();
             tokio::spawn(async move {
                 s.write(move |c| {
-                    c.execute("INSERT INTO scratch (n) VALUES (?1)", [n]).map_err(StoreError::from)?;
+                    c.execute("INSERT INTO scratch (n) VALUES (?1)", [n])
+                        .map_err(StoreError::from)?;
                     match n % 6 {
                         0 => Err(WriteError::Refused),
                         3 => panic!("bug in write {n}"),
@@ -85,12 +97,28 @@ async fn a_failing_or_panicking_write_undoes_only_itself() {
         }
     }
     assert_eq!(ok, 40);
-    assert_eq!(count(&store), 40, "exactly the acknowledged writes are stored");
+    assert_eq!(
+        count(&store),
+        40,
+        "exactly the acknowledged writes are stored"
+    );
     let c = rusqlite::Connection::open(store.path()).unwrap();
-    let stray: i64 = c.query_row("SELECT count(*) FROM scratch WHERE n % 6 IN (0, 3)", [], |r| r.get(0)).unwrap();
+    let stray: i64 = c
+        .query_row(
+            "SELECT count(*) FROM scratch WHERE n % 6 IN (0, 3)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(stray, 0);
     // The writer survived the panics.
-    store.write(|c| c.execute("INSERT INTO scratch (n) VALUES (1000)", []).map_err(StoreError::from)).await.unwrap();
+    store
+        .write(|c| {
+            c.execute("INSERT INTO scratch (n) VALUES (1000)", [])
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
     store.close().await;
 }
 
@@ -99,7 +127,12 @@ async fn writes_after_close_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     store.close().await;
-    let r = store.write(|c| c.execute("INSERT INTO scratch (n) VALUES (1)", []).map_err(StoreError::from)).await;
+    let r = store
+        .write(|c| {
+            c.execute("INSERT INTO scratch (n) VALUES (1)", [])
+                .map_err(StoreError::from)
+        })
+        .await;
     assert!(matches!(r, Err(StoreError::Closed)), "{r:?}");
 }
 
@@ -107,7 +140,12 @@ async fn writes_after_close_are_refused() {
 async fn readers_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    let r = store.read(|c| c.execute("INSERT INTO scratch (n) VALUES (1)", []).map_err(StoreError::from)).await;
+    let r = store
+        .read(|c| {
+            c.execute("INSERT INTO scratch (n) VALUES (1)", [])
+                .map_err(StoreError::from)
+        })
+        .await;
     assert!(r.is_err());
     assert_eq!(count(&store), 0);
     store.close().await;
@@ -119,12 +157,21 @@ fn a_database_newer_than_the_binary_is_refused_untouched() {
     let path = dir.path().join("standin.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;").unwrap();
+        c.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+            .unwrap();
     }
-    let e = Store::open(&path, &DatabaseConfig::default()).err().expect("refused");
+    let e = Store::open(&path, &DatabaseConfig::default())
+        .err()
+        .expect("refused");
     assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
     assert!(e.to_string().contains("newer"), "{e}");
     let c = rusqlite::Connection::open(&path).unwrap();
-    let tables: i64 = c.query_row("SELECT count(*) FROM sqlite_schema WHERE type='table'", [], |r| r.get(0)).unwrap();
+    let tables: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type='table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(tables, 1, "nothing was migrated");
 }

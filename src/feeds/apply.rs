@@ -123,7 +123,10 @@ pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, App
     if batch.number != expected {
         return Err(AppError::conflict(
             "batch_gap",
-            format!("{feed} batch {} arrived but batch {expected} is next", batch.number),
+            format!(
+                "{feed} batch {} arrived but batch {expected} is next",
+                batch.number
+            ),
         )
         .with("expected", expected));
     }
@@ -131,7 +134,8 @@ pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, App
     let mut records = state.records;
     let (upserted, deleted, snapshot) = match (&batch.kind, &batch.snapshot) {
         (BatchKind::Snapshot, Some(part)) => {
-            let (staged, complete) = apply_snapshot_part(conn, batch, part, state.pending.as_ref())?;
+            let (staged, complete) =
+                apply_snapshot_part(conn, batch, part, state.pending.as_ref())?;
             if complete {
                 records = staged;
             }
@@ -164,7 +168,10 @@ pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, App
         params![feed.as_str(), batch.number, now, records],
     )?;
     if snapshot.as_ref().is_some_and(|s| s.complete) {
-        conn.execute("UPDATE feed_state SET snapshot_at = ?2 WHERE feed = ?1", params![feed.as_str(), now])?;
+        conn.execute(
+            "UPDATE feed_state SET snapshot_at = ?2 WHERE feed = ?1",
+            params![feed.as_str(), now],
+        )?;
     }
     Ok(Applied {
         feed,
@@ -193,7 +200,9 @@ fn apply_snapshot_part(
         0
     } else {
         match pending {
-            Some((id, p, parts, staged)) if *id == part.id && p + 1 == part.part && *parts == part.parts => {
+            Some((id, p, parts, staged))
+                if *id == part.id && p + 1 == part.part && *parts == part.parts =>
+            {
                 *staged
             }
             Some((id, p, parts, _)) => {
@@ -206,7 +215,10 @@ fn apply_snapshot_part(
             None => {
                 return Err(AppError::conflict(
                     "snapshot_out_of_order",
-                    format!("no snapshot is being assembled; part {} of {} needs part 1 first", part.part, part.id),
+                    format!(
+                        "no snapshot is being assembled; part {} of {} needs part 1 first",
+                        part.part, part.id
+                    ),
                 ));
             }
         }
@@ -238,15 +250,25 @@ fn apply_snapshot_part(
 }
 
 /// Upserts and deletes `batch`'s records into the `target` tables; returns (new, removed).
-fn write_records(conn: &Connection, feed: Feed, target: Target, batch: &Batch) -> rusqlite::Result<(i64, i64)> {
+fn write_records(
+    conn: &Connection,
+    feed: Feed,
+    target: Target,
+    batch: &Batch,
+) -> rusqlite::Result<(i64, i64)> {
     let sfx = target.suffix();
     let key = key_column(feed);
     let mut removed = 0i64;
     let mut added = 0i64;
     {
-        let mut delete = conn.prepare_cached(&format!("DELETE FROM {}{sfx} WHERE {key} = ?1", tables(feed)[0]))?;
+        let mut delete = conn.prepare_cached(&format!(
+            "DELETE FROM {}{sfx} WHERE {key} = ?1",
+            tables(feed)[0]
+        ))?;
         let mut delete_cards = match feed {
-            Feed::Receipts => Some(conn.prepare_cached(&format!("DELETE FROM receipt_cards{sfx} WHERE receipt_id = ?1"))?),
+            Feed::Receipts => Some(conn.prepare_cached(&format!(
+                "DELETE FROM receipt_cards{sfx} WHERE receipt_id = ?1"
+            ))?),
             _ => None,
         };
         let mut remove = |id: &str| -> rusqlite::Result<bool> {
@@ -261,84 +283,126 @@ fn write_records(conn: &Connection, feed: Feed, target: Target, batch: &Batch) -
         for id in &batch.deletes {
             removed += i64::from(remove(id)?);
         }
-        // Upsert = remove then insert: it tells new from replaced (for the count) and clears
-        // a receipt's old card rows in the same step.
-        let mut upsert_each = |id: &str, insert: &mut dyn FnMut() -> rusqlite::Result<()>| {
-            if !remove(id)? {
+        // Upsert: insert first (`ON CONFLICT DO NOTHING`, one statement for the usual new
+        // record); a record that exists is removed, with its card rows, and inserted again.
+        // `insert` answers whether a row went in, which also tells new from replaced.
+        let mut upsert_each = |id: &str, insert: &mut dyn FnMut() -> rusqlite::Result<bool>| {
+            if insert()? {
                 added += 1;
+                return Ok(());
             }
-            insert()
+            remove(id)?;
+            if insert()? {
+                Ok(())
+            } else {
+                Err(rusqlite::Error::StatementChangedRows(0))
+            }
         };
         match &batch.records {
             Records::PickupOrders(docs) => {
                 let mut ins = conn.prepare_cached(&format!(
                     "INSERT INTO pickup_orders{sfx} (order_id, order_number, pickup_code, customer_name,
                      phone_last4, due_at, status, payment_state, total_minor, currency, updated_at, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING"
                 ))?;
                 for Doc { raw, rec } in docs {
                     let o = &rec.order;
                     upsert_each(&o.order_id, &mut || {
                         ins.execute(params![
-                            o.order_id, o.order_number, o.pickup_code, o.customer.name,
-                            o.customer.phone_last4, rec.due_at, o.status.as_str(),
-                            o.payment_state.as_str(), o.total_minor, o.currency, rec.updated_at, raw
+                            o.order_id,
+                            o.order_number,
+                            o.pickup_code,
+                            o.customer.name,
+                            o.customer.phone_last4,
+                            rec.due_at,
+                            o.status.as_str(),
+                            o.payment_state.as_str(),
+                            o.total_minor,
+                            o.currency,
+                            rec.updated_at,
+                            raw
                         ])
-                        .map(drop)
+                        .map(|n| n > 0)
                     })?;
                 }
             }
             Records::Receipts(docs) => {
                 let mut ins = conn.prepare_cached(&format!(
                     "INSERT INTO receipts{sfx} (receipt_id, order_number, sold_at, lane, currency,
-                     customer_phone_last4, total_minor, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                     customer_phone_last4, total_minor, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT DO NOTHING"
                 ))?;
                 let mut card = conn.prepare_cached(&format!(
                     "INSERT OR IGNORE INTO receipt_cards{sfx} (brand, last4, sold_at, receipt_id)
                      VALUES (?1, ?2, ?3, ?4)"
                 ))?;
-                for Doc { raw, rec } in docs {
-                    let r = &rec.receipt;
+                for Doc { raw, rec: r } in docs {
                     upsert_each(&r.receipt_id, &mut || {
-                        ins.execute(params![
-                            r.receipt_id, r.order_number, rec.sold_at, r.lane, r.currency,
-                            r.customer_phone_last4, r.total_minor, raw
+                        let n = ins.execute(params![
+                            r.receipt_id,
+                            r.order_number,
+                            r.sold_at,
+                            r.lane,
+                            r.currency,
+                            r.customer_phone_last4,
+                            r.total_minor,
+                            raw
                         ])?;
-                        for c in &rec.cards {
-                            card.execute(params![c.brand, c.last4, rec.sold_at, r.receipt_id])?;
+                        if n == 0 {
+                            return Ok(false);
                         }
-                        Ok(())
+                        for c in &r.cards {
+                            card.execute(params![c.brand, c.last4, r.sold_at, r.receipt_id])?;
+                        }
+                        Ok(true)
                     })?;
                 }
             }
             Records::Staff(docs) => {
                 let mut ins = conn.prepare_cached(&format!(
                     "INSERT INTO staff{sfx} (employee_id, name, role, pin_verifier, active, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
                 ))?;
                 for Doc { raw, rec } in docs {
                     upsert_each(&rec.employee_id, &mut || {
-                        ins.execute(params![rec.employee_id, rec.name, rec.role.as_str(), rec.pin_verifier, rec.active, raw])
-                            .map(drop)
+                        ins.execute(params![
+                            rec.employee_id,
+                            rec.name,
+                            rec.role.as_str(),
+                            rec.pin_verifier,
+                            rec.active,
+                            raw
+                        ])
+                        .map(|n| n > 0)
                     })?;
                 }
             }
             Records::Devices(docs) => {
                 let mut ins = conn.prepare_cached(&format!(
                     "INSERT INTO devices{sfx} (device_id, kind, lane, token_sha256, active, doc)
-                     VALUES (?1, 'kiosk', ?2, ?3, ?4, ?5)"
+                     VALUES (?1, 'kiosk', ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
                 ))?;
                 for Doc { raw, rec } in docs {
                     upsert_each(&rec.device_id, &mut || {
-                        ins.execute(params![rec.device_id, rec.lane, rec.token_sha256, rec.active, raw]).map(drop)
+                        ins.execute(params![
+                            rec.device_id,
+                            rec.lane,
+                            rec.token_sha256,
+                            rec.active,
+                            raw
+                        ])
+                        .map(|n| n > 0)
                     })?;
                 }
             }
             Records::Policy(docs) => {
                 let mut ins =
-                    conn.prepare_cached(&format!("INSERT INTO policy{sfx} (key, value, doc) VALUES (?1, ?2, ?3)"))?;
+                    conn.prepare_cached(&format!("INSERT INTO policy{sfx} (key, value, doc) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"))?;
                 for Doc { raw, rec } in docs {
-                    upsert_each(&rec.key, &mut || ins.execute(params![rec.key, rec.value.to_string(), raw]).map(drop))?;
+                    upsert_each(&rec.key, &mut || {
+                        ins.execute(params![rec.key, rec.value.to_string(), raw])
+                            .map(|n| n > 0)
+                    })?;
                 }
             }
         }
@@ -347,7 +411,12 @@ fn write_records(conn: &Connection, feed: Feed, target: Target, batch: &Batch) -
 }
 
 /// Notes why the pull worker could not apply a batch (shown in status until the next success).
-pub fn record_pull_error(conn: &Connection, feed: Feed, error: &str, now: &str) -> rusqlite::Result<()> {
+pub fn record_pull_error(
+    conn: &Connection,
+    feed: Feed,
+    error: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE feed_state SET last_error = ?2, last_error_at = ?3 WHERE feed = ?1",
         params![feed.as_str(), error, now],
@@ -404,13 +473,15 @@ pub fn feed_status(conn: &Connection, feed: Feed) -> rusqlite::Result<FeedStatus
         },
     )
     .optional()
-    .map(|s| s.unwrap_or(FeedStatus {
-        last_batch: 0,
-        applied_at: None,
-        records: 0,
-        snapshot_at: None,
-        pending_snapshot: None,
-        last_error: None,
-        last_error_at: None,
-    }))
+    .map(|s| {
+        s.unwrap_or(FeedStatus {
+            last_batch: 0,
+            applied_at: None,
+            records: 0,
+            snapshot_at: None,
+            pending_snapshot: None,
+            last_error: None,
+            last_error_at: None,
+        })
+    })
 }

@@ -30,7 +30,13 @@ pub enum Feed {
 }
 
 impl Feed {
-    pub const ALL: [Feed; 5] = [Feed::PickupOrders, Feed::Receipts, Feed::Staff, Feed::Devices, Feed::Policy];
+    pub const ALL: [Feed; 5] = [
+        Feed::PickupOrders,
+        Feed::Receipts,
+        Feed::Staff,
+        Feed::Devices,
+        Feed::Policy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,17 +60,29 @@ impl fmt::Display for Feed {
 }
 
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(Method::POST, "/sync/v1/feeds/{feed}/batches", Access::Sync, post(post_batch))]
+    vec![Route::new(
+        Method::POST,
+        "/sync/v1/feeds/{feed}/batches",
+        Access::Sync,
+        post(post_batch),
+    )]
 }
 
 /// Parses and checks off the runtime (a snapshot part can be megabytes), then applies on the
 /// writer thread. Shared by the push route and the pull worker.
-pub async fn receive_batch(state: &AppState, feed: Feed, body: axum::body::Bytes) -> Result<Applied, AppError> {
+pub async fn receive_batch(
+    state: &AppState,
+    feed: Feed,
+    body: axum::body::Bytes,
+) -> Result<Applied, AppError> {
     let batch = tokio::task::spawn_blocking(move || batch::parse(feed, &body))
         .await
         .map_err(|e| AppError::Internal(e.into()))??;
     let now = state.clock.now_rfc3339();
-    state.store.write(move |conn| apply::apply(conn, &batch, &now)).await
+    state
+        .store
+        .write(move |conn| apply::apply(conn, &batch, &now))
+        .await
 }
 
 async fn post_batch(

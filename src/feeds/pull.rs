@@ -23,9 +23,14 @@ struct Page {
 /// Runs until `shutdown` fires.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let cfg = state.config.feeds.clone();
-    let Some(base) = state.config.central.url.clone() else { return };
+    let Some(base) = state.config.central.url.clone() else {
+        return;
+    };
     let base = base.trim_end_matches('/').to_string();
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(cfg.pull_interval_secs.max(1) * 4));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(500),
+        Duration::from_secs(cfg.pull_interval_secs.max(1) * 4),
+    );
     tracing::info!(central = %base, "pulling feeds from central");
     loop {
         let delay = match pull_all(&state, &base, cfg.pull_page).await {
@@ -47,7 +52,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Option<Duration>> {
     'feeds: for feed in Feed::ALL {
         loop {
-            let read = state.store.read(move |c| super::apply::feed_status(c, feed).map_err(StoreError::from));
+            let read = state
+                .store
+                .read(move |c| super::apply::feed_status(c, feed).map_err(StoreError::from));
             let after = match read.await {
                 Ok(s) => s.last_batch,
                 Err(e) => {
@@ -55,7 +62,10 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                     return Err(None);
                 }
             };
-            let url = format!("{base}/v1/stores/{}/feeds/{feed}/batches", state.config.store_id);
+            let url = format!(
+                "{base}/v1/stores/{}/feeds/{feed}/batches",
+                state.config.store_id
+            );
             let res = state
                 .http
                 .get(&url)
@@ -65,7 +75,11 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
             let res = match res {
                 Ok(r) => r,
                 Err(e) => {
-                    state.upstreams.report(Upstream::Central, Err(e.to_string()), state.clock.now());
+                    state.upstreams.report(
+                        Upstream::Central,
+                        Err(e.to_string()),
+                        state.clock.now(),
+                    );
                     tracing::warn!(%feed, error = %e, "feed pull failed");
                     return Err(None);
                 }
@@ -73,19 +87,29 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
             if !res.status().is_success() {
                 let retry_after = crate::upstream::retry_after(res.headers());
                 let status = res.status();
-                state.upstreams.report(Upstream::Central, Err(format!("HTTP {status}")), state.clock.now());
+                state.upstreams.report(
+                    Upstream::Central,
+                    Err(format!("HTTP {status}")),
+                    state.clock.now(),
+                );
                 tracing::warn!(%feed, %status, "feed pull refused by central");
                 return Err(retry_after);
             }
             let body: Page = match res.json().await {
                 Ok(p) => p,
                 Err(e) => {
-                    state.upstreams.report(Upstream::Central, Err(e.to_string()), state.clock.now());
+                    state.upstreams.report(
+                        Upstream::Central,
+                        Err(e.to_string()),
+                        state.clock.now(),
+                    );
                     tracing::warn!(%feed, error = %e, "feed pull: unreadable answer");
                     return Err(None);
                 }
             };
-            state.upstreams.report(Upstream::Central, Ok(()), state.clock.now());
+            state
+                .upstreams
+                .report(Upstream::Central, Ok(()), state.clock.now());
             if body.batches.is_empty() {
                 break;
             }
@@ -104,13 +128,19 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                         let now = state.clock.now_rfc3339();
                         let _ = state
                             .store
-                            .write(move |c| super::apply::record_pull_error(c, feed, &msg, &now).map_err(StoreError::from))
+                            .write(move |c| {
+                                super::apply::record_pull_error(c, feed, &msg, &now)
+                                    .map_err(StoreError::from)
+                            })
                             .await;
                         continue 'feeds;
                     }
                 }
             }
-            let _ = state.store.write(move |c| super::apply::clear_pull_error(c, feed).map_err(StoreError::from)).await;
+            let _ = state
+                .store
+                .write(move |c| super::apply::clear_pull_error(c, feed).map_err(StoreError::from))
+                .await;
             if n < page {
                 break;
             }

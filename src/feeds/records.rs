@@ -4,6 +4,8 @@
 //! stored exactly as sent (`doc`), so nothing HQ adds is lost. A failed check names the
 //! field by its path inside the record (`lines[2].qty`); the batch layer prefixes the index.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,13 +18,20 @@ pub struct Invalid {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
-    Invalid { field: field.into(), message: message.into() }
+    Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 type Check = Result<(), Invalid>;
 
 fn non_empty(field: &str, v: &str) -> Check {
-    if v.trim().is_empty() { Err(invalid(field, "must not be empty")) } else { Ok(()) }
+    if v.trim().is_empty() {
+        Err(invalid(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
 }
 
 fn last4(field: &str, v: &str) -> Check {
@@ -42,13 +51,20 @@ fn currency(field: &str, v: &str) -> Check {
 }
 
 fn non_negative(field: &str, v: i64) -> Check {
-    if v < 0 { Err(invalid(field, "must not be negative")) } else { Ok(()) }
+    if v < 0 {
+        Err(invalid(field, "must not be negative"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Parses an RFC 3339 time and normalises it to UTC with a `Z`, so stored times sort as text.
 pub fn utc_time(field: &str, v: &str) -> Result<String, Invalid> {
     DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Secs, true))
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        })
         .map_err(|e| invalid(field, format!("must be an RFC 3339 time: {e}")))
 }
 
@@ -56,7 +72,10 @@ fn unique_lines<'a>(field: &str, lines: impl Iterator<Item = &'a u32>) -> Check 
     let mut seen = std::collections::HashSet::new();
     for (i, line) in lines.enumerate() {
         if !seen.insert(*line) {
-            return Err(invalid(format!("{field}[{i}].line"), format!("line {line} appears twice")));
+            return Err(invalid(
+                format!("{field}[{i}].line"),
+                format!("line {line} appears twice"),
+            ));
         }
     }
     Ok(())
@@ -164,30 +183,44 @@ impl PickupOrder {
         unique_lines("lines", self.lines.iter().map(|l| &l.line))?;
         non_negative("total_minor", self.total_minor)?;
         currency("currency", &self.currency)?;
-        Ok(CheckedOrder { order: self, due_at, updated_at })
+        Ok(CheckedOrder {
+            order: self,
+            due_at,
+            updated_at,
+        })
     }
 }
 
 // receipts --------------------------------------------------------------------------------
+// Receipts are the bulk of every load (a supercenter has a million in 90 days), so their
+// input types borrow from the request body instead of allocating a String per field;
+// only what becomes a column is copied out.
 
 #[derive(Debug, Deserialize)]
-pub struct Receipt {
-    pub receipt_id: String,
+pub struct Receipt<'a> {
+    #[serde(borrow)]
+    pub receipt_id: Cow<'a, str>,
     #[serde(default)]
     pub order_number: Option<String>,
-    pub sold_at: String,
-    pub lane: String,
-    pub currency: String,
+    #[serde(borrow)]
+    pub sold_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub lane: Cow<'a, str>,
+    #[serde(borrow)]
+    pub currency: Cow<'a, str>,
     #[serde(default)]
     pub customer_phone_last4: Option<String>,
-    pub tenders: Vec<Tender>,
-    pub lines: Vec<ReceiptLine>,
+    #[serde(borrow)]
+    pub tenders: Vec<Tender<'a>>,
+    #[serde(borrow)]
+    pub lines: Vec<ReceiptLine<'a>>,
     pub total_minor: i64,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Tender {
-    pub kind: String,
+pub struct Tender<'a> {
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
     #[serde(default)]
     pub brand: Option<String>,
     #[serde(default)]
@@ -200,11 +233,14 @@ pub struct Tender {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReceiptLine {
+pub struct ReceiptLine<'a> {
     pub line: u32,
-    pub sku: String,
-    pub description: String,
-    pub category: String,
+    #[serde(borrow)]
+    pub sku: Cow<'a, str>,
+    #[serde(borrow)]
+    pub description: Cow<'a, str>,
+    #[serde(borrow)]
+    pub category: Cow<'a, str>,
     pub qty: i64,
     pub unit_price_minor: i64,
     pub discount_minor: i64,
@@ -220,13 +256,19 @@ pub struct CardKey {
     pub last4: String,
 }
 
+/// What a receipt contributes to the tables besides its JSON: the indexed columns.
 pub struct CheckedReceipt {
-    pub receipt: Receipt,
+    pub receipt_id: String,
+    pub order_number: Option<String>,
     pub sold_at: String,
+    pub lane: String,
+    pub currency: String,
+    pub customer_phone_last4: Option<String>,
+    pub total_minor: i64,
     pub cards: Vec<CardKey>,
 }
 
-impl Receipt {
+impl Receipt<'_> {
     pub fn check(self) -> Result<CheckedReceipt, Invalid> {
         non_empty("receipt_id", &self.receipt_id)?;
         let sold_at = utc_time("sold_at", &self.sold_at)?;
@@ -239,38 +281,68 @@ impl Receipt {
         }
         for (i, l) in self.lines.iter().enumerate() {
             let f = |name: &str| format!("lines[{i}].{name}");
-            non_empty(&f("sku"), &l.sku)?;
-            non_empty(&f("category"), &l.category)?;
+            if l.sku.trim().is_empty() {
+                return Err(invalid(f("sku"), "must not be empty"));
+            }
+            if l.category.trim().is_empty() {
+                return Err(invalid(f("category"), "must not be empty"));
+            }
             if l.qty < 1 {
                 return Err(invalid(f("qty"), "must be at least 1"));
             }
-            non_negative(&f("unit_price_minor"), l.unit_price_minor)?;
-            non_negative(&f("discount_minor"), l.discount_minor)?;
-            non_negative(&f("tax_minor"), l.tax_minor)?;
-            non_negative(&f("return_window_days"), l.return_window_days)?;
+            for (name, v) in [
+                ("unit_price_minor", l.unit_price_minor),
+                ("discount_minor", l.discount_minor),
+                ("tax_minor", l.tax_minor),
+                ("return_window_days", l.return_window_days),
+            ] {
+                if v < 0 {
+                    return Err(invalid(f(name), "must not be negative"));
+                }
+            }
             if l.returned_qty < 0 || l.returned_qty > l.qty {
                 return Err(invalid(f("returned_qty"), "must be between 0 and qty"));
             }
         }
         unique_lines("lines", self.lines.iter().map(|l| &l.line))?;
         let mut cards = Vec::new();
-        for (i, t) in self.tenders.iter().enumerate() {
-            non_empty(&format!("tenders[{i}].kind"), &t.kind)?;
-            non_negative(&format!("tenders[{i}].amount_minor"), t.amount_minor)?;
+        for (i, t) in self.tenders.into_iter().enumerate() {
+            if t.kind.trim().is_empty() {
+                return Err(invalid(format!("tenders[{i}].kind"), "must not be empty"));
+            }
+            if t.amount_minor < 0 {
+                return Err(invalid(
+                    format!("tenders[{i}].amount_minor"),
+                    "must not be negative",
+                ));
+            }
             if let Some(l4) = &t.last4 {
                 last4(&format!("tenders[{i}].last4"), l4)?;
             }
             if let Some(m) = t.exp_month
                 && !(1..=12).contains(&m)
             {
-                return Err(invalid(format!("tenders[{i}].exp_month"), "must be 1 to 12"));
+                return Err(invalid(
+                    format!("tenders[{i}].exp_month"),
+                    "must be 1 to 12",
+                ));
             }
-            if let (Some(brand), Some(l4)) = (&t.brand, &t.last4) {
-                cards.push(CardKey { brand: brand.to_ascii_lowercase(), last4: l4.clone() });
+            if let (Some(mut brand), Some(last4)) = (t.brand, t.last4) {
+                brand.make_ascii_lowercase();
+                cards.push(CardKey { brand, last4 });
             }
         }
         non_negative("total_minor", self.total_minor)?;
-        Ok(CheckedReceipt { receipt: self, sold_at, cards })
+        Ok(CheckedReceipt {
+            receipt_id: self.receipt_id.into_owned(),
+            order_number: self.order_number,
+            sold_at,
+            lane: self.lane.into_owned(),
+            currency: self.currency.into_owned(),
+            customer_phone_last4: self.customer_phone_last4,
+            total_minor: self.total_minor,
+            cards,
+        })
     }
 }
 
@@ -333,7 +405,9 @@ pub enum DeviceKind {
 impl Device {
     pub fn check(mut self) -> Result<Self, Invalid> {
         non_empty("device_id", &self.device_id)?;
-        if self.token_sha256.len() != 64 || !self.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if self.token_sha256.len() != 64
+            || !self.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(invalid("token_sha256", "must be 64 hex digits (SHA-256)"));
         }
         self.token_sha256.make_ascii_lowercase();
@@ -361,10 +435,19 @@ fn policy_value_check(key: &str, value: &Value) -> Check {
         | "card_velocity_count"
         | "offline_max_hours"
         | "forward_deadline_hours" => amount(value),
-        "offline_tenders" => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        "offline_tenders" => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string)),
         _ => true,
     };
-    if ok { Ok(()) } else { Err(invalid("value", format!("has the wrong type for policy `{key}`"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "value",
+            format!("has the wrong type for policy `{key}`"),
+        ))
+    }
 }
 
 impl PolicyEntry {
@@ -382,8 +465,14 @@ mod tests {
 
     #[test]
     fn times_are_normalised_to_utc() {
-        assert_eq!(utc_time("t", "2026-11-25T10:42:00+02:00").unwrap(), "2026-11-25T08:42:00Z");
-        assert_eq!(utc_time("t", "2026-11-25T10:42:00.123Z").unwrap(), "2026-11-25T10:42:00Z");
+        assert_eq!(
+            utc_time("t", "2026-11-25T10:42:00+02:00").unwrap(),
+            "2026-11-25T08:42:00Z"
+        );
+        assert_eq!(
+            utc_time("t", "2026-11-25T10:42:00.123Z").unwrap(),
+            "2026-11-25T10:42:00Z"
+        );
         assert_eq!(utc_time("t", "yesterday").unwrap_err().field, "t");
     }
 
@@ -397,23 +486,40 @@ mod tests {
                        "returnable": true, "return_window_days": 30, "returned_qty": 0}],
             "total_minor": 100
         });
-        let ok: Receipt = serde_json::from_value(r.clone()).unwrap();
-        let checked = ok.check().unwrap();
-        assert_eq!(checked.cards[0].brand, "visa");
+        let check = |r: &Value| {
+            let text = r.to_string();
+            serde_json::from_str::<Receipt>(&text)
+                .unwrap()
+                .check()
+                .map(|c| c.cards.len())
+        };
+        assert_eq!(check(&r), Ok(1));
+        r["lines"][0]["description"] = json!("Kettle \"XL\""); // escapes cannot be borrowed
+        assert_eq!(check(&r), Ok(1));
         r["lines"][0]["returned_qty"] = json!(2);
-        let bad: Receipt = serde_json::from_value(r.clone()).unwrap();
-        assert_eq!(bad.check().err().unwrap().field, "lines[0].returned_qty");
+        assert_eq!(check(&r).unwrap_err().field, "lines[0].returned_qty");
         r["lines"][0]["returned_qty"] = json!(0);
         r["tenders"][0]["last4"] = json!("42");
-        let bad: Receipt = serde_json::from_value(r).unwrap();
-        assert_eq!(bad.check().err().unwrap().field, "tenders[0].last4");
+        assert_eq!(check(&r).unwrap_err().field, "tenders[0].last4");
     }
 
     #[test]
     fn policy_types_are_checked_for_known_keys_only() {
-        let p = |k: &str, v: Value| PolicyEntry { key: k.into(), value: v }.check();
+        let p = |k: &str, v: Value| {
+            PolicyEntry {
+                key: k.into(),
+                value: v,
+            }
+            .check()
+        };
         assert!(p("offline_tx_cap_minor", json!(10000)).is_ok());
-        assert_eq!(p("offline_tx_cap_minor", json!("lots")).err().unwrap().field, "value");
+        assert_eq!(
+            p("offline_tx_cap_minor", json!("lots"))
+                .err()
+                .unwrap()
+                .field,
+            "value"
+        );
         assert!(p("offline_tenders", json!(["card_token"])).is_ok());
         assert!(p("some_future_key", json!({"x": 1})).is_ok());
     }

@@ -18,7 +18,11 @@ pub enum Access {
     Sync,
 }
 
-pub async fn check(State((state, access)): State<(AppState, Access)>, req: Request, next: Next) -> Response {
+pub async fn check(
+    State((state, access)): State<(AppState, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
     match access {
         Access::Public => next.run(req).await,
         Access::Sync => match bearer_with_scope(&state, &req, "sync") {
@@ -32,8 +36,16 @@ pub async fn check(State((state, access)): State<(AppState, Access)>, req: Reque
 }
 
 /// The configured token name for a valid bearer token carrying `scope`.
-fn bearer_with_scope<'a>(state: &'a AppState, req: &Request, scope: &str) -> Result<&'a str, AppError> {
-    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(AppError::Unauthorized)?;
+fn bearer_with_scope<'a>(
+    state: &'a AppState,
+    req: &Request,
+    scope: &str,
+) -> Result<&'a str, AppError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AppError::Unauthorized)?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
@@ -50,6 +62,8 @@ fn bearer_with_scope<'a>(state: &'a AppState, req: &Request, scope: &str) -> Res
     if holder.scopes.iter().any(|s| s == scope) {
         Ok(&holder.name)
     } else {
-        Err(AppError::Forbidden(format!("this token does not carry the `{scope}` scope")))
+        Err(AppError::Forbidden(format!(
+            "this token does not carry the `{scope}` scope"
+        )))
     }
 }

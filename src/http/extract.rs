@@ -39,10 +39,19 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut de).map(ApiJson).map_err(|e| {
-            let (field, message) = describe_json_error(&e);
-            AppError::bad_request(if field.is_empty() { "body".into() } else { field }, message)
-        })
+        serde_path_to_error::deserialize(&mut de)
+            .map(ApiJson)
+            .map_err(|e| {
+                let (field, message) = describe_json_error(&e);
+                AppError::bad_request(
+                    if field.is_empty() {
+                        "body".into()
+                    } else {
+                        field
+                    },
+                    message,
+                )
+            })
     }
 }
 
@@ -62,8 +71,15 @@ pub fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) ->
         message.truncate(i);
     }
     // "missing field `x`" is reported at the parent: name the field itself.
-    if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-        path = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        path = if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
     }
     (path, message)
 }
@@ -79,6 +95,9 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 pub async fn deadline(req: Request, next: Next, limit: Duration) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => AppError::Unavailable("the request took too long; retry with the same ids".into()).into_response(),
+        Err(_) => {
+            AppError::Unavailable("the request took too long; retry with the same ids".into())
+                .into_response()
+        }
     }
 }

@@ -31,27 +31,44 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Self {
-        Self { method, path, access, handler }
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access,
+            handler,
+        }
     }
 }
 
 /// Every route of the service, from every concern.
 pub fn routes() -> Vec<Route> {
-    [crate::status::routes(), crate::feeds::routes(), crate::web::routes(), openapi::routes()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        crate::status::routes(),
+        crate::feeds::routes(),
+        crate::web::routes(),
+        openapi::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The whole service as a router; what `launch` serves and what tests can call directly.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for route in routes() {
-        let guarded = route.handler.route_layer(axum::middleware::from_fn_with_state(
-            (state.clone(), route.access),
-            access::check,
-        ));
+        let guarded = route
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route.access),
+                access::check,
+            ));
         router = router.route(route.path, guarded);
     }
     let body_limit = state.config.http.body_limit_bytes;

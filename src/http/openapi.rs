@@ -14,6 +14,15 @@ pub fn routes() -> Vec<Route> {
         Method::GET,
         "/api/openapi.json",
         Access::Public,
-        get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], DOCUMENT).into_response() }),
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                DOCUMENT,
+            )
+                .into_response()
+        }),
     )]
 }

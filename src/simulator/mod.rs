@@ -11,6 +11,7 @@ mod central;
 mod generate;
 mod payments;
 mod receipts;
+pub use receipts::Receipts;
 mod state;
 mod upstream;
 

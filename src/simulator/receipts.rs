@@ -12,7 +12,7 @@ use super::generate::{
 };
 
 /// Yields receipts one at a time, so a large feed is serialised part by part.
-pub(crate) struct Receipts {
+pub struct Receipts {
     rng: ChaCha8Rng,
     picker: Picker,
     people: Vec<Customer>,

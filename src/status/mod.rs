@@ -36,12 +36,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     let probe = state
         .store
-        .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0)).map_err(AppError::from))
+        .read(|c| {
+            c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))
+                .map_err(AppError::from)
+        })
         .await;
     match probe {
-        Ok(v) if v == crate::store::LATEST_VERSION => {
-            (StatusCode::OK, ApiJson(serde_json::json!({ "status": "ready", "schema_version": v }))).into_response()
-        }
+        Ok(v) if v == crate::store::LATEST_VERSION => (
+            StatusCode::OK,
+            ApiJson(serde_json::json!({ "status": "ready", "schema_version": v })),
+        )
+            .into_response(),
         Ok(_) => not_ready("database_not_migrated"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness probe failed");
@@ -51,7 +56,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 fn not_ready(reason: &str) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, ApiJson(serde_json::json!({ "status": "not_ready", "reason": reason })))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        ApiJson(serde_json::json!({ "status": "not_ready", "reason": reason })),
+    )
         .into_response()
 }
 

@@ -19,7 +19,10 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
             format!("no database at {}", path.display()),
         )));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -36,7 +39,9 @@ pub fn check_connection(conn: &Connection) -> Result<Vec<Problem>, StoreError> {
     conn.execute_batch("BEGIN")?;
     let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version != LATEST_VERSION {
-        problems.push(Problem(format!("schema version {version}, this binary expects {LATEST_VERSION}")));
+        problems.push(Problem(format!(
+            "schema version {version}, this binary expects {LATEST_VERSION}"
+        )));
     }
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
@@ -46,7 +51,9 @@ pub fn check_connection(conn: &Connection) -> Result<Vec<Problem>, StoreError> {
         }
     }
     drop(stmt);
-    let fk: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    let fk: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
     if fk > 0 {
         problems.push(Problem(format!("{fk} rows violate foreign keys")));
     }
@@ -67,21 +74,29 @@ fn check_feed_counts(conn: &Connection, problems: &mut Vec<Problem>) -> Result<(
         ("devices", "devices"),
         ("policy", "policy"),
     ] {
-        let claimed: Option<i64> =
-            conn.query_row("SELECT records FROM feed_state WHERE feed = ?1", [feed], |r| r.get(0)).ok();
-        let actual: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        let claimed: Option<i64> = conn
+            .query_row(
+                "SELECT records FROM feed_state WHERE feed = ?1",
+                [feed],
+                |r| r.get(0),
+            )
+            .ok();
+        let actual: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
         match claimed {
             None => problems.push(Problem(format!("feed_state has no row for {feed}"))),
-            Some(c) if c != actual => {
-                problems.push(Problem(format!("feed {feed}: feed_state says {c} records, table holds {actual}")))
-            }
+            Some(c) if c != actual => problems.push(Problem(format!(
+                "feed {feed}: feed_state says {c} records, table holds {actual}"
+            ))),
             Some(_) => {}
         }
     }
     let stray: i64 =
         conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name LIKE '%\\_swap' ESCAPE '\\'", [], |r| r.get(0))?;
     if stray > 0 {
-        problems.push(Problem("a snapshot switch left a *_swap table behind".into()));
+        problems.push(Problem(
+            "a snapshot switch left a *_swap table behind".into(),
+        ));
     }
     Ok(())
 }
@@ -109,7 +124,11 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
             let _ = std::fs::remove_file(&partial);
             return Err(StoreError::Io(std::io::Error::other(format!(
                 "the copy failed its check: {}",
-                problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join("; ")
+                problems
+                    .iter()
+                    .map(|p| p.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ))));
         }
     }

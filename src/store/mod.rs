@@ -34,7 +34,9 @@ pub enum StoreError {
     /// The writer has stopped (shutdown).
     #[error("the store is closed")]
     Closed,
-    #[error("database schema version {found} is newer than this binary understands ({supported}); refusing to touch it: install the newer Standin or restore a matching backup")]
+    #[error(
+        "database schema version {found} is newer than this binary understands ({supported}); refusing to touch it: install the newer Standin or restore a matching backup"
+    )]
     TooNew { found: u32, supported: u32 },
     #[error("a write panicked: {0}")]
     Panicked(String),
@@ -81,8 +83,15 @@ impl Store {
         let mut conn = open_write_connection(path, cfg.busy_timeout_ms)?;
         migrate(&mut conn)?;
         let writer = writer::Writer::start(conn, cfg.max_group.max(1))?;
-        let readers = readers::ReadPool::open(path, cfg.read_connections.max(1), cfg.busy_timeout_ms)?;
-        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer, readers }) })
+        let readers =
+            readers::ReadPool::open(path, cfg.read_connections.max(1), cfg.busy_timeout_ms)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer,
+                readers,
+            }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -97,7 +106,11 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.inner.writer.submit(f)?.await.unwrap_or_else(|_| Err(StoreError::Closed.into()))
+        self.inner
+            .writer
+            .submit(f)?
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
     }
 
     /// [`Store::write`] for callers outside the async runtime (CLI tools, benchmarks).
@@ -107,7 +120,11 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.inner.writer.submit(f)?.blocking_recv().unwrap_or_else(|_| Err(StoreError::Closed.into()))
+        self.inner
+            .writer
+            .submit(f)?
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
     }
 
     /// Runs `f` on a pooled read connection, off the async runtime.

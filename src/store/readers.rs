@@ -33,7 +33,10 @@ impl ReadPool {
         let conns = (0..size)
             .map(|_| open_read_connection(path, busy_timeout_ms))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { idle: Arc::new(Mutex::new(conns)), permits: Arc::new(Semaphore::new(size)) })
+        Ok(Self {
+            idle: Arc::new(Mutex::new(conns)),
+            permits: Arc::new(Semaphore::new(size)),
+        })
     }
 
     pub async fn run<R, E, F>(&self, f: F) -> Result<R, E>
@@ -42,14 +45,26 @@ impl ReadPool {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let idle = self.idle.clone();
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
-            let conn = idle.lock().map_err(|_| StoreError::Closed)?.pop().ok_or(StoreError::Closed)?;
-            let lease = Lease { conn: Some(conn), idle };
+            let conn = idle
+                .lock()
+                .map_err(|_| StoreError::Closed)?
+                .pop()
+                .ok_or(StoreError::Closed)?;
+            let lease = Lease {
+                conn: Some(conn),
+                idle,
+            };
             f(lease.conn.as_ref().expect("lease holds a connection"))
         });
         match task.await {

@@ -44,7 +44,10 @@ where
         let _entered = span.enter();
         // Each write gets a savepoint: its failure rolls back only its own changes.
         if let Err(e) = conn.execute_batch("SAVEPOINT write") {
-            return Box::new(Pending { outcome: Err(E::from(e.into())), reply });
+            return Box::new(Pending {
+                outcome: Err(E::from(e.into())),
+                reply,
+            });
         }
         let outcome = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
             Ok(outcome) => outcome,
@@ -52,7 +55,11 @@ where
         };
         // A disk-full or I/O error may have rolled the whole transaction back already.
         if !conn.is_autocommit() {
-            let end = if outcome.is_ok() { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
+            let end = if outcome.is_ok() {
+                "RELEASE write"
+            } else {
+                "ROLLBACK TO write; RELEASE write"
+            };
             if let Err(e) = conn.execute_batch(end) {
                 tracing::error!(error = %e, "could not end savepoint");
             }
@@ -116,7 +123,11 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("standin-writer".into())
             .spawn(move || run(conn, rx, max_group, &thread_stats))?;
-        Ok(Self { tx, thread: Arc::new(Mutex::new(Some(thread))), stats })
+        Ok(Self {
+            tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            stats,
+        })
     }
 
     pub fn submit<F, R, E>(&self, f: F) -> Result<oneshot::Receiver<Result<R, E>>, StoreError>
@@ -126,7 +137,11 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job = Job { f, reply, span: tracing::Span::current() };
+        let job = Job {
+            f,
+            reply,
+            span: tracing::Span::current(),
+        };
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         self.tx.send(Message::Write(Box::new(job))).map_err(|_| {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);

@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -23,7 +27,10 @@ impl Backoff {
     /// The delay before the next attempt. With `retry_after`, at least that long plus up to
     /// half of it again at random; otherwise uniform in [0, min(cap, base·2^attempt)].
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         let mut rng = rand::rng();
         match retry_after {
@@ -36,7 +43,10 @@ impl Backoff {
 /// Parses `Retry-After` as delay-seconds (HTTP dates are not used by our upstreams).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
 }
 
 #[cfg(test)]
@@ -51,7 +61,10 @@ mod tests {
         }
         for _ in 0..50 {
             let d = b.next_delay(Some(Duration::from_secs(10)));
-            assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(15), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(10) && d <= Duration::from_secs(15),
+                "{d:?}"
+            );
         }
     }
 }

@@ -56,12 +56,16 @@ impl Upstreams {
                 (u, h)
             })
             .collect();
-        Self { inner: Mutex::new(map) }
+        Self {
+            inner: Mutex::new(map),
+        }
     }
 
     /// Records the outcome of one exchange with `which`.
     pub fn report(&self, which: Upstream, outcome: Result<(), String>, now: DateTime<Utc>) {
-        let Ok(mut map) = self.inner.lock() else { return };
+        let Ok(mut map) = self.inner.lock() else {
+            return;
+        };
         let Some(h) = map.get_mut(&which) else { return };
         let next = match &outcome {
             Ok(()) => HealthState::Up,
@@ -108,7 +112,11 @@ mod tests {
         u.report(Upstream::Central, Err("x".into()), t0);
         u.report(Upstream::Central, Err("x".into()), t0);
         assert_eq!(st(), HealthState::Down);
-        assert_eq!(u.get(Upstream::Payments).unwrap().state, HealthState::Unknown, "bulkhead");
+        assert_eq!(
+            u.get(Upstream::Payments).unwrap().state,
+            HealthState::Unknown,
+            "bulkhead"
+        );
         let t1 = t0 + chrono::Duration::seconds(5);
         u.report(Upstream::Central, Ok(()), t1);
         let h = u.get(Upstream::Central).unwrap();

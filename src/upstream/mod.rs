@@ -29,7 +29,11 @@ impl Upstream {
 
 /// Probes each configured upstream's `/v1/health` on an interval, so status tells a dead
 /// upstream from an idle one even when nothing else is talking to it.
-pub async fn probe(state: crate::state::AppState, which: Upstream, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn probe(
+    state: crate::state::AppState,
+    which: Upstream,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let cfg = match which {
         Upstream::Central => state.config.central.clone(),
         Upstream::Payments => state.config.payments.clone(),

@@ -17,8 +17,18 @@ struct Assets;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/", Access::Public, get(|h: HeaderMap| async move { asset("index.html", &h) })),
-        Route::new(Method::GET, "/status", Access::Public, get(|h: HeaderMap| async move { asset("status.html", &h) })),
+        Route::new(
+            Method::GET,
+            "/",
+            Access::Public,
+            get(|h: HeaderMap| async move { asset("index.html", &h) }),
+        ),
+        Route::new(
+            Method::GET,
+            "/status",
+            Access::Public,
+            get(|h: HeaderMap| async move { asset("status.html", &h) }),
+        ),
         Route::new(
             Method::GET,
             "/ui/{*path}",
@@ -43,7 +53,10 @@ fn content_type(path: &str) -> &'static str {
 }
 
 fn asset(path: &str, headers: &HeaderMap) -> Response {
-    if path.split('/').any(|seg| seg == ".." || seg.starts_with('.')) {
+    if path
+        .split('/')
+        .any(|seg| seg == ".." || seg.starts_with('.'))
+    {
         return AppError::NotFound("no such file".into()).into_response();
     }
     let (bytes, etag) = match std::env::var_os("STANDIN_UI_DIR") {
@@ -60,13 +73,19 @@ fn asset(path: &str, headers: &HeaderMap) -> Response {
         },
     };
     if let Some(etag) = &etag
-        && headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str())
+        && headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(etag.as_str())
     {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let mut res = (StatusCode::OK, bytes.into_owned()).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,

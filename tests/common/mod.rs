@@ -32,7 +32,10 @@ impl TestStore {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sync_token = standin::access::token::generate();
-        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.pepper = Secret::new(PEPPER);
         config.tokens = vec![
             TokenConfig {
@@ -54,7 +57,15 @@ impl TestStore {
         let handle = tokio::spawn(standin::launch(state.clone(), listener, async move {
             let _ = rx.await;
         }));
-        Self { url, dir, client: reqwest::Client::new(), sync_token, state, stop: Some(stop), handle: Some(handle) }
+        Self {
+            url,
+            dir,
+            client: reqwest::Client::new(),
+            sync_token,
+            state,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -63,21 +74,36 @@ impl TestStore {
 
     /// A read-only look at the database, as an auditor would take it.
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(&self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+        rusqlite::Connection::open_with_flags(
+            &self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let res = self.client.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let res = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
     /// Pushes a feed batch as the HQ sync job.
     pub async fn push(&self, feed: &str, body: &Value) -> (StatusCode, Value) {
-        self.push_raw(feed, body.to_string(), Some(&self.sync_token)).await
+        self.push_raw(feed, body.to_string(), Some(&self.sync_token))
+            .await
     }
 
-    pub async fn push_raw(&self, feed: &str, body: String, token: Option<&str>) -> (StatusCode, Value) {
+    pub async fn push_raw(
+        &self,
+        feed: &str,
+        body: String,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .client
             .post(format!("{}/sync/v1/feeds/{feed}/batches", self.url))
@@ -109,15 +135,23 @@ impl TestStore {
             if pred(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {s:#}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub fn receipt_ids(&self) -> Vec<String> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT receipt_id FROM receipts ORDER BY receipt_id").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut stmt = db
+            .prepare("SELECT receipt_id FROM receipts ORDER BY receipt_id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     pub async fn stop(mut self) {
