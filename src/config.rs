@@ -411,6 +411,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/standin.toml");
+        let c = Config::load(Some(&path), []).unwrap();
+        let d = Config::default();
+        assert_eq!(
+            (c.listen, c.database.max_group, c.feeds.pull),
+            (d.listen, d.database.max_group, d.feeds.pull)
+        );
+    }
+
+    #[test]
     fn secrets_do_not_debug_print() {
         let c = load_str("pepper = \"hunter2\"\n", &[]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

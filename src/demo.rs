@@ -174,7 +174,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = crate::server::shutdown_signal() => {}
-        res = &mut Box::pin(async { server.await }) => {
+        res = server => {
             res??;
             bail!("standin stopped unexpectedly");
         }

@@ -55,8 +55,8 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
             let read = state
                 .store
                 .read(move |c| super::apply::feed_status(c, feed).map_err(StoreError::from));
-            let after = match read.await {
-                Ok(s) => s.last_batch,
+            let (after, had_error) = match read.await {
+                Ok(s) => (s.last_batch, s.last_error.is_some()),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read feed state");
                     return Err(None);
@@ -137,10 +137,12 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                     }
                 }
             }
-            let _ = state
-                .store
-                .write(move |c| super::apply::clear_pull_error(c, feed).map_err(StoreError::from))
-                .await;
+            if had_error {
+                let clear = move |c: &rusqlite::Connection| {
+                    super::apply::clear_pull_error(c, feed).map_err(StoreError::from)
+                };
+                let _ = state.store.write(clear).await;
+            }
             if n < page {
                 break;
             }

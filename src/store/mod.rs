@@ -145,7 +145,7 @@ impl Store {
     /// Lets queued writes finish, then closes the write connection (checkpointing the WAL).
     /// Writes submitted afterwards fail with [`StoreError::Closed`].
     pub async fn close(&self) {
-        let writer = self.inner.writer.clone_handle();
+        let writer = self.inner.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     }
 }

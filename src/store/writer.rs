@@ -154,10 +154,6 @@ impl Writer {
         &self.stats
     }
 
-    pub fn clone_handle(&self) -> Self {
-        self.clone()
-    }
-
     /// Blocks until every write queued before this call is answered and the connection closed.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Message::Shutdown);
