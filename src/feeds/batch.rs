@@ -84,18 +84,7 @@ pub struct Batch {
 
 /// Parses and checks a batch body for `feed`.
 pub fn parse(feed: Feed, body: &[u8]) -> Result<Batch, AppError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let (field, message) = describe(&e);
-        AppError::bad_request(
-            if field.is_empty() {
-                "body".into()
-            } else {
-                field
-            },
-            message,
-        )
-    })?;
+    let env: Envelope = crate::http::from_json(body)?;
     if env.batch == 0 {
         return Err(AppError::bad_request(
             "batch",

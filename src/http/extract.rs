@@ -38,21 +38,25 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut de)
-            .map(ApiJson)
-            .map_err(|e| {
-                let (field, message) = describe_json_error(&e);
-                AppError::bad_request(
-                    if field.is_empty() {
-                        "body".into()
-                    } else {
-                        field
-                    },
-                    message,
-                )
-            })
+        from_json(&bytes).map(ApiJson)
     }
+}
+
+/// Parses a request body; a body that does not fit is a 400 naming the field (`body` for
+/// the document as a whole).
+pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let (field, message) = describe_json_error(&e);
+        AppError::bad_request(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            message,
+        )
+    })
 }
 
 /// The field path serde stopped at and a message without serde_json's "at line 1 column 380"

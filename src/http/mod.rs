@@ -18,7 +18,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use access::Access;
-pub use extract::{ApiJson, RawBody, describe_json_error};
+pub use extract::{ApiJson, RawBody, describe_json_error, from_json};
 
 use crate::error::AppError;
 use crate::state::AppState;
