@@ -130,8 +130,16 @@ fn main() {
             let now = "2026-11-25T00:00:00.000Z";
             let applied = store
                 .write_blocking(move |c| {
-                    apply::apply(c, &parsed, now)
-                        .map_err(|e| StoreError::Io(std::io::Error::other(e.detail())))
+                    apply::apply(
+                        c,
+                        &parsed,
+                        &apply::Applier {
+                            store_id: "bench",
+                            now,
+                            source: "bench",
+                        },
+                    )
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e.detail())))
                 })
                 .unwrap();
             assert!(applied.applied);

@@ -25,6 +25,7 @@ pub struct Config {
     pub central: UpstreamConfig,
     pub payments: UpstreamConfig,
     pub feeds: FeedsConfig,
+    pub journal: JournalConfig,
     /// Bearer tokens for machine callers (the HQ sync job), by hash and scope.
     pub tokens: Vec<TokenConfig>,
     /// Mixed into staff PIN verifiers (Argon2id secret). Never stored in the database.
@@ -77,6 +78,41 @@ pub struct FeedsConfig {
     /// Batches asked for per request while catching up.
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub pull_page: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Push the journal to central (`central.url`); the HQ sync job can pull it either way.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub push: bool,
+    /// Most entries per push.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub batch_size: usize,
+    /// First retry delay after a failed push; doubles up to `retry_cap_ms` (full jitter).
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub retry_base_ms: u64,
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub retry_cap_ms: u64,
+    /// How often an idle uplink looks for entries written by another process.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub idle_poll_ms: u64,
+    /// Delivered entries are kept this many days; undelivered ones forever.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub retention_days: u32,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            push: true,
+            batch_size: 100,
+            retry_base_ms: 500,
+            retry_cap_ms: 60_000,
+            idle_poll_ms: 1_000,
+            retention_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +180,7 @@ impl Default for Config {
             central: UpstreamConfig::with_timeout(5_000),
             payments: UpstreamConfig::with_timeout(2_500),
             feeds: FeedsConfig::default(),
+            journal: JournalConfig::default(),
             tokens: Vec::new(),
             pepper: Secret::default(),
             log: LogConfig::default(),

@@ -1,7 +1,7 @@
 //! Standin: the store-side offline fallback service.
 //!
 //! One folder per concern, each owning its routes, rules and SQL: `feeds` (HQ's data down),
-//! `status` (health and freshness), `web` (the UI), `access` (credentials), `upstream`
+//! `journal` (what the store did, delivered up exactly once), `status` (health and freshness), `web` (the UI), `access` (credentials), `upstream`
 //! (central and the processor), `store` (SQLite), `simulator` (both upstreams, for the demo
 //! and the tests).
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod feeds;
 pub mod http;
+pub mod journal;
 pub mod server;
 pub mod simulator;
 pub mod state;

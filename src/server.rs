@@ -41,6 +41,13 @@ pub async fn launch(
     if state.config.feeds.pull && state.config.central.url.is_some() {
         workers.spawn(crate::feeds::pull::run(state.clone(), stop_rx.clone()));
     }
+    if state.config.journal.push && state.config.central.url.is_some() {
+        workers.spawn(crate::journal::uplink::run(state.clone(), stop_rx.clone()));
+    }
+    workers.spawn(crate::journal::retention::run(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     for u in crate::upstream::Upstream::ALL {
         workers.spawn(crate::upstream::probe(state.clone(), u, stop_rx.clone()));
     }

@@ -16,6 +16,8 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// One HTTP client for both upstreams (connection pools are per host anyway).
     pub http: reqwest::Client,
+    /// Woken after a write that appended to the journal, so the uplink sends at once.
+    pub journal_appended: Arc<tokio::sync::Notify>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -44,6 +46,7 @@ impl AppState {
             clock,
             upstreams: Arc::new(upstreams),
             http,
+            journal_appended: Arc::new(tokio::sync::Notify::new()),
             draining: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -104,8 +104,19 @@ fn load_state(conn: &Connection, feed: Feed) -> rusqlite::Result<State> {
     )
 }
 
-/// Applies `batch` if it is the next in its feed's numbering. `now` is RFC 3339 UTC.
-pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, AppError> {
+/// Who is applying a batch, for the journal's audit lane.
+pub struct Applier<'a> {
+    pub store_id: &'a str,
+    /// RFC 3339 UTC.
+    pub now: &'a str,
+    /// `central` for pulled batches, the sync token's name for pushed ones.
+    pub source: &'a str,
+}
+
+/// Applies `batch` if it is the next in its feed's numbering, and journals it (audit lane)
+/// in the same transaction, so HQ can see which of its batches each store holds.
+pub fn apply(conn: &Connection, batch: &Batch, by: &Applier<'_>) -> Result<Applied, AppError> {
+    let now = by.now;
     let feed = batch.feed;
     let state = load_state(conn, feed)?;
     if batch.number <= state.last_batch {
@@ -173,7 +184,7 @@ pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, App
             params![feed.as_str(), now],
         )?;
     }
-    Ok(Applied {
+    let applied = Applied {
         feed,
         batch: batch.number,
         applied: true,
@@ -181,7 +192,20 @@ pub fn apply(conn: &Connection, batch: &Batch, now: &str) -> Result<Applied, App
         upserted: Some(upserted),
         deleted: Some(deleted),
         snapshot,
-    })
+    };
+    crate::journal::append(
+        conn,
+        by.store_id,
+        now,
+        crate::journal::NewEntry {
+            lane: crate::journal::Lane::Audit,
+            kind: "feed.batch_applied".into(),
+            actor: Some(by.source.to_string()),
+            device: None,
+            body: serde_json::to_value(&applied).unwrap_or_default(),
+        },
+    )?;
+    Ok(applied)
 }
 
 /// Stages one part; switches the snapshot in when it is the last. Returns (staged, complete).

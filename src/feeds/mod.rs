@@ -74,15 +74,28 @@ pub async fn receive_batch(
     state: &AppState,
     feed: Feed,
     body: axum::body::Bytes,
+    source: &str,
 ) -> Result<Applied, AppError> {
     let batch = tokio::task::spawn_blocking(move || batch::parse(feed, &body))
         .await
         .map_err(|e| AppError::Internal(e.into()))??;
     let now = state.clock.now_rfc3339();
-    state
+    let (store_id, source) = (state.config.store_id.clone(), source.to_string());
+    let applied = state
         .store
-        .write(move |conn| apply::apply(conn, &batch, &now))
-        .await
+        .write(move |conn| {
+            let by = apply::Applier {
+                store_id: &store_id,
+                now: &now,
+                source: &source,
+            };
+            apply::apply(conn, &batch, &by)
+        })
+        .await?;
+    if applied.applied {
+        state.journal_appended.notify_one();
+    }
+    Ok(applied)
 }
 
 async fn post_batch(
@@ -95,7 +108,7 @@ async fn post_batch(
             "no feed `{feed}`: feeds are pickup_orders, receipts, staff, devices, policy"
         ))
     })?;
-    let applied = receive_batch(&state, feed, body).await?;
+    let applied = receive_batch(&state, feed, body, "hq-sync").await?;
     if applied.applied {
         tracing::info!(%feed, batch = applied.batch, records = applied.records, "feed batch applied");
     }

@@ -116,7 +116,7 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
             let n = body.batches.len();
             for raw in body.batches {
                 let bytes = axum::body::Bytes::from(raw.get().to_owned());
-                match receive_batch(state, feed, bytes).await {
+                match receive_batch(state, feed, bytes, "central").await {
                     Ok(applied) => {
                         if applied.applied {
                             tracing::info!(%feed, batch = applied.batch, records = applied.records, "pulled feed batch applied");

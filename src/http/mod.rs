@@ -51,6 +51,7 @@ pub fn routes() -> Vec<Route> {
     [
         crate::status::routes(),
         crate::feeds::routes(),
+        crate::journal::sync_api::routes(),
         crate::web::routes(),
         openapi::routes(),
     ]

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use crate::error::AppError;
 use crate::feeds::{Feed, FeedStatus};
 use crate::http::{Access, ApiJson, Route};
+use crate::journal::Lane;
+use crate::journal::delivery::{LaneBacklog, backlog};
 use crate::state::AppState;
 use crate::upstream::{Health, Upstream};
 
@@ -70,6 +72,17 @@ pub struct Status {
     pub now: DateTime<Utc>,
     pub upstreams: BTreeMap<&'static str, Health>,
     pub feeds: BTreeMap<&'static str, FeedFreshness>,
+    pub journal: JournalStatus,
+}
+
+#[derive(Serialize)]
+pub struct JournalStatus {
+    /// Per lane, in priority order: what waits for central and how long the oldest has.
+    pub lanes: BTreeMap<&'static str, LaneBacklog>,
+    /// Entries central rejected or found in conflict, waiting for a person.
+    pub set_aside: i64,
+    /// The newest entry's sequence number.
+    pub last_seq: i64,
 }
 
 #[derive(Serialize)]
@@ -81,17 +94,37 @@ pub struct FeedFreshness {
 }
 
 pub async fn current(state: &AppState) -> Result<Status, AppError> {
-    let feeds = state
+    let now = state.clock.now();
+    let (feeds, journal) = state
         .store
-        .read(|c| {
-            Feed::ALL
+        .read(move |c| {
+            let feeds = Feed::ALL
                 .into_iter()
                 .map(|f| crate::feeds::apply::feed_status(c, f).map(|s| (f, s)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(AppError::from)
+                .collect::<Result<Vec<_>, _>>()?;
+            let lanes = Lane::BY_PRIORITY
+                .into_iter()
+                .map(|l| backlog(c, l, now).map(|b| (l.as_str(), b)))
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            let set_aside: i64 = c.query_row(
+                "SELECT count(*) FROM journal WHERE outcome IN ('rejected', 'conflict')",
+                [],
+                |r| r.get(0),
+            )?;
+            let last_seq: i64 =
+                c.query_row("SELECT coalesce(max(seq), 0) FROM journal", [], |r| {
+                    r.get(0)
+                })?;
+            Ok::<_, AppError>((
+                feeds,
+                JournalStatus {
+                    lanes,
+                    set_aside,
+                    last_seq,
+                },
+            ))
         })
         .await?;
-    let now = state.clock.now();
     let feeds = feeds
         .into_iter()
         .map(|(f, status)| {
@@ -113,6 +146,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         now,
         upstreams,
         feeds,
+        journal,
     })
 }
 

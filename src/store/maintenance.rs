@@ -60,6 +60,11 @@ pub fn check_connection(conn: &Connection) -> Result<Vec<Problem>, StoreError> {
     if version >= 1 {
         check_feed_counts(conn, &mut problems)?;
     }
+    if version >= 2
+        && let Some(broken) = crate::journal::chain::verify(conn)?
+    {
+        problems.push(Problem(broken));
+    }
     conn.execute_batch("COMMIT")?;
     Ok(problems)
 }

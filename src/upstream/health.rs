@@ -1,18 +1,21 @@
-//! Per-upstream health as status shows it: up, degraded or down, and since when.
+//! Per-upstream health as status shows it, and the circuit breaker every caller of that
+//! upstream shares (one per upstream: bulkheads).
 //!
-//! A single failure marks an upstream `degraded`; three in a row mark it `down`; one success
-//! brings it back `up`. The consecutive-failure threshold keeps one dropped connection from
-//! flapping the banner at the service desk.
+//! Status reads the breaker: `up` while it is closed and the last exchange succeeded,
+//! `degraded` while closed after a failure or half-open, `down` while open, `unknown` until
+//! the upstream has been heard from. The failure threshold (3 by default) keeps one dropped
+//! connection from flapping the banner at the service desk.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rand::Rng;
 use serde::Serialize;
 
 use super::Upstream;
-
-const DOWN_AFTER: u32 = 3;
+use super::breaker::{Breaker, BreakerConfig, BreakerState, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,32 +31,62 @@ pub enum HealthState {
 pub struct Health {
     pub configured: bool,
     pub state: HealthState,
+    /// When `state` last changed.
     pub since: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
+    pub breaker: BreakerState,
+    /// While the breaker holds traffic back (open, or a `Retry-After`): when it lets a
+    /// request through again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+struct Entry {
+    health: Health,
+    breaker: Breaker,
 }
 
 pub struct Upstreams {
-    inner: Mutex<HashMap<Upstream, Health>>,
+    inner: Mutex<HashMap<Upstream, Entry>>,
 }
 
 impl Upstreams {
     pub fn new(configured: impl Fn(Upstream) -> bool, now: DateTime<Utc>) -> Self {
+        Self::with_breaker(
+            configured,
+            BreakerConfig::default(),
+            rand::rng().random(),
+            now,
+        )
+    }
+
+    /// With a given breaker policy and jitter seed (simulations and tests).
+    pub fn with_breaker(
+        configured: impl Fn(Upstream) -> bool,
+        cfg: BreakerConfig,
+        seed: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
         let map = Upstream::ALL
             .into_iter()
-            .map(|u| {
-                let h = Health {
+            .enumerate()
+            .map(|(i, u)| {
+                let health = Health {
                     configured: configured(u),
                     state: HealthState::Unknown,
                     since: now,
                     last_error: None,
                     last_success: None,
                     consecutive_failures: 0,
+                    breaker: BreakerState::Closed,
+                    retry_at: None,
                 };
-                (u, h)
+                let breaker = Breaker::new(cfg, seed.wrapping_add(i as u64), now);
+                (u, Entry { health, breaker })
             })
             .collect();
         Self {
@@ -61,39 +94,120 @@ impl Upstreams {
         }
     }
 
-    /// Records the outcome of one exchange with `which`.
+    /// May a request to `which` go now? Ask before every request and report its outcome
+    /// after: while the breaker is half-open (or holding for a `Retry-After`) a yes lets
+    /// exactly one request through until its outcome is reported.
+    pub fn permit(&self, which: Upstream, now: DateTime<Utc>) -> bool {
+        // A poisoned lock means a panic elsewhere; sending is safer than stalling forever.
+        let Ok(mut map) = self.inner.lock() else {
+            return true;
+        };
+        let Some(e) = map.get_mut(&which) else {
+            return true;
+        };
+        let yes = e.breaker.permit(now);
+        e.refresh(which, now);
+        yes
+    }
+
+    /// How long a caller that would otherwise wait `idle` between attempts should sleep
+    /// before asking `permit` again: `idle` while the breaker lets traffic through, never
+    /// past the moment it will next say yes, zero when it would say yes now.
+    pub fn next_permit_in(&self, which: Upstream, now: DateTime<Utc>, idle: Duration) -> Duration {
+        let Some(b) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&which).map(|e| e.breaker.clone()))
+        else {
+            return idle;
+        };
+        match b.next_attempt_at() {
+            None if b.state() == BreakerState::Closed => idle,
+            None => Duration::ZERO,
+            Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(idle),
+        }
+    }
+
+    /// Records the outcome of one exchange with `which` (a failure without `Retry-After`).
     pub fn report(&self, which: Upstream, outcome: Result<(), String>, now: DateTime<Utc>) {
+        match outcome {
+            Ok(()) => self.record(which, None, None, now),
+            Err(e) => self.record(which, Some(e), None, now),
+        }
+    }
+
+    /// Records a failed exchange with `which` that carried `Retry-After` (if any): the
+    /// breaker then holds every caller of `which` back at least that long.
+    pub fn report_failure_retry_after(
+        &self,
+        which: Upstream,
+        error: String,
+        retry_after: Option<Duration>,
+        now: DateTime<Utc>,
+    ) {
+        self.record(which, Some(error), retry_after, now);
+    }
+
+    fn record(
+        &self,
+        which: Upstream,
+        error: Option<String>,
+        retry_after: Option<Duration>,
+        now: DateTime<Utc>,
+    ) {
         let Ok(mut map) = self.inner.lock() else {
             return;
         };
-        let Some(h) = map.get_mut(&which) else { return };
-        let next = match &outcome {
-            Ok(()) => HealthState::Up,
-            Err(_) if h.consecutive_failures + 1 >= DOWN_AFTER => HealthState::Down,
-            Err(_) => match h.state {
-                HealthState::Down => HealthState::Down,
-                _ => HealthState::Degraded,
-            },
-        };
-        match outcome {
-            Ok(()) => {
+        let Some(e) = map.get_mut(&which) else { return };
+        let h = &mut e.health;
+        let outcome = match error {
+            None => {
                 h.consecutive_failures = 0;
                 h.last_success = Some(now);
+                Outcome::Success
             }
-            Err(e) => {
-                h.consecutive_failures += 1;
-                h.last_error = Some(e);
+            Some(msg) => {
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                h.last_error = Some(msg);
+                Outcome::Failure { retry_after }
             }
+        };
+        e.breaker.record(outcome, now);
+        e.refresh(which, now);
+    }
+
+    pub fn get(&self, which: Upstream) -> Option<Health> {
+        self.inner
+            .lock()
+            .ok()?
+            .get(&which)
+            .map(|e| e.health.clone())
+    }
+}
+
+impl Entry {
+    /// Brings the status view in line with the breaker after an event.
+    fn refresh(&mut self, which: Upstream, now: DateTime<Utc>) {
+        let h = &mut self.health;
+        let heard = h.last_success.is_some() || h.last_error.is_some();
+        let next = match self.breaker.state() {
+            _ if !heard => HealthState::Unknown,
+            BreakerState::Open => HealthState::Down,
+            BreakerState::HalfOpen => HealthState::Degraded,
+            BreakerState::Closed if h.consecutive_failures > 0 => HealthState::Degraded,
+            BreakerState::Closed => HealthState::Up,
+        };
+        if self.breaker.state() != h.breaker {
+            tracing::info!(upstream = which.as_str(), from = ?h.breaker, to = ?self.breaker.state(), "circuit breaker changed");
+            h.breaker = self.breaker.state();
         }
+        h.retry_at = self.breaker.held_until();
         if next != h.state {
             tracing::info!(upstream = which.as_str(), from = ?h.state, to = ?next, "upstream state changed");
             h.state = next;
             h.since = now;
         }
-    }
-
-    pub fn get(&self, which: Upstream) -> Option<Health> {
-        self.inner.lock().ok()?.get(&which).cloned()
     }
 }
 
@@ -102,24 +216,83 @@ mod tests {
     use super::*;
 
     #[test]
-    fn three_failures_mean_down_and_one_success_means_up() {
+    fn three_failures_mean_down_and_two_successes_mean_up() {
         let t0 = Utc::now();
         let u = Upstreams::new(|_| true, t0);
-        let st = || u.get(Upstream::Central).unwrap().state;
-        assert_eq!(st(), HealthState::Unknown);
+        let st = || u.get(Upstream::Central).unwrap();
+        assert_eq!(st().state, HealthState::Unknown);
         u.report(Upstream::Central, Err("x".into()), t0);
-        assert_eq!(st(), HealthState::Degraded);
+        assert_eq!(st().state, HealthState::Degraded);
         u.report(Upstream::Central, Err("x".into()), t0);
         u.report(Upstream::Central, Err("x".into()), t0);
-        assert_eq!(st(), HealthState::Down);
+        let h = st();
+        assert_eq!(
+            (h.state, h.breaker),
+            (HealthState::Down, BreakerState::Open)
+        );
+        let retry_at = h.retry_at.expect("open shows when it retries");
+        assert!(retry_at >= t0 + chrono::Duration::seconds(5), "{retry_at}");
+        assert!(!u.permit(Upstream::Central, t0), "open: nothing goes");
+        assert_eq!(
+            u.next_permit_in(Upstream::Central, t0, Duration::from_secs(60)),
+            (retry_at - t0).to_std().unwrap()
+        );
         assert_eq!(
             u.get(Upstream::Payments).unwrap().state,
             HealthState::Unknown,
             "bulkhead"
         );
-        let t1 = t0 + chrono::Duration::seconds(5);
+        assert!(u.permit(Upstream::Payments, t0), "bulkhead");
+
+        assert!(u.permit(Upstream::Central, retry_at), "the half-open probe");
+        assert_eq!(st().state, HealthState::Degraded);
+        assert!(
+            !u.permit(Upstream::Central, retry_at),
+            "one probe at a time"
+        );
+        u.report(Upstream::Central, Ok(()), retry_at);
+        assert_eq!(st().breaker, BreakerState::HalfOpen);
+        assert_eq!(
+            u.next_permit_in(Upstream::Central, retry_at, Duration::from_secs(5)),
+            Duration::ZERO
+        );
+        let t1 = retry_at + chrono::Duration::seconds(1);
+        assert!(u.permit(Upstream::Central, t1));
         u.report(Upstream::Central, Ok(()), t1);
+        let h = st();
+        assert_eq!(
+            (h.state, h.since, h.breaker, h.retry_at),
+            (HealthState::Up, t1, BreakerState::Closed, None)
+        );
+    }
+
+    #[test]
+    fn retry_after_holds_every_caller_back() {
+        let t0 = Utc::now();
+        let u = Upstreams::with_breaker(|_| true, BreakerConfig::default(), 9, t0);
+        u.report_failure_retry_after(
+            Upstream::Central,
+            "HTTP 503".into(),
+            Some(Duration::from_secs(10)),
+            t0,
+        );
         let h = u.get(Upstream::Central).unwrap();
-        assert_eq!((h.state, h.since), (HealthState::Up, t1));
+        assert_eq!(
+            (h.state, h.breaker),
+            (HealthState::Degraded, BreakerState::Closed)
+        );
+        let at = h.retry_at.unwrap();
+        assert!(
+            at >= t0 + chrono::Duration::seconds(10) && at < t0 + chrono::Duration::seconds(20)
+        );
+        assert!(!u.permit(Upstream::Central, at - chrono::Duration::milliseconds(1)));
+        assert!(u.permit(Upstream::Central, at));
+        assert!(
+            !u.permit(Upstream::Central, at),
+            "one at a time until one succeeds"
+        );
+        u.report(Upstream::Central, Ok(()), at);
+        assert!(u.permit(Upstream::Central, at) && u.permit(Upstream::Central, at));
+        assert_eq!(u.get(Upstream::Central).unwrap().state, HealthState::Up);
     }
 }

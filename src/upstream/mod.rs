@@ -2,9 +2,11 @@
 //! (bulkheads), and the politeness rules for talking to them again after a failure.
 
 mod backoff;
+mod breaker;
 mod health;
 
 pub use backoff::{Backoff, retry_after};
+pub use breaker::{Breaker, BreakerConfig, BreakerState, Outcome};
 pub use health::{Health, HealthState, Upstreams};
 
 use serde::Serialize;
@@ -29,6 +31,11 @@ impl Upstream {
 
 /// Probes each configured upstream's `/v1/health` on an interval, so status tells a dead
 /// upstream from an idle one even when nothing else is talking to it.
+///
+/// The probe goes through the upstream's breaker like any other request: while the breaker
+/// is open or holding for a `Retry-After` it sends nothing, and wakes when the breaker will
+/// let one request through. That request is the half-open probe, which is how a store with
+/// no other traffic finds the upstream back.
 pub async fn probe(
     state: crate::state::AppState,
     which: Upstream,
@@ -43,14 +50,30 @@ pub async fn probe(
     let interval = std::time::Duration::from_secs(cfg.health_interval_secs.max(1));
     let timeout = std::time::Duration::from_millis(cfg.timeout_ms.max(1));
     loop {
-        let outcome = match state.http.get(&url).timeout(timeout).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("health answered HTTP {}", r.status())),
-            Err(e) => Err(describe_reqwest(&e)),
-        };
-        state.upstreams.report(which, outcome, state.clock.now());
+        if state.upstreams.permit(which, state.clock.now()) {
+            let outcome = match state.http.get(&url).timeout(timeout).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err((
+                    format!("health answered HTTP {}", r.status()),
+                    retry_after(r.headers()),
+                )),
+                Err(e) => Err((describe_reqwest(&e), None)),
+            };
+            let now = state.clock.now();
+            match outcome {
+                Ok(()) => state.upstreams.report(which, Ok(()), now),
+                Err((msg, ra)) => state
+                    .upstreams
+                    .report_failure_retry_after(which, msg, ra, now),
+            }
+        }
+        // Never a busy loop, even with a clock that does not move (tests).
+        let wait = state
+            .upstreams
+            .next_permit_in(which, state.clock.now(), interval)
+            .max(std::time::Duration::from_millis(20));
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -154,13 +154,16 @@ impl TestStore {
             .collect()
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server cleanly; the data directory lives on as long as the returned handle.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
     }
 }
 
@@ -201,4 +204,36 @@ pub fn snapshot_part(batch: u64, id: &str, part: u32, parts: u32, upserts: Vec<V
 
 pub fn receipts(prefix: &str, range: std::ops::Range<usize>) -> Vec<Value> {
     range.map(|i| receipt(&format!("{prefix}{i:06}"))).collect()
+}
+
+// The journal, written as another process would: its own connection, BEGIN IMMEDIATE -------
+
+/// Appends `n` entries of `kind` to `lane` in one transaction on the database at `db`.
+pub fn append_entries(
+    db: &std::path::Path,
+    lane: standin::journal::Lane,
+    kind: &str,
+    n: usize,
+) -> Vec<standin::journal::Entry> {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch("PRAGMA synchronous=FULL").unwrap();
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let entries = (0..n)
+        .map(|i| {
+            let e = standin::journal::NewEntry {
+                lane,
+                kind: kind.into(),
+                actor: Some("E100".into()),
+                device: Some("desk-1".into()),
+                body: json!({"n": i, "kind": kind}),
+            };
+            standin::journal::append(&tx, "store-0001", &now, e).unwrap()
+        })
+        .collect();
+    tx.commit().unwrap();
+    entries
 }

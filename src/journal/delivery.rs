@@ -1,0 +1,197 @@
+//! Delivery state: what is pending per lane, and recording central's per-entry outcomes.
+//! Push and pull share this; the first outcome recorded for an entry wins.
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use super::{ENTRY_COLUMNS, Entry, Lane, entry_from_row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Rejected,
+    Conflict,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+            Self::Conflict => "conflict",
+        }
+    }
+
+    /// Rejected and conflicting entries are set aside for a person (reconciliation).
+    pub fn needs_a_person(self) -> bool {
+        matches!(self, Self::Rejected | Self::Conflict)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Push,
+    Pull,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Pull => "pull",
+        }
+    }
+}
+
+/// Which entry an outcome is for: push results name ids, pull acks name seqs.
+#[derive(Debug, Clone)]
+pub enum EntryRef {
+    Id(String),
+    Seq(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub entry: EntryRef,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+/// Records outcomes; returns, per result, whether it was the first for its entry
+/// (`Some(true)`), came after another (`Some(false)`), or named no entry (`None`).
+pub fn record_outcomes(
+    conn: &Connection,
+    results: &[Delivered],
+    via: Via,
+    now: &str,
+) -> rusqlite::Result<Vec<Option<bool>>> {
+    let mut by_id = conn.prepare_cached(
+        "UPDATE journal SET outcome = ?2, reason = ?3, delivered_at = ?4, delivered_via = ?5
+         WHERE id = ?1 AND outcome IS NULL",
+    )?;
+    let mut by_seq = conn.prepare_cached(
+        "UPDATE journal SET outcome = ?2, reason = ?3, delivered_at = ?4, delivered_via = ?5
+         WHERE seq = ?1 AND outcome IS NULL",
+    )?;
+    let mut exists_id = conn.prepare_cached("SELECT 1 FROM journal WHERE id = ?1")?;
+    let mut exists_seq = conn.prepare_cached("SELECT 1 FROM journal WHERE seq = ?1")?;
+    let mut out = Vec::with_capacity(results.len());
+    for d in results {
+        let args = (d.outcome.as_str(), d.reason.as_deref(), now, via.as_str());
+        let changed = match &d.entry {
+            EntryRef::Id(id) => by_id.execute(params![id, args.0, args.1, args.2, args.3])?,
+            EntryRef::Seq(seq) => by_seq.execute(params![seq, args.0, args.1, args.2, args.3])?,
+        };
+        out.push(if changed > 0 {
+            if d.outcome.needs_a_person() {
+                tracing::warn!(entry = ?d.entry, outcome = d.outcome.as_str(), reason = d.reason.as_deref().unwrap_or(""),
+                    "journal entry set aside for reconciliation");
+            }
+            Some(true)
+        } else {
+            let exists = match &d.entry {
+                EntryRef::Id(id) => exists_id.exists([id])?,
+                EntryRef::Seq(seq) => exists_seq.exists([seq])?,
+            };
+            exists.then_some(false)
+        });
+    }
+    Ok(out)
+}
+
+/// The oldest pending entries of `lane`, in `seq` order.
+pub fn pending(conn: &Connection, lane: Lane, limit: usize) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM journal WHERE lane = ?1 AND outcome IS NULL ORDER BY seq LIMIT ?2"
+    ))?;
+    stmt.query_map(params![lane.as_str(), limit as i64], entry_from_row)?
+        .collect()
+}
+
+/// The highest-priority lane with anything pending.
+pub fn next_lane(conn: &Connection) -> rusqlite::Result<Option<Lane>> {
+    for lane in Lane::BY_PRIORITY {
+        let any = conn
+            .prepare_cached("SELECT 1 FROM journal WHERE lane = ?1 AND outcome IS NULL LIMIT 1")?
+            .exists([lane.as_str()])?;
+        if any {
+            return Ok(Some(lane));
+        }
+    }
+    Ok(None)
+}
+
+/// Counts a delivery attempt for entries about to be sent (shown in reconciliation/status).
+pub fn count_attempt(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE journal SET attempts = attempts + 1 WHERE seq = ?1 AND outcome IS NULL",
+    )?;
+    for s in seqs {
+        stmt.execute([s])?;
+    }
+    Ok(())
+}
+
+/// One lane's backlog, for status and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneBacklog {
+    pub pending: i64,
+    pub oldest_occurred_at: Option<String>,
+    /// Seconds the oldest pending entry has waited; null when nothing waits.
+    pub oldest_age_secs: Option<i64>,
+}
+
+pub fn backlog(
+    conn: &Connection,
+    lane: Lane,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<LaneBacklog> {
+    let (pending, oldest): (i64, Option<String>) = conn
+        .prepare_cached(
+            "SELECT count(*), min(occurred_at) FROM journal WHERE lane = ?1 AND outcome IS NULL",
+        )?
+        .query_row([lane.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let oldest_age_secs = oldest
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0));
+    Ok(LaneBacklog {
+        pending,
+        oldest_occurred_at: oldest,
+        oldest_age_secs,
+    })
+}
+
+/// An entry central would not take, waiting for a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetAside {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub delivered_at: String,
+}
+
+pub fn set_aside(conn: &Connection) -> rusqlite::Result<Vec<SetAside>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS}, outcome, reason, delivered_at FROM journal
+         WHERE outcome IN ('rejected', 'conflict') ORDER BY seq"
+    ))?;
+    stmt.query_map([], |r| {
+        let outcome: String = r.get(11)?;
+        Ok(SetAside {
+            entry: entry_from_row(r)?,
+            outcome: if outcome == "rejected" {
+                Outcome::Rejected
+            } else {
+                Outcome::Conflict
+            },
+            reason: r.get(12)?,
+            delivered_at: r.get(13)?,
+        })
+    })?
+    .collect()
+}

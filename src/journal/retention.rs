@@ -1,0 +1,66 @@
+//! Retention: delivered entries older than `journal.retention_days` are pruned, oldest first,
+//! as one unbroken prefix of the chain, and the last pruned hash becomes the chain's anchor.
+//! Nothing undelivered is ever pruned: the prefix stops at the first pending entry (and a
+//! trigger refuses the delete even if this code were wrong).
+
+use rusqlite::{Connection, params};
+
+/// Prunes; returns how many entries went.
+pub fn prune(conn: &Connection, cutoff: &str, now: &str) -> rusqlite::Result<usize> {
+    // The prefix ends before the first entry that is pending or too young.
+    let end: Option<i64> = conn.query_row(
+        "SELECT CASE
+            WHEN (SELECT min(seq) FROM journal WHERE outcome IS NULL OR delivered_at >= ?1 OR occurred_at >= ?1) IS NULL
+            THEN (SELECT max(seq) FROM journal)
+            ELSE (SELECT min(seq) FROM journal WHERE outcome IS NULL OR delivered_at >= ?1 OR occurred_at >= ?1) - 1
+         END",
+        [cutoff],
+        |r| r.get(0),
+    )?;
+    let Some(end) = end else { return Ok(0) };
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM journal WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
+            [end],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    let Some((seq, hash)) = last else {
+        return Ok(0);
+    };
+    let n = conn.execute("DELETE FROM journal WHERE seq <= ?1", [seq])?;
+    conn.execute(
+        "INSERT INTO journal_anchor (id, seq, hash, pruned_at) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, pruned_at = excluded.pruned_at",
+        params![seq, hash, now],
+    )?;
+    Ok(n)
+}
+
+/// Runs retention once an hour until shutdown.
+pub async fn run(state: crate::state::AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let days = i64::from(state.config.journal.retention_days);
+    loop {
+        let now = state.clock.now();
+        let cutoff = (now - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now_s = state.clock.now_rfc3339();
+        match state
+            .store
+            .write(move |c| prune(c, &cutoff, &now_s).map_err(crate::store::StoreError::from))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                pruned = n,
+                days,
+                "journal retention pruned delivered entries"
+            ),
+            Err(e) => tracing::warn!(error = %e, "journal retention failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

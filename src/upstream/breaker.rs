@@ -1,0 +1,248 @@
+//! The per-upstream circuit breaker: a pure state machine over outcomes and time.
+//!
+//! No clock reads and no I/O: time comes in as arguments, and the jitter comes from a small
+//! rng seeded at construction, so a sequence of events always gives the same answers.
+//!
+//! - **Closed**: traffic flows. `failure_threshold` consecutive failures open it. A failure
+//!   carrying `Retry-After` does not open it early (one 503 is not an outage), but it does
+//!   hold *every* caller of this upstream back until `Retry-After` plus jitter, then lets one
+//!   request through at a time until one succeeds. The breaker is the one place all callers
+//!   share, so the health probe and the workers honour the same `Retry-After` together
+//!   instead of each coming back on its own schedule.
+//! - **Open**: nothing is sent until `until` = W·(1 + U[0,1)), where W is the larger of
+//!   `Retry-After` and `open_base`·2^(times opened in a row − 1) capped at `open_cap`. The
+//!   jitter is as wide as W itself, so a fleet told the same thing spreads over W seconds.
+//! - **HalfOpen**: one probe at a time; `success_threshold` successes close it, any failure
+//!   opens it again with a longer wait.
+//!
+//! Outcomes reported by callers that did not ask `permit` (an unsolicited success while
+//! Open, say) still count: a success is evidence the upstream answers, so it moves Open to
+//! HalfOpen; a failure while Open only ever pushes `until` later, by its `Retry-After`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure { retry_after: Option<Duration> },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub open_base: Duration,
+    pub open_cap: Duration,
+    /// A single request let through that never reports back (its task was cancelled) is
+    /// given up on after this long, so the breaker cannot wedge shut.
+    pub probe_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    /// A store that finds central back within a minute of its return (2 × `open_cap`),
+    /// while a fleet of stores probes a dead central at most about once every 30–60 s each.
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            success_threshold: 2,
+            open_base: Duration::from_secs(5),
+            open_cap: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `Retry-After` beyond this is taken as this: keeps the time arithmetic finite.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    cfg: BreakerConfig,
+    rng: StdRng,
+    state: BreakerState,
+    since: DateTime<Utc>,
+    /// Consecutive failures while Closed.
+    failures: u32,
+    /// Times opened without closing in between.
+    opened: u32,
+    /// Consecutive successes since leaving Open.
+    successes: u32,
+    /// Open: when a half-open probe may go. Closed: a `Retry-After` hold.
+    until: Option<DateTime<Utc>>,
+    /// Closed only: after a `Retry-After`, one request at a time until one succeeds.
+    gated: bool,
+    /// When the single request allowed in HalfOpen (or gated Closed) was let through.
+    probe: Option<DateTime<Utc>>,
+}
+
+impl Breaker {
+    pub fn new(cfg: BreakerConfig, seed: u64, now: DateTime<Utc>) -> Self {
+        Self {
+            cfg,
+            rng: StdRng::seed_from_u64(seed),
+            state: BreakerState::Closed,
+            since: now,
+            failures: 0,
+            opened: 0,
+            successes: 0,
+            until: None,
+            gated: false,
+            probe: None,
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// When the state last changed.
+    pub fn since(&self) -> DateTime<Utc> {
+        self.since
+    }
+
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+
+    /// Consecutive failures while Closed (reset when it opens or a request succeeds).
+    pub fn closed_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Open: when the half-open probe may go; Closed: the end of a `Retry-After` hold.
+    pub fn held_until(&self) -> Option<DateTime<Utc>> {
+        self.until
+    }
+
+    /// `None` when traffic is not held back; otherwise the earliest time `permit` may say
+    /// yes again (it may be in the past: then it will).
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        let single_flight = self.state == BreakerState::HalfOpen || self.gated;
+        let in_flight = self
+            .probe
+            .filter(|_| single_flight)
+            .map(|p| p + chrono_duration(self.cfg.probe_timeout));
+        match (self.until, in_flight) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// May a request go now? In HalfOpen (and gated Closed) a yes marks the single request
+    /// in flight until its outcome is recorded.
+    pub fn permit(&mut self, now: DateTime<Utc>) -> bool {
+        match self.state {
+            BreakerState::Closed if !self.gated => true,
+            BreakerState::Open => {
+                if self.until.is_some_and(|u| now < u) {
+                    return false;
+                }
+                self.enter(BreakerState::HalfOpen, now);
+                self.probe = Some(now);
+                true
+            }
+            BreakerState::Closed | BreakerState::HalfOpen => {
+                let held = self.until.is_some_and(|u| now < u);
+                let busy = self
+                    .probe
+                    .is_some_and(|p| now < p + chrono_duration(self.cfg.probe_timeout));
+                if held || busy {
+                    return false;
+                }
+                self.probe = Some(now);
+                true
+            }
+        }
+    }
+
+    pub fn record(&mut self, outcome: Outcome, now: DateTime<Utc>) {
+        self.probe = None;
+        match (self.state, outcome) {
+            (BreakerState::Closed, Outcome::Success) => {
+                self.failures = 0;
+                self.gated = false;
+                self.until = None;
+            }
+            (BreakerState::Open | BreakerState::HalfOpen, Outcome::Success) => {
+                if self.state == BreakerState::Open {
+                    self.enter(BreakerState::HalfOpen, now);
+                }
+                self.successes += 1;
+                if self.successes >= self.cfg.success_threshold {
+                    self.enter(BreakerState::Closed, now);
+                }
+            }
+            (BreakerState::Closed, Outcome::Failure { retry_after }) => {
+                self.failures += 1;
+                if self.failures >= self.cfg.failure_threshold {
+                    self.open(now, retry_after);
+                } else if let Some(ra) = retry_after {
+                    let hold = now + chrono_duration(self.jittered(ra));
+                    self.until = Some(self.until.map_or(hold, |u| u.max(hold)));
+                    self.gated = true;
+                }
+            }
+            (BreakerState::Open, Outcome::Failure { retry_after }) => {
+                if let Some(ra) = retry_after {
+                    let hold = now + chrono_duration(self.jittered(ra));
+                    self.until = Some(self.until.map_or(hold, |u| u.max(hold)));
+                }
+            }
+            (BreakerState::HalfOpen, Outcome::Failure { retry_after }) => {
+                self.open(now, retry_after);
+            }
+        }
+    }
+
+    fn open(&mut self, now: DateTime<Utc>, retry_after: Option<Duration>) {
+        self.enter(BreakerState::Open, now);
+        self.opened = self.opened.saturating_add(1);
+        let exp = self
+            .cfg
+            .open_base
+            .saturating_mul(1u32 << (self.opened - 1).min(20))
+            .min(self.cfg.open_cap);
+        let wait = self.jittered(exp.max(retry_after.unwrap_or_default()));
+        self.until = Some(now + chrono_duration(wait));
+    }
+
+    /// W·(1 + U[0,1)): never earlier than W, spread over as much again.
+    fn jittered(&mut self, w: Duration) -> Duration {
+        let w = w.min(MAX_WAIT);
+        w + w.mul_f64(self.rng.random_range(0.0..1.0))
+    }
+
+    fn enter(&mut self, state: BreakerState, now: DateTime<Utc>) {
+        self.state = state;
+        self.since = now;
+        self.successes = 0;
+        self.failures = 0;
+        self.until = None;
+        self.gated = false;
+        self.probe = None;
+        if state == BreakerState::Closed {
+            self.opened = 0;
+        }
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d.min(MAX_WAIT * 2)).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+#[path = "breaker_tests.rs"]
+mod tests;

@@ -1,0 +1,188 @@
+//! The breaker against random event sequences: invariants checked after every step.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Permit,
+    Success,
+    Failure(Option<u64>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Permit),
+        2 => Just(Op::Success),
+        3 => Just(Op::Failure(None)),
+        2 => (0u64..=60).prop_map(|s| Op::Failure(Some(s))),
+    ]
+}
+
+fn config() -> impl Strategy<Value = BreakerConfig> {
+    (1u32..=5, 1u32..=4, 1u64..=10, 1u64..=8, 5u64..=120).prop_map(|(f, s, base, mul, pt)| {
+        BreakerConfig {
+            failure_threshold: f,
+            success_threshold: s,
+            open_base: Duration::from_secs(base),
+            open_cap: Duration::from_secs(base * mul),
+            probe_timeout: Duration::from_secs(pt),
+        }
+    })
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn invariants_hold_for_any_sequence(
+        cfg in config(),
+        seed in any::<u64>(),
+        steps in prop::collection::vec((0i64..20_000, op()), 1..250),
+    ) {
+        let mut now = t0();
+        let mut b = Breaker::new(cfg, seed, now);
+        // The model: what the breaker must agree with.
+        let mut closed_fails = 0u32;
+        let mut success_run = 0u32;
+        let mut opened = 0u32;
+        let mut probe: Option<DateTime<Utc>> = None;
+
+        for (dt, op) in steps {
+            now += chrono::Duration::milliseconds(dt);
+            let (before, since_before, next_before) = (b.state(), b.since(), b.next_attempt_at());
+            match op {
+                Op::Permit => {
+                    let yes = b.permit(now);
+                    match next_before {
+                        Some(at) if now < at => prop_assert!(!yes, "permitted before {at} in {before:?}"),
+                        _ => prop_assert!(yes, "refused with nothing holding it back in {before:?}"),
+                    }
+                    if before == BreakerState::HalfOpen
+                        && probe.is_some_and(|p| now < p + chrono_duration(cfg.probe_timeout))
+                    {
+                        prop_assert!(!yes, "a second probe while one is in flight");
+                    }
+                    if before == BreakerState::Open {
+                        prop_assert_eq!(b.state(), if yes { BreakerState::HalfOpen } else { BreakerState::Open });
+                    } else {
+                        prop_assert_eq!(b.state(), before, "permit only ever moves Open to HalfOpen");
+                    }
+                    if yes && b.state() == BreakerState::HalfOpen {
+                        probe = Some(now);
+                    }
+                }
+                Op::Success => {
+                    b.record(Outcome::Success, now);
+                    probe = None;
+                    success_run += 1;
+                    if before == BreakerState::Closed {
+                        closed_fails = 0;
+                        prop_assert_eq!(b.state(), BreakerState::Closed);
+                    }
+                    if before != BreakerState::Closed && b.state() == BreakerState::Closed {
+                        prop_assert_eq!(success_run, cfg.success_threshold, "closed after the wrong number of successes");
+                    }
+                    if b.state() != BreakerState::Closed {
+                        prop_assert_eq!(b.state(), BreakerState::HalfOpen, "a success never leaves it Open");
+                        prop_assert!(success_run < cfg.success_threshold);
+                    }
+                }
+                Op::Failure(ra) => {
+                    let ra = ra.map(Duration::from_secs);
+                    b.record(Outcome::Failure { retry_after: ra }, now);
+                    probe = None;
+                    success_run = 0;
+                    if before == BreakerState::Closed {
+                        closed_fails += 1;
+                        if closed_fails < cfg.failure_threshold {
+                            prop_assert_eq!(b.state(), BreakerState::Closed, "opened early");
+                        } else {
+                            prop_assert_eq!(closed_fails, cfg.failure_threshold);
+                            prop_assert_eq!(b.state(), BreakerState::Open, "did not open at the threshold");
+                        }
+                    } else {
+                        prop_assert_eq!(b.state(), BreakerState::Open, "a failure outside Closed means Open");
+                    }
+                    let until = b.next_attempt_at();
+                    if let Some(ra) = ra {
+                        let at = until.expect("a Retry-After always holds traffic back");
+                        prop_assert!(at >= now + chrono_duration(ra), "earlier than Retry-After");
+                    }
+                    if b.state() == BreakerState::Open && before == BreakerState::Open {
+                        prop_assert!(until >= next_before, "an Open wait never shrinks");
+                    }
+                    if b.state() == BreakerState::Open && before != BreakerState::Open {
+                        opened += 1;
+                        let exp = cfg.open_base.saturating_mul(1 << (opened - 1).min(20)).min(cfg.open_cap);
+                        let w = exp.max(ra.unwrap_or_default());
+                        let wait = (until.expect("Open has an until") - now).to_std().unwrap();
+                        prop_assert!(wait >= w, "open wait {wait:?} below {w:?}");
+                        prop_assert!(wait <= w * 2, "open wait {wait:?} above {w:?} plus its jitter");
+                        prop_assert!(wait <= cfg.open_cap.max(ra.unwrap_or_default()) * 2);
+                        closed_fails = 0;
+                    }
+                }
+            }
+            if b.state() == BreakerState::Closed && before != BreakerState::Closed {
+                closed_fails = 0;
+                opened = 0;
+            }
+            if b.state() == BreakerState::Open && before != BreakerState::Open {
+                success_run = 0;
+            }
+            if b.state() != before {
+                prop_assert_eq!(b.since(), now, "since must move with the state");
+            } else {
+                prop_assert_eq!(b.since(), since_before, "since moved without a state change");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_fleet_told_ten_seconds_spreads_over_the_next_ten() {
+    let now = t0();
+    let ra = Some(Duration::from_secs(10));
+    let mut per_second = [0u32; 20];
+    for seed in 0..1000 {
+        let mut b = Breaker::new(BreakerConfig::default(), seed, now);
+        b.record(Outcome::Failure { retry_after: ra }, now);
+        let at = b.next_attempt_at().unwrap();
+        assert!(!b.permit(now + chrono::Duration::milliseconds(9_999)));
+        per_second[(at - now).num_seconds() as usize] += 1;
+        assert!(b.permit(at));
+        assert!(!b.permit(at), "one request at a time after a Retry-After");
+    }
+    assert!(per_second[..10].iter().all(|&n| n == 0));
+    let busiest = per_second.iter().max().unwrap();
+    assert!(*busiest < 150, "{per_second:?}");
+}
+
+#[test]
+fn recovers_through_half_open() {
+    let now = t0();
+    let mut b = Breaker::new(BreakerConfig::default(), 1, now);
+    for _ in 0..3 {
+        assert!(b.permit(now));
+        b.record(Outcome::Failure { retry_after: None }, now);
+    }
+    assert_eq!(b.state(), BreakerState::Open);
+    let at = b.next_attempt_at().unwrap();
+    assert!(at >= now + chrono::Duration::seconds(5) && at < now + chrono::Duration::seconds(10));
+    assert!(b.permit(at));
+    assert_eq!((b.state(), b.since()), (BreakerState::HalfOpen, at));
+    assert!(!b.permit(at), "one probe at a time");
+    b.record(Outcome::Success, at);
+    assert!(b.permit(at));
+    b.record(Outcome::Success, at);
+    assert_eq!(b.state(), BreakerState::Closed);
+}
