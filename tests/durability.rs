@@ -3,77 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::{BIN, Served, serve, standin};
 use common::{delta, receipts, snapshot_part};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_standin");
-
-struct Served {
-    child: Child,
-    url: String,
-    token: String,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(dir: &Path, port: u16, token: &str) -> PathBuf {
-    let cfg = dir.join("standin.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[[tokens]]\nname = \"hq\"\nsha256 = \"{}\"\nscopes = [\"sync\"]\n",
-            dir.display(),
-            standin::access::token::sha256_hex(token)
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-async fn serve(dir: &Path, token: &str) -> Served {
-    let port = free_port();
-    let cfg = write_config(dir, port, token);
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "standin serve did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Served {
-        child,
-        url,
-        token: token.into(),
-        dir: dir.into(),
-    }
-}
 
 async fn push(
     client: &reqwest::Client,
@@ -89,19 +25,6 @@ async fn push(
         .await?;
     let status = res.status().as_u16();
     Ok((status, res.json().await?))
-}
-
-fn standin(args: &[&str], dir: &Path) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn receipt_prefixes(dir: &Path) -> (i64, i64, i64) {
@@ -130,7 +53,7 @@ async fn kill_9_during_a_snapshot_load_leaves_old_or_new_never_a_mix() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let token = standin::access::token::generate();
-        let mut s = serve(dir.path(), &token).await;
+        let mut s = serve(dir.path(), &token, "").await;
         let (st, _) = push(
             &client,
             &s,
@@ -199,7 +122,7 @@ async fn kill_9_during_a_snapshot_load_leaves_old_or_new_never_a_mix() {
         );
 
         // It restarts and carries on from where the database says it is.
-        let mut s2 = serve(dir.path(), &token).await;
+        let mut s2 = serve(dir.path(), &token, "").await;
         let status: Value = client
             .get(format!("{}/api/v1/status", s2.url))
             .send()
@@ -224,7 +147,7 @@ async fn kill_9_during_a_snapshot_load_leaves_old_or_new_never_a_mix() {
 async fn a_backup_under_write_load_restores_to_a_database_that_checks() {
     let dir = tempfile::tempdir().unwrap();
     let token = standin::access::token::generate();
-    let mut s = serve(dir.path(), &token).await;
+    let mut s = serve(dir.path(), &token, "").await;
     let (url, tok) = (s.url.clone(), token.clone());
     let writer = tokio::spawn(async move {
         let client = reqwest::Client::new();
@@ -356,7 +279,7 @@ fn a_bad_config_names_the_key() {
 async fn sigterm_stops_cleanly_and_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let token = standin::access::token::generate();
-    let mut s = serve(dir.path(), &token).await;
+    let mut s = serve(dir.path(), &token, "").await;
     let client = reqwest::Client::new();
     let (st, _) = push(&client, &s, "receipts", &delta(1, receipts("R", 0..100)))
         .await

@@ -18,7 +18,7 @@ async fn every_applied_batch_is_journaled_in_a_chain_that_check_verifies() {
         &delta(1, vec![json!({"key": "offline_max_hours", "value": 24})]),
     )
     .await;
-    let (s, page) = t.get("/sync/v1/journal?after=0").await;
+    let (s, _) = t.get("/sync/v1/journal?after=0").await;
     assert_eq!(
         s,
         StatusCode::UNAUTHORIZED,

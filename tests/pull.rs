@@ -3,28 +3,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
+use common::sim::{admin, simulator};
 use common::*;
 use serde_json::{Value, json};
-use standin::simulator::{SimConfig, Simulator};
-
-async fn simulator(receipts: usize, orders: usize) -> Simulator {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Simulator::start(SimConfig {
-        listen: any,
-        central_listen: any,
-        payments_listen: any,
-        store_id: "store-0001".into(),
-        receipts,
-        pickup_orders: orders,
-        seed: 7,
-        pepper: PEPPER.as_bytes().to_vec(),
-        part_size: 100,
-    })
-    .await
-    .unwrap()
-}
+use standin::simulator::Simulator;
 
 async fn standin_pulling_from(sim: &Simulator) -> TestStore {
     let (central, payments) = (sim.central_url(), sim.payments_url());
@@ -44,17 +26,6 @@ fn loaded(s: &Value) -> bool {
     ["pickup_orders", "receipts", "staff", "devices", "policy"]
         .iter()
         .all(|f| s["feeds"][f]["snapshot_at"].is_string())
-}
-
-async fn admin(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let res = reqwest::Client::new()
-        .request(method, format!("{}{path}", sim.admin_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap_or(Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

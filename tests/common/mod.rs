@@ -1,6 +1,9 @@
 //! Test helpers: the real server on port 0 against a temp database, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod sim;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,88 @@
+//! Running the real `standin` binary, for tests that kill it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_standin");
+
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    pub dir: PathBuf,
+}
+
+impl Served {
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `standin serve` on a free port with a sync `token`, plus `extra` TOML (top-level
+/// keys and sections), and waits until it is ready.
+pub async fn serve(dir: &Path, token: &str, extra: &str) -> Served {
+    let port = free_port();
+    let cfg = dir.join("standin.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra}\n\n[[tokens]]\nname = \"hq\"\nsha256 = \"{}\"\nscopes = [\"sync\"]\n",
+            dir.display(),
+            standin::access::token::sha256_hex(token)
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standin serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Served {
+        child,
+        url,
+        token: token.into(),
+        dir: dir.into(),
+    }
+}
+
+/// Runs a `standin` subcommand against `dir`; (exit code, stdout + stderr).
+pub fn standin(args: &[&str], dir: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}

@@ -1,0 +1,200 @@
+//! Delivery by push against the simulated central: priorities, order within a lane, set-aside
+//! entries that never block their lane, partial acceptance, Retry-After.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::sim::{admin, fault, received_journal, simulator};
+use common::*;
+use serde_json::{Value, json};
+use standin::journal::{Entry, Lane};
+use standin::simulator::Simulator;
+
+async fn standin_pushing_to(sim: &Simulator) -> TestStore {
+    let central = sim.central_url();
+    TestStore::start_with(move |c| {
+        c.central.url = Some(central);
+        c.central.timeout_ms = 500;
+        c.central.health_interval_secs = 1;
+        c.journal.batch_size = 20;
+        c.journal.retry_base_ms = 50;
+        c.journal.retry_cap_ms = 500;
+        c.journal.idle_poll_ms = 50;
+    })
+    .await
+}
+
+async fn all_delivered(t: &TestStore) -> Value {
+    t.wait_for_status("every lane drained", |s| {
+        s["journal"]["lanes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|l| l["pending"] == 0)
+    })
+    .await
+}
+
+/// Every entry arrived, none accepted twice, and each lane arrived in `seq` order.
+fn assert_exactly_once_in_order(received: &[Value], written: &[Entry]) {
+    let mut by_id: HashMap<&str, &Value> = HashMap::new();
+    for r in received {
+        assert!(
+            by_id.insert(r["id"].as_str().unwrap(), r).is_none(),
+            "central recorded {} twice",
+            r["id"]
+        );
+    }
+    for e in written {
+        assert!(
+            by_id.contains_key(e.id.as_str()),
+            "entry {} never reached central",
+            e.seq
+        );
+    }
+    for lane in Lane::BY_PRIORITY {
+        let seqs: Vec<i64> = received
+            .iter()
+            .filter(|r| r["lane"] == lane.as_str())
+            .map(|r| r["seq"].as_i64().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{lane:?} arrived out of seq order: {seqs:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_go_before_audit_and_each_lane_in_order() {
+    let sim = simulator(20, 5).await;
+    fault(&sim, "central", json!({"mode": "down"})).await;
+    let t = standin_pushing_to(&sim).await;
+    let mut written = append_entries(&t.db_path(), Lane::Audit, "audit.login", 50);
+    written.extend(append_entries(
+        &t.db_path(),
+        Lane::Pickups,
+        "pickup.handed_over",
+        30,
+    ));
+    written.extend(append_entries(
+        &t.db_path(),
+        Lane::Payments,
+        "payment.approved_offline",
+        50,
+    ));
+    fault(&sim, "central", json!({"mode": "ok"})).await;
+    all_delivered(&t).await;
+    let received = received_journal(&sim).await;
+    assert_exactly_once_in_order(&received, &written);
+    let lanes: Vec<&str> = received
+        .iter()
+        .map(|r| r["lane"].as_str().unwrap())
+        .collect();
+    let last_payment = lanes.iter().rposition(|l| *l == "payments").unwrap();
+    let first_pickup = lanes.iter().position(|l| *l == "pickups").unwrap();
+    let first_audit = lanes.iter().position(|l| *l == "audit").unwrap();
+    assert!(
+        last_payment < first_pickup && first_pickup < first_audit,
+        "priority order broken: {lanes:?}"
+    );
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_entry_is_set_aside_and_never_holds_back_its_lane() {
+    let sim = simulator(20, 5).await;
+    admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/central/reject",
+        json!({"ids": [], "kinds": ["return.poison"]}),
+    )
+    .await;
+    let t = standin_pushing_to(&sim).await;
+    let mut written = append_entries(&t.db_path(), Lane::Returns, "return.taken", 5);
+    let poison = append_entries(&t.db_path(), Lane::Returns, "return.poison", 1);
+    written.extend(poison.clone());
+    written.extend(append_entries(
+        &t.db_path(),
+        Lane::Returns,
+        "return.taken",
+        25,
+    ));
+    let s = all_delivered(&t).await;
+    assert_eq!(s["journal"]["set_aside"], 1);
+    let received = received_journal(&sim).await;
+    assert_exactly_once_in_order(&received, &written);
+    let set_aside = t
+        .state
+        .store
+        .read(|c| {
+            standin::journal::delivery::set_aside(c).map_err(standin::store::StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(set_aside.len(), 1);
+    assert_eq!(set_aside[0].entry.id, poison[0].id);
+    assert_eq!(set_aside[0].reason.as_deref(), Some("rejected_by_rule"));
+    let accepted: i64 = t
+        .db()
+        .query_row(
+            "SELECT count(*) FROM journal WHERE lane = 'returns' AND outcome = 'accepted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        accepted, 30,
+        "the entries behind the rejected one were delivered"
+    );
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_acceptance_and_retry_after_lose_nothing_and_duplicate_nothing() {
+    let sim = simulator(20, 5).await;
+    fault(
+        &sim,
+        "central",
+        json!({"mode": "partial", "accept_ratio": 0.3}),
+    )
+    .await;
+    let t = standin_pushing_to(&sim).await;
+    let mut written = append_entries(&t.db_path(), Lane::Pickups, "pickup.handed_over", 60);
+    t.wait_for_status("some delivered", |s| {
+        s["journal"]["lanes"]["pickups"]["pending"]
+            .as_i64()
+            .unwrap()
+            < 60
+    })
+    .await;
+    fault(
+        &sim,
+        "central",
+        json!({"mode": "retry_after", "status": 503, "retry_after_s": 1}),
+    )
+    .await;
+    written.extend(append_entries(
+        &t.db_path(),
+        Lane::Pickups,
+        "pickup.no_show",
+        20,
+    ));
+    t.wait_for_status("central seen failing", |s| {
+        s["upstreams"]["central"]["state"] != "up"
+    })
+    .await;
+    fault(&sim, "central", json!({"mode": "drop_response"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    fault(&sim, "central", json!({"mode": "ok"})).await;
+    all_delivered(&t).await;
+    let received = received_journal(&sim).await;
+    assert_exactly_once_in_order(&received, &written);
+    assert_eq!(received.len(), written.len());
+    t.stop().await;
+    sim.shutdown().await;
+}
