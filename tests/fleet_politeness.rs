@@ -5,8 +5,13 @@
 //! the real policy code, seeded: its own `Upstreams` (the breaker every caller shares),
 //! an uplink with the real `Backoff`, and a health prober, each doing what the workers do:
 //!
-//! - uplink: ask `permit`; if refused, sleep `next_permit_in`; else send, report the
-//!   outcome (with `Retry-After`), and on failure sleep `Backoff::next_delay_with`;
+//! - uplink: ask `permit`; if refused, sleep `next_permit_in(1 s)`; else send, report the
+//!   outcome (with `Retry-After`), and on failure sleep
+//!   `next_permit_in(backoff.next_delay(retry_after))`: the backoff's delay, cut short to the
+//!   breaker's own jittered release when the breaker holds traffic back. Sleeping the
+//!   backoff and then also waiting for the breaker would stack two independent jitters, and
+//!   the later of two uniform draws bunches the fleet at the far end of the window (about
+//!   22 % in the busiest second without the prober, measured);
 //! - prober: every `health_interval` (5 s, the default) ask `permit`, send if allowed, and
 //!   sleep `next_permit_in(interval)`; this is the half-open probe of an idle store.
 //!
@@ -58,7 +63,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, prober: bool) -> Self {
         let t0 = Utc.with_ymd_and_hms(2025, 11, 28, 9, 0, 0).unwrap();
         let mut fleet = Fleet {
             t0,
@@ -81,7 +86,9 @@ impl Fleet {
                 requests: 0,
             });
             fleet.queue.push(Reverse((0, i, Task::Uplink)));
-            fleet.queue.push(Reverse((phase, i, Task::Prober)));
+            if prober {
+                fleet.queue.push(Reverse((phase, i, Task::Prober)));
+            }
         }
         fleet
     }
@@ -135,7 +142,10 @@ impl Fleet {
                     s.delivered_ms = Some(ms);
                     return;
                 }
-                (Task::Uplink, false) => s.backoff.next_delay_with(&mut s.rng, Some(RETRY_AFTER)),
+                (Task::Uplink, false) => {
+                    let backoff = s.backoff.next_delay_with(&mut s.rng, Some(RETRY_AFTER));
+                    s.upstreams.next_permit_in(C, now, backoff)
+                }
                 (Task::Prober, _) => s.upstreams.next_permit_in(C, now, idle),
             }
         };
@@ -159,8 +169,8 @@ struct Figures {
     requests_per_store_outage: f64,
 }
 
-fn simulate(seed: u64) -> Figures {
-    let mut fleet = Fleet::new(seed);
+fn simulate(seed: u64, prober: bool) -> Figures {
+    let mut fleet = Fleet::new(seed, prober);
     fleet.run();
     let share = |n: u32| f64::from(n) / STORES as f64;
     let busiest = |from: i64, to: i64| {
@@ -184,13 +194,8 @@ fn simulate(seed: u64) -> Figures {
     }
 }
 
-#[test]
-fn a_fleet_told_retry_after_10_does_not_retry_in_lockstep() {
-    let f = simulate(42);
-    println!(
-        "fleet politeness: {STORES} stores, central 503 + Retry-After: 10 for {} s, then up",
-        OUTAGE_MS / 1000
-    );
+fn report(what: &str, f: &Figures) {
+    println!("{what}:");
     println!(
         "  second 0 (everyone already sending): {:.1} %",
         f.wave0 * 100.0
@@ -212,7 +217,7 @@ fn a_fleet_told_retry_after_10_does_not_retry_in_lockstep() {
         f.drain_s
     );
     println!(
-        "  seconds with a request during the outage, per store: {:.1}",
+        "  seconds with a request to central during the outage, per store: {:.1}",
         f.requests_per_store_outage
     );
     assert_eq!(
@@ -221,33 +226,29 @@ fn a_fleet_told_retry_after_10_does_not_retry_in_lockstep() {
     );
     assert!(
         f.outage_max.0 <= GOAL,
-        "outage: {:.3} > {GOAL}",
+        "{what}, outage: {:.3} > {GOAL}",
         f.outage_max.0
     );
     assert!(
         f.recovery_max.0 <= GOAL,
-        "recovery: {:.3} > {GOAL}",
+        "{what}, recovery: {:.3} > {GOAL}",
         f.recovery_max.0
     );
     assert!(
         f.drain_s <= 120.0,
-        "stores find central back within two minutes"
+        "{what}: stores find central back within two minutes"
     );
 }
 
 #[test]
-fn seeds() {
-    let mut w = (0.0f64, 0.0f64, 0.0f64);
-    for seed in 0..30 {
-        let f = simulate(seed);
-        w = (
-            w.0.max(f.outage_max.0),
-            w.1.max(f.recovery_max.0),
-            w.2.max(f.drain_s),
-        );
-    }
+fn a_fleet_told_retry_after_10_does_not_retry_in_lockstep() {
     println!(
-        "worst over 30 seeds: outage {:.3} recovery {:.3} drain {:.1}",
-        w.0, w.1, w.2
+        "fleet politeness: {STORES} stores, central 503 + Retry-After: 10 for {} s, then up; goal <= {:.0} % per second",
+        OUTAGE_MS / 1000,
+        GOAL * 100.0
     );
+    report("uplink and health prober", &simulate(42, true));
+    // Without the prober nothing else takes the breaker's slot when it reopens: this is
+    // where an uplink that stacked its own backoff on top of the breaker's hold would bunch.
+    report("uplink alone (health probe off)", &simulate(42, false));
 }
