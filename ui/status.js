@@ -2,6 +2,8 @@
 const FEED_NAMES = {
   pickup_orders: "Pickup orders", receipts: "Receipts", staff: "Staff", devices: "Kiosks", policy: "Policy",
 };
+const LANE_NAMES = { payments: "Payments", returns: "Returns", pickups: "Pickups", audit: "Audit" };
+const LANE_ORDER = ["payments", "returns", "pickups", "audit"];
 const UPSTREAM_NAMES = { central: "Central systems", payments: "Card processor" };
 
 export function ago(iso, now = new Date()) {
@@ -63,6 +65,22 @@ function render(s) {
       div.append(title, st, since);
       return div;
     }));
+  }
+  const lanes = document.querySelector("#lanes tbody");
+  if (lanes && s.journal) {
+    lanes.replaceChildren(...LANE_ORDER.filter((l) => s.journal.lanes[l]).map((l) => {
+      const b = s.journal.lanes[l];
+      const tr = document.createElement("tr");
+      for (const text of [LANE_NAMES[l], b.pending.toLocaleString(), b.pending ? ago(b.oldest_occurred_at) : "—"]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    }));
+    document.getElementById("set-aside").textContent = s.journal.set_aside
+      ? `${s.journal.set_aside} entries central refused are waiting for a manager (reconciliation).`
+      : "";
   }
   const upd = document.getElementById("updated");
   if (upd) upd.textContent = `Store ${s.store_id} · Standin ${s.version} · updated ${clock(s.now)}`;

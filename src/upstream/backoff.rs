@@ -33,9 +33,10 @@ impl Backoff {
     /// - without `Retry-After` (or with `Retry-After: 0`): full jitter, uniform in
     ///   [0, min(cap, base·2^attempt)];
     /// - with `Retry-After` RA: uniform in [RA, 2·RA). Never earlier than asked, and as wide
-    ///   as RA itself: a fleet told "10 s" at the same moment comes back spread over the
-    ///   next 10 s, about a tenth of it per second. Half that width (the previous policy)
-    ///   put a fifth of the fleet in the busiest second (`tests/fleet_politeness.rs`).
+    ///   as RA itself, the same rule as the breaker's hold: a fleet told "10 s" at the same
+    ///   moment comes back spread over the next 10 s, about a tenth of it per second. Half
+    ///   that width (the previous rule) put 23 % of the fleet in the busiest second
+    ///   (`tests/fleet_politeness.rs`, breaker at half width).
     pub fn next_delay_with<R: Rng + ?Sized>(
         &mut self,
         rng: &mut R,

@@ -187,7 +187,7 @@ impl Breaker {
             }
             (BreakerState::Closed, Outcome::Failure { retry_after }) => {
                 self.failures += 1;
-                if self.failures > self.cfg.failure_threshold {
+                if self.failures >= self.cfg.failure_threshold {
                     self.open(now, retry_after);
                 } else if let Some(ra) = retry_after {
                     let hold = now + chrono_duration(self.jittered(ra));

@@ -113,6 +113,11 @@ impl Upstreams {
     /// How long a caller that would otherwise wait `idle` between attempts should sleep
     /// before asking `permit` again: `idle` while the breaker lets traffic through, never
     /// past the moment it will next say yes, zero when it would say yes now.
+    ///
+    /// After a failure, sleep `next_permit_in(which, now, backoff.next_delay(retry_after))`
+    /// rather than the backoff and then the breaker's hold: two independent jitters stacked
+    /// bunch the fleet at the far end of the window (22 % of stores in one second instead
+    /// of 11 %, `tests/fleet_politeness.rs`).
     pub fn next_permit_in(&self, which: Upstream, now: DateTime<Utc>, idle: Duration) -> Duration {
         let Some(b) = self
             .inner
