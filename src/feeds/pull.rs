@@ -32,13 +32,23 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         Duration::from_secs(cfg.pull_interval_secs.max(1) * 4),
     );
     tracing::info!(central = %base, "pulling feeds from central");
+    let interval = Duration::from_secs(cfg.pull_interval_secs.max(1));
     loop {
+        let now = state.clock.now();
+        // One sleep honouring both the backoff and central's breaker (see uplink.rs).
         let delay = match pull_all(&state, &base, cfg.pull_page).await {
             Ok(()) => {
                 backoff.reset();
-                Duration::from_secs(cfg.pull_interval_secs.max(1))
+                interval
             }
-            Err(retry_after) => backoff.next_delay(retry_after),
+            Err(Pull::Held) => state
+                .upstreams
+                .next_permit_in(Upstream::Central, now, interval),
+            Err(Pull::Failed(ra)) => {
+                state
+                    .upstreams
+                    .next_permit_in(Upstream::Central, now, backoff.next_delay(ra))
+            }
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -47,9 +57,16 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     }
 }
 
+/// Why a round stopped early.
+enum Pull {
+    /// Central's breaker holds requests back: nothing was sent.
+    Held,
+    /// A transport or server failure, with central's `Retry-After` if it gave one.
+    Failed(Option<Duration>),
+}
+
 /// One round over every feed, each paged until central has nothing newer.
-/// `Err` carries central's `Retry-After`, if any, after a transport or server failure.
-async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Option<Duration>> {
+async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull> {
     'feeds: for feed in Feed::ALL {
         loop {
             let read = state
@@ -59,9 +76,12 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                 Ok(s) => (s.last_batch, s.last_error.is_some()),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read feed state");
-                    return Err(None);
+                    return Err(Pull::Failed(None));
                 }
             };
+            if !state.upstreams.permit(Upstream::Central, state.clock.now()) {
+                return Err(Pull::Held);
+            }
             let url = format!(
                 "{base}/v1/stores/{}/feeds/{feed}/batches",
                 state.config.store_id
@@ -75,25 +95,25 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
             let res = match res {
                 Ok(r) => r,
                 Err(e) => {
-                    state.upstreams.report(
-                        Upstream::Central,
-                        Err(e.to_string()),
-                        state.clock.now(),
-                    );
-                    tracing::warn!(%feed, error = %e, "feed pull failed");
-                    return Err(None);
+                    let why = crate::upstream::describe_reqwest(&e);
+                    state
+                        .upstreams
+                        .report(Upstream::Central, Err(why.clone()), state.clock.now());
+                    tracing::warn!(%feed, error = %why, "feed pull failed");
+                    return Err(Pull::Failed(None));
                 }
             };
             if !res.status().is_success() {
                 let retry_after = crate::upstream::retry_after(res.headers());
                 let status = res.status();
-                state.upstreams.report(
+                state.upstreams.report_failure_retry_after(
                     Upstream::Central,
-                    Err(format!("HTTP {status}")),
+                    format!("feed pull answered HTTP {status}"),
+                    retry_after,
                     state.clock.now(),
                 );
                 tracing::warn!(%feed, %status, "feed pull refused by central");
-                return Err(retry_after);
+                return Err(Pull::Failed(retry_after));
             }
             let body: Page = match res.json().await {
                 Ok(p) => p,
@@ -104,7 +124,7 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Optio
                         state.clock.now(),
                     );
                     tracing::warn!(%feed, error = %e, "feed pull: unreadable answer");
-                    return Err(None);
+                    return Err(Pull::Failed(None));
                 }
             };
             state

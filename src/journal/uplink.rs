@@ -40,9 +40,11 @@ struct PushResult {
 enum Round {
     /// Nothing pending: wait for an append or the idle poll.
     Idle,
+    /// The breaker holds central back for now: nothing was sent.
+    Held,
     /// Sent and heard back; go again at once.
     Delivered,
-    /// Central is down or refusing; wait this long.
+    /// Central is down or refusing; wait before the next attempt (its `Retry-After`, if any).
     Failed(Option<Duration>),
 }
 
@@ -66,24 +68,31 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         if *shutdown.borrow() {
             return;
         }
-        let wait = if !central_permits(&state) {
-            Some(idle.min(Duration::from_millis(250)))
-        } else {
-            match round(&state, &url, cfg.batch_size.max(1)).await {
-                Round::Delivered => {
-                    backoff.reset();
-                    None
-                }
-                Round::Idle => Some(idle),
-                Round::Failed(ra) => Some(backoff.next_delay(ra)),
+        let round = round(&state, &url, cfg.batch_size.max(1)).await;
+        let now = state.clock.now();
+        // One sleep that honours both the backoff and the breaker: stacking two independent
+        // jitters would bunch a fleet of stores together (tests/fleet_politeness.rs).
+        let (wait, wake_on_append) = match round {
+            Round::Delivered => {
+                backoff.reset();
+                continue;
             }
+            Round::Idle => (idle, true),
+            Round::Held => (
+                state.upstreams.next_permit_in(Upstream::Central, now, idle),
+                false,
+            ),
+            Round::Failed(ra) => (
+                state
+                    .upstreams
+                    .next_permit_in(Upstream::Central, now, backoff.next_delay(ra)),
+                false,
+            ),
         };
-        if let Some(wait) = wait {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = state.journal_appended.notified(), if wait == idle => {}
-                _ = shutdown.changed() => return,
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.journal_appended.notified(), if wake_on_append => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
@@ -106,6 +115,11 @@ async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {
             return Round::Failed(None);
         }
     };
+    // Ask the breaker only with a request in hand: a half-open permit is a promise to send
+    // one request and report how it went.
+    if !state.upstreams.permit(Upstream::Central, state.clock.now()) {
+        return Round::Held;
+    }
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     let _ = state
         .store
@@ -193,16 +207,13 @@ async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {
     Round::Delivered
 }
 
-/// The central breaker's word on sending now. (Wired to the breaker in `upstream`.)
-fn central_permits(_state: &AppState) -> bool {
-    true
-}
-
 fn report_failure(
     state: &AppState,
     why: String,
-    _retry_after: Option<Duration>,
+    retry_after: Option<Duration>,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    state.upstreams.report(Upstream::Central, Err(why), now);
+    state
+        .upstreams
+        .report_failure_retry_after(Upstream::Central, why, retry_after, now);
 }
