@@ -26,6 +26,7 @@ pub struct Config {
     pub payments: UpstreamConfig,
     pub feeds: FeedsConfig,
     pub journal: JournalConfig,
+    pub access: AccessConfig,
     /// Bearer tokens for machine callers (the HQ sync job), by hash and scope.
     pub tokens: Vec<TokenConfig>,
     /// Mixed into staff PIN verifiers (Argon2id secret). Never stored in the database.
@@ -116,6 +117,48 @@ impl Default for JournalConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// A staff session ends after this long without a request.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub session_idle_minutes: u32,
+    /// ... and this long after login, whatever happens.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub session_absolute_hours: u32,
+    /// Wrong PINs in a row before an employee id is locked.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub lockout_failures: u32,
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub lockout_minutes: u32,
+    /// Wrong PINs from one client address (any employee ids) per window before it is refused.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub address_failures: u32,
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub address_window_minutes: u32,
+    /// Mark the session cookie `Secure` (set when the desk reaches Standin over TLS).
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub secure_cookies: bool,
+    /// PIN checks running at once (each holds 19 MiB for Argon2id).
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub pin_checks_at_once: usize,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_minutes: 15,
+            session_absolute_hours: 12,
+            lockout_failures: 5,
+            lockout_minutes: 30,
+            address_failures: 30,
+            address_window_minutes: 15,
+            secure_cookies: false,
+            pin_checks_at_once: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who holds it, for logs and audit ("hq-sync").
@@ -181,6 +224,7 @@ impl Default for Config {
             payments: UpstreamConfig::with_timeout(2_500),
             feeds: FeedsConfig::default(),
             journal: JournalConfig::default(),
+            access: AccessConfig::default(),
             tokens: Vec::new(),
             pepper: Secret::default(),
             log: LogConfig::default(),

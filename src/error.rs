@@ -19,6 +19,15 @@ pub enum AppError {
     /// 401: no credential, or one we do not accept.
     #[error("authentication required")]
     Unauthorized,
+    /// 401: an employee id or PIN that is not accepted (never says which).
+    #[error("employee id or PIN not accepted")]
+    InvalidCredentials,
+    /// 429: a throttle or lockout; `Retry-After` says when to try again.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 403: a valid credential without the right to this action.
     #[error("{0}")]
     Forbidden(String),
@@ -119,6 +128,8 @@ impl AppError {
         match self {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -137,6 +148,12 @@ impl IntoResponse for AppError {
         if let Self::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
+        let retry_after = match &self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let mut body = Map::new();
         body.insert("code".into(), code.into());
         body.insert("message".into(), self.to_string().into());
@@ -154,6 +171,10 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut res = (status, axum::Json(json!({ "error": body }))).into_response();
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 "www-authenticate",

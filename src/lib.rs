@@ -14,6 +14,8 @@ pub mod error;
 pub mod feeds;
 pub mod http;
 pub mod journal;
+pub mod metrics;
+pub mod reconciliation;
 pub mod server;
 pub mod simulator;
 pub mod state;

@@ -10,6 +10,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use sd_notify::NotifyState;
+
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::state::AppState;
@@ -54,15 +56,25 @@ pub async fn launch(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store_id = %state.config.store_id, version = env!("CARGO_PKG_VERSION"), "standin serving");
+    // The database is migrated (`open`) and the listener bound: connections queue from here.
+    systemd::notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("serving on {addr}")),
+    ]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        workers.spawn(systemd::watchdog(state.clone(), interval));
+    }
     let draining = state.draining.clone();
     let (drain_tx, mut drain_rx) = watch::channel(false);
     let server = axum::serve(
         listener,
-        crate::http::app(state.clone()).into_make_service(),
+        crate::http::app(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");
+        systemd::notify(&[NotifyState::Stopping]);
         draining.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(true);
         let _ = drain_tx.send(true);
@@ -111,4 +123,46 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// systemd's notify protocol (`Type=notify` in `packaging/standin.service`). Every call is a
+/// no-op when `NOTIFY_SOCKET` is unset: tests, the demo, a shell.
+mod systemd {
+    use std::time::Duration;
+
+    use sd_notify::NotifyState;
+
+    use crate::error::AppError;
+    use crate::state::AppState;
+
+    pub fn notify(states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::warn!(error = %e, "could not notify systemd");
+        }
+    }
+
+    /// Pings systemd's watchdog at half its interval, but only while a read on the database
+    /// answers in time: a process that still runs but can no longer serve gets restarted.
+    /// It keeps pinging while draining; `TimeoutStopSec` bounds the stop instead.
+    pub async fn watchdog(state: AppState, interval: Duration) {
+        let every = interval / 2;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let probe = state.store.read(|c| {
+                c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))
+                    .map_err(AppError::from)
+            });
+            match tokio::time::timeout(every, probe).await {
+                Ok(Ok(_)) => notify(&[NotifyState::Watchdog]),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "database read failed; withholding the watchdog ping")
+                }
+                Err(_) => tracing::warn!(
+                    "database read took over {every:?}; withholding the watchdog ping"
+                ),
+            }
+        }
+    }
 }

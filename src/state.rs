@@ -18,6 +18,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Woken after a write that appended to the journal, so the uplink sends at once.
     pub journal_appended: Arc<tokio::sync::Notify>,
+    /// Wrong PINs per client address (a throttle; lockouts per employee are in SQLite).
+    pub login_limiter: Arc<crate::access::login::AddressLimiter>,
+    /// Bounds Argon2id checks at once (19 MiB each).
+    pub pin_checks: Arc<tokio::sync::Semaphore>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -40,6 +44,9 @@ impl AppState {
             ))
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()?;
+        let pin_checks = Arc::new(tokio::sync::Semaphore::new(
+            config.access.pin_checks_at_once.max(1),
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -47,6 +54,8 @@ impl AppState {
             upstreams: Arc::new(upstreams),
             http,
             journal_appended: Arc::new(tokio::sync::Notify::new()),
+            login_limiter: Arc::default(),
+            pin_checks,
             draining: Arc::new(AtomicBool::new(false)),
         })
     }

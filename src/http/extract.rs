@@ -105,3 +105,23 @@ pub async fn deadline(req: Request, next: Next, limit: Duration) -> Response {
         }
     }
 }
+
+/// The client's address, when the server was started with connect info (always, in
+/// `launch`); `None` for a router driven directly in a test.
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}

@@ -17,8 +17,8 @@ use axum::routing::MethodRouter;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-pub use access::Access;
-pub use extract::{ApiJson, RawBody, describe_json_error, from_json};
+pub use access::{Access, CSRF_HEADER};
+pub use extract::{ApiJson, ClientAddr, RawBody, describe_json_error, from_json};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -52,6 +52,10 @@ pub fn routes() -> Vec<Route> {
         crate::status::routes(),
         crate::feeds::routes(),
         crate::journal::sync_api::routes(),
+        crate::metrics::routes(),
+        crate::access::login::routes(),
+        crate::access::kiosk::routes(),
+        crate::reconciliation::routes(),
         crate::web::routes(),
         openapi::routes(),
     ]
@@ -105,5 +109,10 @@ pub fn app(state: AppState) -> Router {
                         .latency_unit(tower_http::LatencyUnit::Micros),
                 ),
         )
+        // Outermost: counts and times every answer, including timeouts and refusals.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::metrics::HttpMetrics::default(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }

@@ -106,6 +106,24 @@ pub struct WriterStats {
     pub failed_commits: AtomicU64,
     /// The largest group folded into one commit so far.
     pub largest_group: AtomicUsize,
+    /// Committed groups by size (not cumulative): `group_sizes[i]` counts groups of at most
+    /// `GROUP_SIZE_BOUNDS[i]` writes and more than the bound before; the last slot, larger.
+    pub group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len() + 1],
+}
+
+/// Upper bounds of the commit-group-size buckets (`database.max_group` is 512 by default).
+const GROUP_SIZE_BOUNDS: [usize; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+impl WriterStats {
+    pub const GROUP_SIZE_BOUNDS: [usize; GROUP_SIZE_BOUNDS.len()] = GROUP_SIZE_BOUNDS;
+
+    fn record_group(&self, n: usize) {
+        let bucket = GROUP_SIZE_BOUNDS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(GROUP_SIZE_BOUNDS.len());
+        self.group_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -236,6 +254,7 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, stats: &Writer
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(n as u64, Ordering::Relaxed);
             stats.largest_group.fetch_max(n, Ordering::Relaxed);
+            stats.record_group(n);
         }
         Err(e) => {
             tracing::error!(error = %e, writes = n, "group commit failed; nothing in it was acknowledged");
