@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod people;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -33,6 +34,14 @@ impl TestStore {
 
     /// Starts Standin with a sync token, after `tweak` adjusts the config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), tweak).await
+    }
+
+    /// As `start_with`, on a clock the test controls.
+    pub async fn start_with_clock(
+        clock: Arc<dyn standin::clock::Clock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sync_token = standin::access::token::generate();
         let mut config = Config {
@@ -53,7 +62,7 @@ impl TestStore {
             },
         ];
         tweak(&mut config);
-        let state = standin::server::open(config, Arc::new(SystemClock)).unwrap();
+        let state = standin::server::open(config, clock).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
