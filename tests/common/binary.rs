@@ -31,6 +31,17 @@ pub fn free_port() -> u16 {
 /// Starts `standin serve` on a free port with a sync `token`, plus `extra` TOML (top-level
 /// keys and sections), and waits until it is ready.
 pub async fn serve(dir: &Path, token: &str, extra: &str) -> Served {
+    serve_with(dir, token, extra, &[], None).await
+}
+
+/// As `serve`, with extra environment variables and stderr (the logs) sent to `log`.
+pub async fn serve_with(
+    dir: &Path,
+    token: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Served {
     let port = free_port();
     let cfg = dir.join("standin.toml");
     std::fs::write(
@@ -42,14 +53,26 @@ pub async fn serve(dir: &Path, token: &str, extra: &str) -> Served {
         ),
     )
     .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::inherit(),
+    };
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = reqwest::Client::new();
