@@ -125,3 +125,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
         ))
     }
 }
+
+/// Refuses, before any handler runs, a request that declares a body over the limit: a JSON
+/// 413 on every route, including those that never read their body.
+pub async fn declared_length(req: Request, next: Next, limit: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return AppError::PayloadTooLarge.into_response();
+    }
+    next.run(req).await
+}

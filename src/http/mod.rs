@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| extract::declared_length(req, next, body_limit)))
         .layer(axum::middleware::from_fn(move |req, next| extract::deadline(req, next, timeout)))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
