@@ -27,6 +27,8 @@ pub struct Config {
     pub feeds: FeedsConfig,
     pub journal: JournalConfig,
     pub access: AccessConfig,
+    /// Set by `standin demo` only: where the simulator's admin API is, for the UI's panel.
+    pub demo: Option<DemoConfig>,
     /// Bearer tokens for machine callers (the HQ sync job), by hash and scope.
     pub tokens: Vec<TokenConfig>,
     /// Mixed into staff PIN verifiers (Argon2id secret). Never stored in the database.
@@ -160,6 +162,12 @@ impl Default for AccessConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    pub simulator_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who holds it, for logs and audit ("hq-sync").
     pub name: String,
@@ -225,6 +233,7 @@ impl Default for Config {
             feeds: FeedsConfig::default(),
             journal: JournalConfig::default(),
             access: AccessConfig::default(),
+            demo: None,
             tokens: Vec::new(),
             pepper: Secret::default(),
             log: LogConfig::default(),

@@ -144,6 +144,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     config.central.health_interval_secs = 2;
     config.payments.health_interval_secs = 2;
     config.pepper = Secret::new(DEMO_PEPPER);
+    config.demo = Some(crate::config::DemoConfig {
+        simulator_url: sim.admin_url(),
+    });
     config.tokens = vec![TokenConfig {
         name: "demo-hq-sync".into(),
         sha256: crate::access::token::sha256_hex(&sync_token),

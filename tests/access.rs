@@ -41,6 +41,14 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/session", Rule::AnyStaff),
     ("DELETE", "/api/v1/session", Rule::AnyStaff),
     ("GET", "/api/v1/reconciliation", Rule::LeadOrManager),
+    ("GET", "/api/v1/pickups", Rule::AnyStaff),
+    ("GET", "/api/v1/pickups/{order_id}", Rule::AnyStaff),
+    (
+        "POST",
+        "/api/v1/pickups/{order_id}/handover",
+        Rule::AnyStaff,
+    ),
+    ("POST", "/api/v1/pickups/{order_id}/no-show", Rule::AnyStaff),
     ("GET", "/kiosk/v1/device", Rule::Kiosk),
 ];
 

@@ -55,6 +55,7 @@ pub fn routes() -> Vec<Route> {
         crate::metrics::routes(),
         crate::access::login::routes(),
         crate::access::kiosk::routes(),
+        crate::pickups::routes(),
         crate::reconciliation::routes(),
         crate::web::routes(),
         openapi::routes(),

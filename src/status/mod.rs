@@ -73,6 +73,9 @@ pub struct Status {
     pub upstreams: BTreeMap<&'static str, Health>,
     pub feeds: BTreeMap<&'static str, FeedFreshness>,
     pub journal: JournalStatus,
+    /// Only under `standin demo`: where the simulator's controls are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -147,6 +150,11 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         upstreams,
         feeds,
         journal,
+        demo: state
+            .config
+            .demo
+            .as_ref()
+            .map(|d| serde_json::json!({"simulator_url": d.simulator_url})),
     })
 }
 

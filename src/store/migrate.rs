@@ -9,6 +9,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../migrations/0001_core.sql")),
     (2, include_str!("../../migrations/0002_journal.sql")),
     (3, include_str!("../../migrations/0003_access.sql")),
+    (4, include_str!("../../migrations/0004_pickups.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -1,0 +1,292 @@
+//! Pickups at the service desk: find an order (or the ones due soon), hand it over in whole
+//! or in part, mark a no-show. Reads come from the local copy whether central is up or not;
+//! each action is journaled (pickups lane) in the same transaction as the action itself.
+
+pub mod rules;
+pub mod store;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::Method;
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::access::{Caller, Permission};
+use crate::error::AppError;
+use crate::http::{Access, ApiJson, ClientAddr, Route};
+use crate::journal::{self, Lane, NewEntry};
+use crate::state::AppState;
+use rules::{LineQty, OrderFacts, Refusal, plan_handover};
+use store::{Order, Summary};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
+            "/api/v1/pickups",
+            Access::Staff(Permission::UseDesk),
+            get(list),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/pickups/{order_id}",
+            Access::Staff(Permission::UseDesk),
+            get(one),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/pickups/{order_id}/handover",
+            Access::Staff(Permission::HandOver),
+            post(hand_over),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/pickups/{order_id}/no-show",
+            Access::Staff(Permission::HandOver),
+            post(no_show),
+        ),
+    ]
+}
+
+/// How fresh the orders behind an answer are.
+#[derive(Serialize)]
+struct Freshness {
+    as_of: Option<String>,
+    age_secs: Option<i64>,
+}
+
+fn freshness(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Result<Freshness> {
+    let as_of: Option<String> = conn.query_row(
+        "SELECT applied_at FROM feed_state WHERE feed = 'pickup_orders'",
+        [],
+        |r| r.get(0),
+    )?;
+    let age_secs = as_of
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0));
+    Ok(Freshness { as_of, age_secs })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    due_within_hours: Option<String>,
+}
+
+#[derive(Serialize)]
+struct List {
+    orders: Vec<Summary>,
+    #[serde(flatten)]
+    freshness: Freshness,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<ApiJson<List>, AppError> {
+    let now = state.clock.now();
+    let due = match q.due_within_hours.as_deref() {
+        None => None,
+        Some(h) => match h.parse::<u32>() {
+            Ok(h) if h <= 24 * 14 => Some(now + Duration::hours(i64::from(h))),
+            _ => {
+                return Err(AppError::bad_request(
+                    "due_within_hours",
+                    "a whole number of hours, at most 336",
+                ));
+            }
+        },
+    };
+    let text = q.q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if text.as_ref().is_some_and(|t| t.len() > 100) {
+        return Err(AppError::bad_request("q", "at most 100 characters"));
+    }
+    let (orders, freshness) = state
+        .store
+        .read(move |c| {
+            let orders = match (text, due) {
+                (Some(t), _) => store::search(c, &t)?,
+                (None, Some(until)) => store::due_before(c, until)?,
+                (None, None) => store::due_before(c, now + Duration::hours(4))?,
+            };
+            Ok::<_, AppError>((orders, freshness(c, now)?))
+        })
+        .await?;
+    Ok(ApiJson(List { orders, freshness }))
+}
+
+#[derive(Serialize)]
+struct OneOrder {
+    #[serde(flatten)]
+    order: Order,
+    #[serde(flatten)]
+    freshness: Freshness,
+}
+
+fn not_found(order_id: &str) -> AppError {
+    AppError::NotFound(format!("no pickup order {order_id} in this store's copy"))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<ApiJson<OneOrder>, AppError> {
+    let now = state.clock.now();
+    let found = state
+        .store
+        .read(move |c| {
+            let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
+            Ok::<_, AppError>(OneOrder {
+                order: store::view(c, row)?,
+                freshness: freshness(c, now)?,
+            })
+        })
+        .await?;
+    Ok(ApiJson(found))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandOverBody {
+    #[serde(default)]
+    lines: Vec<LineQty>,
+    id_checked: bool,
+}
+
+fn refusal(r: Refusal) -> AppError {
+    match r {
+        Refusal::Cancelled => AppError::conflict(
+            "order_cancelled",
+            "central cancelled this order: do not hand it over",
+        ),
+        Refusal::AlreadyHandedOver => AppError::conflict(
+            "already_handed_over",
+            "this order has already been handed over",
+        ),
+        Refusal::NotPaid => AppError::conflict(
+            "not_paid",
+            "this order is paid at pickup: take payment at a register first",
+        ),
+        Refusal::IdCheckRequired => AppError::invalid(
+            "id_check_required",
+            "id_checked",
+            "an item needs the customer's ID checked first",
+        ),
+        Refusal::InvalidLine { index, message } => {
+            AppError::invalid("invalid_line", format!("lines[{index}].line"), message)
+        }
+        Refusal::TooMany { index, remaining } => AppError::invalid(
+            "too_many",
+            format!("lines[{index}].qty"),
+            format!("only {remaining} left to hand over on this line"),
+        )
+        .with("remaining", remaining),
+    }
+}
+
+/// The journal entry's device: the desk's address, when known.
+fn device(client: Option<std::net::IpAddr>) -> Option<String> {
+    client.map(|c| c.to_string())
+}
+
+async fn hand_over(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ClientAddr(client): ClientAddr,
+    Path(order_id): Path<String>,
+    ApiJson(body): ApiJson<HandOverBody>,
+) -> Result<ApiJson<OneOrder>, AppError> {
+    let now = state.clock.now();
+    let (store_id, now_s) = (state.config.store_id.clone(), state.clock.now_rfc3339());
+    let actor = caller.actor().ok_or(AppError::Unauthorized)?;
+    // Decided on the writer, against the order as it is at that moment: two desks handing
+    // over the same order at once cannot both give out the same items.
+    let done = state
+        .store
+        .write(move |c| {
+            let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
+            let (feed_status, paid) = (row.status.clone(), row.payment_state == "paid");
+            let (order_number, order) = (row.order_number.clone(), store::view(c, row)?);
+            let lines = store::rule_lines(&order);
+            let facts = OrderFacts { status: &feed_status, paid, lines: &lines };
+            let plan = plan_handover(&facts, &body.lines, body.id_checked).map_err(refusal)?;
+            let complete = lines.iter().all(|l| {
+                let giving: i64 = plan.iter().filter(|p| p.line == l.line).map(|p| p.qty).sum();
+                l.qty - l.handed_over - giving == 0
+            });
+            let entry = journal::append(
+                c,
+                &store_id,
+                &now_s,
+                NewEntry {
+                    lane: Lane::Pickups,
+                    kind: "pickup.handed_over".into(),
+                    actor: Some(actor.clone()),
+                    device: device(client),
+                    body: json!({"order_id": order.order_id, "order_number": order_number, "lines": plan,
+                                 "id_checked": body.id_checked, "complete": complete}),
+                },
+            )?;
+            c.execute(
+                "INSERT INTO pickup_handovers (order_id, lines, id_checked, by_employee, at, journal_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![order.order_id, serde_json::to_string(&plan).unwrap_or_default(), body.id_checked, actor, now_s, entry.id],
+            )?;
+            let row = store::load(c, &order.order_id)?.ok_or_else(|| not_found(&order.order_id))?;
+            Ok::<_, AppError>(OneOrder { order: store::view(c, row)?, freshness: freshness(c, now)? })
+        })
+        .await?;
+    state.journal_appended.notify_one();
+    Ok(ApiJson(done))
+}
+
+async fn no_show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ClientAddr(client): ClientAddr,
+    Path(order_id): Path<String>,
+) -> Result<ApiJson<OneOrder>, AppError> {
+    let now = state.clock.now();
+    let (store_id, now_s) = (state.config.store_id.clone(), state.clock.now_rfc3339());
+    let actor = caller.actor().ok_or(AppError::Unauthorized)?;
+    let done = state
+        .store
+        .write(move |c| {
+            let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
+            let feed_status = row.status.clone();
+            let order = store::view(c, row)?;
+            if feed_status == "cancelled" {
+                return Err(refusal(Refusal::Cancelled));
+            }
+            if !order.handovers.is_empty() || feed_status == "handed_over" {
+                return Err(refusal(Refusal::AlreadyHandedOver));
+            }
+            // Marking a no-show twice changes nothing and journals nothing.
+            if order.no_show.is_none() {
+                let entry = journal::append(
+                    c,
+                    &store_id,
+                    &now_s,
+                    NewEntry {
+                        lane: Lane::Pickups,
+                        kind: "pickup.no_show".into(),
+                        actor: Some(actor.clone()),
+                        device: device(client),
+                        body: json!({"order_id": order.order_id, "order_number": order.order_number, "due_at": order.due_at}),
+                    },
+                )?;
+                c.execute(
+                    "INSERT INTO pickup_no_shows (order_id, by_employee, at, journal_id) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![order.order_id, actor, now_s, entry.id],
+                )?;
+            }
+            let row = store::load(c, &order.order_id)?.ok_or_else(|| not_found(&order.order_id))?;
+            Ok::<_, AppError>(OneOrder { order: store::view(c, row)?, freshness: freshness(c, now)? })
+        })
+        .await?;
+    state.journal_appended.notify_one();
+    Ok(ApiJson(done))
+}

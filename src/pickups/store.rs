@@ -1,0 +1,318 @@
+//! Pickup orders as the desk sees them: the feed's replica plus what the store did (hand-overs,
+//! no-shows) plus what central said back (a conflict on a hand-over).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::rules::{LineQty, OrderLine};
+
+/// The columns [`order_from_row`] reads, in order.
+pub const ORDER_COLUMNS: &str = "order_id, order_number, pickup_code, customer_name, phone_last4, due_at, status, payment_state, total_minor, currency, doc";
+
+pub struct OrderRow {
+    pub order_id: String,
+    pub order_number: String,
+    pub pickup_code: String,
+    pub customer_name: String,
+    pub phone_last4: Option<String>,
+    pub due_at: String,
+    pub status: String,
+    pub payment_state: String,
+    pub total_minor: i64,
+    pub currency: String,
+    pub doc: String,
+}
+
+pub fn order_from_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        order_id: r.get(0)?,
+        order_number: r.get(1)?,
+        pickup_code: r.get(2)?,
+        customer_name: r.get(3)?,
+        phone_last4: r.get(4)?,
+        due_at: r.get(5)?,
+        status: r.get(6)?,
+        payment_state: r.get(7)?,
+        total_minor: r.get(8)?,
+        currency: r.get(9)?,
+        doc: r.get(10)?,
+    })
+}
+
+pub fn load(conn: &Connection, order_id: &str) -> rusqlite::Result<Option<OrderRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE order_id = ?1"
+    ))?
+    .query_row([order_id], order_from_row)
+    .optional()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub line: u32,
+    pub sku: String,
+    pub description: String,
+    pub qty: i64,
+    pub handed_over_qty: i64,
+    pub remaining_qty: i64,
+    pub unit_price_minor: i64,
+    pub requires_id_check: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Handover {
+    pub at: String,
+    pub by: String,
+    pub lines: Vec<LineQty>,
+    pub id_checked: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NoShow {
+    pub at: String,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Conflict {
+    pub reason: Option<String>,
+}
+
+/// One order with everything the desk shows about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub order_id: String,
+    pub order_number: String,
+    pub pickup_code: String,
+    pub customer_name: String,
+    pub phone_last4: Option<String>,
+    pub due_at: String,
+    /// The effective state: central's, unless the store has acted since.
+    pub status: String,
+    pub payment_state: String,
+    pub items: i64,
+    pub total_minor: i64,
+    pub currency: String,
+    pub requires_id_check: bool,
+    /// Central answered a hand-over of this order with a conflict (it had cancelled it).
+    pub needs_attention: bool,
+    pub lines: Vec<Line>,
+    pub handovers: Vec<Handover>,
+    pub no_show: Option<NoShow>,
+    pub conflict: Option<Conflict>,
+}
+
+/// The order list entry: the order without its lines and history.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub order_id: String,
+    pub order_number: String,
+    pub pickup_code: String,
+    pub customer_name: String,
+    pub phone_last4: Option<String>,
+    pub due_at: String,
+    pub status: String,
+    pub payment_state: String,
+    pub items: i64,
+    pub total_minor: i64,
+    pub currency: String,
+    pub requires_id_check: bool,
+    pub needs_attention: bool,
+}
+
+impl From<Order> for Summary {
+    fn from(o: Order) -> Self {
+        Summary {
+            order_id: o.order_id,
+            order_number: o.order_number,
+            pickup_code: o.pickup_code,
+            customer_name: o.customer_name,
+            phone_last4: o.phone_last4,
+            due_at: o.due_at,
+            status: o.status,
+            payment_state: o.payment_state,
+            items: o.items,
+            total_minor: o.total_minor,
+            currency: o.currency,
+            requires_id_check: o.requires_id_check,
+            needs_attention: o.needs_attention,
+        }
+    }
+}
+
+fn doc_lines(doc: &str) -> Vec<(u32, String, String, i64, i64, bool)> {
+    let v: Value = serde_json::from_str(doc).unwrap_or(Value::Null);
+    v["lines"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| {
+                    (
+                        l["line"].as_u64().unwrap_or(0) as u32,
+                        l["sku"].as_str().unwrap_or("").to_string(),
+                        l["description"].as_str().unwrap_or("").to_string(),
+                        l["qty"].as_i64().unwrap_or(0),
+                        l["unit_price_minor"].as_i64().unwrap_or(0),
+                        l["requires_id_check"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The order with the store's actions and central's answers folded in.
+pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
+    let handovers: Vec<(Handover, String)> = conn
+        .prepare_cached("SELECT at, by_employee, lines, id_checked, journal_id FROM pickup_handovers WHERE order_id = ?1 ORDER BY id")?
+        .query_map([&row.order_id], |r| {
+            let lines: String = r.get(2)?;
+            Ok((
+                Handover {
+                    at: r.get(0)?,
+                    by: r.get(1)?,
+                    lines: serde_json::from_str(&lines).unwrap_or_default(),
+                    id_checked: r.get(3)?,
+                },
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let no_show = conn
+        .prepare_cached("SELECT at, by_employee FROM pickup_no_shows WHERE order_id = ?1")?
+        .query_row([&row.order_id], |r| {
+            Ok(NoShow {
+                at: r.get(0)?,
+                by: r.get(1)?,
+            })
+        })
+        .optional()?;
+    let mut conflict = None;
+    for (_, journal_id) in &handovers {
+        if let Some(reason) = conn
+            .prepare_cached("SELECT reason FROM journal WHERE id = ?1 AND outcome = 'conflict'")?
+            .query_row([journal_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+        {
+            conflict = Some(Conflict { reason });
+        }
+    }
+    let mut given: HashMap<u32, i64> = HashMap::new();
+    for (h, _) in &handovers {
+        for l in &h.lines {
+            *given.entry(l.line).or_default() += l.qty;
+        }
+    }
+    let lines: Vec<Line> = doc_lines(&row.doc)
+        .into_iter()
+        .map(
+            |(line, sku, description, qty, unit_price_minor, requires_id_check)| {
+                let handed_over_qty = given.get(&line).copied().unwrap_or(0).min(qty);
+                Line {
+                    line,
+                    sku,
+                    description,
+                    qty,
+                    handed_over_qty,
+                    remaining_qty: qty - handed_over_qty,
+                    unit_price_minor,
+                    requires_id_check,
+                }
+            },
+        )
+        .collect();
+    let status = if !handovers.is_empty() && lines.iter().all(|l| l.remaining_qty == 0) {
+        "handed_over".to_string()
+    } else if !handovers.is_empty() {
+        "partially_handed_over".to_string()
+    } else if no_show.is_some() {
+        "no_show".to_string()
+    } else {
+        row.status.clone()
+    };
+    Ok(Order {
+        items: lines.iter().map(|l| l.qty).sum(),
+        requires_id_check: lines.iter().any(|l| l.requires_id_check),
+        needs_attention: conflict.is_some(),
+        order_id: row.order_id,
+        order_number: row.order_number,
+        pickup_code: row.pickup_code,
+        customer_name: row.customer_name,
+        phone_last4: row.phone_last4,
+        due_at: row.due_at,
+        status,
+        payment_state: row.payment_state,
+        total_minor: row.total_minor,
+        currency: row.currency,
+        lines,
+        handovers: handovers.into_iter().map(|(h, _)| h).collect(),
+        no_show,
+        conflict,
+    })
+}
+
+/// The rule's view of the order's lines.
+pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
+    order
+        .lines
+        .iter()
+        .map(|l| OrderLine {
+            line: l.line,
+            qty: l.qty,
+            handed_over: l.handed_over_qty,
+            requires_id_check: l.requires_id_check,
+        })
+        .collect()
+}
+
+const LIST_LIMIT: i64 = 50;
+
+/// Orders matching `q`: order number or pickup code exactly, phone last four, or a customer
+/// name starting with `q` (first or last name), case-insensitively.
+pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
+    let q = q.trim();
+    let upper = q.to_ascii_uppercase();
+    let name = format!("{}%", q.replace(['%', '_', '\\'], ""));
+    let last_name = format!("% {}", name);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM pickup_orders
+         WHERE order_number = ?1 OR pickup_code = ?2 OR (length(?1) = 4 AND phone_last4 = ?1)
+            OR customer_name LIKE ?3 OR customer_name LIKE ?4
+         ORDER BY due_at LIMIT ?5"
+    ))?;
+    let rows: Vec<OrderRow> = stmt
+        .query_map(
+            params![q, upper, name, last_name, LIST_LIMIT],
+            order_from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|r| view(conn, r).map(Summary::from))
+        .collect()
+}
+
+/// Open orders due before `until` (overdue ones included), earliest first.
+pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<Vec<Summary>> {
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM pickup_orders o
+         WHERE due_at <= ?1 AND status IN ('placed', 'ready')
+           AND NOT EXISTS (SELECT 1 FROM pickup_no_shows n WHERE n.order_id = o.order_id)
+         ORDER BY due_at LIMIT 500"
+    ))?;
+    let rows: Vec<OrderRow> = stmt
+        .query_map([until], order_from_row)?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for r in rows {
+        let s = Summary::from(view(conn, r)?);
+        if s.status != "handed_over" {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
