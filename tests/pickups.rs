@@ -1,0 +1,417 @@
+//! Pickups at the desk over HTTP: finding orders, the due-soon list, every hand-over rule,
+//! no-shows, two desks at once, and an order central cancelled while the store was offline.
+
+mod common;
+
+use std::time::Duration;
+
+use common::people::*;
+use common::sim::{fault, simulator};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn in_hours(h: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(h))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn pickup(id: &str, due_in_hours: i64) -> Value {
+    let mut o = order(id);
+    o["due_at"] = json!(in_hours(due_in_hours));
+    o["pickup_code"] = json!(format!("PC{id}"));
+    o["lines"] = json!([
+        {"line": 1, "sku": "WINE-1", "description": "Red wine", "qty": 2, "unit_price_minor": 1299, "requires_id_check": true},
+        {"line": 2, "sku": "BREAD-1", "description": "Sourdough", "qty": 3, "unit_price_minor": 450, "requires_id_check": false}
+    ]);
+    o
+}
+
+struct Desk<'a> {
+    t: &'a TestStore,
+    b: Browser,
+}
+
+impl Desk<'_> {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .t
+            .client
+            .get(format!("{}{path}", self.t.url))
+            .header("cookie", &self.b.cookie)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .t
+            .client
+            .post(format!("{}{path}", self.t.url))
+            .header("cookie", &self.b.cookie)
+            .header("x-csrf-token", &self.b.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn hand_over(&self, id: &str, lines: Value, id_checked: bool) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/pickups/{id}/handover"),
+            json!({"lines": lines, "id_checked": id_checked}),
+        )
+        .await
+    }
+}
+
+async fn desk_with_orders(orders: Vec<Value>) -> (TestStore, Browser) {
+    let t = TestStore::start().await;
+    load_people(&t).await;
+    assert_eq!(
+        t.push("pickup_orders", &delta(1, orders)).await.0,
+        StatusCode::OK
+    );
+    let b = browser(&t, &ASSOCIATE).await;
+    (t, b)
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn search_by_number_code_name_and_phone() {
+    let mut other = pickup("B2", 2);
+    other["customer"] = json!({"name": "Marta Okafor", "phone_last4": "9876"});
+    let (t, b) = desk_with_orders(vec![pickup("A1", 1), other]).await;
+    let d = Desk { t: &t, b };
+    for (q, want) in [
+        ("WA1", "A1"),
+        ("pcb2", "B2"),
+        ("PCB2", "B2"),
+        ("dana", "A1"),
+        ("okafor", "B2"),
+        ("9876", "B2"),
+    ] {
+        let (s, v) = d.get(&format!("/api/v1/pickups?q={q}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(ids(&v), [want], "q={q}");
+    }
+    let (_, v) = d.get("/api/v1/pickups?q=nobody").await;
+    assert!(ids(&v).is_empty());
+    assert!(v["as_of"].is_string() && v["age_secs"].is_i64(), "{v}");
+    let (s, v) = d.get("/api/v1/pickups?due_within_hours=lots").await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("due_within_hours"))
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_due_soon_list_holds_open_orders_due_soon_and_drops_what_was_handed_over() {
+    let mut cancelled = pickup("C3", 1);
+    cancelled["status"] = json!("cancelled");
+    let (t, b) = desk_with_orders(vec![
+        pickup("LATE", -2),
+        pickup("SOON", 1),
+        pickup("LATER", 30),
+        cancelled,
+    ])
+    .await;
+    let d = Desk { t: &t, b };
+    let (_, v) = d.get("/api/v1/pickups?due_within_hours=4").await;
+    assert_eq!(
+        ids(&v),
+        ["LATE", "SOON"],
+        "overdue first, then due soon; not later, not cancelled"
+    );
+    assert_eq!(v["orders"][1]["status"], "ready");
+    assert_eq!(v["orders"][1]["requires_id_check"], true);
+    let (s, _) = d.hand_over("SOON", json!([]), true).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = d.get("/api/v1/pickups?due_within_hours=4").await;
+    assert_eq!(ids(&v), ["LATE"]);
+    let (s, v) = d.post("/api/v1/pickups/LATE/no-show", json!({})).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("no_show")));
+    let (_, v) = d.get("/api/v1/pickups").await;
+    assert!(
+        ids(&v).is_empty(),
+        "the default list is the next 4 hours: {v}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn every_hand_over_rule() {
+    let mut unpaid = pickup("U1", 1);
+    unpaid["payment_state"] = json!("pay_at_pickup");
+    let mut cancelled = pickup("X1", 1);
+    cancelled["status"] = json!("cancelled");
+    let (t, b) = desk_with_orders(vec![pickup("P1", 1), unpaid, cancelled]).await;
+    let d = Desk { t: &t, b };
+
+    let (s, v) = d.hand_over("P1", json!([]), false).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("id_check_required"),
+            Some("id_checked")
+        )
+    );
+    let (s, v) = d.hand_over("U1", json!([]), true).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_paid"))
+    );
+    let (s, v) = d.hand_over("X1", json!([]), true).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("order_cancelled"))
+    );
+    let (s, v) = d
+        .hand_over("P1", json!([{"line": 2, "qty": 4}]), false)
+        .await;
+    assert_eq!(
+        (
+            s,
+            v["error"]["field"].as_str(),
+            v["error"]["remaining"].as_i64()
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines[0].qty"),
+            Some(3)
+        )
+    );
+    let (s, v) = d
+        .hand_over("P1", json!([{"line": 7, "qty": 1}]), true)
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines[0].line"))
+    );
+    let (s, v) = d
+        .post("/api/v1/pickups/P1/handover", json!({"lines": []}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("id_checked"))
+    );
+
+    // Part of it: the bread, which needs no ID check.
+    let (s, v) = d
+        .hand_over("P1", json!([{"line": 2, "qty": 2}]), false)
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("partially_handed_over")),
+        "{v}"
+    );
+    assert_eq!(v["lines"][1]["remaining_qty"], 1);
+    let (s, v) = d.post("/api/v1/pickups/P1/no-show", json!({})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_handed_over"))
+    );
+    // The rest.
+    let (s, v) = d.hand_over("P1", json!([]), true).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("handed_over"))
+    );
+    assert_eq!(v["handovers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["handovers"][0]["by"], ASSOCIATE.id);
+    let (s, v) = d.hand_over("P1", json!([]), true).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_handed_over"))
+    );
+
+    let entries: Vec<(String, String)> = t
+        .db()
+        .prepare("SELECT kind, body FROM journal WHERE lane = 'pickups' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "one journal entry per hand-over, none for refusals"
+    );
+    let second: Value = serde_json::from_str(&entries[1].1).unwrap();
+    assert_eq!(
+        second["lines"],
+        json!([{"line": 1, "qty": 2}, {"line": 2, "qty": 1}])
+    );
+    assert_eq!(second["complete"], true);
+    // A later feed batch (central still says "ready") does not undo the hand-over.
+    t.push("pickup_orders", &delta(2, vec![pickup("P1", 1)]))
+        .await;
+    let (_, v) = d.get("/api/v1/pickups/P1").await;
+    assert_eq!(v["status"], "handed_over");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_desks_handing_over_one_order_at_once_give_it_out_once() {
+    let (t, b) = desk_with_orders(vec![pickup("R1", 1)]).await;
+    let b2 = browser(&t, &LEAD).await;
+    let (d1, d2) = (Desk { t: &t, b }, Desk { t: &t, b: b2 });
+    let (a, b) = tokio::join!(
+        d1.hand_over("R1", json!([]), true),
+        d2.hand_over("R1", json!([]), true)
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
+    let n: i64 = t
+        .db()
+        .query_row("SELECT count(*) FROM pickup_handovers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    t.stop().await;
+}
+
+/// Central cancels an order while the store is cut off; the store hands it over; when central
+/// returns it answers the hand-over with a conflict, which a manager finds in reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_of_an_order_central_cancelled_offline_surfaces_as_a_conflict() {
+    let sim = simulator(30, 40).await;
+    let (central, payments) = (sim.central_url(), sim.payments_url());
+    let t = TestStore::start_with(move |c| {
+        c.central.url = Some(central);
+        c.payments.url = Some(payments);
+        c.feeds.pull = true;
+        c.feeds.pull_interval_secs = 1;
+        c.central.timeout_ms = 500;
+        c.central.health_interval_secs = 1;
+        c.journal.retry_base_ms = 50;
+        c.journal.retry_cap_ms = 300;
+        c.journal.idle_poll_ms = 50;
+        c.pepper = standin::config::Secret::new(PEPPER);
+    })
+    .await;
+    t.wait_for_status("feeds", |s| {
+        s["feeds"]["staff"]["snapshot_at"].is_string()
+            && s["feeds"]["pickup_orders"]["snapshot_at"].is_string()
+    })
+    .await;
+    let creds = sim.credentials().clone();
+    let manager = creds.staff.iter().find(|s| s.role == "manager").unwrap();
+    let (s, _, mb) = sign_in(&t, &manager.employee_id, &manager.pin).await;
+    assert_eq!(s, StatusCode::OK);
+    let d = Desk {
+        t: &t,
+        b: mb.unwrap(),
+    };
+    let order_id: String = t
+        .db()
+        .query_row("SELECT order_id FROM pickup_orders WHERE status IN ('placed','ready') AND payment_state = 'paid' ORDER BY due_at LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+
+    fault(&sim, "central", json!({"mode": "down"})).await;
+    t.wait_for_status("central down", |s| {
+        s["upstreams"]["central"]["state"] == "down"
+    })
+    .await;
+    common::sim::admin(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/admin/central/orders/{order_id}/cancel"),
+        json!({}),
+    )
+    .await;
+    let (s, v) = d
+        .get(&format!("/api/v1/pickups?q={}", d_number(&t, &order_id)))
+        .await;
+    assert_eq!(
+        (s, ids(&v)),
+        (StatusCode::OK, vec![order_id.clone()]),
+        "search works with central down"
+    );
+    let (s, v) = d.hand_over(&order_id, json!([]), true).await;
+    assert_eq!(s, StatusCode::OK, "the store did not know: {v}");
+
+    fault(&sim, "central", json!({"mode": "ok"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let order = loop {
+        let (_, v) = d.get(&format!("/api/v1/pickups/{order_id}")).await;
+        if v["needs_attention"] == true {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no conflict surfaced: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(order["conflict"]["reason"], "order_cancelled");
+    assert_eq!(
+        order["status"], "handed_over",
+        "what the store did stays on record"
+    );
+    let (_, r) = d.get("/api/v1/reconciliation").await;
+    let item = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["body"]["order_id"] == order_id.as_str())
+        .expect("in reconciliation");
+    assert_eq!(
+        (item["kind"].as_str(), item["outcome"].as_str()),
+        (Some("pickup.handed_over"), Some("conflict"))
+    );
+    assert_eq!(
+        item["actor"].as_str(),
+        Some(manager.employee_id.as_str()),
+        "who handed it over"
+    );
+    assert!(
+        item["body"]["lines"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "what was handed over"
+    );
+    let csv = t
+        .client
+        .get(format!("{}/api/v1/reconciliation?format=csv", t.url))
+        .header("cookie", &d.b.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.contains(&order_id) && csv.contains("conflict"), "{csv}");
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+fn d_number(t: &TestStore, order_id: &str) -> String {
+    t.db()
+        .query_row(
+            "SELECT order_number FROM pickup_orders WHERE order_id = ?1",
+            [order_id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
