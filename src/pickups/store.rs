@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::rules::{LineQty, OrderLine};
 
@@ -144,20 +143,40 @@ impl From<Order> for Summary {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct DocLines<'a> {
+    #[serde(borrow, default)]
+    lines: Vec<DocLine<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DocLine<'a> {
+    line: u32,
+    #[serde(borrow)]
+    sku: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    description: std::borrow::Cow<'a, str>,
+    qty: i64,
+    unit_price_minor: i64,
+    #[serde(default)]
+    requires_id_check: bool,
+}
+
+/// The order's lines from the stored record (checked when the feed brought it). A typed,
+/// borrowing parse: the rest of the record is skipped, not built.
 fn doc_lines(doc: &str) -> Vec<(u32, String, String, i64, i64, bool)> {
-    let v: Value = serde_json::from_str(doc).unwrap_or(Value::Null);
-    v["lines"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
+    serde_json::from_str::<DocLines>(doc)
+        .map(|d| {
+            d.lines
+                .into_iter()
                 .map(|l| {
                     (
-                        l["line"].as_u64().unwrap_or(0) as u32,
-                        l["sku"].as_str().unwrap_or("").to_string(),
-                        l["description"].as_str().unwrap_or("").to_string(),
-                        l["qty"].as_i64().unwrap_or(0),
-                        l["unit_price_minor"].as_i64().unwrap_or(0),
-                        l["requires_id_check"].as_bool().unwrap_or(false),
+                        l.line,
+                        l.sku.into_owned(),
+                        l.description.into_owned(),
+                        l.qty,
+                        l.unit_price_minor,
+                        l.requires_id_check,
                     )
                 })
                 .collect()
@@ -269,27 +288,56 @@ pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
         .collect()
 }
 
-const LIST_LIMIT: i64 = 50;
+/// Most orders a name search returns (a name is a weak key; the desk narrows it down).
+const NAME_LIMIT: i64 = 20;
 
-/// Orders matching `q`: order number or pickup code exactly, phone last four, or a customer
-/// name starting with `q` (first or last name), case-insensitively.
+/// Orders matching `q`: an order number or pickup code exactly (what a scanner types), the
+/// phone's last four, or a customer whose first or last name starts with `q`. The exact keys
+/// are index lookups; the name search walks orders by due time and stops at [`NAME_LIMIT`].
 pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     let q = q.trim();
-    let upper = q.to_ascii_uppercase();
-    let name = format!("{}%", q.replace(['%', '_', '\\'], ""));
-    let last_name = format!("% {}", name);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM pickup_orders
-         WHERE order_number = ?1 OR pickup_code = ?2 OR (length(?1) = 4 AND phone_last4 = ?1)
-            OR customer_name LIKE ?3 OR customer_name LIKE ?4
-         ORDER BY due_at LIMIT ?5"
-    ))?;
-    let rows: Vec<OrderRow> = stmt
-        .query_map(
-            params![q, upper, name, last_name, LIST_LIMIT],
-            order_from_row,
-        )?
-        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<OrderRow> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut take = |found: Vec<OrderRow>, rows: &mut Vec<OrderRow>| {
+        for r in found {
+            if seen.insert(r.order_id.clone()) {
+                rows.push(r);
+            }
+        }
+    };
+    let exact = |sql: &str, key: &str| -> rusqlite::Result<Vec<OrderRow>> {
+        conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE {sql} ORDER BY due_at LIMIT 50"
+        ))?
+        .query_map([key], order_from_row)?
+        .collect()
+    };
+    take(exact("order_number = ?1", q)?, &mut rows);
+    take(
+        exact("pickup_code = ?1", &q.to_ascii_uppercase())?,
+        &mut rows,
+    );
+    if q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit()) {
+        take(exact("phone_last4 = ?1", q)?, &mut rows);
+    }
+    if rows.is_empty()
+        && q.chars().count() >= 2
+        && q.chars()
+            .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
+    {
+        let prefix = format!("{}%", q.replace(['%', '_'], ""));
+        // No index serves a name prefix on first or last name; walking `due_at` in order lets
+        // SQLite stop at the limit, which for a common name comes early.
+        let found = conn
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM pickup_orders
+                 WHERE customer_name LIKE ?1 OR customer_name LIKE '% ' || ?1
+                 ORDER BY due_at LIMIT ?2"
+            ))?
+            .query_map(params![prefix, NAME_LIMIT], order_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        take(found, &mut rows);
+    }
     rows.into_iter()
         .map(|r| view(conn, r).map(Summary::from))
         .collect()

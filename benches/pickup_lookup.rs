@@ -1,0 +1,190 @@
+//! Pickup search and order lookup over HTTP against a supercenter's data, next to the same
+//! server's `/healthz` in the same run.
+//!
+//! `cargo bench --bench pickup_lookup` (`BENCH_SECONDS=N` per phase, default 5;
+//! `BENCH_CONNECTIONS=N`, default 32). Standin and the simulator of central run in this
+//! process (release build), data loaded through the feed pull; each of the N client tasks
+//! keeps its own keep-alive connection and sends requests back to back. Client and server
+//! share the machine's cores, which is why the figures that travel are the ratios to
+//! `/healthz`, a route that does no work.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use standin::clock::SystemClock;
+use standin::config::{Config, Secret};
+use standin::simulator::{SimConfig, Simulator};
+
+const PEPPER: &str = "bench-pepper";
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn run_phase(
+    name: &'static str,
+    base: &str,
+    cookie: &str,
+    paths: Arc<Vec<String>>,
+    connections: usize,
+    duration: Duration,
+) -> Phase {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (base, cookie, paths) = (base.to_string(), cookie.to_string(), paths.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(c as u64);
+            let (mut lat, mut errors) = (Vec::with_capacity(20_000), 0usize);
+            while Instant::now() < deadline {
+                let path = &paths[rng.random_range(0..paths.len())];
+                let t = Instant::now();
+                match client
+                    .get(format!("{base}{path}"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Phase {
+        name,
+        requests: all.len(),
+        errors,
+        secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sim = Simulator::start(SimConfig {
+            listen: any,
+            central_listen: any,
+            payments_listen: any,
+            store_id: "store-0001".into(),
+            receipts: 2_000,
+            pickup_orders: 5_000,
+            seed: 11,
+            pepper: PEPPER.as_bytes().to_vec(),
+            part_size: 1000,
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        config.central.url = Some(sim.central_url());
+        config.feeds.pull = true;
+        config.feeds.pull_interval_secs = 3600;
+        config.journal.push = false;
+        config.pepper = Secret::new(PEPPER);
+        config.log.filter = "error".into();
+        let state = standin::server::open(config, Arc::new(SystemClock)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(standin::launch(state.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        loop {
+            let s = standin::status::current(&state).await.unwrap();
+            if ["pickup_orders", "staff"].iter().all(|f| s.feeds[f].status.snapshot_at.is_some()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let who = &sim.credentials().staff[0];
+        let res = reqwest::Client::new()
+            .post(format!("{base}/api/v1/session"))
+            .json(&serde_json::json!({"employee_id": who.employee_id, "pin": who.pin}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+
+        // Lookups as the desk makes them: a scanned pickup code, an order number, a name.
+        let orders: Vec<(String, String, String, String)> = state
+            .store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT order_id, order_number, pickup_code, customer_name FROM pickup_orders")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<Vec<_>, _>>();
+                rows.map_err(standin::store::StoreError::from)
+            })
+            .await
+            .unwrap();
+        let scans: Vec<String> = orders
+            .iter()
+            .flat_map(|(_, number, code, _)| [format!("/api/v1/pickups?q={number}"), format!("/api/v1/pickups?q={code}")])
+            .collect();
+        let names: Vec<String> = orders
+            .iter()
+            .map(|(_, _, _, name)| format!("/api/v1/pickups?q={}", name.split(' ').next_back().unwrap_or(name)))
+            .collect();
+        let lookups: Vec<String> = orders.iter().map(|(id, ..)| format!("/api/v1/pickups/{id}")).collect();
+        println!("pickup_lookup: {} pickup orders, {connections} connections, {seconds} s per phase", orders.len());
+
+        let d = Duration::from_secs(seconds);
+        let health = run_phase("/healthz", &base, &cookie, Arc::new(vec!["/healthz".into()]), connections, d).await;
+        let scan = run_phase("search: scan", &base, &cookie, Arc::new(scans), connections, d).await;
+        let name = run_phase("search: name", &base, &cookie, Arc::new(names), connections, d).await;
+        let lookup = run_phase("order lookup", &base, &cookie, Arc::new(lookups), connections, d).await;
+        let base_rate = health.requests as f64 / health.secs;
+        for p in [&health, &scan, &name, &lookup] {
+            let rate = p.requests as f64 / p.secs;
+            println!(
+                "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:>3}  ratio to /healthz {:.2}",
+                p.name, rate, p.p50_ms, p.p99_ms, p.errors, rate / base_rate
+            );
+        }
+        println!("goal: lookups >= 0.50 of /healthz, p99 < 5 ms at 32 connections");
+        println!("(scan = order number or pickup code, as a scanner sends it; name = a last name, up to 20 orders)");
+        sim.shutdown().await;
+    });
+}
