@@ -104,7 +104,14 @@ async fn the_ui_is_embedded_with_types_and_etags() {
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         let ct = res.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with(ty), "{path}: {ct}");
-        assert!(res.headers().contains_key("content-security-policy"));
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("default-src 'self'") && !csp.contains("127.0.0.1"),
+            "outside the demo nothing leaves 'self': {csp}"
+        );
         let etag = res.headers()["etag"].clone();
         let again = t
             .client

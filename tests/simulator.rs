@@ -525,3 +525,53 @@ async fn partial_takes_a_prefix_and_latency_delays() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_controls_answer_a_browser_on_another_origin() {
+    let s = sim().await;
+    let url = format!("{}/admin/faults/central", s.admin_url());
+    // The preflight a browser sends before a cross-origin PUT with a JSON body.
+    let pre = client()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "http://127.0.0.1:8080")
+        .header("Access-Control-Request-Method", "PUT")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("content-type")
+    );
+    let put = client()
+        .put(&url)
+        .header("Origin", "http://127.0.0.1:8080")
+        .json(&json!({"mode": "latency", "latency_ms": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(put.headers()["access-control-allow-origin"], "*");
+    let faults = client()
+        .get(format!("{}/admin/faults", s.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        faults.json::<Value>().await.unwrap()["central"],
+        json!({"mode": "latency", "latency_ms": 50})
+    );
+    s.shutdown().await;
+}

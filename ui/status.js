@@ -1,101 +1,204 @@
-// Status banner, feed freshness and the upstream board: everything from /api/v1/status.
+// The banner on every screen and the status board (/status): everything from /api/v1/status,
+// polled every 3 s. Other modules subscribe with onStatus(cb).
+import { agoSecs, clock, secsBetween, plural } from "./format.js";
+
+export { ago } from "./format.js";
+
 const FEED_NAMES = {
   pickup_orders: "Pickup orders", receipts: "Receipts", staff: "Staff", devices: "Kiosks", policy: "Policy",
 };
+const FEED_ORDER = ["pickup_orders", "receipts", "staff", "devices", "policy"];
 const LANE_NAMES = { payments: "Payments", returns: "Returns", pickups: "Pickups", audit: "Audit" };
 const LANE_ORDER = ["payments", "returns", "pickups", "audit"];
-const UPSTREAM_NAMES = { central: "Central systems", payments: "Card processor" };
+const UPSTREAM_NAMES = { central: "Central", payments: "Card processor" };
+const UPSTREAM_ORDER = ["central", "payments"];
+/** Feeds older than this (seconds) are shown as stale: HQ's data is not arriving. */
+const STALE = { pickup_orders: 2 * 3600, receipts: 2 * 3600, staff: 48 * 3600, devices: 48 * 3600, policy: 48 * 3600 };
 
-export function ago(iso, now = new Date()) {
-  if (!iso) return "never";
-  const s = Math.max(0, Math.round((now - new Date(iso)) / 1000));
-  if (s < 60) return "just now";
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} min ago`;
-  const h = Math.round(m / 60);
-  if (h < 48) return `${h} h ago`;
-  return `${Math.round(h / 24)} days ago`;
+const listeners = new Set();
+let last = null;
+let failed = false;
+
+/** Calls cb with every status read (and at once with the last one). Returns an unsubscribe. */
+export function onStatus(cb) {
+  listeners.add(cb);
+  if (last) cb(last);
+  return () => listeners.delete(cb);
 }
 
-function clock(iso) {
-  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "—";
+export function latestStatus() {
+  return last;
 }
 
 function stateWord(h) {
-  if (!h.configured) return "not configured";
-  return { up: "up", degraded: "having trouble", down: "DOWN", unknown: "checking" }[h.state] ?? h.state;
+  if (!h || !h.configured) return "not set up";
+  return { up: "up", degraded: "trouble", down: "DOWN", unknown: "checking" }[h.state] ?? h.state;
 }
 
-function render(s) {
-  const c = s.upstreams.central, p = s.upstreams.payments;
-  const orders = s.feeds.pickup_orders;
-  const bad = [c, p].some((h) => h.configured && h.state === "down");
-  const warn = [c, p].some((h) => h.configured && h.state === "degraded");
+function stateClass(h) {
+  if (!h || !h.configured) return "unknown";
+  return h.state;
+}
+
+const ICON = { up: "✓", degraded: "!", down: "✕", unknown: "…" };
+
+/** Seconds since an upstream's state changed, by the server's clock. */
+function sinceSecs(s, h) {
+  return h?.since ? secsBetween(h.since, s.now) : null;
+}
+
+/** "Orders as of 10:42, 3 min ago". */
+export function ordersFreshness(s) {
+  const f = s.feeds?.pickup_orders;
+  if (!f || !f.applied_at) return { text: "No orders loaded yet", stale: true };
+  return { text: `Orders as of ${clock(f.applied_at)}, ${agoSecs(f.age_secs)}`, stale: f.age_secs > STALE.pickup_orders };
+}
+
+function setText(node, text) {
+  if (node && node.textContent !== text) node.textContent = text;
+}
+
+function renderBanner(s) {
   const banner = document.getElementById("banner");
-  banner.className = "banner " + (bad ? "down" : warn ? "warn" : "up");
-  document.getElementById("banner-text").textContent =
-    `Central ${stateWord(c)} · Processor ${stateWord(p)} · Orders as of ${clock(orders.applied_at)}, ${ago(orders.applied_at)}`;
-
-  const tbody = document.querySelector("#feeds tbody");
-  tbody.replaceChildren(...Object.entries(s.feeds).map(([name, f]) => {
-    const tr = document.createElement("tr");
-    for (const text of [FEED_NAMES[name] ?? name, f.records.toLocaleString(), `${clock(f.applied_at)} (${ago(f.applied_at)})`]) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
+  if (!banner) return;
+  const ups = UPSTREAM_ORDER.map((n) => [n, s.upstreams?.[n]]);
+  const states = ups.map(([, h]) => stateClass(h));
+  const fresh = ordersFreshness(s);
+  const worst = states.includes("down") ? "down" : states.includes("degraded") || fresh.stale ? "warn" : states.every((x) => x === "up") ? "up" : "unknown";
+  banner.className = `banner ${worst}`;
+  for (const [name, h] of ups) {
+    const chip = document.getElementById(`chip-${name}`);
+    if (!chip) continue;
+    const st = stateClass(h);
+    chip.className = `chip ${st}`;
+    const since = h && h.state !== "up" && h.configured ? ` since ${clock(h.since)}` : "";
+    setText(chip, `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${stateWord(h)}${since}`);
+  }
+  setText(document.getElementById("banner-fresh"), fresh.text);
+  const note = document.getElementById("banner-note");
+  if (note) {
+    const c = s.upstreams?.central, p = s.upstreams?.payments;
+    let text = "";
+    if (c?.configured && c.state === "down") {
+      text = "Working offline: keep serving customers. Everything you do is saved here and sent to central when it is back.";
+    } else if (c?.configured && c.state === "degraded") {
+      text = "Central is slow or failing. Keep working: everything is saved here first.";
+    } else if (p?.configured && p.state === "down") {
+      text = "The card processor is down: card payments are approved offline within the store's limits.";
+    } else if (fresh.stale) {
+      text = "Order data is old: HQ's updates are not arriving. Tell your lead.";
     }
-    if (f.last_error) tr.className = "error";
-    return tr;
-  }));
+    setText(note, text);
+    note.hidden = !text;
+  }
+}
 
+/** How long the oldest entry has waited: "under 1 min", "12 min", "2 h 5 min". */
+function waited(secs) {
+  const a = agoSecs(secs);
+  return a === "just now" ? "under 1 min" : a.replace(" ago", "");
+}
+
+function cells(tr, texts) {
+  tr.replaceChildren(...texts.map((t) => {
+    const td = document.createElement("td");
+    td.textContent = t;
+    return td;
+  }));
+  return tr;
+}
+
+function renderBoard(s) {
   const ups = document.getElementById("upstreams");
   if (ups) {
-    ups.replaceChildren(...Object.entries(s.upstreams).map(([name, h]) => {
+    ups.replaceChildren(...UPSTREAM_ORDER.filter((n) => s.upstreams?.[n]).map((name) => {
+      const h = s.upstreams[name];
       const div = document.createElement("div");
-      div.className = "upstream " + (h.configured ? h.state : "unknown");
+      div.className = `upstream ${stateClass(h)}`;
+      div.dataset.upstream = name;
       const title = document.createElement("div");
       title.className = "name";
       title.textContent = UPSTREAM_NAMES[name] ?? name;
       const st = document.createElement("div");
       st.className = "state";
-      st.textContent = stateWord(h);
+      st.textContent = `${ICON[stateClass(h)] ?? ""} ${stateWord(h)}`;
       const since = document.createElement("div");
       since.className = "since";
-      since.textContent = `since ${clock(h.since)} (${ago(h.since)})`;
+      since.textContent = h.configured ? `since ${clock(h.since)} (${agoSecs(sinceSecs(s, h))})` : "no address configured";
       div.append(title, st, since);
       return div;
+    }));
+  }
+  const feeds = document.querySelector("#feeds tbody");
+  if (feeds && s.feeds) {
+    feeds.replaceChildren(...FEED_ORDER.filter((n) => s.feeds[n]).map((name) => {
+      const f = s.feeds[name];
+      const tr = cells(document.createElement("tr"), [
+        FEED_NAMES[name] ?? name,
+        f.records.toLocaleString(),
+        f.applied_at ? `${clock(f.applied_at)} · ${agoSecs(f.age_secs)}` : "never loaded",
+      ]);
+      if (f.last_error) {
+        tr.className = "error";
+        tr.title = f.last_error;
+      } else if (!f.applied_at || f.age_secs > (STALE[name] ?? Infinity)) {
+        tr.className = "stale";
+      }
+      return tr;
     }));
   }
   const lanes = document.querySelector("#lanes tbody");
   if (lanes && s.journal) {
     lanes.replaceChildren(...LANE_ORDER.filter((l) => s.journal.lanes[l]).map((l) => {
       const b = s.journal.lanes[l];
-      const tr = document.createElement("tr");
-      for (const text of [LANE_NAMES[l], b.pending.toLocaleString(), b.pending ? ago(b.oldest_occurred_at) : "—"]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        tr.append(td);
-      }
+      const tr = cells(document.createElement("tr"), [
+        LANE_NAMES[l],
+        b.pending ? b.pending.toLocaleString() : "none",
+        b.pending ? waited(b.oldest_age_secs) : "all sent",
+      ]);
+      tr.className = b.pending ? "waiting" : "sent";
       return tr;
     }));
-    document.getElementById("set-aside").textContent = s.journal.set_aside
-      ? `${s.journal.set_aside} entries central refused are waiting for a manager (reconciliation).`
-      : "";
+    setText(document.getElementById("set-aside"), s.journal.set_aside
+      ? `${plural(s.journal.set_aside, "entry", "entries")} central refused ${s.journal.set_aside === 1 ? "is" : "are"} waiting for a lead or manager (Reconciliation).`
+      : "");
   }
-  const upd = document.getElementById("updated");
-  if (upd) upd.textContent = `Store ${s.store_id} · Standin ${s.version} · updated ${clock(s.now)}`;
+  setText(document.getElementById("updated"), `Store ${s.store_id} · Standin ${s.version} · updated ${clock(s.now)}`);
 }
 
-async function refresh() {
+function renderUnreachable() {
+  const banner = document.getElementById("banner");
+  if (!banner) return;
+  banner.className = "banner down";
+  setText(document.getElementById("banner-fresh"), "Cannot reach Standin on this server. Check the network.");
+  for (const name of UPSTREAM_ORDER) {
+    const chip = document.getElementById(`chip-${name}`);
+    if (chip) {
+      chip.className = "chip unknown";
+      setText(chip, `… ${UPSTREAM_NAMES[name]} unknown`);
+    }
+  }
+}
+
+export async function refreshStatus() {
   try {
     const res = await fetch("/api/v1/status", { headers: { accept: "application/json" } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    render(await res.json());
-  } catch (e) {
-    document.getElementById("banner").className = "banner down";
-    document.getElementById("banner-text").textContent = "Cannot reach Standin on this server";
+    last = await res.json();
+    failed = false;
+    renderBanner(last);
+    renderBoard(last);
+    for (const cb of listeners) cb(last);
+  } catch {
+    failed = true;
+    renderUnreachable();
   }
+  return last;
 }
 
-refresh();
-setInterval(refresh, 3000);
+export function statusUnreachable() {
+  return failed;
+}
+
+refreshStatus();
+setInterval(refreshStatus, 3000);

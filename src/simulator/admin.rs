@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State as AxState};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
@@ -39,7 +40,40 @@ pub(crate) fn router(ctx: AdminCtx) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(middleware::from_fn(cors))
         .with_state(ctx)
+}
+
+/// Any origin may call the controls: `standin demo`'s panel on the desk page (another port,
+/// so another origin) takes central or the processor down from the browser. The simulator is
+/// a test and demo tool, never in front of a real store, and its answers carry no secret the
+/// demo does not print anyway. A preflight (`OPTIONS`, for a `PUT` with a JSON body) is
+/// answered here, before routing.
+async fn cors(req: Request, next: Next) -> Response {
+    let mut res = if req.method() == Method::OPTIONS {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, PUT, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        res
+    } else {
+        next.run(req).await
+    };
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
 }
 
 async fn info(AxState(ctx): AxState<AdminCtx>) -> Response {

@@ -2,7 +2,7 @@
 //! with its content type and an ETag so a desk browser revalidates instead of re-downloading.
 //! `STANDIN_UI_DIR=ui` serves them from disk instead, for editing without rebuilding.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,6 +10,7 @@ use rust_embed::RustEmbed;
 
 use crate::error::AppError;
 use crate::http::{Access, Route};
+use crate::state::AppState;
 
 #[derive(RustEmbed)]
 #[folder = "ui/"]
@@ -21,19 +22,27 @@ pub fn routes() -> Vec<Route> {
             Method::GET,
             "/",
             Access::Public,
-            get(|h: HeaderMap| async move { asset("index.html", &h) }),
+            get(|State(st): State<AppState>, h: HeaderMap| async move {
+                asset("index.html", &h, demo(&st))
+            }),
         ),
         Route::new(
             Method::GET,
             "/status",
             Access::Public,
-            get(|h: HeaderMap| async move { asset("status.html", &h) }),
+            get(|State(st): State<AppState>, h: HeaderMap| async move {
+                asset("status.html", &h, demo(&st))
+            }),
         ),
         Route::new(
             Method::GET,
             "/ui/{*path}",
             Access::Public,
-            get(|Path(path): Path<String>, h: HeaderMap| async move { asset(&path, &h) }),
+            get(
+                |State(st): State<AppState>, Path(path): Path<String>, h: HeaderMap| async move {
+                    asset(&path, &h, demo(&st))
+                },
+            ),
         ),
     ]
 }
@@ -52,7 +61,17 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-fn asset(path: &str, headers: &HeaderMap) -> Response {
+/// Under `standin demo` the pages may also call the simulator's controls on a loopback port.
+fn demo(state: &AppState) -> bool {
+    state.config.demo.is_some()
+}
+
+/// The content security policy: nothing leaves the page's own origin, except, under
+/// `standin demo` only, fetches to the simulator's controls on this machine.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CSP_DEMO: &str = "default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+fn asset(path: &str, headers: &HeaderMap, demo: bool) -> Response {
     if path
         .split('/')
         .any(|seg| seg == ".." || seg.starts_with('.'))
@@ -89,7 +108,7 @@ fn asset(path: &str, headers: &HeaderMap) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+        HeaderValue::from_static(if demo { CSP_DEMO } else { CSP }),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {

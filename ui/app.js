@@ -1,0 +1,733 @@
+// The service desk: sign-in, one search box (a barcode scanner types into it and presses
+// Enter), the due-soon list, the order view with hand-over and no-show, and reconciliation.
+// One page, a hash router: #/ · #/search/TEXT · #/order/ID · #/reconciliation.
+import { api, ApiError, setCsrf, signedOut, words } from "./api.js";
+import { refreshStatus } from "./status.js";
+import "./demo.js";
+import {
+  agoSecs, clock, dueWords, el, money, paymentWords, plural, statusWords, when,
+} from "./format.js";
+
+const $ = (id) => document.getElementById(id);
+const OPEN = new Set(["placed", "ready", "partially_handed_over"]);
+const ROLE_WORDS = { associate: "associate", lead: "lead", manager: "manager" };
+
+let session = null;
+let dueHours = 4;
+let lastInputWasKeyboard = true;
+let lastActivity = Date.now();
+let searchSeq = 0;
+let cachedSearch = null; // { q, orders, at }
+let dueTimer = null;
+
+// ---------- messages ----------
+
+function notice(text) {
+  const n = $("notice");
+  n.textContent = text ?? "";
+  n.hidden = !text;
+}
+
+function alertMsg(text) {
+  const a = $("alert");
+  a.textContent = text ?? "";
+  a.hidden = !text;
+}
+
+function clearMessages() {
+  notice(null);
+  alertMsg(null);
+}
+
+// ---------- focus ----------
+
+/** The search box keeps focus after actions, so the next scan lands in it. On a touch
+ * screen we leave it alone unless the keyboard (or a scanner) was used: focusing would pop
+ * up the on-screen keyboard. */
+function focusSearch({ select = true, clear = false } = {}) {
+  const q = $("q");
+  if (clear) q.value = "";
+  const coarse = window.matchMedia?.("(pointer: coarse)").matches;
+  if (coarse && !lastInputWasKeyboard) return;
+  q.focus();
+  if (select) q.select();
+}
+
+document.addEventListener("keydown", () => {
+  lastInputWasKeyboard = true;
+  lastActivity = Date.now();
+}, true);
+document.addEventListener("pointerdown", () => {
+  lastInputWasKeyboard = false;
+  lastActivity = Date.now();
+}, true);
+
+// ---------- views ----------
+
+function show(view) {
+  for (const v of ["signin", "desk", "order", "recon"]) $(`view-${v}`).hidden = v !== view;
+  $("topbar").hidden = view === "signin";
+  document.body.dataset.view = view;
+  for (const [id, v] of [["nav-desk", "desk"], ["nav-recon", "recon"]]) {
+    const a = $(id);
+    if (v === view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  if (view !== "desk") stopDuePolling();
+}
+
+function route() {
+  if (!session) return showSignin();
+  const h = location.hash || "#/";
+  if (h.startsWith("#/order/")) return showOrder(decodeURIComponent(h.slice(8)));
+  if (h === "#/reconciliation") return showRecon();
+  if (h.startsWith("#/search/")) return showDesk(decodeURIComponent(h.slice(9)));
+  return showDesk(null);
+}
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+// ---------- sign-in ----------
+
+function showSignin(message) {
+  session = null;
+  setCsrf(null);
+  show("signin");
+  document.title = "Standin — sign in";
+  $("signin-error").textContent = message ?? "";
+  $("pin").value = "";
+  const id = $("employee_id");
+  (id.value ? $("pin") : id).focus();
+}
+
+function signedIn(s) {
+  session = s;
+  setCsrf(s.csrf_token);
+  $("who").textContent = `${s.name} (${ROLE_WORDS[s.role] ?? s.role})`;
+  $("nav-recon").hidden = !(s.role === "lead" || s.role === "manager");
+  lastActivity = Date.now();
+}
+
+$("signin-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const employee_id = $("employee_id").value.trim();
+  const pin = $("pin").value;
+  const err = $("signin-error");
+  if (!employee_id || !pin) {
+    err.textContent = !employee_id ? "Enter your employee ID." : "Enter your PIN.";
+    (!employee_id ? $("employee_id") : $("pin")).focus();
+    return;
+  }
+  const btn = $("signin-btn");
+  btn.disabled = true;
+  err.textContent = "";
+  try {
+    const s = await api("POST", "/api/v1/session", { employee_id, pin });
+    signedIn(s);
+    clearMessages();
+    route();
+    focusSearch();
+  } catch (e) {
+    err.textContent = words(e);
+    $("pin").value = "";
+    $("pin").focus();
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+$("signout").addEventListener("click", async () => {
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch {
+    // Signed out either way.
+  }
+  $("employee_id").value = "";
+  clearMessages();
+  showSignin("You are signed out.");
+});
+
+signedOut.addEventListener("signed-out", () => {
+  if (!session) return;
+  clearMessages();
+  showSignin("Your session ended. Sign in again to carry on.");
+});
+
+// The server ends a session after idle_minutes without a request; the desk's own polling
+// would keep it alive, so the desk signs out after that long without anyone touching it.
+setInterval(async () => {
+  if (!session) return;
+  const idleMs = (session.idle_minutes ?? 15) * 60_000;
+  if (Date.now() - lastActivity < idleMs) return;
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch {
+    // Already ended.
+  }
+  showSignin(`Signed out after ${session?.idle_minutes ?? 15} minutes without use.`);
+}, 20_000);
+
+// ---------- search ----------
+
+$("search-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const q = $("q").value.trim();
+  clearMessages();
+  if (!q) {
+    go("#/");
+    focusSearch();
+    return;
+  }
+  const seq = ++searchSeq;
+  let orders;
+  try {
+    orders = (await api("GET", `/api/v1/pickups?q=${encodeURIComponent(q)}`)).orders;
+  } catch (e) {
+    if (seq === searchSeq && !(e instanceof ApiError && e.status === 401)) alertMsg(words(e));
+    return;
+  }
+  if (seq !== searchSeq) return; // a newer scan came in meanwhile
+  cachedSearch = { q, orders, at: Date.now() };
+  if (orders.length === 1) go(`#/order/${encodeURIComponent(orders[0].order_id)}`);
+  else go(`#/search/${encodeURIComponent(q)}`);
+  focusSearch();
+});
+
+$("results-clear").addEventListener("click", () => {
+  $("q").value = "";
+  go("#/");
+  focusSearch();
+});
+
+// A scanner types wherever the focus is. When it is on no text field (after a tap on a
+// checkbox, say), the keys go to the search box instead of being lost.
+document.addEventListener("keydown", (ev) => {
+  if (!session || ev.ctrlKey || ev.metaKey || ev.altKey || ev.key.length !== 1 || ev.key === " ") return;
+  const t = ev.target;
+  if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement || t?.isContentEditable) return;
+  if ($("topbar").hidden) return;
+  ev.preventDefault();
+  const q = $("q");
+  q.value = "";
+  q.focus();
+  q.value = ev.key;
+});
+
+document.addEventListener("keydown", (ev) => {
+  if (!session) return;
+  // Escape: back to the desk from anywhere, search box ready for the next scan.
+  if (ev.key === "Escape" && !ev.defaultPrevented && document.body.dataset.view !== "desk") {
+    ev.preventDefault();
+    go("#/");
+    focusSearch();
+  }
+});
+
+// ---------- order rows ----------
+
+function badge(text, cls) {
+  return el("span", { class: `badge ${cls}` }, text);
+}
+
+function orderRow(o, now) {
+  const st = statusWords(o.status);
+  const open = OPEN.has(o.status);
+  const overdue = open && new Date(o.due_at) < now;
+  return el("li", {},
+    el("a", {
+      class: `order-row${overdue ? " overdue" : ""}`,
+      href: `#/order/${encodeURIComponent(o.order_id)}`,
+      dataset: { orderId: o.order_id, pickupCode: o.pickup_code, status: o.status },
+    },
+    el("span", { class: "due" },
+      el("strong", {}, when(o.due_at, now)),
+      el("span", { class: "small" }, open ? dueWords(o.due_at, now) : "")),
+    el("span", { class: "who" },
+      el("strong", {}, o.customer_name),
+      el("span", { class: "small" }, `${o.order_number} · code ${o.pickup_code} · phone …${o.phone_last4}`)),
+    el("span", { class: "flags" },
+      badge(st.text, st.cls),
+      o.payment_state !== "paid" ? badge(paymentWords(o.payment_state), "stop") : null,
+      o.requires_id_check ? badge("ID check", "id") : null,
+      o.needs_attention ? badge("Needs attention", "stop") : null),
+    el("span", { class: "items" }, plural(o.items, "item"))));
+}
+
+// ---------- desk: due soon and search results ----------
+
+function stopDuePolling() {
+  clearInterval(dueTimer);
+  dueTimer = null;
+}
+
+async function showDesk(q) {
+  show("desk");
+  document.title = "Standin — service desk";
+  renderHours();
+  loadDue();
+  stopDuePolling();
+  dueTimer = setInterval(() => {
+    if (document.visibilityState === "visible") loadDue();
+  }, 30_000);
+  const results = $("results");
+  if (!q) {
+    results.hidden = true;
+    return;
+  }
+  $("q").value = q;
+  let orders;
+  if (cachedSearch && cachedSearch.q === q && Date.now() - cachedSearch.at < 5_000) {
+    orders = cachedSearch.orders;
+  } else {
+    try {
+      orders = (await api("GET", `/api/v1/pickups?q=${encodeURIComponent(q)}`)).orders;
+    } catch (e) {
+      alertMsg(words(e));
+      return;
+    }
+  }
+  cachedSearch = null;
+  results.hidden = false;
+  $("results-h").textContent = orders.length
+    ? `${plural(orders.length, "order")} match “${q}”`
+    : `No order matches “${q}”. Check the code, or search by name or the last 4 of the phone.`;
+  const now = new Date();
+  $("results-list").replaceChildren(...orders.map((o) => orderRow(o, now)));
+}
+
+function renderHours() {
+  $("due-h").textContent = `Due in the next ${dueHours} hours`;
+  for (const b of document.querySelectorAll(".seg-btn")) {
+    b.setAttribute("aria-pressed", String(Number(b.dataset.hours) === dueHours));
+  }
+}
+
+for (const b of document.querySelectorAll(".seg-btn")) {
+  b.addEventListener("click", () => {
+    dueHours = Number(b.dataset.hours);
+    renderHours();
+    loadDue();
+  });
+}
+
+async function loadDue() {
+  let data;
+  try {
+    data = await api("GET", `/api/v1/pickups?due_within_hours=${dueHours}`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) $("due-summary").textContent = words(e);
+    return;
+  }
+  const now = new Date();
+  const orders = data.orders;
+  const todo = orders.filter((o) => o.status === "placed").length;
+  const overdue = orders.filter((o) => new Date(o.due_at) < now).length;
+  const parts = [orders.length ? plural(orders.length, "order") : "No orders due"];
+  if (todo) parts.push(`${todo} not staged yet`);
+  if (overdue) parts.push(`${overdue} overdue`);
+  if (data.as_of) parts.push(`orders as of ${clock(data.as_of)}`);
+  $("due-summary").textContent = parts.join(" · ");
+  // Refreshing the list keeps the keyboard where it was.
+  const focused = document.activeElement?.closest?.("#due-list .order-row")?.dataset.orderId;
+  $("due-list").replaceChildren(...orders.map((o) => orderRow(o, now)));
+  if (focused) document.querySelector(`#due-list [data-order-id="${CSS.escape(focused)}"]`)?.focus();
+}
+
+// ---------- one order ----------
+
+let current = null; // the order shown
+
+async function showOrder(id) {
+  show("order");
+  const view = $("view-order");
+  if (!current || current.order_id !== id) view.replaceChildren(el("p", { class: "summary" }, "Loading the order…"));
+  let o;
+  try {
+    o = await api("GET", `/api/v1/pickups/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    view.replaceChildren(
+      el("h1", { id: "order-h", tabindex: "-1" }, "Order not found"),
+      el("p", { class: "form-error" }, words(e)),
+      el("a", { class: "button", href: "#/" }, "Back to due soon"));
+    return;
+  }
+  current = o;
+  document.title = `Standin — order ${o.order_number}`;
+  renderOrder(o);
+}
+
+function lineRow(o, l, open) {
+  const left = l.remaining_qty;
+  const id = `line-${l.line}`;
+  const can = open && left > 0;
+  const check = el("input", {
+    type: "checkbox", id, class: "line-check", checked: can, disabled: !can,
+    dataset: { line: String(l.line) }, "aria-describedby": `${id}-left`,
+  });
+  let qty = null;
+  if (can && left > 1) {
+    const input = el("input", {
+      type: "number", class: "qty", min: "1", max: String(left), value: String(left), inputmode: "numeric",
+      id: `${id}-qty`, "aria-label": `How many of ${l.description} to hand over`, dataset: { line: String(l.line) },
+    });
+    const step = (d) => () => {
+      const v = Math.min(left, Math.max(1, (Number(input.value) || 0) + d));
+      input.value = String(v);
+      check.checked = true;
+      update();
+    };
+    qty = el("span", { class: "stepper" },
+      el("button", { type: "button", class: "step", "aria-label": `One fewer ${l.description}`, onclick: step(-1) }, "−"),
+      input,
+      el("button", { type: "button", class: "step", "aria-label": `One more ${l.description}`, onclick: step(1) }, "+"));
+    input.addEventListener("input", () => {
+      check.checked = Number(input.value) > 0;
+      update();
+    });
+  } else {
+    qty = el("span", { class: "qty-fixed" }, can ? "1" : "—");
+  }
+  return el("tr", { class: can ? "" : "done", dataset: { line: String(l.line) } },
+    open ? el("td", { class: "pick" }, check) : null,
+    el("td", {},
+      el("label", { for: id }, el("strong", {}, l.description)),
+      el("div", { class: "small" }, `SKU ${l.sku} · ${money(l.unit_price_minor, o.currency)} each`),
+      l.requires_id_check ? badge("ID check", "id") : null),
+    open ? el("td", { class: "qty-cell" }, qty) : null,
+    el("td", { class: "small", id: `${id}-left` },
+      !l.handed_over_qty ? `${l.qty} ordered` : left ? `${l.handed_over_qty} of ${l.qty} handed over, ${left} left` : `${l.qty} handed over`));
+}
+
+/** What the form would hand over: [{line, qty, requires_id_check, description}]. */
+function chosen() {
+  const out = [];
+  for (const c of document.querySelectorAll("#view-order .line-check")) {
+    if (!c.checked || c.disabled) continue;
+    const line = Number(c.dataset.line);
+    const l = current.lines.find((x) => x.line === line);
+    const input = document.getElementById(`line-${line}-qty`);
+    const qty = input ? Math.max(0, Math.min(l.remaining_qty, Math.floor(Number(input.value) || 0))) : 1;
+    if (qty > 0) out.push({ line, qty, requires_id_check: l.requires_id_check, description: l.description });
+  }
+  return out;
+}
+
+function update() {
+  const btn = $("handover-btn");
+  if (!btn || !current) return;
+  const picked = chosen();
+  const n = picked.reduce((a, x) => a + x.qty, 0);
+  const all = current.lines.reduce((a, l) => a + l.remaining_qty, 0);
+  btn.textContent = n === 0 ? "Choose items to hand over" : n === all ? `Hand over everything (${plural(n, "item")})` : `Hand over ${plural(n, "item")}`;
+  btn.disabled = n === 0;
+  const needId = picked.filter((x) => x.requires_id_check);
+  const box = $("idcheck");
+  box.hidden = needId.length === 0;
+  $("idcheck-what").textContent = [...new Set(needId.map((x) => x.description))].join(", ");
+}
+
+function orderError(text) {
+  const e = $("order-error");
+  if (e) e.textContent = text ?? "";
+}
+
+function stopReason(o) {
+  switch (o.status) {
+    case "cancelled": return "This order was cancelled. Do not hand it over.";
+    case "handed_over": return "This order has been handed over. Nothing is left to hand over.";
+    case "no_show": return o.payment_state === "pay_at_pickup"
+      ? "This order is marked as a no-show, and it is not paid."
+      : "This order is marked as a no-show. If the customer came after all, you can still hand it over.";
+    default:
+      if (o.payment_state === "pay_at_pickup") return "Not paid: the customer has to pay before you hand this order over.";
+      return null;
+  }
+}
+
+function renderOrder(o) {
+  const view = $("view-order");
+  const st = statusWords(o.status);
+  const open = OPEN.has(o.status);
+  const stop = stopReason(o);
+  // A customer marked as a no-show may still turn up: the order can be handed over after all.
+  const canHandOver = (open || o.status === "no_show") && o.payment_state !== "pay_at_pickup";
+  const now = new Date();
+
+  const facts = el("dl", { class: "facts" },
+    el("div", {}, el("dt", {}, "Pickup code"), el("dd", { class: "code" }, o.pickup_code)),
+    el("div", {}, el("dt", {}, "Due"), el("dd", {}, when(o.due_at, now), open ? el("span", { class: "small" }, dueWords(o.due_at, now)) : null)),
+    el("div", {}, el("dt", {}, "State"), el("dd", {}, badge(st.text, st.cls))),
+    el("div", {}, el("dt", {}, "Payment"), el("dd", {}, badge(paymentWords(o.payment_state), o.payment_state === "paid" ? "done" : "stop"))),
+    el("div", {}, el("dt", {}, "Total"), el("dd", {}, money(o.total_minor, o.currency), el("span", { class: "small" }, plural(o.items, "item")))),
+    el("div", {}, el("dt", {}, "Phone"), el("dd", {}, `…${o.phone_last4}`)));
+
+  const parts = [
+    el("div", { class: "section-head" },
+      el("h1", { id: "order-h", tabindex: "-1" }, `${o.customer_name} · order ${o.order_number}`),
+      el("a", { class: "button secondary", href: "#/" }, "Back (Esc)")),
+    facts,
+    el("p", { class: "fresh small" }, `Order data as of ${clock(o.as_of)}, ${agoSecs(o.age_secs)}.`),
+  ];
+  if (o.needs_attention || o.conflict) {
+    parts.push(el("p", { class: "callout stop", role: "note" },
+      el("strong", {}, "Needs attention: "),
+      `central refused the hand-over${o.conflict?.reason ? ` (${o.conflict.reason})` : ""}. A lead or manager will sort it out in Reconciliation.`));
+  }
+  if (stop) parts.push(el("p", { class: `callout ${o.status === "handed_over" ? "done" : "stop"}`, id: "order-stop" }, stop));
+
+  const rows = o.lines.map((l) => lineRow(o, l, canHandOver));
+  const table = el("table", { class: "lines" },
+    el("caption", { class: "visually-hidden" }, "Items on this order"),
+    el("thead", {}, el("tr", {},
+      canHandOver ? el("th", { scope: "col" }, el("span", { class: "visually-hidden" }, "Hand over")) : null,
+      el("th", { scope: "col" }, "Item"),
+      canHandOver ? el("th", { scope: "col" }, "How many") : null,
+      el("th", { scope: "col" }, "Ordered"))),
+    el("tbody", {}, rows));
+
+  const tickable = canHandOver && o.lines.some((l) => l.remaining_qty > 0);
+  const form = el("form", { id: "handover-form", class: canHandOver ? "" : "readonly", novalidate: true },
+    el("fieldset", {},
+      el("legend", { class: "visually-hidden" }, canHandOver ? "Tick what the customer takes" : "Items"),
+      el("div", { class: "section-head lines-head" },
+        el("span", { class: "lines-title", "aria-hidden": "true" }, canHandOver ? "Tick what the customer takes" : "Items"),
+        tickable ? el("div", { class: "pickall" },
+          el("button", { type: "button", class: "button secondary", onclick: () => tickAll(true) }, "Tick all"),
+          el("button", { type: "button", class: "button secondary", onclick: () => tickAll(false) }, "Untick all")) : null),
+      table),
+    el("div", { class: "actionbar" },
+      canHandOver ? el("div", { class: "idcheck", id: "idcheck", hidden: true },
+        el("input", { type: "checkbox", id: "id-checked", "aria-describedby": "idcheck-what" }),
+        el("label", { for: "id-checked" }, el("strong", {}, "ID checked: "), "I checked the customer's photo ID and they may have ",
+          el("span", { class: "what", id: "idcheck-what" }), ".")) : null,
+      el("p", { class: "form-error", id: "order-error", role: "alert" }),
+      open || canHandOver ? el("div", { class: "actions" },
+        canHandOver ? el("button", { type: "submit", class: "button big primary", id: "handover-btn" }, "Hand over") : null,
+        open ? el("button", { type: "button", class: "button big secondary", id: "noshow-btn", onclick: askNoShow }, "Mark as no-show") : null) : null,
+      el("div", { class: "confirm", id: "noshow-confirm", hidden: true },
+        el("p", {}, el("strong", {}, `Mark order ${o.order_number} as a no-show?`), " The customer did not come to collect it."),
+        el("button", { type: "button", class: "button big danger", id: "noshow-yes", onclick: doNoShow }, "Yes, mark as no-show"),
+        el("button", { type: "button", class: "button big secondary", onclick: cancelNoShow }, "Keep the order"))));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    doHandOver();
+  });
+  form.addEventListener("change", update);
+  parts.push(form);
+
+  const history = [];
+  for (const h of o.handovers ?? []) {
+    const n = h.lines.reduce((a, x) => a + x.qty, 0);
+    history.push(el("li", {}, `${when(h.at, now)}: ${plural(n, "item")} handed over by ${h.by}${h.id_checked ? ", ID checked" : ""}`));
+  }
+  if (o.no_show) history.push(el("li", {}, `${when(o.no_show.at, now)}: marked as a no-show by ${o.no_show.by}`));
+  if (history.length) parts.push(el("section", { "aria-labelledby": "history-h" }, el("h2", { id: "history-h" }, "What happened"), el("ul", { class: "history" }, history)));
+
+  view.replaceChildren(...parts);
+  update();
+}
+
+function tickAll(on) {
+  for (const c of document.querySelectorAll("#view-order .line-check")) if (!c.disabled) c.checked = on;
+  update();
+}
+
+async function doHandOver() {
+  orderError("");
+  clearMessages();
+  const picked = chosen();
+  if (!picked.length) {
+    orderError("Tick at least one item.");
+    return;
+  }
+  const idBox = $("id-checked");
+  const needId = picked.some((x) => x.requires_id_check);
+  if (needId && !idBox.checked) {
+    orderError(words(new ApiError(422, "id_check_required", "")));
+    idBox.setAttribute("aria-invalid", "true");
+    idBox.focus();
+    return;
+  }
+  const remaining = current.lines.reduce((a, l) => a + l.remaining_qty, 0);
+  const n = picked.reduce((a, x) => a + x.qty, 0);
+  const body = {
+    lines: n === remaining ? [] : picked.map(({ line, qty }) => ({ line, qty })),
+    id_checked: Boolean(idBox?.checked),
+  };
+  const btn = $("handover-btn");
+  btn.disabled = true;
+  btn.textContent = "Handing over…";
+  let o;
+  try {
+    o = await api("POST", `/api/v1/pickups/${encodeURIComponent(current.order_id)}/handover`, body);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    showRefusal(e);
+    return;
+  }
+  refreshStatus();
+  const what = `${plural(n, "item")} of order ${o.order_number} to ${o.customer_name}`;
+  if (o.status === "handed_over") {
+    current = null;
+    go("#/");
+    notice(`Handed over ${what}. Done.`);
+    focusSearch({ clear: true });
+  } else {
+    current = o;
+    renderOrder(o);
+    const left = o.lines.reduce((a, l) => a + l.remaining_qty, 0);
+    notice(`Handed over ${what}. ${plural(left, "item")} still to collect.`);
+    focusSearch();
+  }
+}
+
+async function showRefusal(e) {
+  orderError(words(e));
+  if (e.field === "id_checked") {
+    const box = $("id-checked");
+    if (box) {
+      box.setAttribute("aria-invalid", "true");
+      $("idcheck").hidden = false;
+      box.focus();
+    }
+    update();
+    return;
+  }
+  const m = /^lines\[(\d+)\]/.exec(e.field ?? "");
+  if (m) {
+    const picked = chosen()[Number(m[1])];
+    const row = picked && document.querySelector(`#view-order tr[data-line="${picked.line}"]`);
+    if (row) row.classList.add("invalid");
+  }
+  // The order changed under us (cancelled, handed over elsewhere): show it as it is now,
+  // keeping the refusal on screen.
+  if (e.status === 409) {
+    const text = words(e);
+    try {
+      current = await api("GET", `/api/v1/pickups/${encodeURIComponent(current.order_id)}`);
+      renderOrder(current);
+    } catch {
+      // keep what we have
+    }
+    orderError(text);
+  } else {
+    update();
+  }
+}
+
+function askNoShow() {
+  $("noshow-confirm").hidden = false;
+  $("noshow-yes").focus();
+}
+
+function cancelNoShow() {
+  $("noshow-confirm").hidden = true;
+  $("noshow-btn")?.focus();
+}
+
+async function doNoShow() {
+  orderError("");
+  clearMessages();
+  let o;
+  try {
+    o = await api("POST", `/api/v1/pickups/${encodeURIComponent(current.order_id)}/no-show`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    $("noshow-confirm").hidden = true;
+    showRefusal(e);
+    return;
+  }
+  refreshStatus();
+  current = null;
+  go("#/");
+  notice(`Order ${o.order_number} (${o.customer_name}) is marked as a no-show.`);
+  focusSearch({ clear: true });
+}
+
+// ---------- reconciliation ----------
+
+const KIND_WORDS = {
+  "pickup.handover": "Hand-over", "pickup.handed_over": "Hand-over", "pickup.no_show": "No-show",
+};
+const OUTCOME_WORDS = { rejected: "Refused by central", conflict: "Conflict with central" };
+
+function kindWords(kind) {
+  if (KIND_WORDS[kind]) return KIND_WORDS[kind];
+  const s = String(kind).replace(/[._]/g, " ");
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function bodyWords(body) {
+  if (!body || typeof body !== "object") return "";
+  const out = [];
+  if (body.order_number) out.push(`order ${body.order_number}`);
+  if (body.customer_name) out.push(body.customer_name);
+  if (Array.isArray(body.lines)) {
+    const n = body.lines.reduce((a, l) => a + (Number(l.qty) || 0), 0);
+    out.push(n ? plural(n, "item") : plural(body.lines.length, "line"));
+  }
+  if (body.id_checked) out.push("ID checked");
+  if (out.length) return out.join(" · ");
+  const s = JSON.stringify(body);
+  return s.length > 120 ? `${s.slice(0, 117)}…` : s;
+}
+
+async function showRecon() {
+  show("recon");
+  document.title = "Standin — reconciliation";
+  const body = $("recon-body");
+  const csv = $("recon-csv");
+  body.replaceChildren(el("p", { class: "summary" }, "Loading…"));
+  let data;
+  try {
+    data = await api("GET", "/api/v1/reconciliation");
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    csv.hidden = true;
+    body.replaceChildren(el("p", { class: "callout stop", id: "recon-refused" },
+      e.status === 403 ? "Only leads and managers can see reconciliation. Ask your lead." : words(e)));
+    return;
+  }
+  csv.hidden = false;
+  const now = new Date();
+  if (!data.items.length) {
+    body.replaceChildren(el("p", { class: "callout done" },
+      `Nothing needs a person: everything the store did reached central. (Checked ${clock(data.generated_at)}.)`));
+    return;
+  }
+  body.replaceChildren(
+    el("p", { class: "summary" }, `${plural(data.items.length, "entry", "entries")} to look at · generated ${clock(data.generated_at)}`),
+    el("table", { class: "recon" },
+      el("thead", {}, el("tr", {}, ...["When", "What", "Who", "Outcome", "Reason", "Details"].map((t) => el("th", { scope: "col" }, t)))),
+      el("tbody", {}, data.items.map((it) => el("tr", { dataset: { seq: String(it.seq) } },
+        el("td", {}, when(it.occurred_at, now)),
+        el("td", {}, `${kindWords(it.kind)}`, el("div", { class: "small" }, `${it.lane} lane · #${it.seq}`)),
+        el("td", {}, it.actor ?? "—", it.device ? el("div", { class: "small" }, it.device) : null),
+        el("td", {}, badge(OUTCOME_WORDS[it.outcome] ?? it.outcome, "stop")),
+        el("td", {}, it.reason ? String(it.reason).replace(/_/g, " ") : ""),
+        el("td", { class: "small" }, bodyWords(it.body),
+          it.body?.order_id ? el("div", {}, el("a", { href: `#/order/${encodeURIComponent(it.body.order_id)}` }, "Open the order")) : null))))));
+}
+
+// ---------- start ----------
+
+window.addEventListener("hashchange", () => {
+  alertMsg(null);
+  route();
+});
+
+async function start() {
+  try {
+    signedIn(await api("GET", "/api/v1/session"));
+  } catch {
+    session = null;
+  }
+  route();
+  if (session) focusSearch();
+}
+
+start();
