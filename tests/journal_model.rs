@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::binary::{Served, serve, standin};
@@ -129,37 +129,7 @@ async fn every_entry_reaches_central_exactly_once_through_faults_and_kill_9() {
     }
 
     let received = received_journal(&sim).await;
-    let mut by_id: HashMap<&str, &Value> = HashMap::new();
-    for r in &received {
-        assert!(
-            by_id.insert(r["id"].as_str().unwrap(), r).is_none(),
-            "central holds {} twice",
-            r["id"]
-        );
-    }
-    assert_eq!(
-        received.len(),
-        written.len(),
-        "central holds entries this store never wrote, or misses some"
-    );
-    for e in &written {
-        assert!(
-            by_id.contains_key(e.id.as_str()),
-            "seq {} never reached central",
-            e.seq
-        );
-    }
-    for lane in Lane::BY_PRIORITY {
-        let seqs: Vec<i64> = received
-            .iter()
-            .filter(|r| r["lane"] == lane.as_str())
-            .map(|r| r["seq"].as_i64().unwrap())
-            .collect();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "{lane:?} reached central out of seq order"
-        );
-    }
+    assert_exactly_once_in_order(&received, &written);
 
     let rejected: BTreeSet<String> = received
         .iter()

@@ -126,6 +126,19 @@ struct OneOrder {
     freshness: Freshness,
 }
 
+/// The order as it stands now (inside the transaction that just changed it, for actions).
+fn reload(
+    c: &rusqlite::Connection,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> Result<OneOrder, AppError> {
+    let row = store::load(c, order_id)?.ok_or_else(|| not_found(order_id))?;
+    Ok(OneOrder {
+        order: store::view(c, row)?,
+        freshness: freshness(c, now)?,
+    })
+}
+
 fn not_found(order_id: &str) -> AppError {
     AppError::NotFound(format!("no pickup order {order_id} in this store's copy"))
 }
@@ -135,16 +148,7 @@ async fn one(
     Path(order_id): Path<String>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
-    let found = state
-        .store
-        .read(move |c| {
-            let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
-            Ok::<_, AppError>(OneOrder {
-                order: store::view(c, row)?,
-                freshness: freshness(c, now)?,
-            })
-        })
-        .await?;
+    let found = state.store.read(move |c| reload(c, &order_id, now)).await?;
     Ok(ApiJson(found))
 }
 
@@ -226,17 +230,16 @@ async fn hand_over(
                     kind: "pickup.handed_over".into(),
                     actor: Some(actor.clone()),
                     device: device(client),
-                    body: json!({"order_id": order.order_id, "order_number": order_number, "lines": plan,
+                    body: json!({"order_id": order.summary.order_id, "order_number": order_number, "lines": plan,
                                  "id_checked": body.id_checked, "complete": complete}),
                 },
             )?;
             c.execute(
                 "INSERT INTO pickup_handovers (order_id, lines, id_checked, by_employee, at, journal_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![order.order_id, serde_json::to_string(&plan).unwrap_or_default(), body.id_checked, actor, now_s, entry.id],
+                rusqlite::params![order.summary.order_id, serde_json::to_string(&plan).unwrap_or_default(), body.id_checked, actor, now_s, entry.id],
             )?;
-            let row = store::load(c, &order.order_id)?.ok_or_else(|| not_found(&order.order_id))?;
-            Ok::<_, AppError>(OneOrder { order: store::view(c, row)?, freshness: freshness(c, now)? })
+            reload(c, &order.summary.order_id, now)
         })
         .await?;
     state.journal_appended.notify_one();
@@ -275,16 +278,15 @@ async fn no_show(
                         kind: "pickup.no_show".into(),
                         actor: Some(actor.clone()),
                         device: device(client),
-                        body: json!({"order_id": order.order_id, "order_number": order.order_number, "due_at": order.due_at}),
+                        body: json!({"order_id": order.summary.order_id, "order_number": order.summary.order_number, "due_at": order.summary.due_at}),
                     },
                 )?;
                 c.execute(
                     "INSERT INTO pickup_no_shows (order_id, by_employee, at, journal_id) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![order.order_id, actor, now_s, entry.id],
+                    rusqlite::params![order.summary.order_id, actor, now_s, entry.id],
                 )?;
             }
-            let row = store::load(c, &order.order_id)?.ok_or_else(|| not_found(&order.order_id))?;
-            Ok::<_, AppError>(OneOrder { order: store::view(c, row)?, freshness: freshness(c, now)? })
+            reload(c, &order.summary.order_id, now)
         })
         .await?;
     state.journal_appended.notify_one();

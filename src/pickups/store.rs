@@ -81,9 +81,9 @@ pub struct Conflict {
     pub reason: Option<String>,
 }
 
-/// One order with everything the desk shows about it.
+/// The order list entry: what the desk shows of an order in a list.
 #[derive(Debug, Clone, Serialize)]
-pub struct Order {
+pub struct Summary {
     pub order_id: String,
     pub order_number: String,
     pub pickup_code: String,
@@ -99,47 +99,22 @@ pub struct Order {
     pub requires_id_check: bool,
     /// Central answered a hand-over of this order with a conflict (it had cancelled it).
     pub needs_attention: bool,
+}
+
+/// One order with everything the desk shows about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    #[serde(flatten)]
+    pub summary: Summary,
     pub lines: Vec<Line>,
     pub handovers: Vec<Handover>,
     pub no_show: Option<NoShow>,
     pub conflict: Option<Conflict>,
 }
 
-/// The order list entry: the order without its lines and history.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub order_id: String,
-    pub order_number: String,
-    pub pickup_code: String,
-    pub customer_name: String,
-    pub phone_last4: Option<String>,
-    pub due_at: String,
-    pub status: String,
-    pub payment_state: String,
-    pub items: i64,
-    pub total_minor: i64,
-    pub currency: String,
-    pub requires_id_check: bool,
-    pub needs_attention: bool,
-}
-
 impl From<Order> for Summary {
     fn from(o: Order) -> Self {
-        Summary {
-            order_id: o.order_id,
-            order_number: o.order_number,
-            pickup_code: o.pickup_code,
-            customer_name: o.customer_name,
-            phone_last4: o.phone_last4,
-            due_at: o.due_at,
-            status: o.status,
-            payment_state: o.payment_state,
-            items: o.items,
-            total_minor: o.total_minor,
-            currency: o.currency,
-            requires_id_check: o.requires_id_check,
-            needs_attention: o.needs_attention,
-        }
+        o.summary
     }
 }
 
@@ -254,19 +229,21 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
         row.status.clone()
     };
     Ok(Order {
-        items: lines.iter().map(|l| l.qty).sum(),
-        requires_id_check: lines.iter().any(|l| l.requires_id_check),
-        needs_attention: conflict.is_some(),
-        order_id: row.order_id,
-        order_number: row.order_number,
-        pickup_code: row.pickup_code,
-        customer_name: row.customer_name,
-        phone_last4: row.phone_last4,
-        due_at: row.due_at,
-        status,
-        payment_state: row.payment_state,
-        total_minor: row.total_minor,
-        currency: row.currency,
+        summary: Summary {
+            items: lines.iter().map(|l| l.qty).sum(),
+            requires_id_check: lines.iter().any(|l| l.requires_id_check),
+            needs_attention: conflict.is_some(),
+            order_id: row.order_id,
+            order_number: row.order_number,
+            pickup_code: row.pickup_code,
+            customer_name: row.customer_name,
+            phone_last4: row.phone_last4,
+            due_at: row.due_at,
+            status,
+            payment_state: row.payment_state,
+            total_minor: row.total_minor,
+            currency: row.currency,
+        },
         lines,
         handovers: handovers.into_iter().map(|(h, _)| h).collect(),
         no_show,

@@ -249,3 +249,39 @@ pub fn append_entries(
     tx.commit().unwrap();
     entries
 }
+
+/// Central (the simulator) holds every written entry exactly once, nothing else, and each
+/// lane arrived in `seq` order.
+pub fn assert_exactly_once_in_order(received: &[Value], written: &[standin::journal::Entry]) {
+    let mut by_id = std::collections::HashMap::new();
+    for r in received {
+        assert!(
+            by_id.insert(r["id"].as_str().unwrap(), r).is_none(),
+            "central holds {} twice",
+            r["id"]
+        );
+    }
+    assert_eq!(
+        received.len(),
+        written.len(),
+        "central holds entries this store never wrote, or misses some"
+    );
+    for e in written {
+        assert!(
+            by_id.contains_key(e.id.as_str()),
+            "seq {} never reached central",
+            e.seq
+        );
+    }
+    for lane in standin::journal::Lane::BY_PRIORITY {
+        let seqs: Vec<i64> = received
+            .iter()
+            .filter(|r| r["lane"] == lane.as_str())
+            .map(|r| r["seq"].as_i64().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{lane:?} reached central out of seq order: {seqs:?}"
+        );
+    }
+}
