@@ -20,6 +20,8 @@ pub struct AppState {
     pub journal_appended: Arc<tokio::sync::Notify>,
     /// Wrong PINs per client address (a throttle; lockouts per employee are in SQLite).
     pub login_limiter: Arc<crate::access::login::AddressLimiter>,
+    /// Live staff sessions in memory (invalidated by every staff feed batch).
+    pub sessions: Arc<crate::access::session::SessionCache>,
     /// Bounds Argon2id checks at once (19 MiB each).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
@@ -55,6 +57,7 @@ impl AppState {
             http,
             journal_appended: Arc::new(tokio::sync::Notify::new()),
             login_limiter: Arc::default(),
+            sessions: Arc::default(),
             pin_checks,
             draining: Arc::new(AtomicBool::new(false)),
         })

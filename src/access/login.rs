@@ -376,6 +376,9 @@ async fn log_out(
             Ok::<_, AppError>(())
         })
         .await?;
+    // After the commit: a request that read the session just before it cannot have cached
+    // it under the new generation, so the session is gone everywhere from here on.
+    state.sessions.invalidate();
     let mut res = StatusCode::NO_CONTENT.into_response();
     set_header(
         &mut res,

@@ -88,6 +88,16 @@ pub fn lookup(
     now: DateTime<Utc>,
     cfg: &AccessConfig,
 ) -> rusqlite::Result<Option<Session>> {
+    Ok(lookup_with_last_seen(conn, token, now, cfg)?.map(|(s, _)| s))
+}
+
+/// [`lookup`], also answering when the session was last seen (for [`SessionCache`]).
+pub fn lookup_with_last_seen(
+    conn: &Connection,
+    token: &str,
+    now: DateTime<Utc>,
+    cfg: &AccessConfig,
+) -> rusqlite::Result<Option<(Session, DateTime<Utc>)>> {
     let row = conn
         .prepare_cached(
             "SELECT s.employee_id, s.last_seen_at, s.expires_at, st.name, st.role
@@ -120,14 +130,16 @@ pub fn lookup(
         "lead" => Role::Lead,
         _ => Role::Associate,
     };
-    Ok(Some(Session {
+    let needs_touch = now - last_seen >= TOUCH_EVERY;
+    let session = Session {
         employee_id,
         name,
         role,
         expires_at,
         idle_expires_at,
-        needs_touch: now - last_seen >= TOUCH_EVERY,
-    }))
+        needs_touch,
+    };
+    Ok(Some((session, last_seen)))
 }
 
 /// Restarts the idle clock.
@@ -170,4 +182,88 @@ pub fn set_cookie(token: &str, cfg: &AccessConfig) -> String {
 pub fn clear_cookie(cfg: &AccessConfig) -> String {
     let secure = if cfg.secure_cookies { "; Secure" } else { "" };
     format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+}
+
+/// Live sessions kept in memory, so a staff request does not read SQLite before its data.
+///
+/// Revocation stays immediate: every applied staff feed batch bumps the generation, and an
+/// entry from an older generation is never trusted (it is read again from the database, which
+/// joins the staff row). Signing out removes the entry. Timeouts are checked on every hit.
+#[derive(Default)]
+pub struct SessionCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+}
+
+/// A session as last read, with the generation it was read under and when it was last seen.
+#[derive(Clone)]
+struct Cached {
+    generation: u64,
+    session: Session,
+    last_seen: DateTime<Utc>,
+}
+
+/// Most sessions held; past it the cache starts over (a store has tens of staff, not thousands).
+const CACHE_MAX: usize = 10_000;
+
+impl SessionCache {
+    /// Staff data changed: nothing cached so far may be trusted.
+    pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn forget(&self, token: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(&sha256_hex(token));
+        }
+    }
+
+    /// The live session for `token`, from memory when it can be trusted, else from `read`.
+    pub fn get(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        cfg: &AccessConfig,
+        read: impl FnOnce() -> rusqlite::Result<Option<(Session, DateTime<Utc>)>>,
+    ) -> rusqlite::Result<Option<Session>> {
+        let key = sha256_hex(token);
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).filter(|c| c.generation == generation).cloned());
+        let (mut session, last_seen) = match cached {
+            Some(c) => (c.session, c.last_seen),
+            None => match read()? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+        };
+        let idle_expires_at = (last_seen + Duration::minutes(i64::from(cfg.session_idle_minutes)))
+            .min(session.expires_at);
+        if now >= idle_expires_at {
+            self.forget(token);
+            return Ok(None);
+        }
+        session.idle_expires_at = idle_expires_at;
+        session.needs_touch = now - last_seen >= TOUCH_EVERY;
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= CACHE_MAX {
+                m.clear();
+            }
+            // A touch is about to restart the idle clock; record it as seen now.
+            let seen = if session.needs_touch { now } else { last_seen };
+            m.insert(
+                key,
+                Cached {
+                    generation,
+                    session: session.clone(),
+                    last_seen: seen,
+                },
+            );
+        }
+        Ok(Some(session))
+    }
 }

@@ -93,6 +93,10 @@ pub async fn receive_batch(
         })
         .await?;
     if applied.applied {
+        if feed == Feed::Staff {
+            // Who works here changed: no cached session may be trusted any more.
+            state.sessions.invalidate();
+        }
         state.journal_appended.notify_one();
     }
     Ok(applied)

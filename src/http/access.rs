@@ -81,12 +81,25 @@ async fn staff(
     let token = session::token_from(headers).ok_or(AppError::Unauthorized)?;
     let now = state.clock.now();
     let cfg = state.config.access.clone();
-    let t = token.clone();
-    let found = state
-        .store
-        .read(move |c| session::lookup(c, &t, now, &cfg).map_err(AppError::from))
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let (t, c2) = (token.clone(), cfg.clone());
+    let cache = state.sessions.clone();
+    // A cache hit answers at once; a miss reads SQLite on the pool, off the runtime.
+    let found = match cache.get(&token, now, &cfg, || Ok(None)) {
+        Ok(Some(s)) => Some(s),
+        _ => {
+            state
+                .store
+                .read(move |c| {
+                    cache
+                        .get(&t, now, &c2, || {
+                            session::lookup_with_last_seen(c, &t, now, &c2)
+                        })
+                        .map_err(AppError::from)
+                })
+                .await?
+        }
+    }
+    .ok_or(AppError::Unauthorized)?;
     if !method.is_safe() {
         // CSRF: a state change must come from our own pages (Origin / Sec-Fetch-Site) and
         // carry the token only our pages can read.
