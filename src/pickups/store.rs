@@ -282,21 +282,18 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
             }
         }
     };
-    let exact = |sql: &str, key: &str| -> rusqlite::Result<Vec<OrderRow>> {
-        conn.prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE {sql} ORDER BY due_at LIMIT 50"
+    // One query over three indexed columns: SQLite answers an OR of indexed equalities with
+    // one index lookup per term (a "multi-index OR"), not a scan.
+    let phone = (q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit())).then_some(q);
+    let exact = conn
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM pickup_orders
+             WHERE order_number = ?1 OR pickup_code = ?2 OR phone_last4 = ?3
+             ORDER BY due_at LIMIT 50"
         ))?
-        .query_map([key], order_from_row)?
-        .collect()
-    };
-    take(exact("order_number = ?1", q)?, &mut rows);
-    take(
-        exact("pickup_code = ?1", &q.to_ascii_uppercase())?,
-        &mut rows,
-    );
-    if q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit()) {
-        take(exact("phone_last4 = ?1", q)?, &mut rows);
-    }
+        .query_map(params![q, q.to_ascii_uppercase(), phone], order_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    take(exact, &mut rows);
     if rows.is_empty()
         && q.chars().count() >= 2
         && q.chars()
