@@ -231,14 +231,7 @@ async fn the_sixth_wrong_pin_locks_even_the_right_one_until_the_lock_lifts() {
         StatusCode::TOO_MANY_REQUESTS
     );
 
-    let kinds: Vec<String> = t
-        .db()
-        .prepare("SELECT kind FROM journal WHERE lane = 'audit'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<String> = column(&t.db(), "SELECT kind FROM journal WHERE lane = 'audit'");
     assert_eq!(
         kinds.iter().filter(|k| *k == "staff.locked_out").count(),
         2,

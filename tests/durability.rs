@@ -123,14 +123,7 @@ async fn kill_9_during_a_snapshot_load_leaves_old_or_new_never_a_mix() {
 
         // It restarts and carries on from where the database says it is.
         let mut s2 = serve(dir.path(), &token, "").await;
-        let status: Value = client
-            .get(format!("{}/api/v1/status", s2.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = s2.status().await.unwrap();
         assert_eq!(
             status["feeds"]["receipts"]["records"].as_i64(),
             Some(a + b),

@@ -213,13 +213,7 @@ fn retention_prunes_only_an_old_delivered_prefix_and_the_chain_still_verifies() 
     )
     .unwrap();
     assert_eq!(pruned, 3, "the prefix stops at the pending entry");
-    let left: Vec<i64> = c
-        .prepare("SELECT seq FROM journal ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let left: Vec<i64> = column(&c, "SELECT seq FROM journal ORDER BY seq");
     assert_eq!(left, vec![old[3].seq, old[4].seq, old[5].seq]);
     assert_eq!(standin::journal::chain::verify(&c).unwrap(), None);
     drop(c);

@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::binary::{Served, serve, standin};
+use common::binary::{serve, standin};
 use common::sim::{admin, fault, received_journal, simulator};
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -34,15 +34,6 @@ fn random_fault(rng: &mut impl Rng) -> Value {
         7 => json!({"mode": "latency", "latency_ms": rng.random_range(10..300)}),
         _ => json!({"mode": "ok"}),
     }
-}
-
-async fn status(s: &Served) -> Option<Value> {
-    reqwest::get(format!("{}/api/v1/status", s.url))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +104,7 @@ async fn every_entry_reaches_central_exactly_once_through_faults_and_kill_9() {
     fault(&sim, "central", json!({"mode": "ok"})).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if let Some(s) = status(&served).await
+        if let Some(s) = served.status().await
             && s["journal"]["lanes"]
                 .as_object()
                 .is_some_and(|l| l.values().all(|l| l["pending"] == 0))
@@ -123,7 +114,7 @@ async fn every_entry_reaches_central_exactly_once_through_faults_and_kill_9() {
         assert!(
             Instant::now() < deadline,
             "the journal did not drain: {:?}",
-            status(&served).await
+            served.status().await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -142,13 +133,12 @@ async fn every_entry_reaches_central_exactly_once_through_faults_and_kill_9() {
         .map(|e| e.id.clone())
         .collect();
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let set_aside: BTreeSet<String> = conn
-        .prepare("SELECT id FROM journal WHERE outcome IN ('rejected', 'conflict')")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let set_aside: BTreeSet<String> = column::<String>(
+        &conn,
+        "SELECT id FROM journal WHERE outcome IN ('rejected', 'conflict')",
+    )
+    .into_iter()
+    .collect();
     assert_eq!(
         rejected, poison,
         "central rejected exactly the poison entries"

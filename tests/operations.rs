@@ -194,14 +194,7 @@ async fn sigterm_during_a_write_burst_keeps_every_acknowledged_batch() {
     let mut s = serve(dir.path(), &token, "").await;
     let db = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
     let count = |sql: &str, p: String| -> i64 { db.query_row(sql, [p], |r| r.get(0)).unwrap() };
-    let status: Value = client
-        .get(format!("{}/api/v1/status", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = s.status().await.unwrap();
     for feed in FEEDS {
         let numbers = acked.get(feed).cloned().unwrap_or_default();
         let last_batch = status["feeds"][feed]["last_batch"].as_u64().unwrap();

@@ -81,18 +81,9 @@ pub struct Session {
     pub needs_touch: bool,
 }
 
-/// Finds the session for `token` if it is live and its employee is still active.
+/// Finds the session for `token` if it is live and its employee is still active, with when
+/// it was last seen (for [`SessionCache`]).
 pub fn lookup(
-    conn: &Connection,
-    token: &str,
-    now: DateTime<Utc>,
-    cfg: &AccessConfig,
-) -> rusqlite::Result<Option<Session>> {
-    Ok(lookup_with_last_seen(conn, token, now, cfg)?.map(|(s, _)| s))
-}
-
-/// [`lookup`], also answering when the session was last seen (for [`SessionCache`]).
-pub fn lookup_with_last_seen(
     conn: &Connection,
     token: &str,
     now: DateTime<Utc>,

@@ -91,9 +91,7 @@ async fn staff(
                 .store
                 .read(move |c| {
                     cache
-                        .get(&t, now, &c2, || {
-                            session::lookup_with_last_seen(c, &t, now, &c2)
-                        })
+                        .get(&t, now, &c2, || session::lookup(c, &t, now, &c2))
                         .map_err(AppError::from)
                 })
                 .await?

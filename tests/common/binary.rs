@@ -14,6 +14,16 @@ pub struct Served {
 }
 
 impl Served {
+    /// `/api/v1/status`, or `None` while it cannot be had (starting, killed).
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        reqwest::get(format!("{}/api/v1/status", self.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

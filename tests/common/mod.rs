@@ -285,3 +285,13 @@ pub fn assert_exactly_once_in_order(received: &[Value], written: &[standin::jour
         );
     }
 }
+
+/// One column of a query's rows.
+pub fn column<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
