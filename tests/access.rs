@@ -566,6 +566,20 @@ async fn a_manager_override_checks_id_pin_and_role_and_journals_both_people() {
         matches!(e, standin::error::AppError::InvalidCredentials),
         "{e:?}"
     );
+    let manager_failures = |t: &TestStore| -> Option<i64> {
+        t.db()
+            .query_row(
+                "SELECT failures FROM login_failures WHERE employee_id = ?1",
+                [MANAGER.id],
+                |r| r.get(0),
+            )
+            .ok()
+    };
+    assert_eq!(
+        manager_failures(&t),
+        Some(1),
+        "a wrong override PIN counts toward the manager's lockout"
+    );
     let approval = approve(
         &t.state,
         &req(&MANAGER, MANAGER.pin),
@@ -610,16 +624,7 @@ async fn a_manager_override_checks_id_pin_and_role_and_journals_both_people() {
         (kind.as_str(), actor.as_str()),
         ("override.granted", MANAGER.id)
     );
-    // The wrong PIN above counted toward the manager's lockout.
-    let failures: i64 = t
-        .db()
-        .query_row(
-            "SELECT failures FROM login_failures WHERE employee_id = ?1",
-            [MANAGER.id],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
-    assert_eq!(failures, 0, "a correct PIN clears the count");
+    assert_eq!(manager_failures(&t), None, "a correct PIN clears the count");
     t.stop().await;
 }
 

@@ -297,7 +297,16 @@ async fn sigterm_stops_cleanly_and_promptly() {
     // A clean stop checkpoints the WAL into the database file.
     let wal = dir.path().join("standin.db-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
-    assert_eq!(receipt_prefixes(dir.path()).0, 0);
+    let c = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+    let kept: i64 = c
+        .query_row(
+            "SELECT count(*) FROM receipts WHERE receipt_id LIKE 'R%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 100, "the acknowledged batch survived the stop");
+    drop(c);
     let (code, out) = standin(&["check"], dir.path());
     assert_eq!(code, 0, "{out}");
 }
