@@ -94,7 +94,9 @@ fn ids(v: &Value) -> Vec<String> {
 async fn search_by_number_code_name_and_phone() {
     let mut other = pickup("B2", 2);
     other["customer"] = json!({"name": "Marta Okafor", "phone_last4": "9876"});
-    let (t, b) = desk_with_orders(vec![pickup("A1", 1), other]).await;
+    let mut third = pickup("C3", 3);
+    third["customer"] = json!({"name": "Ana María de la Cruz", "phone_last4": "5555"});
+    let (t, b) = desk_with_orders(vec![pickup("A1", 1), other, third]).await;
     let d = Desk { t: &t, b };
     for (q, want) in [
         ("WA1", "A1"),
@@ -102,14 +104,21 @@ async fn search_by_number_code_name_and_phone() {
         ("PCB2", "B2"),
         ("dana", "A1"),
         ("okafor", "B2"),
+        ("OKAF", "B2"),
+        ("Mart", "B2"),
+        ("cruz", "C3"),
+        ("ana mar", "C3"),
         ("9876", "B2"),
     ] {
         let (s, v) = d.get(&format!("/api/v1/pickups?q={q}")).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(ids(&v), [want], "q={q}");
     }
+    for nobody in ["nobody", "kafor", "de", "%25", "_"] {
+        let (_, v) = d.get(&format!("/api/v1/pickups?q={nobody}")).await;
+        assert!(ids(&v).is_empty(), "q={nobody}: {v}");
+    }
     let (_, v) = d.get("/api/v1/pickups?q=nobody").await;
-    assert!(ids(&v).is_empty());
     assert!(v["as_of"].is_string() && v["age_secs"].is_i64(), "{v}");
     let (s, v) = d.get("/api/v1/pickups?due_within_hours=lots").await;
     assert_eq!(

@@ -104,17 +104,25 @@ async fn list(
     if text.as_ref().is_some_and(|t| t.len() > 100) {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
-    let (orders, freshness) = state
-        .store
-        .read(move |c| {
-            let orders = match (text, due) {
-                (Some(t), _) => store::search(c, &t)?,
-                (None, Some(until)) => store::due_before(c, until)?,
-                (None, None) => store::due_before(c, now + Duration::hours(4))?,
-            };
-            Ok::<_, AppError>((orders, freshness(c, now)?))
-        })
-        .await?;
+    let (orders, freshness) = match (text, due) {
+        // A search is a few index lookups (see `store::search`): answered on this thread.
+        (Some(t), _) => {
+            state
+                .store
+                .read_quick(move |c| Ok::<_, AppError>((store::search(c, &t)?, freshness(c, now)?)))
+                .await?
+        }
+        // The due-soon list can run to hundreds of orders: the blocking pool.
+        (None, until) => {
+            let until = until.unwrap_or(now + Duration::hours(4));
+            state
+                .store
+                .read(move |c| {
+                    Ok::<_, AppError>((store::due_before(c, until)?, freshness(c, now)?))
+                })
+                .await?
+        }
+    };
     Ok(ApiJson(List { orders, freshness }))
 }
 
@@ -148,7 +156,10 @@ async fn one(
     Path(order_id): Path<String>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
-    let found = state.store.read(move |c| reload(c, &order_id, now)).await?;
+    let found = state
+        .store
+        .read_quick(move |c| reload(c, &order_id, now))
+        .await?;
     Ok(ApiJson(found))
 }
 

@@ -161,10 +161,18 @@ fn doc_lines(doc: &str) -> Vec<(u32, String, String, i64, i64, bool)> {
 
 /// The order with the store's actions and central's answers folded in.
 pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
-    let handovers: Vec<(Handover, String)> = conn
-        .prepare_cached("SELECT at, by_employee, lines, id_checked, journal_id FROM pickup_handovers WHERE order_id = ?1 ORDER BY id")?
+    // Each hand-over with central's answer to its journal entry, in one query: a conflict
+    // (central had cancelled the order) puts the order in need of attention.
+    let mut conflict = None;
+    let handovers: Vec<Handover> = conn
+        .prepare_cached(
+            "SELECT h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
+             FROM pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id
+             WHERE h.order_id = ?1 ORDER BY h.id",
+        )?
         .query_map([&row.order_id], |r| {
             let lines: String = r.get(2)?;
+            let conflicted: Option<bool> = r.get(4)?;
             Ok((
                 Handover {
                     at: r.get(0)?,
@@ -172,9 +180,20 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
                     lines: serde_json::from_str(&lines).unwrap_or_default(),
                     id_checked: r.get(3)?,
                 },
-                r.get::<_, String>(4)?,
+                conflicted
+                    .unwrap_or(false)
+                    .then(|| r.get::<_, Option<String>>(5))
+                    .transpose()?,
             ))
         })?
+        .map(|r| {
+            r.map(|(h, c)| {
+                if let Some(reason) = c {
+                    conflict = Some(Conflict { reason });
+                }
+                h
+            })
+        })
         .collect::<Result<_, _>>()?;
     let no_show = conn
         .prepare_cached("SELECT at, by_employee FROM pickup_no_shows WHERE order_id = ?1")?
@@ -185,18 +204,8 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
             })
         })
         .optional()?;
-    let mut conflict = None;
-    for (_, journal_id) in &handovers {
-        if let Some(reason) = conn
-            .prepare_cached("SELECT reason FROM journal WHERE id = ?1 AND outcome = 'conflict'")?
-            .query_row([journal_id], |r| r.get::<_, Option<String>>(0))
-            .optional()?
-        {
-            conflict = Some(Conflict { reason });
-        }
-    }
     let mut given: HashMap<u32, i64> = HashMap::new();
-    for (h, _) in &handovers {
+    for h in &handovers {
         for l in &h.lines {
             *given.entry(l.line).or_default() += l.qty;
         }
@@ -245,7 +254,7 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
             currency: row.currency,
         },
         lines,
-        handovers: handovers.into_iter().map(|(h, _)| h).collect(),
+        handovers,
         no_show,
         conflict,
     })
@@ -268,24 +277,21 @@ pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
 /// Most orders a name search returns (a name is a weak key; the desk narrows it down).
 const NAME_LIMIT: i64 = 20;
 
+/// The last name: the text after the last space. Spelled exactly as the expression index of
+/// migration 0007, which is what lets SQLite use it.
+const LAST_NAME: &str =
+    "substr(customer_name, length(rtrim(customer_name, replace(customer_name, ' ', ''))) + 1)";
+
 /// Orders matching `q`: an order number or pickup code exactly (what a scanner types), the
-/// phone's last four, or a customer whose first or last name starts with `q`. The exact keys
-/// are index lookups; the name search walks orders by due time and stops at [`NAME_LIMIT`].
+/// phone's last four, or a customer whose first or last name starts with `q` (any case).
+/// Every branch is an index lookup or an index range, so the cost does not grow with the
+/// number of orders; a middle name is not a search key.
 pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     let q = q.trim();
-    let mut rows: Vec<OrderRow> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut take = |found: Vec<OrderRow>, rows: &mut Vec<OrderRow>| {
-        for r in found {
-            if seen.insert(r.order_id.clone()) {
-                rows.push(r);
-            }
-        }
-    };
     // One query over three indexed columns: SQLite answers an OR of indexed equalities with
     // one index lookup per term (a "multi-index OR"), not a scan.
     let phone = (q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit())).then_some(q);
-    let exact = conn
+    let mut rows = conn
         .prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM pickup_orders
              WHERE order_number = ?1 OR pickup_code = ?2 OR phone_last4 = ?3
@@ -293,24 +299,22 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         ))?
         .query_map(params![q, q.to_ascii_uppercase(), phone], order_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    take(exact, &mut rows);
     if rows.is_empty()
         && q.chars().count() >= 2
         && q.chars()
             .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
     {
-        let prefix = format!("{}%", q.replace(['%', '_'], ""));
-        // No index serves a name prefix on first or last name; walking `due_at` in order lets
-        // SQLite stop at the limit, which for a common name comes early.
-        let found = conn
+        // A prefix as a NOCASE range: [q, q + the highest code point).
+        let upper = format!("{q}\u{10FFFF}");
+        rows = conn
             .prepare_cached(&format!(
                 "SELECT {ORDER_COLUMNS} FROM pickup_orders
-                 WHERE customer_name LIKE ?1 OR customer_name LIKE '% ' || ?1
-                 ORDER BY due_at LIMIT ?2"
+                 WHERE (customer_name COLLATE NOCASE >= ?1 AND customer_name COLLATE NOCASE < ?2)
+                    OR ({LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
+                 ORDER BY due_at LIMIT ?3"
             ))?
-            .query_map(params![prefix, NAME_LIMIT], order_from_row)?
+            .query_map(params![q, upper, NAME_LIMIT], order_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        take(found, &mut rows);
     }
     rows.into_iter()
         .map(|r| view(conn, r).map(Summary::from))

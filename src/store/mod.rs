@@ -137,6 +137,17 @@ impl Store {
         self.inner.readers.run(f).await
     }
 
+    /// [`Store::read`] for short, bounded reads (a few index lookups): runs on the calling
+    /// thread when a connection is free, skipping the hand-off to the blocking pool.
+    pub async fn read_quick<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.inner.readers.run_quick(f).await
+    }
+
     /// Group-commit figures for metrics and benchmarks.
     pub fn writer_stats(&self) -> &WriterStats {
         self.inner.writer.stats()

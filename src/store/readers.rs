@@ -39,6 +39,32 @@ impl ReadPool {
         })
     }
 
+    /// Runs `f` on the calling thread when a connection and a permit are free at once, else
+    /// as [`ReadPool::run`] does. For short, bounded reads (a few index lookups, microseconds),
+    /// where handing the work to the blocking pool and back costs more than the read itself.
+    /// Never for a read whose cost grows with the data: it holds up an async worker meanwhile.
+    pub async fn run_quick<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return self.run(f).await;
+        };
+        let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
+        let Some(conn) = conn else {
+            drop(permit);
+            return self.run(f).await;
+        };
+        let _permit = permit;
+        let lease = Lease {
+            conn: Some(conn),
+            idle: self.idle.clone(),
+        };
+        f(lease.conn.as_ref().expect("lease holds a connection"))
+    }
+
     pub async fn run<R, E, F>(&self, f: F) -> Result<R, E>
     where
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
