@@ -255,7 +255,7 @@ fn local_returns(
     let mut out: HashMap<u32, Vec<LocalReturn>> = HashMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT l.line, l.qty, l.central_returned_before,
-                (j.id IS NULL OR j.outcome IN ('accepted', 'duplicate'))
+                coalesce(j.id IS NULL OR j.outcome IN ('accepted', 'duplicate'), 0)
          FROM return_lines l JOIN returns r ON r.return_id = l.return_id
          LEFT JOIN journal j ON j.id = r.journal_id
          WHERE l.receipt_id = ?1 AND l.line IS NOT NULL",
@@ -480,38 +480,33 @@ pub fn refund_state(
 }
 
 fn returns_of(conn: &Connection, receipt_id: &str) -> rusqlite::Result<Vec<ReturnBrief>> {
-    let rows: Vec<(String, String, String, Option<String>, String, i64, i64)> = conn
+    let rows: Vec<(ReturnBrief, i64)> = conn
         .prepare_cached(
             "SELECT return_id, taken_at, by_employee, approved_by, method, amount_minor, cash_minor
              FROM returns WHERE receipt_id = ?1 ORDER BY taken_at, return_id",
         )?
         .query_map([receipt_id], |r| {
             Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
+                ReturnBrief {
+                    return_id: r.get(0)?,
+                    taken_at: r.get(1)?,
+                    by: r.get(2)?,
+                    approved_by: r.get(3)?,
+                    method: r.get(4)?,
+                    amount_minor: r.get(5)?,
+                    refund_state: String::new(),
+                    lines: Vec::new(),
+                },
                 r.get(6)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
-        .map(
-            |(return_id, taken_at, by, approved_by, method, amount_minor, cash)| {
-                Ok(ReturnBrief {
-                    refund_state: refund_state(conn, &return_id, &method, cash)?,
-                    lines: lines_of(conn, &return_id)?,
-                    return_id,
-                    taken_at,
-                    by,
-                    approved_by,
-                    method,
-                    amount_minor,
-                })
-            },
-        )
+        .map(|(mut b, cash)| {
+            b.refund_state = refund_state(conn, &b.return_id, &b.method, cash)?;
+            b.lines = lines_of(conn, &b.return_id)?;
+            Ok(b)
+        })
         .collect()
 }
 
