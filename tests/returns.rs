@@ -943,3 +943,59 @@ async fn card_refunds_reach_the_processor_once_and_returns_reach_central_once() 
     t.stop().await;
     sim.shutdown().await;
 }
+
+/// The processor takes the refund but never answers (a timeout after sending): the outcome is
+/// unknown, so the refund stays queued and goes again with the same key; the processor
+/// answers the retry with its first answer, so the customer is refunded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_whose_answer_was_lost_is_resent_with_the_same_key_and_refunds_once() {
+    let sim = simulator(10, 5).await;
+    let t = connected_store(&sim).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    fault(&sim, "payments", json!({"mode": "hang"})).await;
+    let (s, v) = d.ret("C1", qty(&[(2, 1)]), "original_tender").await;
+    assert_eq!(
+        (s, v["refund_state"].as_str()),
+        (StatusCode::CREATED, Some("queued")),
+        "{v}"
+    );
+    let key = v["refunds"][0]["refund_key"].as_str().unwrap().to_string();
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = d.receipt("C1").await;
+        if v["returns"][0]["refund_state"] == "refunded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = received(&sim).await;
+    let records: Vec<&Value> = r["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["key"] == key.as_str())
+        .collect();
+    assert_eq!(records.len(), 1, "one refund at the processor: {r}");
+    assert!(
+        records[0]["count"].as_u64().unwrap() >= 2,
+        "sent again after the lost answer: {}",
+        records[0]
+    );
+    assert_eq!(r["refunds"].as_array().unwrap().len(), 1);
+    let settled: i64 = t
+        .db()
+        .query_row(
+            "SELECT count(*) FROM journal WHERE kind = 'return.refund_approved'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(settled, 1);
+    t.stop().await;
+    sim.shutdown().await;
+}

@@ -652,6 +652,17 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
                 ));
             }
             let priced = no_receipt::price(c, &t.body.lines, t.now)?;
+            let currency = priced
+                .first()
+                .map(|p| p.currency.clone())
+                .unwrap_or_default();
+            if priced.iter().any(|p| p.currency != currency) {
+                return Err(AppError::invalid(
+                    "invalid_line",
+                    "lines",
+                    "these items sold in different currencies: take them as separate returns",
+                ));
+            }
             let outs = priced
                 .into_iter()
                 .map(|p| Out {
@@ -663,7 +674,7 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
                     central_before: 0,
                 })
                 .collect();
-            (None, outs, no_receipt::CURRENCY.to_string(), None)
+            (None, outs, currency, None)
         }
     };
     let amount: i64 = outs.iter().map(|o| o.amount).sum();

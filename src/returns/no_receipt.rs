@@ -14,27 +14,31 @@ use super::rules::SoldLine;
 use super::store::parse_doc;
 use crate::error::AppError;
 
-/// Store credit is issued in the store's currency; receipts of this store are all in it.
-pub const CURRENCY: &str = "USD";
 /// Sales of a SKU looked at for its lowest price.
 const MATCHES: usize = 20;
 
 pub struct Priced {
     pub sku: String,
+    /// The currency of the sale the price came from (the store's).
+    pub currency: String,
     pub qty: i64,
     pub reason: String,
     pub amount_minor: i64,
 }
 
 /// The lowest a single unit of `sku` sold for, in the last 90 days.
-fn lowest_unit(c: &Connection, sku: &str, now: DateTime<Utc>) -> rusqlite::Result<Option<i64>> {
+fn lowest_unit(
+    c: &Connection,
+    sku: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<(i64, String)>> {
     let since = (now - Duration::days(90)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let needle = serde_json::to_string(sku).unwrap_or_default();
     let mut stmt = c.prepare_cached(
-        "SELECT doc FROM receipts WHERE sold_at >= ?1 AND instr(doc, ?2) > 0 ORDER BY sold_at DESC",
+        "SELECT doc, currency FROM receipts WHERE sold_at >= ?1 AND instr(doc, ?2) > 0 ORDER BY sold_at DESC",
     )?;
     let mut rows = stmt.query(params![since, needle])?;
-    let (mut lowest, mut seen) = (None::<i64>, 0usize);
+    let (mut lowest, mut seen) = (None::<(i64, String)>, 0usize);
     while let Some(r) = rows.next()? {
         let doc = parse_doc(&r.get::<_, String>(0)?)?;
         for l in doc.lines.iter().filter(|l| l.sku == sku && l.qty > 0) {
@@ -53,7 +57,9 @@ fn lowest_unit(c: &Connection, sku: &str, now: DateTime<Utc>) -> rusqlite::Resul
             }
             // One unit's share, rounded down: never more than any customer paid.
             let unit = sold.worth_of_first(1).amount_minor;
-            lowest = Some(lowest.map_or(unit, |x| x.min(unit)));
+            if lowest.as_ref().is_none_or(|(x, _)| unit < *x) {
+                lowest = Some((unit, r.get(1)?));
+            }
             seen += 1;
         }
         if seen >= MATCHES {
@@ -100,7 +106,7 @@ pub fn price(
                 "a reason of 1 to 200 characters is needed",
             ));
         }
-        let Some(unit) = lowest_unit(c, sku, now)? else {
+        let Some((unit, currency)) = lowest_unit(c, sku, now)? else {
             return Err(AppError::invalid(
                 "unknown_item",
                 format!("lines[{i}].sku"),
@@ -109,6 +115,7 @@ pub fn price(
         };
         out.push(Priced {
             sku: sku.to_string(),
+            currency,
             qty: a.qty,
             reason: reason.to_string(),
             amount_minor: unit * a.qty,
