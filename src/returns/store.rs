@@ -47,6 +47,8 @@ pub struct DocLine {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DocTender {
+    /// A kiosk sale's tender may carry only its `payment_id`.
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub brand: Option<String>,
@@ -76,7 +78,10 @@ impl DocTender {
         if let Some(a) = &self.authorization {
             body["authorization"] = a.clone().into();
         } else {
-            let mut tender = serde_json::json!({ "kind": self.kind });
+            let mut tender = serde_json::json!({});
+            if !self.kind.is_empty() {
+                tender["kind"] = self.kind.clone().into();
+            }
             for (k, v) in [
                 ("token", &self.token),
                 ("brand", &self.brand),
@@ -551,4 +556,39 @@ pub fn offline_used(conn: &Connection, day: &str) -> rusqlite::Result<i64> {
         "SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE offline = 1 AND day = ?1",
     )?
     .query_row([day], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenders_refund_by_authorization_or_token_never_card_data() {
+        let doc = parse_doc(
+            r#"{"lines": [], "tenders": [
+                {"kind": "card", "brand": "visa", "last4": "4242", "token": "tok_1", "authorization": "auth_1", "amount_minor": 500},
+                {"kind": "app_pay", "token": "tok_app", "amount_minor": 300},
+                {"payment_id": "pay_9", "amount_minor": 200},
+                {"kind": "cash", "amount_minor": 100}]}"#,
+        )
+        .unwrap();
+        let t = &doc.tenders;
+        assert_eq!(
+            t[0].refund_request(500, "USD"),
+            serde_json::json!({"authorization": "auth_1", "amount_minor": 500, "currency": "USD"})
+        );
+        assert_eq!(
+            t[1].refund_request(300, "USD")["tender"],
+            serde_json::json!({"kind": "app_pay", "token": "tok_app"})
+        );
+        // A kiosk sale's tender names its payment only.
+        assert_eq!(
+            t[2].refund_request(200, "USD")["tender"],
+            serde_json::json!({"payment_id": "pay_9"})
+        );
+        assert_eq!(
+            t.iter().map(DocTender::electronic).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+    }
 }
