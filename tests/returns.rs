@@ -999,3 +999,74 @@ async fn a_refund_whose_answer_was_lost_is_resent_with_the_same_key_and_refunds_
     t.stop().await;
     sim.shutdown().await;
 }
+
+/// A return taken here counts on top of central's count until central has acknowledged it
+/// and sent the receipt again with it folded in: then it counts once, not twice; and a
+/// return central learns of elsewhere still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_counts_once_after_central_folds_it_into_the_receipt() {
+    let sim = simulator(10, 5).await;
+    let t = connected_store(&sim).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    let (s, v) = d.ret("C1", qty(&[(2, 1)]), "cash").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let socks = |v: &Value| {
+        (
+            v["lines"][1]["returned_qty"].as_i64().unwrap(),
+            v["lines"][1]["returnable_qty"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(socks(&d.receipt("C1").await), (1, 2));
+    // Central takes the return...
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while t
+        .db()
+        .query_row(
+            "SELECT count(*) FROM journal WHERE kind = 'return.taken' AND outcome = 'accepted'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "central never took the return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        socks(&d.receipt("C1").await),
+        (1, 2),
+        "acknowledged, not yet in the feed"
+    );
+    // ...and sends the receipt again with it counted.
+    let mut updated = sale("C1");
+    updated["lines"][1]["returned_qty"] = json!(1);
+    assert_eq!(
+        t.push("receipts", &delta(2, vec![updated.clone()])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        socks(&d.receipt("C1").await),
+        (1, 2),
+        "folded in: counted once"
+    );
+    // Another store takes one back too.
+    updated["lines"][1]["returned_qty"] = json!(2);
+    assert_eq!(
+        t.push("receipts", &delta(3, vec![updated])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(socks(&d.receipt("C1").await), (2, 1));
+    let (s, v) = d.ret("C1", qty(&[(2, 2)]), "cash").await;
+    assert_eq!(
+        (s, v["error"]["remaining"].as_i64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(1))
+    );
+    t.stop().await;
+    sim.shutdown().await;
+}
