@@ -1070,3 +1070,74 @@ async fn a_return_counts_once_after_central_folds_it_into_the_receipt() {
     t.stop().await;
     sim.shutdown().await;
 }
+
+/// A card refund the processor refuses is final (never sent again) and waits for a person in
+/// reconciliation, as JSON and CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_the_processor_refuses_is_listed_for_a_person() {
+    let sim = simulator(10, 5).await;
+    let t = connected_store(&sim).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    fault(&sim, "payments", json!({"mode": "error", "status": 422})).await;
+    let (s, v) = d.ret("C1", qty(&[(2, 1)]), "original_tender").await;
+    assert_eq!(
+        (s, v["refund_state"].as_str()),
+        (StatusCode::CREATED, Some("failed")),
+        "{v}"
+    );
+    let key = v["refunds"][0]["refund_key"].as_str().unwrap().to_string();
+    let lead = Desk {
+        t: &t,
+        b: browser(&t, &LEAD).await,
+    };
+    let (s, r) = lead.get("/api/v1/reconciliation").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["refunds"].as_array().unwrap().len(), 1, "{r}");
+    let f = &r["refunds"][0];
+    assert_eq!(
+        (
+            f["outcome"].as_str(),
+            f["kind"].as_str(),
+            f["actor"].as_str(),
+            f["body"]["refund_key"].as_str()
+        ),
+        (
+            Some("failed"),
+            Some("return.refund_failed"),
+            Some(ASSOCIATE.id),
+            Some(key.as_str())
+        )
+    );
+    let csv = t
+        .client
+        .get(format!("{}/api/v1/reconciliation?format=csv", t.url))
+        .header("cookie", &lead.b.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(&key) && csv.contains("return.refund_failed"),
+        "{csv}"
+    );
+    // Final: the worker does not send it again once the processor is fine.
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rec = received(&sim).await;
+    let sent: Vec<&Value> = rec["refunds"].as_array().unwrap().iter().collect();
+    assert!(
+        sent.is_empty(),
+        "an injected error is answered before the processor records: {rec}"
+    );
+    assert_eq!(
+        d.receipt("C1").await["returns"][0]["refund_state"],
+        "failed"
+    );
+    t.stop().await;
+    sim.shutdown().await;
+}

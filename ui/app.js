@@ -673,8 +673,12 @@ async function doNoShow() {
 
 const KIND_WORDS = {
   "pickup.handover": "Hand-over", "pickup.handed_over": "Hand-over", "pickup.no_show": "No-show",
+  "return.taken": "Return", "return.refund_declined": "Return: card refund", "return.refund_failed": "Return: card refund",
 };
-const OUTCOME_WORDS = { rejected: "Refused by central", conflict: "Conflict with central" };
+const OUTCOME_WORDS = {
+  rejected: "Refused by central", conflict: "Conflict with central",
+  declined: "Card refund declined", failed: "Card refund not sent",
+};
 
 function kindWords(kind) {
   if (KIND_WORDS[kind]) return KIND_WORDS[kind];
@@ -686,6 +690,8 @@ function bodyWords(body) {
   if (!body || typeof body !== "object") return "";
   const out = [];
   if (body.order_number) out.push(`order ${body.order_number}`);
+  if (body.receipt_id) out.push(`receipt ${body.receipt_id}`);
+  if (body.refund_key && body.amount_minor != null) out.push(`refund of ${money(body.amount_minor)} to ${body.tender?.brand ?? body.tender?.kind ?? "the card"} …${body.tender?.last4 ?? ""}`);
   if (body.customer_name) out.push(body.customer_name);
   if (Array.isArray(body.lines)) {
     const n = body.lines.reduce((a, l) => a + (Number(l.qty) || 0), 0);
@@ -715,6 +721,8 @@ async function showRecon() {
   }
   csv.hidden = false;
   const now = new Date();
+  // Card refunds the processor declined are listed with what central refused.
+  data.items = [...data.items, ...(data.refunds ?? [])];
   if (!data.items.length) {
     body.replaceChildren(el("p", { class: "callout done" },
       `Nothing needs a person: everything the store did reached central. (Checked ${clock(data.generated_at)}.)`));

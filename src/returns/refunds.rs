@@ -336,3 +336,59 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         }
     }
 }
+
+/// A refund to a card the processor declined or refused: the customer was told it was on its
+/// way, so a person has to sort it out (reconciliation lists it).
+#[derive(Debug, Clone, Serialize)]
+pub struct NeedsAPerson {
+    /// The return's journal entry.
+    pub seq: i64,
+    /// When the processor answered.
+    pub occurred_at: String,
+    pub lane: &'static str,
+    /// `return.refund_declined` or `return.refund_failed`.
+    pub kind: String,
+    /// Who took the return.
+    pub actor: String,
+    pub device: Option<String>,
+    /// `declined` or `failed`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub body: Value,
+}
+
+pub fn needing_a_person(c: &Connection) -> rusqlite::Result<Vec<NeedsAPerson>> {
+    c.prepare_cached(
+        "SELECT j.seq, coalesce(f.settled_at, f.created_at), f.state, r.by_employee, j.device,
+                f.answer, r.return_id, r.receipt_id, f.refund_key, f.amount_minor, f.kind, f.brand, f.last4
+         FROM return_refunds f JOIN returns r ON r.return_id = f.return_id
+         LEFT JOIN journal j ON j.id = r.journal_id
+         WHERE f.state IN ('declined', 'failed') ORDER BY f.settled_at",
+    )?
+    .query_map([], |r| {
+        let state: String = r.get(2)?;
+        let answer: Option<String> = r.get(5)?;
+        let answer: Value = answer.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
+        let reason = answer["reason"]
+            .as_str()
+            .or(answer["body"]["error"]["code"].as_str())
+            .map(str::to_string);
+        Ok(NeedsAPerson {
+            seq: r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+            occurred_at: r.get(1)?,
+            lane: "returns",
+            kind: format!("return.refund_{state}"),
+            actor: r.get(3)?,
+            device: r.get(4)?,
+            outcome: state,
+            reason,
+            body: json!({
+                "return_id": r.get::<_, String>(6)?, "receipt_id": r.get::<_, Option<String>>(7)?,
+                "refund_key": r.get::<_, String>(8)?, "amount_minor": r.get::<_, i64>(9)?,
+                "tender": {"kind": r.get::<_, String>(10)?, "brand": r.get::<_, Option<String>>(11)?,
+                           "last4": r.get::<_, Option<String>>(12)?},
+            }),
+        })
+    })?
+    .collect()
+}
