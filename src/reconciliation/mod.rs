@@ -1,6 +1,7 @@
 //! Reconciliation: what needs a person after an outage, as a page's data and as CSV.
-//! Today: journal entries central rejected or found in conflict. Payments declined after
-//! forwarding and expired payments join this list with the payments issue.
+//! Today: journal entries central rejected or found in conflict, and card refunds of returns
+//! the processor declined or refused. Payments declined after forwarding and expired payments
+//! join this list with the payments issue.
 
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
