@@ -1141,3 +1141,82 @@ async fn a_refund_the_processor_refuses_is_listed_for_a_person() {
     t.stop().await;
     sim.shutdown().await;
 }
+
+/// The refund property over HTTP: random partial returns of a receipt, from several desks'
+/// worth of requests, never refund more per line than its returned units' share of what was
+/// paid, and exactly what was paid once every unit is back.
+#[tokio::test]
+async fn random_partial_returns_never_refund_more_than_was_paid() {
+    use rand::{Rng, SeedableRng};
+    let mut receipts = Vec::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    for r in 0..4 {
+        let lines: Vec<Value> = (1..=4)
+            .map(|n| {
+                let (q, p) = (rng.random_range(1..7), rng.random_range(1..4_000));
+                let d = rng.random_range(0..=q * p / 3);
+                line(
+                    (n, &format!("SKU-{r}-{n}"), "home"),
+                    (q, p, d, rng.random_range(0..900)),
+                    (true, 90, 0),
+                )
+            })
+            .collect();
+        let mut rec = sale(&format!("P{r}"));
+        rec["lines"] = json!(lines);
+        receipts.push(rec);
+    }
+    let t = offline_store(100_000_000, "refuse", receipts.clone()).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    let mut refunded = std::collections::HashMap::<(usize, u32), (i64, i64)>::new();
+    for _ in 0..80 {
+        let r = rng.random_range(0..receipts.len());
+        let n = rng.random_range(1..=4u32);
+        let (s, v) = d
+            .ret(
+                &format!("P{r}"),
+                qty(&[(n, rng.random_range(1..4))]),
+                "cash",
+            )
+            .await;
+        match s {
+            StatusCode::CREATED => {
+                let e = refunded.entry((r, n)).or_default();
+                e.0 += v["lines"][0]["qty"].as_i64().unwrap();
+                e.1 += v["refund_amount_minor"].as_i64().unwrap();
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert!(
+                    matches!(code(&v), Some("too_many" | "fully_returned")),
+                    "{v}"
+                )
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    let mut full = 0;
+    for ((r, n), (units, amount)) in refunded {
+        let l = &receipts[r]["lines"][(n - 1) as usize];
+        let (q, p, disc, tax) = (
+            l["qty"].as_i64().unwrap(),
+            l["unit_price_minor"].as_i64().unwrap(),
+            l["discount_minor"].as_i64().unwrap(),
+            l["tax_minor"].as_i64().unwrap(),
+        );
+        let paid = q * p - disc + tax;
+        assert!(units <= q);
+        assert!(
+            amount * q <= paid * units,
+            "line {r}/{n}: {amount} for {units} of {q} (paid {paid})"
+        );
+        if units == q {
+            assert_eq!(amount, paid, "line {r}/{n} fully returned");
+            full += 1;
+        }
+    }
+    assert!(full > 0, "some lines came back whole");
+    t.stop().await;
+}
