@@ -109,8 +109,22 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     assert.equal(after.returns[0].approved_by, manager.employee_id);
     assert.equal(usd(after.returns[0].amount_minor), total);
 
-    // The same line again: one fewer to return, or none with the reason said.
+    // The receipt scanned into the desk's one search box opens the sale again: the line now
+    // says what is left (nothing, for a single unit, with the reason).
     await desk.click("#slip-done");
+    await desk.locator("#view-returns").waitFor();
+    await desk.fill("#q", receipt.receipt_id);
+    await desk.press("#q", "Enter");
+    await desk.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
+    const row = desk.locator(`#view-receipt tr[data-line="${line.line}"]`);
+    if (line.qty - line.returned_qty === 1) {
+      await row.locator(".refusal").filter({ hasText: "Already returned" }).waitFor();
+      assert.equal(await desk.isDisabled(`#rline-${line.line}`), true);
+    }
+    assert.match(await row.innerText(), /1 returned|returned/);
+    await desk.locator("#rhistory-h").waitFor();
+    await shot(desk, "returns-receipt-after");
+    await desk.keyboard.press("Escape");
     await desk.locator("#view-returns").waitFor();
 
     // Central back: the return reaches it, once.
