@@ -819,6 +819,15 @@ async fn card_refunds_reach_the_processor_once_and_returns_reach_central_once() 
     let (s, queued) = d.ret("C2", qty(&[(2, 2)]), "original_tender").await;
     assert_eq!(s, StatusCode::CREATED, "{queued}");
     assert_eq!(queued["refund_state"], "queued");
+    let st = t.status().await;
+    assert_eq!(
+        (
+            st["refunds"]["queued"].as_i64(),
+            st["refunds"]["queued_minor"].as_i64()
+        ),
+        (Some(1), Some(1045 + 1047)),
+        "status shows the queue"
+    );
     assert_eq!(queued["refund_amount_minor"], 1045 + 1047);
 
     // Central goes down too: offline limits; an override for the headphones.
@@ -940,6 +949,11 @@ async fn card_refunds_reach_the_processor_once_and_returns_reach_central_once() 
         )
         .unwrap();
     assert_eq!(settled, 4, "each refund's answer journaled once");
+    assert_eq!(
+        t.status().await["refunds"]["queued"],
+        0,
+        "the queue drained"
+    );
     t.stop().await;
     sim.shutdown().await;
 }

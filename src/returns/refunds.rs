@@ -392,3 +392,34 @@ pub fn needing_a_person(c: &Connection) -> rusqlite::Result<Vec<NeedsAPerson>> {
     })?
     .collect()
 }
+
+/// The refund queue as status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    /// Card refunds waiting for the processor.
+    pub queued: i64,
+    pub queued_minor: i64,
+    pub oldest_queued_at: Option<String>,
+    /// Declined or refused: in reconciliation.
+    pub needs_a_person: i64,
+}
+
+pub fn queue_status(c: &Connection) -> rusqlite::Result<QueueStatus> {
+    let (queued, queued_minor, oldest_queued_at) = c
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(amount_minor), 0), min(created_at) FROM return_refunds
+             WHERE state = 'queued'",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let needs_a_person = c
+        .prepare_cached(
+            "SELECT count(*) FROM return_refunds WHERE state IN ('declined', 'failed')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(QueueStatus {
+        queued,
+        queued_minor,
+        oldest_queued_at,
+        needs_a_person,
+    })
+}
