@@ -1234,3 +1234,39 @@ async fn random_partial_returns_never_refund_more_than_was_paid() {
     assert!(full > 0, "some lines came back whole");
     t.stop().await;
 }
+
+/// A store whose policy never arrived refunds nothing offline without a manager.
+#[tokio::test]
+async fn without_a_policy_offline_every_refund_needs_a_manager() {
+    let t = TestStore::start().await;
+    load_people(&t).await;
+    assert_eq!(
+        t.push("receipts", &delta(1, vec![sale("R1")])).await.0,
+        StatusCode::OK
+    );
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    let (s, v) = d.ret("R1", qty(&[(2, 1)]), "cash").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, Some("override_required"))
+    );
+    let codes: Vec<&str> = v["error"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["over_associate_cap", "over_offline_budget"]);
+    let (s, v) = d
+        .ret_with("R1", qty(&[(2, 1)]), "cash", &MANAGER, MANAGER.pin)
+        .await;
+    assert_eq!(
+        (s, v["approved_by"].as_str()),
+        (StatusCode::CREATED, Some(MANAGER.id)),
+        "{v}"
+    );
+    t.stop().await;
+}

@@ -256,7 +256,8 @@ pub fn plan_return(
     Ok(plan)
 }
 
-/// HQ's offline return limits (the `policy` feed); an absent limit is no limit.
+/// HQ's offline return limits (the `policy` feed). While central is down an absent limit is
+/// zero: a store whose policy never arrived refunds nothing offline without a manager.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub refund_cap_associate_minor: Option<i64>,
@@ -314,19 +315,15 @@ pub fn override_reasons(
     if !offline {
         return out;
     }
-    if let Some(cap) = policy.refund_cap_associate_minor
-        && role != Role::Manager
-        && amount > cap
-    {
+    let cap = policy.refund_cap_associate_minor.unwrap_or(0);
+    if role != Role::Manager && amount > cap {
         out.push(OverrideReason::OverAssociateCap {
             cap_minor: cap,
             amount_minor: amount,
         });
     }
-    if let Some(budget) = policy.offline_refund_budget_minor
-        && amount > 0
-        && used_today.saturating_add(amount) > budget
-    {
+    let budget = policy.offline_refund_budget_minor.unwrap_or(0);
+    if amount > 0 && used_today.saturating_add(amount) > budget {
         out.push(OverrideReason::OverOfflineBudget {
             budget_minor: budget,
             used_minor: used_today,
@@ -559,9 +556,16 @@ mod tests {
             override_reasons(true, Role::Associate, 6_000, 99_000, &p).len(),
             2
         );
-        assert!(
-            override_reasons(true, Role::Associate, 1_000_000, 0, &Policy::default()).is_empty()
+        // No policy yet: nothing goes out offline without a manager.
+        assert_eq!(
+            override_reasons(true, Role::Associate, 1, 0, &Policy::default()).len(),
+            2
         );
+        assert_eq!(
+            override_reasons(true, Role::Manager, 1, 0, &Policy::default()).len(),
+            1
+        );
+        assert!(override_reasons(false, Role::Associate, 1, 0, &Policy::default()).is_empty());
     }
 
     #[test]
