@@ -281,7 +281,7 @@ fn local_returns(
     Ok(out)
 }
 
-/// Error message
+/// Why a line cannot come back: a code the desk translates and a sentence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Why {
     pub code: &'static str,
