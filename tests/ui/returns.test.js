@@ -127,6 +127,15 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.keyboard.press("Escape");
     await desk.locator("#view-returns").waitFor();
 
+    // On a tablet held upright the receipt fits the screen, no sideways scrolling.
+    const tablet = await newPage(browser, { width: 800, height: 1280 });
+    await signIn(tablet, demo, associate);
+    await tablet.goto(`${demo.url}/#/receipt/${receipt.receipt_id}`);
+    await tablet.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
+    assert.equal(await tablet.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, "no sideways scrolling");
+    await shot(tablet, "returns-tablet");
+    await tablet.context().close();
+
     // Central back: the return reaches it, once.
     await simulator(demo, "PUT", "/admin/faults/central", { mode: "ok" });
     const entry = await until("central to receive the return", async () => {
