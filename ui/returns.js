@@ -126,9 +126,10 @@ async function searchCard() {
     if (!(e instanceof ApiError && e.status === 401)) $("card-error").textContent = words(e);
     return;
   }
+  const name = $("card-brand").selectedOptions[0]?.textContent ?? brand;
   renderResults(data.receipts, data.receipts.length
-    ? `${plural(data.receipts.length, "sale")} paid with ${brand} …${last4}`
-    : `No sale paid with ${brand} …${last4} in those dates.`);
+    ? `${plural(data.receipts.length, "sale")} paid with ${name} …${last4}`
+    : `No sale paid with ${name} …${last4} in those dates.`);
 }
 
 function tenderWords(t) {

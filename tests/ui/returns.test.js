@@ -33,6 +33,20 @@ async function saleAboveCap(demo, cap) {
   }
 }
 
+/** Any sale paid by card in the last 80 days, with its card tender. */
+async function cardSale(demo) {
+  const info = await simulator(demo, "GET", "/admin");
+  const store = (await status(demo)).store_id;
+  const r = await fetch(`${info.central_url}/v1/stores/${store}/feeds/receipts/batches?after=0&limit=100`);
+  for (const b of (await r.json()).batches) {
+    for (const rec of b.upserts) {
+      const card = rec.tenders.find((t) => t.brand && t.last4);
+      if (card && Date.parse(rec.sold_at) > Date.now() - 80 * 86_400_000) return { receipt: rec, card };
+    }
+  }
+  throw new Error("no card sale in the demo");
+}
+
 describe("a return at the desk with central down", { timeout: 120_000 }, () => {
   let demo;
   let browser;
@@ -50,6 +64,8 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     const found = await saleAboveCap(demo, 5_000);
     assert.ok(found, "the demo has a returnable sale above the cap");
     const { receipt, line } = found;
+    const card = receipt.tenders.find((t) => t.brand && t.last4) ?? null;
+    const byCard = card ? { receipt, card } : await cardSale(demo);
 
     await simulator(demo, "PUT", "/admin/faults/central", { mode: "down" });
     await until("central down", async () => (await status(demo)).upstreams.central.state === "down", 30_000, 200);
@@ -60,6 +76,15 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await signIn(desk, demo, associate);
     await desk.click("#nav-returns");
     await desk.locator("#view-returns").waitFor();
+
+    // A customer without the receipt: the card they paid with finds the sale.
+    await desk.click("#card-search summary");
+    await desk.selectOption("#card-brand", byCard.card.brand.toLowerCase());
+    await desk.fill("#card-last4", byCard.card.last4);
+    await desk.click("#card-find");
+    await desk.locator(`#receipt-results [data-receipt-id="${byCard.receipt.receipt_id}"]`).waitFor();
+    assert.match(await desk.locator("#receipt-results-h").innerText(), new RegExp(`paid with ${byCard.card.brand} …${byCard.card.last4}`, "i"));
+    await shot(desk, "returns-by-card");
     await desk.fill("#rq", receipt.receipt_id);
     await desk.press("#rq", "Enter");
     await desk.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
