@@ -83,7 +83,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.fill("#card-last4", byCard.card.last4);
     await desk.click("#card-find");
     await desk.locator(`#receipt-results [data-receipt-id="${byCard.receipt.receipt_id}"]`).waitFor();
-    assert.match(await desk.locator("#receipt-results-h").innerText(), new RegExp(`paid with ${byCard.card.brand} …${byCard.card.last4}`, "i"));
+    assert.match(await desk.locator("#receipt-results-h").innerText(), new RegExp(`paid with .+ …${byCard.card.last4}`));
     await shot(desk, "returns-by-card");
     await desk.fill("#rq", receipt.receipt_id);
     await desk.press("#rq", "Enter");
