@@ -65,6 +65,11 @@ export function initReturns(context) {
     ev.preventDefault();
     searchCard();
   });
+  $("nr-reason").replaceChildren(...REASONS.map(([v, t]) => el("option", { value: v }, t)));
+  $("no-receipt-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    takeNoReceipt(null);
+  });
   $("override-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     submitOverride();
@@ -338,7 +343,48 @@ function returnError(text) {
   if (e) e.textContent = text ?? "";
 }
 
+/** A return without a receipt: store credit for a SKU (the server prices it). */
+async function takeNoReceipt(override) {
+  const err = $("nr-error");
+  err.textContent = "";
+  ctx.clearMessages();
+  const sku = $("nr-sku").value.trim();
+  const qty = Math.floor(Number($("nr-qty").value) || 0);
+  if (!sku || qty < 1) {
+    err.textContent = !sku ? "Enter the item's SKU (from its label)." : "Enter how many.";
+    (!sku ? $("nr-sku") : $("nr-qty")).focus();
+    return;
+  }
+  if (!override) requestId = newRequestId();
+  const reason = REASONS.find(([v]) => v === $("nr-reason").value)?.[1] ?? "Other";
+  const body = { lines: [{ sku, qty, reason }], refund: { method: "store_credit" }, request_id: requestId };
+  if (override) body.override = override;
+  let done;
+  try {
+    done = await api("POST", "/api/v1/returns", body);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    if (e.code === "override_required") {
+      retry = takeNoReceipt;
+      openOverride(e, "USD");
+      return;
+    }
+    if (override && (e.code === "override_not_accepted" || e.code === "override_not_manager" || e.status === 429)) {
+      overrideError(returnWords(e));
+      return;
+    }
+    closeOverride();
+    err.textContent = e.code === "unknown_item" ? "This store has not sold that item in the last 90 days (or it cannot be returned)." : returnWords(e);
+    return;
+  }
+  closeOverride();
+  refreshStatus();
+  lastSlip = done;
+  ctx.go("#/return-slip");
+}
+
 async function takeReturn(override) {
+  retry = takeReturn;
   returnError("");
   ctx.clearMessages();
   const picked = chosen();
@@ -397,6 +443,7 @@ async function takeReturn(override) {
 // ---------- the manager's override ----------
 
 let pendingReasons = [];
+let retry = null; // what the override dialog sends again: takeReturn or takeNoReceipt
 
 function reasonWords(r, currency) {
   if (r.code === "over_associate_cap") return `The refund of ${money(r.amount_minor, currency)} is above the ${money(r.cap_minor, currency)} an associate may refund while central is down.`;
@@ -404,11 +451,11 @@ function reasonWords(r, currency) {
   return r.code;
 }
 
-function openOverride(err) {
+function openOverride(err, currency = receipt?.currency ?? "USD") {
   pendingReasons = err.details?.reasons ?? [];
   const d = $("override-dialog");
   $("override-reasons").replaceChildren(...(pendingReasons.length ? pendingReasons : [{ code: "needed" }])
-    .map((r) => el("li", {}, r.code === "needed" ? err.message : reasonWords(r, receipt.currency))));
+    .map((r) => el("li", {}, r.code === "needed" ? err.message : reasonWords(r, currency))));
   overrideError("");
   $("manager-pin").value = "";
   if (!d.open) d.showModal();
@@ -438,7 +485,7 @@ async function submitOverride() {
   }
   $("override-approve").disabled = true;
   try {
-    await takeReturn({ manager_id, pin });
+    await (retry ?? takeReturn)({ manager_id, pin });
   } finally {
     $("override-approve").disabled = false;
   }

@@ -47,6 +47,20 @@ async function cardSale(demo) {
   throw new Error("no card sale in the demo");
 }
 
+/** A returnable item the store sold recently for less than `cap` a unit (for store credit without a receipt). */
+async function cheapSku(demo, cap) {
+  const info = await simulator(demo, "GET", "/admin");
+  const store = (await status(demo)).store_id;
+  const r = await fetch(`${info.central_url}/v1/stores/${store}/feeds/receipts/batches?after=0&limit=100`);
+  for (const b of (await r.json()).batches) {
+    for (const rec of b.upserts) {
+      const l = rec.lines.find((x) => x.returnable && x.unit_price_minor < cap / 2);
+      if (l && Date.parse(rec.sold_at) > Date.now() - 60 * 86_400_000) return l.sku;
+    }
+  }
+  throw new Error("no cheap returnable item in the demo");
+}
+
 describe("a return at the desk with central down", { timeout: 120_000 }, () => {
   let demo;
   let browser;
@@ -66,6 +80,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     const { receipt, line } = found;
     const card = receipt.tenders.find((t) => t.brand && t.last4) ?? null;
     const byCard = card ? { receipt, card } : await cardSale(demo);
+    const sku = await cheapSku(demo, 5_000);
 
     await simulator(demo, "PUT", "/admin/faults/central", { mode: "down" });
     await until("central down", async () => (await status(demo)).upstreams.central.state === "down", 30_000, 200);
@@ -150,6 +165,18 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator("#rhistory-h").waitFor();
     await shot(desk, "returns-receipt-after");
     await desk.keyboard.press("Escape");
+    await desk.locator("#view-returns").waitFor();
+
+    // No receipt, no card: store credit for an item, which policy allows offline.
+    await desk.click("#no-receipt summary");
+    await desk.fill("#nr-sku", sku);
+    await desk.fill("#nr-qty", "1");
+    await desk.selectOption("#nr-reason", "damaged");
+    await desk.click("#nr-take");
+    await desk.locator("#view-slip").waitFor();
+    assert.match(await desk.locator("#slip-state").innerText(), /Store credit: Issued as store credit/);
+    await shot(desk, "returns-no-receipt-slip");
+    await desk.click("#slip-done");
     await desk.locator("#view-returns").waitFor();
 
     // On a tablet held upright the receipt fits the screen, no sideways scrolling.
