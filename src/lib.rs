@@ -17,6 +17,7 @@ pub mod journal;
 pub mod metrics;
 pub mod pickups;
 pub mod reconciliation;
+pub mod returns;
 pub mod server;
 pub mod simulator;
 pub mod state;

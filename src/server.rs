@@ -46,6 +46,7 @@ pub async fn launch(
     if state.config.journal.push && state.config.central.url.is_some() {
         workers.spawn(crate::journal::uplink::run(state.clone(), stop_rx.clone()));
     }
+    workers.spawn(crate::returns::refunds::run(state.clone(), stop_rx.clone()));
     workers.spawn(crate::journal::retention::run(
         state.clone(),
         stop_rx.clone(),

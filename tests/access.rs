@@ -49,6 +49,9 @@ const TABLE: &[(&str, &str, Rule)] = &[
         Rule::AnyStaff,
     ),
     ("POST", "/api/v1/pickups/{order_id}/no-show", Rule::AnyStaff),
+    ("GET", "/api/v1/receipts", Rule::AnyStaff),
+    ("GET", "/api/v1/receipts/{receipt_id}", Rule::AnyStaff),
+    ("POST", "/api/v1/returns", Rule::AnyStaff),
     ("GET", "/kiosk/v1/device", Rule::Kiosk),
 ];
 

@@ -46,6 +46,7 @@ export async function api(method, path, body) {
     const e = data?.error ?? {};
     const err = new ApiError(res.status, e.code ?? `http_${res.status}`, e.message ?? `HTTP ${res.status}`,
       e.field ?? null, res.headers.get("retry-after"));
+    err.details = e; // the whole error object: extra fields such as `reasons` or `remaining`
     // A refused sign-in is the sign-in screen's to explain; any other 401 means the session ended.
     if (res.status === 401 && !(method === "POST" && path === "/api/v1/session")) {
       csrf = null;

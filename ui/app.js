@@ -4,6 +4,7 @@
 import { api, ApiError, setCsrf, signedOut, words } from "./api.js";
 import { refreshStatus } from "./status.js";
 import "./demo.js";
+import { initReturns, showReceipt, showReturns, showSlip } from "./returns.js";
 import {
   agoSecs, clock, dueWords, el, money, paymentWords, plural, statusWords, when,
 } from "./format.js";
@@ -65,12 +66,12 @@ document.addEventListener("pointerdown", () => {
 // ---------- views ----------
 
 function show(view) {
-  for (const v of ["signin", "desk", "order", "recon"]) $(`view-${v}`).hidden = v !== view;
+  for (const v of ["signin", "desk", "order", "recon", "returns", "receipt", "slip"]) $(`view-${v}`).hidden = v !== view;
   $("topbar").hidden = view === "signin";
   document.body.dataset.view = view;
-  for (const [id, v] of [["nav-desk", "desk"], ["nav-recon", "recon"]]) {
+  for (const [id, v] of [["nav-desk", "desk"], ["nav-recon", "recon"], ["nav-returns", "returns"]]) {
     const a = $(id);
-    if (v === view) a.setAttribute("aria-current", "page");
+    if (v === view || (v === "returns" && (view === "receipt" || view === "slip"))) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   if (view !== "desk") stopDuePolling();
@@ -81,6 +82,10 @@ function route() {
   const h = location.hash || "#/";
   if (h.startsWith("#/order/")) return showOrder(decodeURIComponent(h.slice(8)));
   if (h === "#/reconciliation") return showRecon();
+  if (h === "#/returns") return showReturns(null);
+  if (h.startsWith("#/returns/search/")) return showReturns(decodeURIComponent(h.slice(17)));
+  if (h.startsWith("#/receipt/")) return showReceipt(decodeURIComponent(h.slice(10)));
+  if (h === "#/return-slip") return showSlip();
   if (h.startsWith("#/search/")) return showDesk(decodeURIComponent(h.slice(9)));
   return showDesk(null);
 }
@@ -190,6 +195,15 @@ $("search-form").addEventListener("submit", async (ev) => {
     return;
   }
   if (seq !== searchSeq) return; // a newer scan came in meanwhile
+  if (!orders.length) {
+    // Not a pickup: a scanned receipt (or its order number) opens the sale for a return.
+    const receipts = await api("GET", `/api/v1/receipts?q=${encodeURIComponent(q)}`).then((r) => r.receipts, () => []);
+    if (seq !== searchSeq) return;
+    if (receipts.length === 1 && receipts[0].receipt_id === q) {
+      go(`#/receipt/${encodeURIComponent(q)}`);
+      return;
+    }
+  }
   cachedSearch = { q, orders, at: Date.now() };
   if (orders.length === 1) go(`#/order/${encodeURIComponent(orders[0].order_id)}`);
   else go(`#/search/${encodeURIComponent(q)}`);
@@ -220,7 +234,14 @@ document.addEventListener("keydown", (ev) => {
   if (!session) return;
   // Escape: back to the desk from anywhere, search box ready for the next scan.
   if (ev.key === "Escape" && !ev.defaultPrevented && document.body.dataset.view !== "desk") {
+    if (document.querySelector("dialog[open]")) return; // Escape closes the dialog first
     ev.preventDefault();
+    const view = document.body.dataset.view;
+    if (view === "receipt" || view === "slip") {
+      go("#/returns");
+      document.getElementById("rq")?.focus();
+      return;
+    }
     go("#/");
     focusSearch();
   }
@@ -652,8 +673,12 @@ async function doNoShow() {
 
 const KIND_WORDS = {
   "pickup.handover": "Hand-over", "pickup.handed_over": "Hand-over", "pickup.no_show": "No-show",
+  "return.taken": "Return", "return.refund_declined": "Return: card refund", "return.refund_failed": "Return: card refund",
 };
-const OUTCOME_WORDS = { rejected: "Refused by central", conflict: "Conflict with central" };
+const OUTCOME_WORDS = {
+  rejected: "Refused by central", conflict: "Conflict with central",
+  declined: "Card refund declined", failed: "Card refund not sent",
+};
 
 function kindWords(kind) {
   if (KIND_WORDS[kind]) return KIND_WORDS[kind];
@@ -665,6 +690,8 @@ function bodyWords(body) {
   if (!body || typeof body !== "object") return "";
   const out = [];
   if (body.order_number) out.push(`order ${body.order_number}`);
+  if (body.receipt_id) out.push(`receipt ${body.receipt_id}`);
+  if (body.refund_key && body.amount_minor != null) out.push(`refund of ${money(body.amount_minor)} to ${body.tender?.brand ?? body.tender?.kind ?? "the card"} …${body.tender?.last4 ?? ""}`);
   if (body.customer_name) out.push(body.customer_name);
   if (Array.isArray(body.lines)) {
     const n = body.lines.reduce((a, l) => a + (Number(l.qty) || 0), 0);
@@ -694,6 +721,8 @@ async function showRecon() {
   }
   csv.hidden = false;
   const now = new Date();
+  // Card refunds the processor declined are listed with what central refused.
+  data.items = [...data.items, ...(data.refunds ?? [])];
   if (!data.items.length) {
     body.replaceChildren(el("p", { class: "callout done" },
       `Nothing needs a person: everything the store did reached central. (Checked ${clock(data.generated_at)}.)`));
@@ -719,6 +748,8 @@ window.addEventListener("hashchange", () => {
   alertMsg(null);
   route();
 });
+
+initReturns({ show, notice, alertMsg, clearMessages, focusSearch, go, session: () => session });
 
 async function start() {
   try {

@@ -1,6 +1,7 @@
 //! Reconciliation: what needs a person after an outage, as a page's data and as CSV.
-//! Today: journal entries central rejected or found in conflict. Payments declined after
-//! forwarding and expired payments join this list with the payments issue.
+//! Today: journal entries central rejected or found in conflict, and card refunds of returns
+//! the processor declined or refused. Payments declined after forwarding and expired payments
+//! join this list with the payments issue.
 
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -13,6 +14,7 @@ use crate::access::Permission;
 use crate::error::AppError;
 use crate::http::{Access, ApiJson, Route};
 use crate::journal::delivery::{SetAside, set_aside};
+use crate::returns::refunds::{NeedsAPerson, needing_a_person};
 use crate::state::AppState;
 
 pub fn routes() -> Vec<Route> {
@@ -33,6 +35,8 @@ struct Format {
 struct Report {
     generated_at: String,
     items: Vec<SetAside>,
+    /// Card refunds the processor declined or refused (returns).
+    refunds: Vec<NeedsAPerson>,
 }
 
 async fn report(
@@ -49,13 +53,13 @@ async fn report(
             ));
         }
     };
-    let items = state
+    let (items, refunds) = state
         .store
-        .read(|c| set_aside(c).map_err(AppError::from))
+        .read(|c| Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?)))
         .await?;
     let generated_at = state.clock.now_rfc3339();
     let mut res = if csv {
-        let mut res = to_csv(&items).into_response();
+        let mut res = to_csv(&items, &refunds).into_response();
         res.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/csv; charset=utf-8"),
@@ -72,6 +76,7 @@ async fn report(
         ApiJson(Report {
             generated_at,
             items,
+            refunds,
         })
         .into_response()
     };
@@ -80,7 +85,7 @@ async fn report(
     Ok(res)
 }
 
-fn to_csv(items: &[SetAside]) -> String {
+fn to_csv(items: &[SetAside], refunds: &[NeedsAPerson]) -> String {
     let mut out =
         String::from("seq,occurred_at,lane,kind,actor,device,outcome,reason,delivered_at,body\r\n");
     for i in items {
@@ -96,6 +101,23 @@ fn to_csv(items: &[SetAside]) -> String {
             i.reason.clone().unwrap_or_default(),
             i.delivered_at.clone(),
             crate::journal::chain::canonical_json(&e.body),
+        ];
+        let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    for f in refunds {
+        let cells = [
+            f.seq.to_string(),
+            f.occurred_at.clone(),
+            f.lane.to_string(),
+            f.kind.clone(),
+            f.actor.clone(),
+            f.device.clone().unwrap_or_default(),
+            f.outcome.clone(),
+            f.reason.clone().unwrap_or_default(),
+            String::new(),
+            crate::journal::chain::canonical_json(&f.body),
         ];
         let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&row.join(","));

@@ -73,6 +73,8 @@ pub struct Status {
     pub upstreams: BTreeMap<&'static str, Health>,
     pub feeds: BTreeMap<&'static str, FeedFreshness>,
     pub journal: JournalStatus,
+    /// Card refunds of returns waiting for the processor, and those that need a person.
+    pub refunds: crate::returns::refunds::QueueStatus,
     /// Only under `standin demo`: where the simulator's controls are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<serde_json::Value>,
@@ -98,7 +100,7 @@ pub struct FeedFreshness {
 
 pub async fn current(state: &AppState) -> Result<Status, AppError> {
     let now = state.clock.now();
-    let (feeds, journal) = state
+    let (feeds, journal, refunds) = state
         .store
         .read(move |c| {
             let feeds = Feed::ALL
@@ -125,6 +127,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                     set_aside,
                     last_seq,
                 },
+                crate::returns::refunds::queue_status(c)?,
             ))
         })
         .await?;
@@ -150,6 +153,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         upstreams,
         feeds,
         journal,
+        refunds,
         demo: state
             .config
             .demo

@@ -1,0 +1,425 @@
+//! Refunds to an original card / app-pay / gift-card tender: `POST /v1/refunds` on the
+//! processor with the refund's key as `Idempotency-Key`, the same stored body every time.
+//!
+//! A refund is queued in the return's own transaction. The desk's request sends it at once
+//! when the processor's breaker lets it; otherwise (and after any failure) the refund worker
+//! sends the oldest queued refunds as soon as the processor is back. A timeout after sending
+//! is "outcome unknown": the refund stays queued and goes again with the same key, which the
+//! processor answers with its first answer, so each refund takes effect exactly once. The
+//! first answer is stored, and journaled (returns lane) in the same transaction.
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::journal::{self, Lane, NewEntry};
+use crate::state::AppState;
+use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
+
+/// Refund keys being sent right now, so the desk's request and the worker never send the
+/// same key at the same time. Keys are UUIDv7-based, unique across every store in a process.
+static IN_FLIGHT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// A claim on a key; released on drop.
+struct Claim(String);
+
+impl Claim {
+    fn take(key: &str) -> Option<Self> {
+        let mut set = IN_FLIGHT.lock().ok()?;
+        set.insert(key.to_string()).then(|| Self(key.to_string()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = IN_FLIGHT.lock() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// A refund as the return's answer shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundView {
+    pub refund_key: String,
+    pub kind: String,
+    pub brand: Option<String>,
+    pub last4: Option<String>,
+    pub amount_minor: i64,
+    /// `queued` (waiting for the processor), `approved`, `declined`, `failed` (the processor
+    /// refused the request itself: a person has to look).
+    pub state: String,
+    pub attempts: i64,
+}
+
+pub fn of_return(c: &Connection, return_id: &str) -> rusqlite::Result<Vec<RefundView>> {
+    c.prepare_cached(
+        "SELECT refund_key, kind, brand, last4, amount_minor, state, attempts FROM return_refunds
+         WHERE return_id = ?1 ORDER BY tender_index",
+    )?
+    .query_map([return_id], |r| {
+        Ok(RefundView {
+            refund_key: r.get(0)?,
+            kind: r.get(1)?,
+            brand: r.get(2)?,
+            last4: r.get(3)?,
+            amount_minor: r.get(4)?,
+            state: r.get(5)?,
+            attempts: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+/// A return's queued refunds: (key, body).
+pub fn queued_of(c: &Connection, return_id: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    c.prepare_cached(
+        "SELECT refund_key, request FROM return_refunds WHERE return_id = ?1 AND state = 'queued'
+         ORDER BY tender_index",
+    )?
+    .query_map([return_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// The oldest queued refunds of the store: (key, body).
+fn oldest_queued(c: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, String)>> {
+    c.prepare_cached(
+        "SELECT refund_key, request FROM return_refunds WHERE state = 'queued'
+         ORDER BY created_at, refund_key LIMIT ?1",
+    )?
+    .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// What one attempt came to.
+enum Sent {
+    /// The processor answered for the refund: approved or declined, or refused the request
+    /// as malformed (`failed`). Final: stored, never sent again.
+    Settled { state: &'static str, answer: Value },
+    /// No answer to rely on (transport error, timeout, 429, 5xx): send again later.
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The breaker holds the processor back: nothing was sent.
+    Held,
+}
+
+async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
+    let Some(base) = state.config.payments.url.as_deref() else {
+        return Sent::Held;
+    };
+    if !state
+        .upstreams
+        .permit(Upstream::Payments, state.clock.now())
+    {
+        return Sent::Held;
+    }
+    let url = format!("{}/v1/refunds", base.trim_end_matches('/'));
+    let timeout = Duration::from_millis(state.config.payments.timeout_ms.max(1));
+    let res = state
+        .http
+        .post(&url)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .timeout(timeout)
+        .send()
+        .await;
+    let now = state.clock.now();
+    let outcome = match res {
+        Err(e) => Sent::Retry {
+            error: describe_reqwest(&e),
+            retry_after: None,
+        },
+        Ok(r) => {
+            let status = r.status();
+            let ra = retry_after(r.headers());
+            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+                Sent::Retry {
+                    error: format!("HTTP {status}"),
+                    retry_after: ra,
+                }
+            } else {
+                match r.json::<Value>().await {
+                    Err(e) => Sent::Retry {
+                        error: format!("unreadable answer: {}", describe_reqwest(&e)),
+                        retry_after: None,
+                    },
+                    Ok(answer) if status.is_success() => Sent::Settled {
+                        state: if answer["status"] == "approved" {
+                            "approved"
+                        } else {
+                            "declined"
+                        },
+                        answer,
+                    },
+                    Ok(answer) => Sent::Settled {
+                        state: "failed",
+                        answer: json!({ "http_status": status.as_u16(), "body": answer }),
+                    },
+                }
+            }
+        }
+    };
+    match &outcome {
+        Sent::Retry { error, retry_after } => state.upstreams.report_failure_retry_after(
+            Upstream::Payments,
+            error.clone(),
+            *retry_after,
+            now,
+        ),
+        _ => state.upstreams.report(Upstream::Payments, Ok(()), now),
+    }
+    outcome
+}
+
+/// Stores what an attempt came to; a settled refund is journaled once, with its answer.
+async fn store_outcome(state: &AppState, key: &str, sent: &Sent) {
+    let (key, store_id, now_s) = (
+        key.to_string(),
+        state.config.store_id.clone(),
+        state.clock.now_rfc3339(),
+    );
+    let (settled, error) = match sent {
+        Sent::Held => return,
+        Sent::Settled { state, answer } => (Some((*state, answer.clone())), None),
+        Sent::Retry { error, .. } => (None, Some(error.clone())),
+    };
+    let res = state
+        .store
+        .write(move |c| -> Result<bool, crate::store::StoreError> {
+            match settled {
+                None => {
+                    c.execute(
+                        "UPDATE return_refunds SET attempts = attempts + 1, last_error = ?2
+                         WHERE refund_key = ?1 AND state = 'queued'",
+                        params![key, error],
+                    )?;
+                    Ok(false)
+                }
+                Some((st, answer)) => {
+                    let n = c.execute(
+                        "UPDATE return_refunds SET state = ?2, answer = ?3, attempts = attempts + 1,
+                            settled_at = ?4, last_error = NULL
+                         WHERE refund_key = ?1 AND state = 'queued'",
+                        params![key, st, answer.to_string(), now_s],
+                    )?;
+                    if n == 1 {
+                        let (return_id, amount): (String, i64) = c.query_row(
+                            "SELECT return_id, amount_minor FROM return_refunds WHERE refund_key = ?1",
+                            [&key],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )?;
+                        journal::append(
+                            c,
+                            &store_id,
+                            &now_s,
+                            NewEntry {
+                                lane: Lane::Returns,
+                                kind: format!("return.refund_{st}"),
+                                actor: Some("refunds".into()),
+                                device: None,
+                                body: json!({"return_id": return_id, "refund_key": key,
+                                             "amount_minor": amount, "answer": answer}),
+                            },
+                        )?;
+                    }
+                    Ok(n == 1)
+                }
+            }
+        })
+        .await;
+    match res {
+        Ok(true) => state.journal_appended.notify_one(),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "could not store a refund's outcome"),
+    }
+}
+
+/// Why sending stopped before the end.
+enum Stop {
+    /// The breaker holds the processor back.
+    Held,
+    /// An attempt failed, with the processor's `Retry-After` if it sent one.
+    Failed(Option<Duration>),
+}
+
+/// Sends these refunds now, one after the other, stopping at the first that cannot go.
+async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<(), Stop> {
+    for (key, body) in refunds {
+        let Some(_claim) = Claim::take(&key) else {
+            continue;
+        };
+        // Settled by the other sender while this one waited for the claim?
+        let still = {
+            let k = key.clone();
+            state
+                .store
+                .read(move |c| {
+                    c.query_row(
+                        "SELECT state = 'queued' FROM return_refunds WHERE refund_key = ?1",
+                        [k],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .map_err(crate::store::StoreError::from)
+                })
+                .await
+                .unwrap_or(false)
+        };
+        if !still {
+            continue;
+        }
+        let sent = send_one(state, &key, &body).await;
+        store_outcome(state, &key, &sent).await;
+        match sent {
+            Sent::Settled { .. } => {}
+            Sent::Held => return Err(Stop::Held),
+            Sent::Retry { retry_after, .. } => return Err(Stop::Failed(retry_after)),
+        }
+    }
+    Ok(())
+}
+
+/// The desk's request: send a new return's refunds now if the processor lets us.
+pub async fn send_these(state: &AppState, refunds: Vec<(String, String)>) {
+    let _ = send_all(state, refunds).await;
+}
+
+/// The refund worker: sends queued refunds, oldest first, whenever the processor is up.
+pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if state.config.payments.url.is_none() {
+        return;
+    }
+    let idle = Duration::from_millis(state.config.journal.idle_poll_ms.clamp(50, 5_000));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(state.config.journal.retry_base_ms.max(1)),
+        Duration::from_millis(state.config.journal.retry_cap_ms.max(1)),
+    );
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let batch = state
+            .store
+            .read(|c| oldest_queued(c, 20).map_err(crate::store::StoreError::from))
+            .await;
+        let now = state.clock.now();
+        let wait = match batch {
+            Ok(b) if b.is_empty() => idle,
+            Ok(b) => match send_all(&state, b).await {
+                Ok(()) => {
+                    backoff.reset();
+                    continue;
+                }
+                Err(Stop::Held) => state
+                    .upstreams
+                    .next_permit_in(Upstream::Payments, now, idle),
+                Err(Stop::Failed(ra)) => {
+                    state
+                        .upstreams
+                        .next_permit_in(Upstream::Payments, now, backoff.next_delay(ra))
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "refund worker cannot read the queue");
+                idle
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A refund to a card the processor declined or refused: the customer was told it was on its
+/// way, so a person has to sort it out (reconciliation lists it).
+#[derive(Debug, Clone, Serialize)]
+pub struct NeedsAPerson {
+    /// The return's journal entry.
+    pub seq: i64,
+    /// When the processor answered.
+    pub occurred_at: String,
+    pub lane: &'static str,
+    /// `return.refund_declined` or `return.refund_failed`.
+    pub kind: String,
+    /// Who took the return.
+    pub actor: String,
+    pub device: Option<String>,
+    /// `declined` or `failed`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub body: Value,
+}
+
+pub fn needing_a_person(c: &Connection) -> rusqlite::Result<Vec<NeedsAPerson>> {
+    c.prepare_cached(
+        "SELECT j.seq, coalesce(f.settled_at, f.created_at), f.state, r.by_employee, j.device,
+                f.answer, r.return_id, r.receipt_id, f.refund_key, f.amount_minor, f.kind, f.brand, f.last4
+         FROM return_refunds f JOIN returns r ON r.return_id = f.return_id
+         LEFT JOIN journal j ON j.id = r.journal_id
+         WHERE f.state IN ('declined', 'failed') ORDER BY f.settled_at",
+    )?
+    .query_map([], |r| {
+        let state: String = r.get(2)?;
+        let answer: Option<String> = r.get(5)?;
+        let answer: Value = answer.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
+        let reason = answer["reason"]
+            .as_str()
+            .or(answer["body"]["error"]["code"].as_str())
+            .map(str::to_string);
+        Ok(NeedsAPerson {
+            seq: r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+            occurred_at: r.get(1)?,
+            lane: "returns",
+            kind: format!("return.refund_{state}"),
+            actor: r.get(3)?,
+            device: r.get(4)?,
+            outcome: state,
+            reason,
+            body: json!({
+                "return_id": r.get::<_, String>(6)?, "receipt_id": r.get::<_, Option<String>>(7)?,
+                "refund_key": r.get::<_, String>(8)?, "amount_minor": r.get::<_, i64>(9)?,
+                "tender": {"kind": r.get::<_, String>(10)?, "brand": r.get::<_, Option<String>>(11)?,
+                           "last4": r.get::<_, Option<String>>(12)?},
+            }),
+        })
+    })?
+    .collect()
+}
+
+/// The refund queue as status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    /// Card refunds waiting for the processor.
+    pub queued: i64,
+    pub queued_minor: i64,
+    pub oldest_queued_at: Option<String>,
+    /// Declined or refused: in reconciliation.
+    pub needs_a_person: i64,
+}
+
+pub fn queue_status(c: &Connection) -> rusqlite::Result<QueueStatus> {
+    let (queued, queued_minor, oldest_queued_at) = c
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(amount_minor), 0), min(created_at) FROM return_refunds
+             WHERE state = 'queued'",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let needs_a_person = c
+        .prepare_cached(
+            "SELECT count(*) FROM return_refunds WHERE state IN ('declined', 'failed')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(QueueStatus {
+        queued,
+        queued_minor,
+        oldest_queued_at,
+        needs_a_person,
+    })
+}
