@@ -58,11 +58,9 @@ struct Freshness {
 }
 
 fn freshness(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Result<Freshness> {
-    let as_of: Option<String> = conn.query_row(
-        "SELECT applied_at FROM feed_state WHERE feed = 'pickup_orders'",
-        [],
-        |r| r.get(0),
-    )?;
+    let as_of: Option<String> = conn
+        .prepare_cached("SELECT applied_at FROM feed_state WHERE feed = 'pickup_orders'")?
+        .query_row([], |r| r.get(0))?;
     let age_secs = as_of
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())

@@ -23,6 +23,11 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.idle.lock()) {
+            // A read that failed or panicked inside its transaction must not hand the next
+            // reader a stale snapshot.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             idle.push(conn);
         }
     }
@@ -62,7 +67,17 @@ impl ReadPool {
             conn: Some(conn),
             idle: self.idle.clone(),
         };
-        f(lease.conn.as_ref().expect("lease holds a connection"))
+        let conn = lease.conn.as_ref().expect("lease holds a connection");
+        // One read transaction around the whole read: one shared lock and one WAL snapshot
+        // instead of one per statement, and every query of the answer sees the same data.
+        conn.prepare_cached("BEGIN")
+            .and_then(|mut s| s.execute([]))
+            .map_err(StoreError::from)?;
+        let out = f(conn);
+        let _ = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]));
+        out
     }
 
     pub async fn run<R, E, F>(&self, f: F) -> Result<R, E>
