@@ -1270,3 +1270,45 @@ async fn without_a_policy_offline_every_refund_needs_a_manager() {
     );
     t.stop().await;
 }
+
+/// Numbers from the feed that no real receipt carries are refused at the feed (naming the
+/// field), so no refund, total or receipt view can overflow on them.
+#[tokio::test]
+async fn absurd_amounts_from_the_feed_are_refused_never_overflow_a_refund() {
+    let t = offline_store(100_000, "refuse", vec![]).await;
+    let huge = |field: &str, value: i64| {
+        let mut r = sale("HUGE");
+        r["lines"][1][field] = json!(value);
+        r
+    };
+    for (field, value) in [
+        ("unit_price_minor", 4_000_000_000_000_000_000),
+        ("qty", 4_000_000_000_000_000_000),
+        ("tax_minor", i64::MAX),
+        ("discount_minor", i64::MAX),
+    ] {
+        let (s, v) = t
+            .push("receipts", &delta(2, vec![huge(field, value)]))
+            .await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(format!("upserts[0].lines[1].{field}").as_str())
+            ),
+            "{v}"
+        );
+    }
+    let mut r = sale("HUGE");
+    r["tenders"][0]["amount_minor"] = json!(i64::MAX);
+    let (s, v) = t.push("receipts", &delta(2, vec![r])).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("upserts[0].tenders[0].amount_minor")
+        ),
+        "{v}"
+    );
+    t.stop().await;
+}

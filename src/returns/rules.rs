@@ -35,9 +35,11 @@ pub struct Amount {
 
 impl SoldLine {
     /// The discount as a refund can take it back: never more than the line's price.
-    fn discount(&self) -> i64 {
-        self.discount_minor
-            .clamp(0, self.qty.max(0) * self.unit_price_minor.max(0))
+    fn discount(&self) -> i128 {
+        i128::from(self.discount_minor).clamp(
+            0,
+            i128::from(self.qty.max(0)) * i128::from(self.unit_price_minor.max(0)),
+        )
     }
 
     /// What the customer paid for the whole line.
@@ -48,6 +50,10 @@ impl SoldLine {
     /// What the first `n` units of the line are worth. The discount is spread rounding up and
     /// the tax rounding down, so `n` units are never worth more than `n / qty` of what was
     /// paid; at `n = qty` both come out exact, so the last unit takes the remainders.
+    ///
+    /// Worked in `i128`: the feed bounds a receipt's amounts (`MAX_RECEIPT_MINOR`) so that
+    /// everything fits an `i64`, and a record that slipped past those bounds saturates here
+    /// instead of overflowing (a panic in a debug build, a wrapped refund in release).
     pub fn worth_of_first(&self, n: i64) -> Amount {
         let q = self.qty.max(1);
         let n = n.clamp(0, q);
@@ -56,19 +62,20 @@ impl SoldLine {
             self.discount()
         } else {
             // ceil(n * d / q), d >= 0
-            ((n128 * i128::from(self.discount()) + q128 - 1) / q128) as i64
+            (n128 * self.discount() + q128 - 1) / q128
         };
         let tax = if n == q {
-            self.tax_minor.max(0)
+            i128::from(self.tax_minor.max(0))
         } else {
-            (n128 * i128::from(self.tax_minor.max(0)) / q128) as i64
+            n128 * i128::from(self.tax_minor.max(0)) / q128
         };
-        let price = n * self.unit_price_minor.max(0);
+        let price = n128 * i128::from(self.unit_price_minor.max(0));
+        let fit = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
         Amount {
-            price_minor: price,
-            discount_minor: discount,
-            tax_minor: tax,
-            amount_minor: price - discount + tax,
+            price_minor: fit(price),
+            discount_minor: fit(discount),
+            tax_minor: fit(tax),
+            amount_minor: fit(price - discount + tax),
         }
     }
 
@@ -77,12 +84,12 @@ impl SoldLine {
     /// up to at most what was paid, and to exactly that once every unit is back.
     pub fn refund_for(&self, already: i64, k: i64) -> Amount {
         let a = self.worth_of_first(already);
-        let b = self.worth_of_first(already + k);
+        let b = self.worth_of_first(already.saturating_add(k));
         Amount {
-            price_minor: b.price_minor - a.price_minor,
-            discount_minor: b.discount_minor - a.discount_minor,
-            tax_minor: b.tax_minor - a.tax_minor,
-            amount_minor: b.amount_minor - a.amount_minor,
+            price_minor: b.price_minor.saturating_sub(a.price_minor),
+            discount_minor: b.discount_minor.saturating_sub(a.discount_minor),
+            tax_minor: b.tax_minor.saturating_sub(a.tax_minor),
+            amount_minor: b.amount_minor.saturating_sub(a.amount_minor),
         }
     }
 
@@ -417,6 +424,16 @@ mod tests {
         assert_eq!(sold(1, 1100, 0, 88).refund_for(0, 1).amount_minor, 1188);
         // A discount larger than the price takes the line to zero, never below.
         assert_eq!(sold(2, 100, 500, 0).refund_for(0, 2).amount_minor, 0);
+    }
+
+    #[test]
+    fn amounts_past_the_feed_bounds_saturate_never_overflow() {
+        let l = sold(i64::MAX, i64::MAX, i64::MAX, i64::MAX);
+        assert_eq!(l.paid_minor(), i64::MAX);
+        assert!(l.refund_for(i64::MAX - 1, i64::MAX).amount_minor >= 0);
+        let l = sold(3, i64::MAX / 2, 0, i64::MAX);
+        assert_eq!(l.worth_of_first(3).price_minor, i64::MAX);
+        assert!(l.refund_for(1, 1).amount_minor >= 0);
     }
 
     #[test]
