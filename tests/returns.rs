@@ -315,10 +315,10 @@ async fn each_line_says_what_can_come_back_and_why_not() {
 
     for (lines, field, want) in [
         (qty(&[(3, 1)]), "lines[0].line", "not_returnable"),
-        (qty(&[(9, 1)]), "lines[0]", "invalid_line"),
+        (qty(&[(9, 1)]), "lines[0].line", "invalid_line"),
         (qty(&[(4, 2)]), "lines[0].qty", "too_many"),
-        (qty(&[(2, 1), (2, 1)]), "lines[1]", "invalid_line"),
-        (qty(&[(2, 0)]), "lines[0]", "invalid_line"),
+        (qty(&[(2, 1), (2, 1)]), "lines[1].line", "invalid_line"),
+        (qty(&[(2, 0)]), "lines[0].qty", "invalid_line"),
         (json!([]), "lines", "no_lines"),
     ] {
         let (s, v) = d.ret("R1", lines.clone(), "cash").await;
@@ -1310,5 +1310,58 @@ async fn absurd_amounts_from_the_feed_are_refused_never_overflow_a_refund() {
         ),
         "{v}"
     );
+    t.stop().await;
+}
+
+/// A body that asks for something impossible is a 4xx naming the field at fault: the same
+/// line twice (only one unit left), no units, fewer than none.
+#[tokio::test]
+async fn a_wrong_return_request_names_the_field() {
+    let t = offline_store(100_000_000, "refuse", vec![sale("R1")]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    let ask =
+        |lines: Value| json!({"receipt_id": "R1", "lines": lines, "refund": {"method": "cash"}});
+    for (lines, field) in [
+        (
+            json!([{"line": 1, "qty": 1, "reason": "x"}, {"line": 1, "qty": 1, "reason": "x"}]),
+            "lines[1].line",
+        ),
+        (
+            json!([{"line": 2, "qty": 0, "reason": "x"}]),
+            "lines[0].qty",
+        ),
+        (
+            json!([{"line": 2, "qty": -3, "reason": "x"}]),
+            "lines[0].qty",
+        ),
+        (
+            json!([{"line": 2, "qty": 1, "reason": " "}]),
+            "lines[0].reason",
+        ),
+        (
+            json!([{"line": 9, "qty": 1, "reason": "x"}]),
+            "lines[0].line",
+        ),
+        (
+            json!([{"line": 2, "qty": "two", "reason": "x"}]),
+            "lines[0].qty",
+        ),
+    ] {
+        let (s, v) = d.post("/api/v1/returns", ask(lines.clone())).await;
+        assert!(s.is_client_error(), "{lines}: {s} {v}");
+        assert_eq!(v["error"]["field"].as_str(), Some(field), "{lines}: {v}");
+    }
+    let (s, v) = d
+        .post("/api/v1/returns", json!({"receipt_id": "R1", "lines": []}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("refund")),
+        "{v}"
+    );
+    assert_eq!(d.receipt("R1").await["returns"], json!([]), "nothing taken");
     t.stop().await;
 }

@@ -200,9 +200,20 @@ pub struct Planned {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     NoLines,
-    InvalidLine { index: usize, message: String },
-    Line { index: usize, refusal: LineRefusal },
-    TooMany { index: usize, remaining: i64 },
+    /// `field` is the request line's field at fault (`line`, `qty`, `reason`).
+    InvalidLine {
+        index: usize,
+        field: &'static str,
+        message: String,
+    },
+    Line {
+        index: usize,
+        refusal: LineRefusal,
+    },
+    TooMany {
+        index: usize,
+        remaining: i64,
+    },
 }
 
 /// Checks a request against the receipt's lines (with their returned counts) and prices it.
@@ -221,18 +232,21 @@ pub fn plan_return(
         let Some(sold) = lines.iter().find(|l| l.line == ask.line) else {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "line",
                 message: format!("the receipt has no line {}", ask.line),
             });
         };
         if !seen.insert(ask.line) {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "line",
                 message: format!("line {} appears twice", ask.line),
             });
         }
         if ask.qty < 1 {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "qty",
                 message: "qty must be at least 1".into(),
             });
         }
@@ -240,6 +254,7 @@ pub fn plan_return(
         if reason.is_empty() || reason.chars().count() > 200 {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "reason",
                 message: "a reason of 1 to 200 characters is needed".into(),
             });
         }
@@ -487,11 +502,15 @@ mod tests {
         ));
         assert!(matches!(
             plan_return(&lines, sold_at, now, &[ask(1, 1), ask(1, 1)]),
-            Err(Refusal::InvalidLine { index: 1, .. })
+            Err(Refusal::InvalidLine {
+                index: 1,
+                field: "line",
+                ..
+            })
         ));
         assert!(matches!(
             plan_return(&lines, sold_at, now, &[ask(1, 0)]),
-            Err(Refusal::InvalidLine { .. })
+            Err(Refusal::InvalidLine { field: "qty", .. })
         ));
         assert_eq!(
             plan_return(&lines, sold_at, now, &[ask(1, 1), ask(2, 1)]),

@@ -200,9 +200,11 @@ fn refusal(r: Refusal) -> AppError {
         Refusal::NoLines => {
             AppError::invalid("no_lines", "lines", "choose at least one line to return")
         }
-        Refusal::InvalidLine { index, message } => {
-            AppError::invalid("invalid_line", format!("lines[{index}]"), message)
-        }
+        Refusal::InvalidLine {
+            index,
+            field,
+            message,
+        } => AppError::invalid("invalid_line", format!("lines[{index}].{field}"), message),
         Refusal::Line { index, refusal } => {
             let code = refusal.code();
             let e = AppError::invalid(code, format!("lines[{index}].line"), refusal.message());
