@@ -1176,8 +1176,18 @@ async fn random_partial_returns_never_refund_more_than_was_paid() {
                 )
             })
             .collect();
+        // Paid on the card in full, as the lines say (a refund never exceeds the tenders).
+        let paid: i64 = lines
+            .iter()
+            .map(|l| {
+                let n = |k: &str| l[k].as_i64().unwrap();
+                n("qty") * n("unit_price_minor") - n("discount_minor") + n("tax_minor")
+            })
+            .sum();
         let mut rec = sale(&format!("P{r}"));
         rec["lines"] = json!(lines);
+        rec["tenders"][0]["amount_minor"] = json!(paid);
+        rec["total_minor"] = json!(paid);
         receipts.push(rec);
     }
     let t = offline_store(100_000_000, "refuse", receipts.clone()).await;
@@ -1363,5 +1373,48 @@ async fn a_wrong_return_request_names_the_field() {
         "{v}"
     );
     assert_eq!(d.receipt("R1").await["returns"], json!([]), "nothing taken");
+    t.stop().await;
+}
+/// However the receipt's lines are priced, a receipt never refunds more than its tenders
+/// paid: a receipt whose lines add up to more than was tendered stops at what was tendered.
+#[tokio::test]
+async fn refunds_of_a_receipt_never_exceed_what_its_tenders_paid() {
+    // The lines say 230.21, the card paid 100.00 (HQ's record disagrees with itself).
+    let mut r = sale("R1");
+    r["tenders"][0]["amount_minor"] = json!(10_000);
+    let t = offline_store(100_000_000, "refuse", vec![r]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    // The headphones (86.59): within what was paid.
+    let (s, v) = d.ret("R1", qty(&[(1, 1)]), "cash").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The socks (31.39) would take it to 117.98, past 100.00.
+    let (s, v) = d.ret("R1", qty(&[(2, 3)]), "original_tender").await;
+    assert_eq!(
+        (
+            s,
+            code(&v),
+            v["error"]["field"].as_str(),
+            v["error"]["remaining_minor"].as_i64()
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("refund_exceeds_payment"),
+            Some("lines"),
+            Some(10_000 - 8659)
+        ),
+        "{v}"
+    );
+    let refunded: i64 = t
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(amount_minor), 0) FROM returns",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(refunded, 8659);
     t.stop().await;
 }

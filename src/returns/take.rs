@@ -457,6 +457,29 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
         }
     };
     let amount: i64 = outs.iter().map(|o| o.amount).sum();
+    // The lines' prices bound each line's refunds; the tenders bound the receipt's. They agree
+    // on a well-formed receipt, but HQ's record is data, not a promise: never give back more
+    // than was paid, however the lines are priced.
+    if let (Some(receipt_id), Some(l)) = (&receipt, &tenders) {
+        let paid = l
+            .doc
+            .tenders
+            .iter()
+            .fold(0i64, |sum, t| sum.saturating_add(t.amount_minor.max(0)));
+        let remaining = paid
+            .saturating_sub(store::refunded_for_receipt(c, receipt_id)?)
+            .max(0);
+        if amount > remaining {
+            return Err(AppError::invalid(
+                "refund_exceeds_payment",
+                "lines",
+                format!(
+                    "this return would refund {amount}, but only {remaining} of what was paid on this receipt has not been refunded yet: call a manager"
+                ),
+            )
+            .with("remaining_minor", remaining));
+        }
+    }
     let day = store_day(t.now);
     let used = store::offline_used(c, &day)?;
     let reasons = rules::override_reasons(t.offline, t.role, amount, used, &policy);
