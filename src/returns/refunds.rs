@@ -9,7 +9,7 @@
 //! first answer is stored, and journaled (returns lane) in the same transaction.
 
 use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
@@ -20,25 +20,38 @@ use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
 use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
 
-/// Refund keys being sent right now, so the desk's request and the worker never send the
-/// same key at the same time. Keys are UUIDv7-based, unique across every store in a process.
-static IN_FLIGHT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// Refund keys being sent right now (`AppState::refunds_in_flight`), so the desk's request
+/// and the worker never send the same key at the same time. The key makes a second send
+/// harmless to the customer, but a processor may answer a concurrent request with the same
+/// key with a refusal (409, "in use") rather than the first answer.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
 
-/// A claim on a key; released on drop.
-struct Claim(String);
+/// A claim on a key; released on drop (also when the desk's request is cancelled mid-send).
+struct Claim<'a> {
+    set: &'a InFlight,
+    key: String,
+}
 
-impl Claim {
-    fn take(key: &str) -> Option<Self> {
-        let mut set = IN_FLIGHT.lock().ok()?;
-        set.insert(key.to_string()).then(|| Self(key.to_string()))
+impl InFlight {
+    fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        // A panic while holding this lock cannot leave the set inconsistent (one insert or
+        // remove), so a poisoned lock is used as is rather than stopping every refund.
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.insert(key.to_string()).then(|| Claim {
+            set: self,
+            key: key.to_string(),
+        })
     }
 }
 
-impl Drop for Claim {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        if let Ok(mut set) = IN_FLIGHT.lock() {
-            set.remove(&self.0);
-        }
+        self.set
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -250,9 +263,11 @@ enum Stop {
 }
 
 /// Sends these refunds now, one after the other, stopping at the first that cannot go.
-async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<(), Stop> {
+/// Returns how many were sent: none when the other sender holds them all.
+async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<usize, Stop> {
+    let mut sent_any = 0;
     for (key, body) in refunds {
-        let Some(_claim) = Claim::take(&key) else {
+        let Some(_claim) = state.refunds_in_flight.claim(&key) else {
             continue;
         };
         // Settled by the other sender while this one waited for the claim?
@@ -277,12 +292,12 @@ async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<()
         let sent = send_one(state, &key, &body).await;
         store_outcome(state, &key, &sent).await;
         match sent {
-            Sent::Settled { .. } => {}
+            Sent::Settled { .. } => sent_any += 1,
             Sent::Held => return Err(Stop::Held),
             Sent::Retry { retry_after, .. } => return Err(Stop::Failed(retry_after)),
         }
     }
-    Ok(())
+    Ok(sent_any)
 }
 
 /// The desk's request: send a new return's refunds now if the processor lets us.
@@ -312,10 +327,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         let wait = match batch {
             Ok(b) if b.is_empty() => idle,
             Ok(b) => match send_all(&state, b).await {
-                Ok(()) => {
+                Ok(sent) if sent > 0 => {
                     backoff.reset();
                     continue;
                 }
+                // The desk's request is sending every one of them: going round again at once
+                // would spin on the queue until it is done (up to the processor's timeout).
+                Ok(_) => idle,
                 Err(Stop::Held) => state
                     .upstreams
                     .next_permit_in(Upstream::Payments, now, idle),
