@@ -637,6 +637,21 @@ async fn without_a_receipt_offline_store_credit_only_when_policy_allows() {
             Some("refund.method")
         )
     );
+    // Each item may walk 90 days of receipts for its price: a bounded number per return.
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"sku": format!("SKU-{i}"), "qty": 1, "reason": "gift"}))
+        .collect();
+    let (s, v) = d
+        .post(
+            "/api/v1/returns",
+            json!({"lines": many, "refund": {"method": "store_credit"}}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines")),
+        "{v}"
+    );
     let (s, v) = d.post("/api/v1/returns", body("store_credit")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     // One unit's share of what it sold for (10.00 - 0.34 + 0.79), twice: never above what anyone paid.

@@ -17,6 +17,10 @@ use crate::error::AppError;
 /// Sales of a SKU looked at for its lowest price.
 const MATCHES: usize = 20;
 
+/// Items in one return without a receipt: each may walk 90 days of receipts.
+pub const MAX_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
 pub struct Priced {
     pub sku: String,
     /// The currency of the sale the price came from (the store's).

@@ -238,6 +238,29 @@ fn override_required(reasons: &[OverrideReason]) -> AppError {
     .with("reasons", serde_json::to_value(reasons).unwrap_or_default())
 }
 
+/// A return without a receipt is store credit only, and while central is down only if the
+/// policy allows it (`policy` is `None` before it has been read).
+fn no_receipt_allowed(
+    method: RefundMethod,
+    offline: bool,
+    policy: Option<&rules::Policy>,
+) -> Result<(), AppError> {
+    if method != RefundMethod::StoreCredit {
+        return Err(AppError::invalid(
+            "no_receipt_store_credit_only",
+            "refund.method",
+            "a return without a receipt is refunded as store credit only",
+        ));
+    }
+    if offline && policy.is_some_and(|p| !p.no_receipt_store_credit_offline) {
+        return Err(AppError::conflict(
+            "no_receipt_offline",
+            "returns without a receipt are refused while central is down",
+        ));
+    }
+    Ok(())
+}
+
 /// A manager's id and PIN, checked for this one return. A PIN that is not accepted is the
 /// desk's problem to show in the override dialog, not a reason to sign the associate out,
 /// so it answers 422 rather than the sign-in's 401.
@@ -270,6 +293,8 @@ struct Take {
     actor: String,
     caller: Caller,
     approval: Option<Approval>,
+    /// Without a receipt: the items priced (on a reader, before the write).
+    priced: Option<Vec<no_receipt::Priced>>,
     device: Option<String>,
     store_id: String,
     now: DateTime<Utc>,
@@ -300,6 +325,41 @@ pub(super) async fn take(
                                    "method": body.refund.method}))
         .unwrap_or_default(),
     ));
+    let offline = offline(&state);
+    let now = state.clock.now();
+    // Without a receipt the price is the lowest the store's receipts show for the SKU: a walk
+    // of up to 90 days of receipts, done on a reader so it never holds up the one writer (and
+    // every kiosk payment behind it). The receipts replica is all it reads.
+    let priced = match &body.receipt_id {
+        Some(_) => None,
+        None => {
+            no_receipt_allowed(body.refund.method, offline, None)?;
+            if body.lines.len() > no_receipt::MAX_LINES {
+                return Err(AppError::invalid(
+                    "invalid_line",
+                    "lines",
+                    format!(
+                        "at most {} items in one return without a receipt",
+                        no_receipt::MAX_LINES
+                    ),
+                ));
+            }
+            let lines = body.lines.clone();
+            Some(
+                state
+                    .store
+                    .read(move |c| {
+                        no_receipt_allowed(
+                            RefundMethod::StoreCredit,
+                            offline,
+                            Some(&store::policy(c)?),
+                        )?;
+                        no_receipt::price(c, &lines, now)
+                    })
+                    .await?,
+            )
+        }
+    };
     let approval = match &body.override_ {
         Some(o) => Some(approval(&state, o, client).await?),
         None => None,
@@ -307,14 +367,15 @@ pub(super) async fn take(
     let input = Take {
         body,
         request_hash,
-        offline: offline(&state),
+        offline,
         role,
         actor,
         caller,
         approval,
+        priced,
         device: client.map(|c| c.to_string()),
         store_id: state.config.store_id.clone(),
-        now: state.clock.now(),
+        now,
         now_s: state.clock.now_rfc3339(),
     };
     // Decided on the writer against the receipt and the returns as they are at that moment:
@@ -417,20 +478,9 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
             (Some(receipt_id.clone()), outs, currency, Some(l))
         }
         None => {
-            if method != RefundMethod::StoreCredit {
-                return Err(AppError::invalid(
-                    "no_receipt_store_credit_only",
-                    "refund.method",
-                    "a return without a receipt is refunded as store credit only",
-                ));
-            }
-            if t.offline && !policy.no_receipt_store_credit_offline {
-                return Err(AppError::conflict(
-                    "no_receipt_offline",
-                    "returns without a receipt are refused while central is down",
-                ));
-            }
-            let priced = no_receipt::price(c, &t.body.lines, t.now)?;
+            // Checked again here: the policy may have changed since the items were priced.
+            no_receipt_allowed(method, t.offline, Some(&policy))?;
+            let priced = t.priced.clone().unwrap_or_default();
             let currency = priced
                 .first()
                 .map(|p| p.currency.clone())
