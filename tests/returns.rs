@@ -1433,3 +1433,44 @@ async fn refunds_of_a_receipt_never_exceed_what_its_tenders_paid() {
     assert_eq!(refunded, 8659);
     t.stop().await;
 }
+/// Two desks at once, each within the day's offline budget alone but not together: the budget
+/// is checked and spent in the same transaction, so exactly one goes through without a manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_desks_at_once_cannot_overspend_the_offline_budget() {
+    // 100.00 a day; each return below is 86.59 (a manager's, so the cap does not apply).
+    let t = offline_store(10_000, "refuse", vec![sale("R1"), sale("R2")]).await;
+    let (m1, m2) = (
+        Desk {
+            t: &t,
+            b: browser(&t, &MANAGER).await,
+        },
+        Desk {
+            t: &t,
+            b: browser(&t, &MANAGER).await,
+        },
+    );
+    let (a, b) = tokio::join!(
+        m1.ret("R1", qty(&[(1, 1)]), "cash"),
+        m2.ret("R2", qty(&[(1, 1)]), "cash")
+    );
+    let mut got = [(a.0, code(&a.1)), (b.0, code(&b.1))];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (StatusCode::CREATED, None),
+            (StatusCode::CONFLICT, Some("override_required"))
+        ],
+        "{a:?} {b:?}"
+    );
+    let used: i64 = t
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE offline = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(used, 8659);
+    t.stop().await;
+}
