@@ -1474,3 +1474,53 @@ async fn two_desks_at_once_cannot_overspend_the_offline_budget() {
     assert_eq!(used, 8659);
     t.stop().await;
 }
+
+/// An answer about Standin's own request or credentials, or "this key is in use" (a retry that
+/// caught the first attempt still in progress), is not the processor's answer to the refund:
+/// it stays queued and goes again with the same key, instead of being written off for a
+/// person to refund by hand (a second refund if the first one went through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_answered_409_or_401_stays_queued_and_goes_again_with_its_key() {
+    let sim = simulator(10, 5).await;
+    let t = connected_store(&sim).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    let mut keys = Vec::new();
+    for (status, receipt) in [(409, "C1"), (401, "C2")] {
+        fault(&sim, "payments", json!({"mode": "error", "status": status})).await;
+        let (s, v) = d.ret(receipt, qty(&[(2, 1)]), "original_tender").await;
+        assert_eq!(
+            (s, v["refund_state"].as_str()),
+            (StatusCode::CREATED, Some("queued")),
+            "{status}: {v}"
+        );
+        keys.push(v["refunds"][0]["refund_key"].as_str().unwrap().to_string());
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for receipt in ["C1", "C2"] {
+        loop {
+            let v = d.receipt(receipt).await;
+            if v["returns"][0]["refund_state"] == "refunded" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let r = received(&sim).await;
+    for key in &keys {
+        let f: Vec<&Value> = r["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["key"] == key.as_str())
+            .collect();
+        assert_eq!((f.len(), &f[0]["count"]), (1, &json!(1)), "{r}");
+    }
+    assert_eq!(t.status().await["refunds"]["needs_a_person"], 0);
+    t.stop().await;
+    sim.shutdown().await;
+}

@@ -111,9 +111,10 @@ fn oldest_queued(c: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, St
 /// What one attempt came to.
 enum Sent {
     /// The processor answered for the refund: approved or declined, or refused the request
-    /// as malformed (`failed`). Final: stored, never sent again.
+    /// itself (`failed`: another 4xx, such as 400 or 422). Final: stored, never sent again.
     Settled { state: &'static str, answer: Value },
-    /// No answer to rely on (transport error, timeout, 429, 5xx): send again later.
+    /// No answer to rely on (transport error, timeout, 5xx, 401/403/408/409/425/429): send
+    /// again later, with the same key.
     Retry {
         error: String,
         retry_after: Option<Duration>,
@@ -144,6 +145,8 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         .send()
         .await;
     let now = state.clock.now();
+    // A 409 is the processor at work on this key, not failing: it does not count against it.
+    let mut key_in_use = false;
     let outcome = match res {
         Err(e) => Sent::Retry {
             error: describe_reqwest(&e),
@@ -152,7 +155,14 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         Ok(r) => {
             let status = r.status();
             let ra = retry_after(r.headers());
-            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+            // Not an answer to the refund, so never final: a server error or throttling;
+            // 401/403, our own credentials (a person fixes the config, the refund still goes);
+            // 409, the key is in use (a retry that caught the first attempt in progress);
+            // 408/425, try later. Sending again is safe: the key is the same.
+            if status.is_server_error()
+                || matches!(status.as_u16(), 401 | 403 | 408 | 409 | 425 | 429)
+            {
+                key_in_use = status.as_u16() == 409;
                 Sent::Retry {
                     error: format!("HTTP {status}"),
                     retry_after: ra,
@@ -180,12 +190,9 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         }
     };
     match &outcome {
-        Sent::Retry { error, retry_after } => state.upstreams.report_failure_retry_after(
-            Upstream::Payments,
-            error.clone(),
-            *retry_after,
-            now,
-        ),
+        Sent::Retry { error, retry_after } if !key_in_use => state
+            .upstreams
+            .report_failure_retry_after(Upstream::Payments, error.clone(), *retry_after, now),
         _ => state.upstreams.report(Upstream::Payments, Ok(()), now),
     }
     outcome
