@@ -30,7 +30,8 @@ pub struct Priced {
     pub amount_minor: i64,
 }
 
-/// The lowest a single unit of `sku` sold for, in the last 90 days.
+/// The lowest a single unit of `sku` sold for among its [`MATCHES`] most recent sales in the
+/// last 90 days; `None` if it was not sold, or its most recent sale says it is not returnable.
 fn lowest_unit(
     c: &Connection,
     sku: &str,
