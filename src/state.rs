@@ -24,6 +24,8 @@ pub struct AppState {
     pub sessions: Arc<crate::access::session::SessionCache>,
     /// Bounds Argon2id checks at once (19 MiB each).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
+    /// Card refund keys being sent right now (the desk's request and the refund worker).
+    pub refunds_in_flight: Arc<crate::returns::refunds::InFlight>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             login_limiter: Arc::default(),
             sessions: Arc::default(),
             pin_checks,
+            refunds_in_flight: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
         })
     }

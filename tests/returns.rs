@@ -315,10 +315,10 @@ async fn each_line_says_what_can_come_back_and_why_not() {
 
     for (lines, field, want) in [
         (qty(&[(3, 1)]), "lines[0].line", "not_returnable"),
-        (qty(&[(9, 1)]), "lines[0]", "invalid_line"),
+        (qty(&[(9, 1)]), "lines[0].line", "invalid_line"),
         (qty(&[(4, 2)]), "lines[0].qty", "too_many"),
-        (qty(&[(2, 1), (2, 1)]), "lines[1]", "invalid_line"),
-        (qty(&[(2, 0)]), "lines[0]", "invalid_line"),
+        (qty(&[(2, 1), (2, 1)]), "lines[1].line", "invalid_line"),
+        (qty(&[(2, 0)]), "lines[0].qty", "invalid_line"),
         (json!([]), "lines", "no_lines"),
     ] {
         let (s, v) = d.ret("R1", lines.clone(), "cash").await;
@@ -636,6 +636,21 @@ async fn without_a_receipt_offline_store_credit_only_when_policy_allows() {
             Some("no_receipt_store_credit_only"),
             Some("refund.method")
         )
+    );
+    // Each item may walk 90 days of receipts for its price: a bounded number per return.
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"sku": format!("SKU-{i}"), "qty": 1, "reason": "gift"}))
+        .collect();
+    let (s, v) = d
+        .post(
+            "/api/v1/returns",
+            json!({"lines": many, "refund": {"method": "store_credit"}}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines")),
+        "{v}"
     );
     let (s, v) = d.post("/api/v1/returns", body("store_credit")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -1176,8 +1191,18 @@ async fn random_partial_returns_never_refund_more_than_was_paid() {
                 )
             })
             .collect();
+        // Paid on the card in full, as the lines say (a refund never exceeds the tenders).
+        let paid: i64 = lines
+            .iter()
+            .map(|l| {
+                let n = |k: &str| l[k].as_i64().unwrap();
+                n("qty") * n("unit_price_minor") - n("discount_minor") + n("tax_minor")
+            })
+            .sum();
         let mut rec = sale(&format!("P{r}"));
         rec["lines"] = json!(lines);
+        rec["tenders"][0]["amount_minor"] = json!(paid);
+        rec["total_minor"] = json!(paid);
         receipts.push(rec);
     }
     let t = offline_store(100_000_000, "refuse", receipts.clone()).await;
@@ -1269,4 +1294,233 @@ async fn without_a_policy_offline_every_refund_needs_a_manager() {
         "{v}"
     );
     t.stop().await;
+}
+
+/// Numbers from the feed that no real receipt carries are refused at the feed (naming the
+/// field), so no refund, total or receipt view can overflow on them.
+#[tokio::test]
+async fn absurd_amounts_from_the_feed_are_refused_never_overflow_a_refund() {
+    let t = offline_store(100_000, "refuse", vec![]).await;
+    let huge = |field: &str, value: i64| {
+        let mut r = sale("HUGE");
+        r["lines"][1][field] = json!(value);
+        r
+    };
+    for (field, value) in [
+        ("unit_price_minor", 4_000_000_000_000_000_000),
+        ("qty", 4_000_000_000_000_000_000),
+        ("tax_minor", i64::MAX),
+        ("discount_minor", i64::MAX),
+    ] {
+        let (s, v) = t
+            .push("receipts", &delta(2, vec![huge(field, value)]))
+            .await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(format!("upserts[0].lines[1].{field}").as_str())
+            ),
+            "{v}"
+        );
+    }
+    let mut r = sale("HUGE");
+    r["tenders"][0]["amount_minor"] = json!(i64::MAX);
+    let (s, v) = t.push("receipts", &delta(2, vec![r])).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("upserts[0].tenders[0].amount_minor")
+        ),
+        "{v}"
+    );
+    t.stop().await;
+}
+
+/// A body that asks for something impossible is a 4xx naming the field at fault: the same
+/// line twice (only one unit left), no units, fewer than none.
+#[tokio::test]
+async fn a_wrong_return_request_names_the_field() {
+    let t = offline_store(100_000_000, "refuse", vec![sale("R1")]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    let ask =
+        |lines: Value| json!({"receipt_id": "R1", "lines": lines, "refund": {"method": "cash"}});
+    for (lines, field) in [
+        (
+            json!([{"line": 1, "qty": 1, "reason": "x"}, {"line": 1, "qty": 1, "reason": "x"}]),
+            "lines[1].line",
+        ),
+        (
+            json!([{"line": 2, "qty": 0, "reason": "x"}]),
+            "lines[0].qty",
+        ),
+        (
+            json!([{"line": 2, "qty": -3, "reason": "x"}]),
+            "lines[0].qty",
+        ),
+        (
+            json!([{"line": 2, "qty": 1, "reason": " "}]),
+            "lines[0].reason",
+        ),
+        (
+            json!([{"line": 9, "qty": 1, "reason": "x"}]),
+            "lines[0].line",
+        ),
+        (
+            json!([{"line": 2, "qty": "two", "reason": "x"}]),
+            "lines[0].qty",
+        ),
+    ] {
+        let (s, v) = d.post("/api/v1/returns", ask(lines.clone())).await;
+        assert!(s.is_client_error(), "{lines}: {s} {v}");
+        assert_eq!(v["error"]["field"].as_str(), Some(field), "{lines}: {v}");
+    }
+    let (s, v) = d
+        .post("/api/v1/returns", json!({"receipt_id": "R1", "lines": []}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("refund")),
+        "{v}"
+    );
+    assert_eq!(d.receipt("R1").await["returns"], json!([]), "nothing taken");
+    t.stop().await;
+}
+/// However the receipt's lines are priced, a receipt never refunds more than its tenders
+/// paid: a receipt whose lines add up to more than was tendered stops at what was tendered.
+#[tokio::test]
+async fn refunds_of_a_receipt_never_exceed_what_its_tenders_paid() {
+    // The lines say 230.21, the card paid 100.00 (HQ's record disagrees with itself).
+    let mut r = sale("R1");
+    r["tenders"][0]["amount_minor"] = json!(10_000);
+    let t = offline_store(100_000_000, "refuse", vec![r]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    // The headphones (86.59): within what was paid.
+    let (s, v) = d.ret("R1", qty(&[(1, 1)]), "cash").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The socks (31.39) would take it to 117.98, past 100.00.
+    let (s, v) = d.ret("R1", qty(&[(2, 3)]), "original_tender").await;
+    assert_eq!(
+        (
+            s,
+            code(&v),
+            v["error"]["field"].as_str(),
+            v["error"]["remaining_minor"].as_i64()
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("refund_exceeds_payment"),
+            Some("lines"),
+            Some(10_000 - 8659)
+        ),
+        "{v}"
+    );
+    let refunded: i64 = t
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(amount_minor), 0) FROM returns",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(refunded, 8659);
+    t.stop().await;
+}
+/// Two desks at once, each within the day's offline budget alone but not together: the budget
+/// is checked and spent in the same transaction, so exactly one goes through without a manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_desks_at_once_cannot_overspend_the_offline_budget() {
+    // 100.00 a day; each return below is 86.59 (a manager's, so the cap does not apply).
+    let t = offline_store(10_000, "refuse", vec![sale("R1"), sale("R2")]).await;
+    let (m1, m2) = (
+        Desk {
+            t: &t,
+            b: browser(&t, &MANAGER).await,
+        },
+        Desk {
+            t: &t,
+            b: browser(&t, &MANAGER).await,
+        },
+    );
+    let (a, b) = tokio::join!(
+        m1.ret("R1", qty(&[(1, 1)]), "cash"),
+        m2.ret("R2", qty(&[(1, 1)]), "cash")
+    );
+    let mut got = [(a.0, code(&a.1)), (b.0, code(&b.1))];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (StatusCode::CREATED, None),
+            (StatusCode::CONFLICT, Some("override_required"))
+        ],
+        "{a:?} {b:?}"
+    );
+    let used: i64 = t
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE offline = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(used, 8659);
+    t.stop().await;
+}
+
+/// An answer about Standin's own request or credentials, or "this key is in use" (a retry that
+/// caught the first attempt still in progress), is not the processor's answer to the refund:
+/// it stays queued and goes again with the same key, instead of being written off for a
+/// person to refund by hand (a second refund if the first one went through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_answered_409_or_401_stays_queued_and_goes_again_with_its_key() {
+    let sim = simulator(10, 5).await;
+    let t = connected_store(&sim).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    let mut keys = Vec::new();
+    for (status, receipt) in [(409, "C1"), (401, "C2")] {
+        fault(&sim, "payments", json!({"mode": "error", "status": status})).await;
+        let (s, v) = d.ret(receipt, qty(&[(2, 1)]), "original_tender").await;
+        assert_eq!(
+            (s, v["refund_state"].as_str()),
+            (StatusCode::CREATED, Some("queued")),
+            "{status}: {v}"
+        );
+        keys.push(v["refunds"][0]["refund_key"].as_str().unwrap().to_string());
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for receipt in ["C1", "C2"] {
+        loop {
+            let v = d.receipt(receipt).await;
+            if v["returns"][0]["refund_state"] == "refunded" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let r = received(&sim).await;
+    for key in &keys {
+        let f: Vec<&Value> = r["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["key"] == key.as_str())
+            .collect();
+        assert_eq!((f.len(), &f[0]["count"]), (1, &json!(1)), "{r}");
+    }
+    assert_eq!(t.status().await["refunds"]["needs_a_person"], 0);
+    t.stop().await;
+    sim.shutdown().await;
 }

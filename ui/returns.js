@@ -32,6 +32,7 @@ const RETURN_WORDS = {
   not_returnable: "That item cannot be returned.",
   no_receipt_offline: "Returns without a receipt are not possible while central is down.",
   no_lines: "Tick at least one item to return.",
+  refund_exceeds_payment: "This refund would be more than was paid on the receipt. Call a manager.",
 };
 
 function returnWords(e) {

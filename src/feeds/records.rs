@@ -58,6 +58,25 @@ fn non_negative(field: &str, v: i64) -> Check {
     }
 }
 
+/// The most any one amount on a receipt may be, in minor units (10 billion in a currency with
+/// cents). Far above any real sale, and low enough that every sum and product the refund
+/// rules take of a receipt's amounts fits in an `i64` with room to spare.
+pub const MAX_RECEIPT_MINOR: i64 = 1_000_000_000_000;
+
+/// The most units one receipt line may carry (the desk lists the refund of each unit).
+pub const MAX_LINE_QTY: i64 = 100_000;
+
+fn money_amount(field: &str, v: i64) -> Check {
+    non_negative(field, v)?;
+    if v > MAX_RECEIPT_MINOR {
+        return Err(invalid(
+            field,
+            format!("must not be more than {MAX_RECEIPT_MINOR}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses an RFC 3339 time and normalises it to UTC with a `Z`, so stored times sort as text.
 pub fn utc_time(field: &str, v: &str) -> Result<String, Invalid> {
     DateTime::parse_from_rfc3339(v)
@@ -287,19 +306,23 @@ impl Receipt<'_> {
             if l.category.trim().is_empty() {
                 return Err(invalid(f("category"), "must not be empty"));
             }
-            if l.qty < 1 {
-                return Err(invalid(f("qty"), "must be at least 1"));
+            if !(1..=MAX_LINE_QTY).contains(&l.qty) {
+                return Err(invalid(f("qty"), format!("must be 1 to {MAX_LINE_QTY}")));
             }
             for (name, v) in [
                 ("unit_price_minor", l.unit_price_minor),
                 ("discount_minor", l.discount_minor),
                 ("tax_minor", l.tax_minor),
-                ("return_window_days", l.return_window_days),
             ] {
-                if v < 0 {
-                    return Err(invalid(f(name), "must not be negative"));
-                }
+                money_amount(&f(name), v)?;
             }
+            if l.qty * l.unit_price_minor > MAX_RECEIPT_MINOR {
+                return Err(invalid(
+                    f("unit_price_minor"),
+                    format!("qty times unit_price_minor must not be more than {MAX_RECEIPT_MINOR}"),
+                ));
+            }
+            non_negative(&f("return_window_days"), l.return_window_days)?;
             if l.returned_qty < 0 || l.returned_qty > l.qty {
                 return Err(invalid(f("returned_qty"), "must be between 0 and qty"));
             }
@@ -310,12 +333,7 @@ impl Receipt<'_> {
             if t.kind.trim().is_empty() {
                 return Err(invalid(format!("tenders[{i}].kind"), "must not be empty"));
             }
-            if t.amount_minor < 0 {
-                return Err(invalid(
-                    format!("tenders[{i}].amount_minor"),
-                    "must not be negative",
-                ));
-            }
+            money_amount(&format!("tenders[{i}].amount_minor"), t.amount_minor)?;
             if let Some(l4) = &t.last4 {
                 last4(&format!("tenders[{i}].last4"), l4)?;
             }
@@ -332,7 +350,7 @@ impl Receipt<'_> {
                 cards.push(CardKey { brand, last4 });
             }
         }
-        non_negative("total_minor", self.total_minor)?;
+        money_amount("total_minor", self.total_minor)?;
         Ok(CheckedReceipt {
             receipt_id: self.receipt_id.into_owned(),
             order_number: self.order_number,
@@ -501,6 +519,30 @@ mod tests {
         r["lines"][0]["returned_qty"] = json!(0);
         r["tenders"][0]["last4"] = json!("42");
         assert_eq!(check(&r).unwrap_err().field, "tenders[0].last4");
+        r["tenders"][0]["last4"] = json!("4242");
+        // Amounts the refund arithmetic could overflow on.
+        for (path, v, field) in [
+            ("qty", json!(MAX_LINE_QTY + 1), "lines[0].qty"),
+            (
+                "unit_price_minor",
+                json!(MAX_RECEIPT_MINOR + 1),
+                "lines[0].unit_price_minor",
+            ),
+            ("tax_minor", json!(i64::MAX), "lines[0].tax_minor"),
+            ("discount_minor", json!(i64::MAX), "lines[0].discount_minor"),
+        ] {
+            let mut bad = r.clone();
+            bad["lines"][0][path] = v;
+            assert_eq!(check(&bad).unwrap_err().field, field);
+        }
+        let mut bad = r.clone();
+        bad["lines"][0]["qty"] = json!(MAX_LINE_QTY);
+        bad["lines"][0]["unit_price_minor"] = json!(MAX_RECEIPT_MINOR);
+        assert_eq!(check(&bad).unwrap_err().field, "lines[0].unit_price_minor");
+        let mut bad = r.clone();
+        bad["tenders"][0]["amount_minor"] = json!(MAX_RECEIPT_MINOR + 1);
+        assert_eq!(check(&bad).unwrap_err().field, "tenders[0].amount_minor");
+        assert_eq!(check(&r), Ok(1));
     }
 
     #[test]

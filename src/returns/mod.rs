@@ -9,7 +9,7 @@
 //! override (id + PIN, for this one return) is needed; without it the answer is 409
 //! `override_required` listing the reasons. A return without a receipt is one whose body
 //! has no `receipt_id` (a receipt found by card is still a receipt): it is only ever store
-//! credit, at the lowest price the store's receipts show for the SKU, and while central is
+//! credit, at the lowest price the SKU's recent sales show (see [`no_receipt`]), and while central is
 //! down only if `no_receipt_returns_offline` is `"store_credit_only"`.
 
 pub mod no_receipt;

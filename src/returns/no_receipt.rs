@@ -17,6 +17,10 @@ use crate::error::AppError;
 /// Sales of a SKU looked at for its lowest price.
 const MATCHES: usize = 20;
 
+/// Items in one return without a receipt: each may walk 90 days of receipts.
+pub const MAX_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
 pub struct Priced {
     pub sku: String,
     /// The currency of the sale the price came from (the store's).
@@ -26,7 +30,8 @@ pub struct Priced {
     pub amount_minor: i64,
 }
 
-/// The lowest a single unit of `sku` sold for, in the last 90 days.
+/// The lowest a single unit of `sku` sold for among its [`MATCHES`] most recent sales in the
+/// last 90 days; `None` if it was not sold, or its most recent sale says it is not returnable.
 fn lowest_unit(
     c: &Connection,
     sku: &str,

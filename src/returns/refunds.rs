@@ -9,7 +9,7 @@
 //! first answer is stored, and journaled (returns lane) in the same transaction.
 
 use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
@@ -20,25 +20,38 @@ use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
 use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
 
-/// Refund keys being sent right now, so the desk's request and the worker never send the
-/// same key at the same time. Keys are UUIDv7-based, unique across every store in a process.
-static IN_FLIGHT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// Refund keys being sent right now (`AppState::refunds_in_flight`), so the desk's request
+/// and the worker never send the same key at the same time. The key makes a second send
+/// harmless to the customer, but a processor may answer a concurrent request with the same
+/// key with a refusal (409, "in use") rather than the first answer.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
 
-/// A claim on a key; released on drop.
-struct Claim(String);
+/// A claim on a key; released on drop (also when the desk's request is cancelled mid-send).
+struct Claim<'a> {
+    set: &'a InFlight,
+    key: String,
+}
 
-impl Claim {
-    fn take(key: &str) -> Option<Self> {
-        let mut set = IN_FLIGHT.lock().ok()?;
-        set.insert(key.to_string()).then(|| Self(key.to_string()))
+impl InFlight {
+    fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        // A panic while holding this lock cannot leave the set inconsistent (one insert or
+        // remove), so a poisoned lock is used as is rather than stopping every refund.
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.insert(key.to_string()).then(|| Claim {
+            set: self,
+            key: key.to_string(),
+        })
     }
 }
 
-impl Drop for Claim {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        if let Ok(mut set) = IN_FLIGHT.lock() {
-            set.remove(&self.0);
-        }
+        self.set
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -98,9 +111,10 @@ fn oldest_queued(c: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, St
 /// What one attempt came to.
 enum Sent {
     /// The processor answered for the refund: approved or declined, or refused the request
-    /// as malformed (`failed`). Final: stored, never sent again.
+    /// itself (`failed`: another 4xx, such as 400 or 422). Final: stored, never sent again.
     Settled { state: &'static str, answer: Value },
-    /// No answer to rely on (transport error, timeout, 429, 5xx): send again later.
+    /// No answer to rely on (transport error, timeout, 5xx, 401/403/408/409/425/429): send
+    /// again later, with the same key.
     Retry {
         error: String,
         retry_after: Option<Duration>,
@@ -131,6 +145,8 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         .send()
         .await;
     let now = state.clock.now();
+    // A 409 is the processor at work on this key, not failing: it does not count against it.
+    let mut key_in_use = false;
     let outcome = match res {
         Err(e) => Sent::Retry {
             error: describe_reqwest(&e),
@@ -139,7 +155,14 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         Ok(r) => {
             let status = r.status();
             let ra = retry_after(r.headers());
-            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+            // Not an answer to the refund, so never final: a server error or throttling;
+            // 401/403, our own credentials (a person fixes the config, the refund still goes);
+            // 409, the key is in use (a retry that caught the first attempt in progress);
+            // 408/425, try later. Sending again is safe: the key is the same.
+            if status.is_server_error()
+                || matches!(status.as_u16(), 401 | 403 | 408 | 409 | 425 | 429)
+            {
+                key_in_use = status.as_u16() == 409;
                 Sent::Retry {
                     error: format!("HTTP {status}"),
                     retry_after: ra,
@@ -167,12 +190,9 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
         }
     };
     match &outcome {
-        Sent::Retry { error, retry_after } => state.upstreams.report_failure_retry_after(
-            Upstream::Payments,
-            error.clone(),
-            *retry_after,
-            now,
-        ),
+        Sent::Retry { error, retry_after } if !key_in_use => state
+            .upstreams
+            .report_failure_retry_after(Upstream::Payments, error.clone(), *retry_after, now),
         _ => state.upstreams.report(Upstream::Payments, Ok(()), now),
     }
     outcome
@@ -250,9 +270,11 @@ enum Stop {
 }
 
 /// Sends these refunds now, one after the other, stopping at the first that cannot go.
-async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<(), Stop> {
+/// Returns how many were sent: none when the other sender holds them all.
+async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<usize, Stop> {
+    let mut sent_any = 0;
     for (key, body) in refunds {
-        let Some(_claim) = Claim::take(&key) else {
+        let Some(_claim) = state.refunds_in_flight.claim(&key) else {
             continue;
         };
         // Settled by the other sender while this one waited for the claim?
@@ -277,12 +299,12 @@ async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<()
         let sent = send_one(state, &key, &body).await;
         store_outcome(state, &key, &sent).await;
         match sent {
-            Sent::Settled { .. } => {}
+            Sent::Settled { .. } => sent_any += 1,
             Sent::Held => return Err(Stop::Held),
             Sent::Retry { retry_after, .. } => return Err(Stop::Failed(retry_after)),
         }
     }
-    Ok(())
+    Ok(sent_any)
 }
 
 /// The desk's request: send a new return's refunds now if the processor lets us.
@@ -312,10 +334,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         let wait = match batch {
             Ok(b) if b.is_empty() => idle,
             Ok(b) => match send_all(&state, b).await {
-                Ok(()) => {
+                Ok(sent) if sent > 0 => {
                     backoff.reset();
                     continue;
                 }
+                // The desk's request is sending every one of them: going round again at once
+                // would spin on the queue until it is done (up to the processor's timeout).
+                Ok(_) => idle,
                 Err(Stop::Held) => state
                     .upstreams
                     .next_permit_in(Upstream::Payments, now, idle),

@@ -35,9 +35,11 @@ pub struct Amount {
 
 impl SoldLine {
     /// The discount as a refund can take it back: never more than the line's price.
-    fn discount(&self) -> i64 {
-        self.discount_minor
-            .clamp(0, self.qty.max(0) * self.unit_price_minor.max(0))
+    fn discount(&self) -> i128 {
+        i128::from(self.discount_minor).clamp(
+            0,
+            i128::from(self.qty.max(0)) * i128::from(self.unit_price_minor.max(0)),
+        )
     }
 
     /// What the customer paid for the whole line.
@@ -48,6 +50,10 @@ impl SoldLine {
     /// What the first `n` units of the line are worth. The discount is spread rounding up and
     /// the tax rounding down, so `n` units are never worth more than `n / qty` of what was
     /// paid; at `n = qty` both come out exact, so the last unit takes the remainders.
+    ///
+    /// Worked in `i128`: the feed bounds a receipt's amounts (`MAX_RECEIPT_MINOR`) so that
+    /// everything fits an `i64`, and a record that slipped past those bounds saturates here
+    /// instead of overflowing (a panic in a debug build, a wrapped refund in release).
     pub fn worth_of_first(&self, n: i64) -> Amount {
         let q = self.qty.max(1);
         let n = n.clamp(0, q);
@@ -56,19 +62,20 @@ impl SoldLine {
             self.discount()
         } else {
             // ceil(n * d / q), d >= 0
-            ((n128 * i128::from(self.discount()) + q128 - 1) / q128) as i64
+            (n128 * self.discount() + q128 - 1) / q128
         };
         let tax = if n == q {
-            self.tax_minor.max(0)
+            i128::from(self.tax_minor.max(0))
         } else {
-            (n128 * i128::from(self.tax_minor.max(0)) / q128) as i64
+            n128 * i128::from(self.tax_minor.max(0)) / q128
         };
-        let price = n * self.unit_price_minor.max(0);
+        let price = n128 * i128::from(self.unit_price_minor.max(0));
+        let fit = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
         Amount {
-            price_minor: price,
-            discount_minor: discount,
-            tax_minor: tax,
-            amount_minor: price - discount + tax,
+            price_minor: fit(price),
+            discount_minor: fit(discount),
+            tax_minor: fit(tax),
+            amount_minor: fit(price - discount + tax),
         }
     }
 
@@ -77,12 +84,12 @@ impl SoldLine {
     /// up to at most what was paid, and to exactly that once every unit is back.
     pub fn refund_for(&self, already: i64, k: i64) -> Amount {
         let a = self.worth_of_first(already);
-        let b = self.worth_of_first(already + k);
+        let b = self.worth_of_first(already.saturating_add(k));
         Amount {
-            price_minor: b.price_minor - a.price_minor,
-            discount_minor: b.discount_minor - a.discount_minor,
-            tax_minor: b.tax_minor - a.tax_minor,
-            amount_minor: b.amount_minor - a.amount_minor,
+            price_minor: b.price_minor.saturating_sub(a.price_minor),
+            discount_minor: b.discount_minor.saturating_sub(a.discount_minor),
+            tax_minor: b.tax_minor.saturating_sub(a.tax_minor),
+            amount_minor: b.amount_minor.saturating_sub(a.amount_minor),
         }
     }
 
@@ -193,9 +200,20 @@ pub struct Planned {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     NoLines,
-    InvalidLine { index: usize, message: String },
-    Line { index: usize, refusal: LineRefusal },
-    TooMany { index: usize, remaining: i64 },
+    /// `field` is the request line's field at fault (`line`, `qty`, `reason`).
+    InvalidLine {
+        index: usize,
+        field: &'static str,
+        message: String,
+    },
+    Line {
+        index: usize,
+        refusal: LineRefusal,
+    },
+    TooMany {
+        index: usize,
+        remaining: i64,
+    },
 }
 
 /// Checks a request against the receipt's lines (with their returned counts) and prices it.
@@ -214,18 +232,21 @@ pub fn plan_return(
         let Some(sold) = lines.iter().find(|l| l.line == ask.line) else {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "line",
                 message: format!("the receipt has no line {}", ask.line),
             });
         };
         if !seen.insert(ask.line) {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "line",
                 message: format!("line {} appears twice", ask.line),
             });
         }
         if ask.qty < 1 {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "qty",
                 message: "qty must be at least 1".into(),
             });
         }
@@ -233,6 +254,7 @@ pub fn plan_return(
         if reason.is_empty() || reason.chars().count() > 200 {
             return Err(Refusal::InvalidLine {
                 index,
+                field: "reason",
                 message: "a reason of 1 to 200 characters is needed".into(),
             });
         }
@@ -420,6 +442,16 @@ mod tests {
     }
 
     #[test]
+    fn amounts_past_the_feed_bounds_saturate_never_overflow() {
+        let l = sold(i64::MAX, i64::MAX, i64::MAX, i64::MAX);
+        assert_eq!(l.paid_minor(), i64::MAX);
+        assert!(l.refund_for(i64::MAX - 1, i64::MAX).amount_minor >= 0);
+        let l = sold(3, i64::MAX / 2, 0, i64::MAX);
+        assert_eq!(l.worth_of_first(3).price_minor, i64::MAX);
+        assert!(l.refund_for(1, 1).amount_minor >= 0);
+    }
+
+    #[test]
     fn every_line_refusal() {
         let sold_at = t("2026-11-01T10:00:00Z");
         let mut l = sold(2, 500, 0, 0);
@@ -470,11 +502,15 @@ mod tests {
         ));
         assert!(matches!(
             plan_return(&lines, sold_at, now, &[ask(1, 1), ask(1, 1)]),
-            Err(Refusal::InvalidLine { index: 1, .. })
+            Err(Refusal::InvalidLine {
+                index: 1,
+                field: "line",
+                ..
+            })
         ));
         assert!(matches!(
             plan_return(&lines, sold_at, now, &[ask(1, 0)]),
-            Err(Refusal::InvalidLine { .. })
+            Err(Refusal::InvalidLine { field: "qty", .. })
         ));
         assert_eq!(
             plan_return(&lines, sold_at, now, &[ask(1, 1), ask(2, 1)]),

@@ -550,6 +550,12 @@ pub fn policy(conn: &Connection) -> rusqlite::Result<Policy> {
     Ok(p)
 }
 
+/// Refunded for a receipt by this store so far, by every method.
+pub fn refunded_for_receipt(conn: &Connection, receipt_id: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE receipt_id = ?1")?
+        .query_row([receipt_id], |r| r.get(0))
+}
+
 /// Refunded today (the store day) while central was down.
 pub fn offline_used(conn: &Connection, day: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(

@@ -200,9 +200,11 @@ fn refusal(r: Refusal) -> AppError {
         Refusal::NoLines => {
             AppError::invalid("no_lines", "lines", "choose at least one line to return")
         }
-        Refusal::InvalidLine { index, message } => {
-            AppError::invalid("invalid_line", format!("lines[{index}]"), message)
-        }
+        Refusal::InvalidLine {
+            index,
+            field,
+            message,
+        } => AppError::invalid("invalid_line", format!("lines[{index}].{field}"), message),
         Refusal::Line { index, refusal } => {
             let code = refusal.code();
             let e = AppError::invalid(code, format!("lines[{index}].line"), refusal.message());
@@ -234,6 +236,29 @@ fn override_required(reasons: &[OverrideReason]) -> AppError {
         format!("a manager's override is needed: {message}"),
     )
     .with("reasons", serde_json::to_value(reasons).unwrap_or_default())
+}
+
+/// A return without a receipt is store credit only, and while central is down only if the
+/// policy allows it (`policy` is `None` before it has been read).
+fn no_receipt_allowed(
+    method: RefundMethod,
+    offline: bool,
+    policy: Option<&rules::Policy>,
+) -> Result<(), AppError> {
+    if method != RefundMethod::StoreCredit {
+        return Err(AppError::invalid(
+            "no_receipt_store_credit_only",
+            "refund.method",
+            "a return without a receipt is refunded as store credit only",
+        ));
+    }
+    if offline && policy.is_some_and(|p| !p.no_receipt_store_credit_offline) {
+        return Err(AppError::conflict(
+            "no_receipt_offline",
+            "returns without a receipt are refused while central is down",
+        ));
+    }
+    Ok(())
 }
 
 /// A manager's id and PIN, checked for this one return. A PIN that is not accepted is the
@@ -268,6 +293,8 @@ struct Take {
     actor: String,
     caller: Caller,
     approval: Option<Approval>,
+    /// Without a receipt: the items priced (on a reader, before the write).
+    priced: Option<Vec<no_receipt::Priced>>,
     device: Option<String>,
     store_id: String,
     now: DateTime<Utc>,
@@ -298,6 +325,41 @@ pub(super) async fn take(
                                    "method": body.refund.method}))
         .unwrap_or_default(),
     ));
+    let offline = offline(&state);
+    let now = state.clock.now();
+    // Without a receipt the price is the lowest the store's receipts show for the SKU: a walk
+    // of up to 90 days of receipts, done on a reader so it never holds up the one writer (and
+    // every kiosk payment behind it). The receipts replica is all it reads.
+    let priced = match &body.receipt_id {
+        Some(_) => None,
+        None => {
+            no_receipt_allowed(body.refund.method, offline, None)?;
+            if body.lines.len() > no_receipt::MAX_LINES {
+                return Err(AppError::invalid(
+                    "invalid_line",
+                    "lines",
+                    format!(
+                        "at most {} items in one return without a receipt",
+                        no_receipt::MAX_LINES
+                    ),
+                ));
+            }
+            let lines = body.lines.clone();
+            Some(
+                state
+                    .store
+                    .read(move |c| {
+                        no_receipt_allowed(
+                            RefundMethod::StoreCredit,
+                            offline,
+                            Some(&store::policy(c)?),
+                        )?;
+                        no_receipt::price(c, &lines, now)
+                    })
+                    .await?,
+            )
+        }
+    };
     let approval = match &body.override_ {
         Some(o) => Some(approval(&state, o, client).await?),
         None => None,
@@ -305,14 +367,15 @@ pub(super) async fn take(
     let input = Take {
         body,
         request_hash,
-        offline: offline(&state),
+        offline,
         role,
         actor,
         caller,
         approval,
+        priced,
         device: client.map(|c| c.to_string()),
         store_id: state.config.store_id.clone(),
-        now: state.clock.now(),
+        now,
         now_s: state.clock.now_rfc3339(),
     };
     // Decided on the writer against the receipt and the returns as they are at that moment:
@@ -415,20 +478,9 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
             (Some(receipt_id.clone()), outs, currency, Some(l))
         }
         None => {
-            if method != RefundMethod::StoreCredit {
-                return Err(AppError::invalid(
-                    "no_receipt_store_credit_only",
-                    "refund.method",
-                    "a return without a receipt is refunded as store credit only",
-                ));
-            }
-            if t.offline && !policy.no_receipt_store_credit_offline {
-                return Err(AppError::conflict(
-                    "no_receipt_offline",
-                    "returns without a receipt are refused while central is down",
-                ));
-            }
-            let priced = no_receipt::price(c, &t.body.lines, t.now)?;
+            // Checked again here: the policy may have changed since the items were priced.
+            no_receipt_allowed(method, t.offline, Some(&policy))?;
+            let priced = t.priced.clone().unwrap_or_default();
             let currency = priced
                 .first()
                 .map(|p| p.currency.clone())
@@ -455,6 +507,29 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
         }
     };
     let amount: i64 = outs.iter().map(|o| o.amount).sum();
+    // The lines' prices bound each line's refunds; the tenders bound the receipt's. They agree
+    // on a well-formed receipt, but HQ's record is data, not a promise: never give back more
+    // than was paid, however the lines are priced.
+    if let (Some(receipt_id), Some(l)) = (&receipt, &tenders) {
+        let paid = l
+            .doc
+            .tenders
+            .iter()
+            .fold(0i64, |sum, t| sum.saturating_add(t.amount_minor.max(0)));
+        let remaining = paid
+            .saturating_sub(store::refunded_for_receipt(c, receipt_id)?)
+            .max(0);
+        if amount > remaining {
+            return Err(AppError::invalid(
+                "refund_exceeds_payment",
+                "lines",
+                format!(
+                    "this return would refund {amount}, but only {remaining} of what was paid on this receipt has not been refunded yet: call a manager"
+                ),
+            )
+            .with("remaining_minor", remaining));
+        }
+    }
     let day = store_day(t.now);
     let used = store::offline_used(c, &day)?;
     let reasons = rules::override_reasons(t.offline, t.role, amount, used, &policy);
