@@ -24,6 +24,8 @@ pub struct AppState {
     pub sessions: Arc<crate::access::session::SessionCache>,
     /// Bounds Argon2id checks at once (19 MiB each).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
+    /// Kiosk payments: online attempts in flight, and the forwarding worker's wake-up.
+    pub payments: Arc<crate::payments::Runtime>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -60,6 +62,7 @@ impl AppState {
             sessions: Arc::default(),
             pin_checks,
             draining: Arc::new(AtomicBool::new(false)),
+            payments: Arc::new(crate::payments::Runtime::new(now)),
         })
     }
 }

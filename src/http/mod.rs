@@ -56,6 +56,7 @@ pub fn routes() -> Vec<Route> {
         crate::access::login::routes(),
         crate::access::kiosk::routes(),
         crate::pickups::routes(),
+        crate::payments::routes(),
         crate::reconciliation::routes(),
         crate::web::routes(),
         openapi::routes(),
