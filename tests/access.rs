@@ -50,6 +50,9 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ),
     ("POST", "/api/v1/pickups/{order_id}/no-show", Rule::AnyStaff),
     ("GET", "/kiosk/v1/device", Rule::Kiosk),
+    ("POST", "/kiosk/v1/payments", Rule::Kiosk),
+    ("GET", "/kiosk/v1/payments/{payment_id}", Rule::Kiosk),
+    ("POST", "/kiosk/v1/sales", Rule::Kiosk),
 ];
 
 #[derive(Debug, Clone)]

@@ -516,8 +516,13 @@ fn restore_local_receipts(conn: &Connection) -> rusqlite::Result<i64> {
             .ok()
             .and_then(|r| r.check().ok());
         match checked {
-            Some(rec) => docs.push(Doc { raw: raw.clone(), rec }),
-            None => tracing::error!("a local receipt no longer passes the receipt checks; not restored"),
+            Some(rec) => docs.push(Doc {
+                raw: raw.clone(),
+                rec,
+            }),
+            None => {
+                tracing::error!("a local receipt no longer passes the receipt checks; not restored")
+            }
         }
     }
     if docs.is_empty() {

@@ -18,8 +18,21 @@ pub enum Found {
 
 /// Field names (lower case, without `_`, `-`, spaces) that only card data would use.
 const NAMES: [&str; 16] = [
-    "pan", "cardnumber", "cardno", "ccnumber", "ccnum", "primaryaccountnumber", "accountnumber",
-    "cvv", "cvv2", "cvc", "cvc2", "cid", "securitycode", "cardsecuritycode", "trackdata",
+    "pan",
+    "cardnumber",
+    "cardno",
+    "ccnumber",
+    "ccnum",
+    "primaryaccountnumber",
+    "accountnumber",
+    "cvv",
+    "cvv2",
+    "cvc",
+    "cvc2",
+    "cid",
+    "securitycode",
+    "cardsecuritycode",
+    "trackdata",
     "magstripe",
 ];
 
@@ -73,7 +86,9 @@ fn walk(v: &Value, path: &mut String) -> Option<Found> {
             None
         }
         Value::String(s) => holds_card_number(s).then(|| Found::CardNumber(path.clone())),
-        Value::Number(n) => holds_card_number(&n.to_string()).then(|| Found::CardNumber(path.clone())),
+        Value::Number(n) => {
+            holds_card_number(&n.to_string()).then(|| Found::CardNumber(path.clone()))
+        }
         _ => None,
     }
 }
@@ -185,7 +200,10 @@ mod tests {
         assert_eq!(find(&ok), None);
         let mut bad = ok.clone();
         bad["tender"]["card_number"] = json!("x");
-        assert_eq!(find(&bad), Some(Found::FieldName("tender.card_number".into())));
+        assert_eq!(
+            find(&bad),
+            Some(Found::FieldName("tender.card_number".into()))
+        );
         let mut bad = ok.clone();
         bad["tender"]["CVV"] = json!(123);
         assert_eq!(find(&bad), Some(Found::FieldName("tender.CVV".into())));
@@ -200,7 +218,10 @@ mod tests {
         assert_eq!(find(&bad), Some(Found::CardNumber("tender.token".into())));
         let mut bad = ok.clone();
         bad["lines"] = json!([{"description": "x"}, {"description": "5555 5555 5555 4444"}]);
-        assert_eq!(find(&bad), Some(Found::CardNumber("lines[1].description".into())));
+        assert_eq!(
+            find(&bad),
+            Some(Found::CardNumber("lines[1].description".into()))
+        );
         let mut bad = ok;
         bad["amount_minor"] = json!(4_111_111_111_111_111u64);
         assert_eq!(find(&bad), Some(Found::CardNumber("amount_minor".into())));
@@ -214,7 +235,8 @@ mod tests {
             let check = (0..10u8).find(|c| { let mut d = digits.clone(); d.push(b'0' + c); luhn(&d) }).unwrap();
             digits.push(b'0' + check);
             let plain = String::from_utf8(digits).unwrap();
-            prop_assert!(holds_card_number(&format!("{prefix}{plain}")));
+            let prefixed = format!("{prefix}{plain}");
+            prop_assert!(holds_card_number(&prefixed));
             let sep = if dash { "-" } else { " " };
             let grouped: Vec<String> = plain.as_bytes().chunks(4).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
             prop_assert!(holds_card_number(&grouped.join(sep)));

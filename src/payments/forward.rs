@@ -35,16 +35,29 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 }
 
 fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
-    (state.config.store_id.clone(), state.clock.now(), super::reachable_hint(state))
+    (
+        state.config.store_id.clone(),
+        state.clock.now(),
+        super::reachable_hint(state),
+    )
 }
 
 /// One pass: remember when the processor answered, expire, resolve, forward.
-async fn round(state: &AppState, stored_reachable: &mut Option<DateTime<Utc>>) -> Result<(), AppError> {
-    let last_success = state.upstreams.get(Upstream::Payments).and_then(|h| h.last_success);
+async fn round(
+    state: &AppState,
+    stored_reachable: &mut Option<DateTime<Utc>>,
+) -> Result<(), AppError> {
+    let last_success = state
+        .upstreams
+        .get(Upstream::Payments)
+        .and_then(|h| h.last_success);
     if let Some(at) = last_success
         && stored_reachable.is_none_or(|s| at - s > chrono::Duration::seconds(10))
     {
-        state.store.write(move |c| store::store_reachable_at(c, at).map_err(AppError::from)).await?;
+        state
+            .store
+            .write(move |c| store::store_reachable_at(c, at).map_err(AppError::from))
+            .await?;
         *stored_reachable = Some(at);
     }
 
@@ -52,7 +65,15 @@ async fn round(state: &AppState, stored_reachable: &mut Option<DateTime<Utc>>) -
     let expired = state
         .store
         .write(move |c| {
-            store::expire_overdue(c, &Ctx { store_id: &store_id, now, reachable_hint: hint }).map_err(AppError::from)
+            store::expire_overdue(
+                c,
+                &Ctx {
+                    store_id: &store_id,
+                    now,
+                    reachable_hint: hint,
+                },
+            )
+            .map_err(AppError::from)
         })
         .await?;
     if expired > 0 {
@@ -66,15 +87,31 @@ async fn round(state: &AppState, stored_reachable: &mut Option<DateTime<Utc>>) -
     }
     // Oldest first, one at a time; stop at the first failure (the breaker decides when next).
     loop {
-        let Some(p) = state.store.read(|c| store::next_to_forward(c).map_err(AppError::from)).await? else {
+        let Some(p) = state
+            .store
+            .read(|c| store::next_to_forward(c).map_err(AppError::from))
+            .await?
+        else {
             break;
         };
-        if !state.upstreams.permit(Upstream::Payments, state.clock.now()) || !forward_one(state, &p).await? {
+        if !state
+            .upstreams
+            .permit(Upstream::Payments, state.clock.now())
+            || !forward_one(state, &p).await?
+        {
             return Ok(());
         }
     }
-    while let Some(p) = state.store.read(|c| store::next_unresolved(c).map_err(AppError::from)).await? {
-        if !state.upstreams.permit(Upstream::Payments, state.clock.now()) || !resolve_declined(state, &p).await? {
+    while let Some(p) = state
+        .store
+        .read(|c| store::next_unresolved(c).map_err(AppError::from))
+        .await?
+    {
+        if !state
+            .upstreams
+            .permit(Upstream::Payments, state.clock.now())
+            || !resolve_declined(state, &p).await?
+        {
             return Ok(());
         }
     }
@@ -90,16 +127,28 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
     let (store_id, now, hint) = ctx_parts(state);
     let p2 = p.clone();
     let ok = match sent {
-        Sent::Answered { approved, auth_code, reason } => {
+        Sent::Answered {
+            approved,
+            auth_code,
+            reason,
+        } => {
             state
                 .store
                 .write(move |c| {
-                    let ctx = Ctx { store_id: &store_id, now, reachable_hint: hint };
+                    let ctx = Ctx {
+                        store_id: &store_id,
+                        now,
+                        reachable_hint: hint,
+                    };
                     store::store_reachable_at(c, now)?;
                     let out = if approved {
-                        Forwarded::Captured { auth_code: auth_code.as_deref() }
+                        Forwarded::Captured {
+                            auth_code: auth_code.as_deref(),
+                        }
                     } else {
-                        Forwarded::Declined { reason: reason.as_deref() }
+                        Forwarded::Declined {
+                            reason: reason.as_deref(),
+                        }
                     };
                     store::record_forwarded(c, &ctx, &p2, out).map_err(AppError::from)
                 })
@@ -110,7 +159,9 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
         Sent::NotReached(e) | Sent::Unknown(e) => {
             state
                 .store
-                .write(move |c| store::record_forward_error(c, &p2.payment_id, &e).map_err(AppError::from))
+                .write(move |c| {
+                    store::record_forward_error(c, &p2.payment_id, &e).map_err(AppError::from)
+                })
                 .await?;
             false
         }
@@ -125,11 +176,23 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
     let tender: serde_json::Value = serde_json::from_str(&p.tender).unwrap_or_default();
     let body = json!({"amount_minor": p.amount_minor, "currency": p.currency, "tender": tender, "stored": false});
     let (approved, auth_code) = match processor::authorize(state, &p.payment_id, &body).await {
-        Sent::Answered { approved, auth_code, .. } => (approved, auth_code),
+        Sent::Answered {
+            approved,
+            auth_code,
+            ..
+        } => (approved, auth_code),
         _ => return Ok(false),
     };
     let refund = if approved {
-        match processor::reverse(state, &p.payment_id, auth_code.as_deref(), p.amount_minor, &p.currency).await {
+        match processor::reverse(
+            state,
+            &p.payment_id,
+            auth_code.as_deref(),
+            p.amount_minor,
+            &p.currency,
+        )
+        .await
+        {
             Ok(id) => id,
             Err(_) => return Ok(false),
         }
@@ -141,8 +204,13 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
     state
         .store
         .write(move |c| {
-            let ctx = Ctx { store_id: &store_id, now, reachable_hint: hint };
-            store::record_resolved(c, &ctx, &p2, approved, refund.as_deref()).map_err(AppError::from)
+            let ctx = Ctx {
+                store_id: &store_id,
+                now,
+                reachable_hint: hint,
+            };
+            store::record_resolved(c, &ctx, &p2, approved, refund.as_deref())
+                .map_err(AppError::from)
         })
         .await?;
     state.journal_appended.notify_one();
@@ -154,14 +222,25 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
 /// approval is forwarded later with the same key.
 async fn resolve_stale_pending(state: &AppState) -> Result<(), AppError> {
     let before = state.clock.now()
-        - chrono::Duration::from_std(processor::budget(state) + Duration::from_secs(5)).unwrap_or_default();
-    let stale = state.store.read(move |c| store::stale_pending(c, before).map_err(AppError::from)).await?;
-    for p in stale.into_iter().filter(|p| !state.payments.is_inflight(&p.payment_id)) {
+        - chrono::Duration::from_std(processor::budget(state) + Duration::from_secs(5))
+            .unwrap_or_default();
+    let stale = state
+        .store
+        .read(move |c| store::stale_pending(c, before).map_err(AppError::from))
+        .await?;
+    for p in stale
+        .into_iter()
+        .filter(|p| !state.payments.is_inflight(&p.payment_id))
+    {
         let (store_id, now, hint) = ctx_parts(state);
         state
             .store
             .write(move |c| {
-                let ctx = Ctx { store_id: &store_id, now, reachable_hint: hint };
+                let ctx = Ctx {
+                    store_id: &store_id,
+                    now,
+                    reachable_hint: hint,
+                };
                 store::stand_in(c, &ctx, &store::as_new(&p), false, true).map_err(AppError::from)
             })
             .await?;

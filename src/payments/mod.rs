@@ -38,14 +38,24 @@ use store::{Ctx, NewPayment, Payment};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/kiosk/v1/payments", Access::Kiosk, post(create)),
+        Route::new(
+            Method::POST,
+            "/kiosk/v1/payments",
+            Access::Kiosk,
+            post(create),
+        ),
         Route::new(
             Method::GET,
             "/kiosk/v1/payments/{payment_id}",
             Access::Kiosk,
             get(one),
         ),
-        Route::new(Method::POST, "/kiosk/v1/sales", Access::Kiosk, post(sales::record)),
+        Route::new(
+            Method::POST,
+            "/kiosk/v1/sales",
+            Access::Kiosk,
+            post(sales::record),
+        ),
     ]
 }
 
@@ -71,7 +81,10 @@ impl Runtime {
     }
 
     fn is_inflight(&self, id: &str) -> bool {
-        self.inflight.lock().map(|s| s.contains(id)).unwrap_or(false)
+        self.inflight
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
     }
 
     fn done(&self, id: &str) {
@@ -88,11 +101,17 @@ pub fn reachable_hint(state: &AppState) -> DateTime<Utc> {
         .upstreams
         .get(Upstream::Payments)
         .and_then(|h| h.last_success);
-    seen.map_or(state.payments.started_at, |s| s.max(state.payments.started_at))
+    seen.map_or(state.payments.started_at, |s| {
+        s.max(state.payments.started_at)
+    })
 }
 
 fn ctx(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
-    (state.config.store_id.clone(), state.clock.now(), reachable_hint(state))
+    (
+        state.config.store_id.clone(),
+        state.clock.now(),
+        reachable_hint(state),
+    )
 }
 
 pub(crate) fn kiosk(caller: &Caller) -> Result<(String, String), AppError> {
@@ -120,13 +139,23 @@ pub(crate) fn refuse_card_data(body: &Value) -> Result<(), AppError> {
 }
 
 /// Parses JSON, refusing card data first; a syntax error is a 400 about the body.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(Value, T), AppError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| AppError::bad_request("body", format!("not valid JSON: {}", e.classify_name())))?;
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(Value, T), AppError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        AppError::bad_request("body", format!("not valid JSON: {}", e.classify_name()))
+    })?;
     refuse_card_data(&value)?;
     let typed = serde_path_to_error::deserialize(&value).map_err(|e| {
         let (field, message) = describe_json_error(&e);
-        AppError::bad_request(if field.is_empty() { "body".into() } else { field }, message)
+        AppError::bad_request(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            message,
+        )
     })?;
     Ok((value, typed))
 }
@@ -149,7 +178,9 @@ impl Classify for serde_json::Error {
 
 /// SHA-256 of the canonical JSON: the same body, however its keys are ordered.
 pub(crate) fn body_hash(v: &Value) -> String {
-    hex::encode(Sha256::digest(crate::journal::chain::canonical_json(v).as_bytes()))
+    hex::encode(Sha256::digest(
+        crate::journal::chain::canonical_json(v).as_bytes(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -177,24 +208,45 @@ const TENDER_KINDS: [&str; 4] = ["card_token", "p2pe", "app_pay", "gift_card"];
 
 pub(crate) fn short_field(field: &str, v: &str) -> Result<(), AppError> {
     if v.trim().is_empty() || v.len() > 128 {
-        return Err(AppError::invalid("invalid_field", field, "must be 1 to 128 characters"));
+        return Err(AppError::invalid(
+            "invalid_field",
+            field,
+            "must be 1 to 128 characters",
+        ));
     }
     Ok(())
 }
 
 impl PaymentRequest {
-    fn into_new(self, device_id: String, lane: String, body_sha256: String) -> Result<NewPayment, AppError> {
+    fn into_new(
+        self,
+        device_id: String,
+        lane: String,
+        body_sha256: String,
+    ) -> Result<NewPayment, AppError> {
         short_field("idempotency_key", &self.idempotency_key)?;
         short_field("basket_id", &self.basket_id)?;
         if !(1..=100_000_000).contains(&self.amount_minor) {
-            return Err(AppError::invalid("invalid_field", "amount_minor", "must be from 1 to 100000000"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "amount_minor",
+                "must be from 1 to 100000000",
+            ));
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(AppError::invalid("invalid_field", "currency", "an ISO 4217 code such as USD"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "currency",
+                "an ISO 4217 code such as USD",
+            ));
         }
         let t = self.tender;
         if !TENDER_KINDS.contains(&t.kind.as_str()) {
-            return Err(AppError::invalid("invalid_field", "tender.kind", "one of card_token, p2pe, app_pay, gift_card"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.kind",
+                "one of card_token, p2pe, app_pay, gift_card",
+            ));
         }
         let (secret_field, secret) = if t.kind == "p2pe" {
             ("ciphertext", t.ciphertext.as_deref())
@@ -214,17 +266,29 @@ impl PaymentRequest {
         if let Some(l) = &t.last4
             && (l.len() != 4 || !l.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(AppError::invalid("invalid_field", "tender.last4", "four digits"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.last4",
+                "four digits",
+            ));
         }
         if let Some(m) = t.exp_month
             && !(1..=12).contains(&m)
         {
-            return Err(AppError::invalid("invalid_field", "tender.exp_month", "1 to 12"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.exp_month",
+                "1 to 12",
+            ));
         }
         if let Some(y) = t.exp_year
             && !(2000..=2100).contains(&y)
         {
-            return Err(AppError::invalid("invalid_field", "tender.exp_year", "a four-digit year"));
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.exp_year",
+                "a four-digit year",
+            ));
         }
         if let Some(b) = &t.brand {
             short_field("tender.brand", b)?;
@@ -285,16 +349,25 @@ async fn create(
 
     // A retry of a payment already decided: its first answer, from a read.
     let (d, k) = (new.device_id.clone(), new.idempotency_key.clone());
-    if let Some(p) = state.store.read(move |c| store::by_key(c, &d, &k).map_err(AppError::from)).await? {
+    if let Some(p) = state
+        .store
+        .read(move |c| store::by_key(c, &d, &k).map_err(AppError::from))
+        .await?
+    {
         return replay(&state, p, &new.body_sha256).await;
     }
 
     let permitted = state.config.payments.url.is_some()
-        && state.upstreams.permit(Upstream::Payments, state.clock.now());
+        && state
+            .upstreams
+            .permit(Upstream::Payments, state.clock.now());
     // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
     // half-decided, and its retry finds the decision.
     let task = tokio::spawn(decide(state.clone(), new.clone(), permitted));
-    match task.await.map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))?? {
+    match task
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
+    {
         Claimed::Decided(answer) => Ok(ApiJson(answer)),
         Claimed::Existing(p) => replay(&state, p, &new.body_sha256).await,
     }
@@ -310,8 +383,14 @@ async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Cla
                 if let Some(p) = store::by_key(c, &new.device_id, &new.idempotency_key)? {
                     return Ok::<_, AppError>(Claimed::Existing(p));
                 }
-                let ctx = Ctx { store_id: &store_id, now, reachable_hint: hint };
-                Ok(Claimed::Decided(store::stand_in(c, &ctx, &new, true, false)?))
+                let ctx = Ctx {
+                    store_id: &store_id,
+                    now,
+                    reachable_hint: hint,
+                };
+                Ok(Claimed::Decided(store::stand_in(
+                    c, &ctx, &new, true, false,
+                )?))
             })
             .await?;
         if matches!(claimed, Claimed::Decided(_)) {
@@ -352,11 +431,26 @@ async fn online(state: &AppState, new: &NewPayment) -> Result<Value, AppError> {
     let answer = state
         .store
         .write(move |c| {
-            let ctx = Ctx { store_id: &store_id, now, reachable_hint: hint };
+            let ctx = Ctx {
+                store_id: &store_id,
+                now,
+                reachable_hint: hint,
+            };
             match sent {
-                Sent::Answered { approved, auth_code, reason } => {
+                Sent::Answered {
+                    approved,
+                    auth_code,
+                    reason,
+                } => {
                     store::store_reachable_at(c, now)?;
-                    store::settle_online(c, &ctx, &p, approved, auth_code.as_deref(), reason.as_deref())
+                    store::settle_online(
+                        c,
+                        &ctx,
+                        &p,
+                        approved,
+                        auth_code.as_deref(),
+                        reason.as_deref(),
+                    )
                 }
                 // Unreachable or outcome unknown: decide locally; an approval is forwarded
                 // later with this same key, so the processor counts it once.
@@ -384,7 +478,11 @@ async fn replay(state: &AppState, p: Payment, hash: &str) -> Result<ApiJson<Valu
     let mut decided = state.payments.decided.subscribe();
     let mut p = p;
     loop {
-        if let Some(a) = p.answer.as_deref().and_then(|a| serde_json::from_str(a).ok()) {
+        if let Some(a) = p
+            .answer
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+        {
             return Ok(ApiJson(a));
         }
         // Pending with no attempt in this process: a crash left it; the forwarder resolves it.
@@ -396,7 +494,8 @@ async fn replay(state: &AppState, p: Payment, hash: &str) -> Result<ApiJson<Valu
         let _ = tokio::time::timeout(wait, decided.changed()).await;
         if tokio::time::Instant::now() > deadline {
             return Err(AppError::Unavailable(
-                "the payment's outcome is not known yet; retry with the same idempotency_key".into(),
+                "the payment's outcome is not known yet; retry with the same idempotency_key"
+                    .into(),
             ));
         }
         let id = p.payment_id.clone();

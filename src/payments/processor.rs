@@ -63,12 +63,18 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                         Some(s @ ("approved" | "declined")) => (
                             Sent::Answered {
                                 approved: s == "approved",
-                                auth_code: v.get("auth_code").and_then(Value::as_str).map(String::from),
+                                auth_code: v
+                                    .get("auth_code")
+                                    .and_then(Value::as_str)
+                                    .map(String::from),
                                 reason: v.get("reason").and_then(Value::as_str).map(String::from),
                             },
                             None,
                         ),
-                        _ => (Sent::Unknown("the processor answered without a status".into()), None),
+                        _ => (
+                            Sent::Unknown("the processor answered without a status".into()),
+                            None,
+                        ),
                     },
                     Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
                 }
@@ -101,7 +107,13 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
 
 /// `POST /v1/refunds` for an authorisation the store must not keep (declined offline while
 /// the processor had in fact approved it). Idempotent by its own derived key.
-pub async fn reverse(state: &AppState, payment_id: &str, auth_code: Option<&str>, amount_minor: i64, currency: &str) -> Result<Option<String>, String> {
+pub async fn reverse(
+    state: &AppState,
+    payment_id: &str,
+    auth_code: Option<&str>,
+    amount_minor: i64,
+    currency: &str,
+) -> Result<Option<String>, String> {
     let Some(base) = state.config.payments.url.as_deref() else {
         return Err("the processor is not configured".into());
     };
@@ -124,12 +136,16 @@ pub async fn reverse(state: &AppState, payment_id: &str, auth_code: Option<&str>
         }
         Ok(r) => {
             let e = format!("refund answered HTTP {}", r.status());
-            state.upstreams.report(Upstream::Payments, Err(e.clone()), now);
+            state
+                .upstreams
+                .report(Upstream::Payments, Err(e.clone()), now);
             Err(e)
         }
         Err(e) => {
             let e = describe_reqwest(&e);
-            state.upstreams.report(Upstream::Payments, Err(e.clone()), now);
+            state
+                .upstreams
+                .report(Upstream::Payments, Err(e.clone()), now);
             Err(e)
         }
     }

@@ -50,7 +50,11 @@ impl Policy {
                 }
                 "offline_tenders" => {
                     if let Some(a) = v.as_array() {
-                        p.tenders = a.iter().filter_map(Value::as_str).map(String::from).collect();
+                        p.tenders = a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect();
                     }
                 }
                 _ => {}
@@ -176,22 +180,58 @@ mod tests {
             stand_in_decision(&p, &facts(10_001)),
             Err(Refusal::OverTransactionCap)
         );
-        let gift = Facts { tender_kind: "gift_card", ..facts(100) };
-        assert_eq!(stand_in_decision(&p, &gift), Err(Refusal::TenderNotAllowedOffline));
-        let busy = Facts { card_count: 3, ..facts(100) };
-        assert_eq!(stand_in_decision(&p, &busy), Err(Refusal::CardVelocityCount));
-        let spent = Facts { card_count: 2, card_amount_minor: 14_950, ..facts(100) };
-        assert_eq!(stand_in_decision(&p, &spent), Err(Refusal::CardVelocityAmount));
-        let full = Facts { exposure_minor: 49_950, ..facts(100) };
+        let gift = Facts {
+            tender_kind: "gift_card",
+            ..facts(100)
+        };
+        assert_eq!(
+            stand_in_decision(&p, &gift),
+            Err(Refusal::TenderNotAllowedOffline)
+        );
+        let busy = Facts {
+            card_count: 3,
+            ..facts(100)
+        };
+        assert_eq!(
+            stand_in_decision(&p, &busy),
+            Err(Refusal::CardVelocityCount)
+        );
+        let spent = Facts {
+            card_count: 2,
+            card_amount_minor: 14_950,
+            ..facts(100)
+        };
+        assert_eq!(
+            stand_in_decision(&p, &spent),
+            Err(Refusal::CardVelocityAmount)
+        );
+        let full = Facts {
+            exposure_minor: 49_950,
+            ..facts(100)
+        };
         assert_eq!(stand_in_decision(&p, &full), Err(Refusal::ExposureCap));
-        let exact = Facts { exposure_minor: 49_900, ..facts(100) };
+        let exact = Facts {
+            exposure_minor: 49_900,
+            ..facts(100)
+        };
         assert_eq!(stand_in_decision(&p, &exact), Ok(()));
-        let long = Facts { offline_secs: 24 * 3600 + 1, ..facts(100) };
+        let long = Facts {
+            offline_secs: 24 * 3600 + 1,
+            ..facts(100)
+        };
         assert_eq!(stand_in_decision(&p, &long), Err(Refusal::OfflineTooLong));
-        let no_card = Facts { has_card: false, card_count: 99, tender_kind: "p2pe", ..facts(100) };
+        let no_card = Facts {
+            has_card: false,
+            card_count: 99,
+            tender_kind: "p2pe",
+            ..facts(100)
+        };
         assert_eq!(stand_in_decision(&p, &no_card), Ok(()));
         let none = Policy::from_entries([]);
-        assert_eq!(stand_in_decision(&none, &facts(1)), Err(Refusal::PolicyMissing));
+        assert_eq!(
+            stand_in_decision(&none, &facts(1)),
+            Err(Refusal::PolicyMissing)
+        );
         assert_eq!(none.tenders, vec!["card_token", "p2pe"]);
     }
 

@@ -46,7 +46,11 @@ pub(super) async fn record(
     super::short_field("sale_id", &req.sale_id)?;
     super::short_field("receipt_id", &req.receipt_id)?;
     if req.tenders.is_empty() {
-        return Err(AppError::invalid("invalid_field", "tenders", "a sale is paid by at least one payment"));
+        return Err(AppError::invalid(
+            "invalid_field",
+            "tenders",
+            "a sale is paid by at least one payment",
+        ));
     }
     let sold_at = crate::feeds::records::utc_time("sold_at", &req.sold_at)
         .map_err(|e| AppError::invalid("invalid_field", e.field, e.message))?;
@@ -171,22 +175,44 @@ fn strip(e: &serde_json::Error) -> String {
 /// What the lines come to: quantity × unit price − discount + tax, per line.
 fn line_total(lines: &[Value]) -> Result<i64, AppError> {
     if lines.is_empty() {
-        return Err(AppError::invalid("invalid_field", "lines", "a sale has at least one line"));
+        return Err(AppError::invalid(
+            "invalid_field",
+            "lines",
+            "a sale has at least one line",
+        ));
     }
     let mut total: i64 = 0;
     for (i, l) in lines.iter().enumerate() {
         let n = |f: &str| {
-            l.get(f).and_then(Value::as_i64).filter(|v| *v >= 0).ok_or_else(|| {
-                AppError::invalid("invalid_field", format!("lines[{i}].{f}"), "a whole number, not negative")
-            })
+            l.get(f)
+                .and_then(Value::as_i64)
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "invalid_field",
+                        format!("lines[{i}].{f}"),
+                        "a whole number, not negative",
+                    )
+                })
         };
-        let (qty, price, discount, tax) = (n("qty")?, n("unit_price_minor")?, n("discount_minor")?, n("tax_minor")?);
+        let (qty, price, discount, tax) = (
+            n("qty")?,
+            n("unit_price_minor")?,
+            n("discount_minor")?,
+            n("tax_minor")?,
+        );
         let line = qty
             .checked_mul(price)
             .and_then(|v| v.checked_sub(discount))
             .and_then(|v| v.checked_add(tax))
             .filter(|v| *v >= 0)
-            .ok_or_else(|| AppError::invalid("invalid_field", format!("lines[{i}]"), "the line's amounts do not add up"))?;
+            .ok_or_else(|| {
+                AppError::invalid(
+                    "invalid_field",
+                    format!("lines[{i}]"),
+                    "the line's amounts do not add up",
+                )
+            })?;
         total = total
             .checked_add(line)
             .ok_or_else(|| AppError::invalid("invalid_field", "lines", "too large"))?;

@@ -106,9 +106,11 @@ pub fn by_key(c: &Connection, device_id: &str, key: &str) -> rusqlite::Result<Op
 }
 
 pub fn by_id(c: &Connection, payment_id: &str) -> rusqlite::Result<Option<Payment>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM payments WHERE payment_id = ?1"))?
-        .query_row([payment_id], from_row)
-        .optional()
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE payment_id = ?1"
+    ))?
+    .query_row([payment_id], from_row)
+    .optional()
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -116,7 +118,9 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Claims the key for an online attempt: the row exists, `pending`, before anything is sent,
@@ -185,7 +189,10 @@ pub fn reachable_at(c: &Connection, hint: DateTime<Utc>) -> rusqlite::Result<Dat
         .query_row([], |r| r.get(0))
         .optional()?
         .flatten();
-    Ok(stored.as_deref().and_then(parse_ts).map_or(hint, |s| s.max(hint)))
+    Ok(stored
+        .as_deref()
+        .and_then(parse_ts)
+        .map_or(hint, |s| s.max(hint)))
 }
 
 pub fn store_reachable_at(c: &Connection, at: DateTime<Utc>) -> rusqlite::Result<()> {
@@ -197,7 +204,12 @@ pub fn store_reachable_at(c: &Connection, at: DateTime<Utc>) -> rusqlite::Result
 }
 
 /// The kiosk's answer, kept so every duplicate gets exactly it.
-pub fn answer(payment_id: &str, status: &str, reason: Option<&str>, auth_code: Option<&str>) -> Value {
+pub fn answer(
+    payment_id: &str,
+    status: &str,
+    reason: Option<&str>,
+    auth_code: Option<&str>,
+) -> Value {
     let mut a = json!({"payment_id": payment_id, "status": status});
     if let Some(r) = reason {
         a["reason"] = json!(r);
@@ -216,7 +228,13 @@ pub struct Ctx<'a> {
     pub reachable_hint: DateTime<Utc>,
 }
 
-fn journal_payment(c: &Connection, ctx: &Ctx<'_>, p: &NewPayment, kind: &str, extra: Value) -> rusqlite::Result<()> {
+fn journal_payment(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    kind: &str,
+    extra: Value,
+) -> rusqlite::Result<()> {
     let mut tender = json!({"kind": p.tender_kind});
     for f in ["brand", "last4", "exp_month", "exp_year", "entry_mode"] {
         if let Some(v) = p.tender.get(f) {
@@ -251,7 +269,13 @@ fn journal_payment(c: &Connection, ctx: &Ctx<'_>, p: &NewPayment, kind: &str, ex
 ///
 /// Runs on the single writer, so the exposure read here and the insert that raises it are
 /// one step: however many kiosks pay at once, the cap holds.
-pub fn stand_in(c: &Connection, ctx: &Ctx<'_>, p: &NewPayment, fresh: bool, sent: bool) -> rusqlite::Result<Value> {
+pub fn stand_in(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    fresh: bool,
+    sent: bool,
+) -> rusqlite::Result<Value> {
     let policy = policy(c)?;
     let exposure: i64 = c
         .prepare_cached("SELECT total_minor FROM payments_exposure WHERE id = 1")?
@@ -289,12 +313,31 @@ pub fn stand_in(c: &Connection, ctx: &Ctx<'_>, p: &NewPayment, fresh: bool, sent
     let ans = answer(&p.payment_id, status, reason, None);
     let ans_text = ans.to_string();
     if fresh {
-        insert(c, p, status, reason, true, sent, &now, forward_by.as_deref(), Some(&ans_text))?;
-    } else if c.prepare_cached(
+        insert(
+            c,
+            p,
+            status,
+            reason,
+            true,
+            sent,
+            &now,
+            forward_by.as_deref(),
+            Some(&ans_text),
+        )?;
+    } else if c
+        .prepare_cached(
             "UPDATE payments SET status = ?2, reason = ?3, offline = 1, sent = ?4, decided_at = ?5,
                 forward_by = ?6, answer = ?7 WHERE payment_id = ?1 AND status = 'pending'",
         )?
-        .execute(params![p.payment_id, status, reason, sent, now, forward_by, ans_text])?
+        .execute(params![
+            p.payment_id,
+            status,
+            reason,
+            sent,
+            now,
+            forward_by,
+            ans_text
+        ])?
         == 0
     {
         return decided_answer(c, &p.payment_id);
@@ -325,8 +368,14 @@ pub fn settle_online(
         "UPDATE payments SET status = ?2, reason = ?3, auth_code = ?4, decided_at = ?5, answer = ?6
          WHERE payment_id = ?1 AND status = 'pending'",
     )?
-    .execute(params![p.payment_id, status, reason, auth_code, ts(ctx.now), ans.to_string()])?
-        == 0
+    .execute(params![
+        p.payment_id,
+        status,
+        reason,
+        auth_code,
+        ts(ctx.now),
+        ans.to_string()
+    ])? == 0
     {
         // Decided meanwhile (a stale-pending resolution): that decision stands.
         return decided_answer(c, &p.payment_id);
@@ -347,7 +396,14 @@ fn decided_answer(c: &Connection, payment_id: &str) -> rusqlite::Result<Value> {
     Ok(p.answer
         .as_deref()
         .and_then(|a| serde_json::from_str(a).ok())
-        .unwrap_or_else(|| answer(&p.payment_id, &p.status, p.reason.as_deref(), p.auth_code.as_deref())))
+        .unwrap_or_else(|| {
+            answer(
+                &p.payment_id,
+                &p.status,
+                p.reason.as_deref(),
+                p.auth_code.as_deref(),
+            )
+        }))
 }
 
 /// The request as it was claimed, from its stored row (forwarding, late resolution).
@@ -401,11 +457,20 @@ pub enum Forwarded<'a> {
     Declined { reason: Option<&'a str> },
 }
 
-pub fn record_forwarded(c: &Connection, ctx: &Ctx<'_>, p: &Payment, out: Forwarded<'_>) -> rusqlite::Result<bool> {
+pub fn record_forwarded(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &Payment,
+    out: Forwarded<'_>,
+) -> rusqlite::Result<bool> {
     let now = ts(ctx.now);
     let (status, reason, auth) = match out {
         Forwarded::Captured { auth_code } => ("captured", None, auth_code),
-        Forwarded::Declined { reason } => ("declined_after_forward", Some(reason.unwrap_or("declined")), None),
+        Forwarded::Declined { reason } => (
+            "declined_after_forward",
+            Some(reason.unwrap_or("declined")),
+            None,
+        ),
     };
     let n = c
         .prepare_cached(
@@ -437,14 +502,30 @@ pub fn record_forward_error(c: &Connection, payment_id: &str, error: &str) -> ru
 }
 
 /// A declined-offline payment asked again with its key: the processor's first answer.
-pub fn record_resolved(c: &Connection, ctx: &Ctx<'_>, p: &Payment, processor_approved: bool, reversal: Option<&str>) -> rusqlite::Result<()> {
+pub fn record_resolved(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &Payment,
+    processor_approved: bool,
+    reversal: Option<&str>,
+) -> rusqlite::Result<()> {
     let n = c.execute(
         "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1 WHERE payment_id = ?1 AND forwarded_at IS NULL",
         params![p.payment_id, ts(ctx.now)],
     )?;
     if n == 1 {
-        let kind = if processor_approved { "payment.reversed" } else { "payment.decline_confirmed" };
-        journal_payment(c, ctx, &as_new(p), kind, json!({"status": p.status, "processor_approved": processor_approved, "refund": reversal}))?;
+        let kind = if processor_approved {
+            "payment.reversed"
+        } else {
+            "payment.decline_confirmed"
+        };
+        journal_payment(
+            c,
+            ctx,
+            &as_new(p),
+            kind,
+            json!({"status": p.status, "processor_approved": processor_approved, "refund": reversal}),
+        )?;
     }
     Ok(())
 }
@@ -477,7 +558,9 @@ pub fn expire_overdue(c: &Connection, ctx: &Ctx<'_>) -> rusqlite::Result<usize> 
 
 /// The basket a payment paid for, when the kiosk recorded its sale: for reconciliation.
 fn sale_of(c: &Connection, p: &Payment) -> rusqlite::Result<Value> {
-    let Some(sale_id) = &p.sale_id else { return Ok(Value::Null) };
+    let Some(sale_id) = &p.sale_id else {
+        return Ok(Value::Null);
+    };
     let doc: Option<String> = c
         .query_row(
             "SELECT r.doc FROM kiosk_sales s JOIN local_receipts r ON r.receipt_id = s.receipt_id
@@ -486,7 +569,9 @@ fn sale_of(c: &Connection, p: &Payment) -> rusqlite::Result<Value> {
             |r| r.get(0),
         )
         .optional()?;
-    Ok(json!({"sale_id": sale_id, "receipt": doc.and_then(|d| serde_json::from_str::<Value>(&d).ok())}))
+    Ok(
+        json!({"sale_id": sale_id, "receipt": doc.and_then(|d| serde_json::from_str::<Value>(&d).ok())}),
+    )
 }
 
 /// The queue view: what the store carries on its own books until forwarded.
@@ -520,8 +605,13 @@ pub fn exposure(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Exposure
     let (oldest_at, tightest): (Option<String>, Option<String>) = c
         .prepare_cached("SELECT min(created_at), min(forward_by) FROM payments WHERE status = 'approved_offline'")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let counts = |sql: &str| -> rusqlite::Result<i64> { c.prepare_cached(sql)?.query_row([], |r| r.get(0)) };
-    let secs = |t: &Option<String>| t.as_deref().and_then(parse_ts).map(|t| (t - now).num_seconds());
+    let counts =
+        |sql: &str| -> rusqlite::Result<i64> { c.prepare_cached(sql)?.query_row([], |r| r.get(0)) };
+    let secs = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(parse_ts)
+            .map(|t| (t - now).num_seconds())
+    };
     let tightest_deadline_secs = secs(&tightest);
     Ok(Exposure {
         count,
@@ -531,9 +621,13 @@ pub fn exposure(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Exposure
         deadline_warning: tightest_deadline_secs.is_some_and(|s| s < DEADLINE_WARNING_SECS),
         tightest_deadline_secs: tightest_deadline_secs.map(|s| s.max(0)),
         tightest_deadline_at: tightest,
-        declined_after_forward: counts("SELECT count(*) FROM payments WHERE status = 'declined_after_forward'")?,
+        declined_after_forward: counts(
+            "SELECT count(*) FROM payments WHERE status = 'declined_after_forward'",
+        )?,
         expired: counts("SELECT count(*) FROM payments WHERE status = 'expired'")?,
-        unresolved: counts("SELECT count(*) FROM payments WHERE status = 'declined_offline' AND sent = 1 AND forwarded_at IS NULL")?,
+        unresolved: counts(
+            "SELECT count(*) FROM payments WHERE status = 'declined_offline' AND sent = 1 AND forwarded_at IS NULL",
+        )?,
         pending: counts("SELECT count(*) FROM payments WHERE status = 'pending'")?,
     })
 }

@@ -73,6 +73,9 @@ pub struct Status {
     pub upstreams: BTreeMap<&'static str, Health>,
     pub feeds: BTreeMap<&'static str, FeedFreshness>,
     pub journal: JournalStatus,
+    /// Kiosk payments approved offline and not yet forwarded: count, total, oldest, the
+    /// tightest forwarding deadline and its countdown, and what needs a person.
+    pub payments: crate::payments::store::Exposure,
     /// Only under `standin demo`: where the simulator's controls are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<serde_json::Value>,
@@ -98,7 +101,7 @@ pub struct FeedFreshness {
 
 pub async fn current(state: &AppState) -> Result<Status, AppError> {
     let now = state.clock.now();
-    let (feeds, journal) = state
+    let (feeds, journal, payments) = state
         .store
         .read(move |c| {
             let feeds = Feed::ALL
@@ -125,6 +128,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                     set_aside,
                     last_seq,
                 },
+                crate::payments::store::exposure(c, now)?,
             ))
         })
         .await?;
@@ -150,6 +154,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         upstreams,
         feeds,
         journal,
+        payments,
         demo: state
             .config
             .demo
