@@ -332,7 +332,7 @@ impl PaymentRequest {
 
 /// What a claim found.
 enum Claimed {
-    Existing(Payment),
+    Existing(Box<Payment>),
     Decided(Value),
 }
 
@@ -369,7 +369,7 @@ async fn create(
         .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
     {
         Claimed::Decided(answer) => Ok(ApiJson(answer)),
-        Claimed::Existing(p) => replay(&state, p, &new.body_sha256).await,
+        Claimed::Existing(p) => replay(&state, *p, &new.body_sha256).await,
     }
 }
 
@@ -381,7 +381,7 @@ async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Cla
             .store
             .write(move |c| {
                 if let Some(p) = store::by_key(c, &new.device_id, &new.idempotency_key)? {
-                    return Ok::<_, AppError>(Claimed::Existing(p));
+                    return Ok::<_, AppError>(Claimed::Existing(Box::new(p)));
                 }
                 let ctx = Ctx {
                     store_id: &store_id,
@@ -412,7 +412,7 @@ async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Cla
         })
         .await?;
     if let Some(p) = existing {
-        return Ok(Claimed::Existing(p));
+        return Ok(Claimed::Existing(Box::new(p)));
     }
     if let Ok(mut s) = state.payments.inflight.lock() {
         s.insert(new.payment_id.clone());
