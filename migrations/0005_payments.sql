@@ -33,6 +33,8 @@ CREATE TABLE payments (
 ) STRICT;
 -- The forwarding queue, oldest first.
 CREATE INDEX payments_queue ON payments (created_at) WHERE status = 'approved_offline';
+-- Their deadlines: the next to expire is found without a scan.
+CREATE INDEX payments_deadline ON payments (forward_by) WHERE status = 'approved_offline';
 -- Per-card velocity: stand-in approvals by card fingerprint and time.
 CREATE INDEX payments_card ON payments (card_fingerprint, created_at) WHERE offline = 1 AND card_fingerprint IS NOT NULL;
 CREATE INDEX payments_open ON payments (created_at) WHERE status = 'pending';

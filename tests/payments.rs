@@ -944,3 +944,118 @@ async fn card_data_is_refused_and_never_stored() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_in_stand_in_mode_also_make_one_payment() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = Arc::new(store_with(&sim, false).await);
+    load_kiosks(&t, 0).await;
+    load_policy(&t, 1, policy()).await;
+    let body = pay("dup-off", 4_000, "9999");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (t, body) = (t.clone(), body.clone());
+        tasks.spawn(async move { kiosk_post(&t, KIOSK_1.1, "/kiosk/v1/payments", &body).await });
+    }
+    let answers = tasks.join_all().await;
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].1["status"], "approved_offline");
+    assert_eq!(
+        column::<i64>(&t.db(), "SELECT count(*) FROM payments"),
+        vec![1]
+    );
+    assert_eq!(
+        t.status().await["payments"]["total_minor"],
+        4_000,
+        "counted once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_reconciliation() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
+    let payments_url = sim.payments_url();
+    let t = TestStore::start_with_clock(clock.clone(), move |c| {
+        c.payments.url = Some(payments_url);
+        c.payments.timeout_ms = 400;
+        c.payments.health_interval_secs = 1;
+    })
+    .await;
+    load_kiosks(&t, 0).await;
+    assert_eq!(
+        t.push("staff", &delta(1, vec![staff_record(&LEAD, true)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    load_policy(&t, 1, json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000, "forward_deadline_hours": 12})).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("exp-1", 3_000, "5151")).await;
+    assert_eq!(b["status"], "approved_offline");
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    let q = t.status().await["payments"].clone();
+    assert_eq!(
+        (
+            q["deadline_warning"].as_bool(),
+            q["tightest_deadline_secs"].as_i64()
+        ),
+        (Some(false), Some(12 * 3600))
+    );
+
+    clock.advance(chrono::Duration::hours(7));
+    let q = t.status().await["payments"].clone();
+    assert_eq!(q["deadline_warning"], true, "warned 6 h before: {q}");
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("standin_payments_deadline_warning 1"));
+
+    clock.advance(chrono::Duration::hours(5) + chrono::Duration::seconds(1));
+    t.wait_for_status("the payment expires", |s| s["payments"]["expired"] == 1)
+        .await;
+    let (_, p) = kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}")).await;
+    assert_eq!(
+        (p["status"].as_str(), p["reason"].as_str()),
+        (Some("expired"), Some("forward_deadline_passed"))
+    );
+    let s = t.status().await;
+    assert_eq!(
+        (
+            s["payments"]["count"].as_i64(),
+            s["payments"]["deadline_warning"].as_bool()
+        ),
+        (Some(0), Some(false))
+    );
+    let lead = browser(&t, &LEAD).await;
+    let r: Value = t
+        .client
+        .get(format!("{}/api/v1/reconciliation", t.url))
+        .header("cookie", &lead.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["payments"][0]["payment_id"], id.as_str());
+    assert_eq!(r["payments"][0]["status"], "expired");
+    assert_eq!(
+        column::<i64>(
+            &t.db(),
+            "SELECT count(*) FROM journal WHERE lane = 'payments' AND kind = 'payment.expired'"
+        ),
+        vec![1]
+    );
+    // Past its deadline it is never forwarded, even when the processor is back.
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(authorizations(&sim).await.is_empty());
+}

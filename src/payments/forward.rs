@@ -62,20 +62,29 @@ async fn round(
     }
 
     let (store_id, now, hint) = ctx_parts(state);
-    let expired = state
+    // A read first (one index probe): the writer is only asked when something is overdue.
+    let next_deadline = state
         .store
-        .write(move |c| {
-            store::expire_overdue(
-                c,
-                &Ctx {
-                    store_id: &store_id,
-                    now,
-                    reachable_hint: hint,
-                },
-            )
-            .map_err(AppError::from)
-        })
+        .read(|c| store::next_deadline(c).map_err(AppError::from))
         .await?;
+    let expired = if next_deadline.is_none_or(|d| d >= now) {
+        0
+    } else {
+        state
+            .store
+            .write(move |c| {
+                store::expire_overdue(
+                    c,
+                    &Ctx {
+                        store_id: &store_id,
+                        now,
+                        reachable_hint: hint,
+                    },
+                )
+                .map_err(AppError::from)
+            })
+            .await?
+    };
     if expired > 0 {
         tracing::warn!(expired, "stored payments passed their forwarding deadline");
         state.journal_appended.notify_one();

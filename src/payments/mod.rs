@@ -347,20 +347,25 @@ async fn create(
     let hash = body_hash(&value);
     let new = req.into_new(device_id, lane, hash)?;
 
-    // A retry of a payment already decided: its first answer, from a read.
-    let (d, k) = (new.device_id.clone(), new.idempotency_key.clone());
-    if let Some(p) = state
-        .store
-        .read(move |c| store::by_key(c, &d, &k).map_err(AppError::from))
-        .await?
-    {
-        return replay(&state, p, &new.body_sha256).await;
-    }
-
+    // Ask the breaker first: in stand-in mode the one write both finds a retry and decides,
+    // so a payment costs the writer one step and no read. Online, a retry of a payment
+    // already decided is answered from a read and never reaches the processor again.
     let permitted = state.config.payments.url.is_some()
         && state
             .upstreams
             .permit(Upstream::Payments, state.clock.now());
+    if permitted {
+        let (d, k) = (new.device_id.clone(), new.idempotency_key.clone());
+        if let Some(p) = state
+            .store
+            .read(move |c| store::by_key(c, &d, &k).map_err(AppError::from))
+            .await?
+        {
+            // The breaker's yes goes unused: harmless while closed; a half-open probe slot
+            // is given up by the breaker after its probe timeout.
+            return replay(&state, p, &new.body_sha256).await;
+        }
+    }
     // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
     // half-decided, and its retry finds the decision.
     let task = tokio::spawn(decide(state.clone(), new.clone(), permitted));
@@ -395,7 +400,6 @@ async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Cla
             .await?;
         if matches!(claimed, Claimed::Decided(_)) {
             state.journal_appended.notify_one();
-            state.payments.wake.notify_one();
         }
         return Ok(claimed);
     }
@@ -460,7 +464,6 @@ async fn online(state: &AppState, new: &NewPayment) -> Result<Value, AppError> {
         })
         .await?;
     state.journal_appended.notify_one();
-    state.payments.wake.notify_one();
     Ok(answer)
 }
 

@@ -530,6 +530,14 @@ pub fn record_resolved(
     Ok(())
 }
 
+/// The earliest forwarding deadline among stored payments.
+pub fn next_deadline(c: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let d: Option<String> = c
+        .prepare_cached("SELECT min(forward_by) FROM payments WHERE status = 'approved_offline'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(d.as_deref().and_then(parse_ts))
+}
+
 /// Stored payments past their forwarding deadline become `expired` (journaled). Returns how many.
 pub fn expire_overdue(c: &Connection, ctx: &Ctx<'_>) -> rusqlite::Result<usize> {
     let now = ts(ctx.now);
