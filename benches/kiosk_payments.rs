@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -27,7 +28,10 @@ use standin::clock::SystemClock;
 use standin::config::{Config, TokenConfig};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Figures {
@@ -42,7 +46,10 @@ struct Figures {
 fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
     let kiosks = env_or("BENCH_KIOSKS", 64) as usize;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let standin = rt.block_on(run_standin(kiosks, Duration::from_secs(seconds)));
     drop(rt);
     println!(
@@ -56,7 +63,9 @@ fn main() {
     );
     match postgres_inserts(seconds) {
         Ok(tps) => {
-            println!("postgres {tps:.0} single-row committed inserts/s (pgbench -c 8 -j 2 -T {seconds})");
+            println!(
+                "postgres {tps:.0} single-row committed inserts/s (pgbench -c 8 -j 2 -T {seconds})"
+            );
             println!(
                 "ratio    {:.2}x PostgreSQL (goal >= 2), p99 {:.2} ms (goal < 20 ms)",
                 rate / tps,
@@ -70,7 +79,10 @@ fn main() {
 async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on: the processor is unreachable (connection refused).
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let sync_token = standin::access::token::generate();
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -84,7 +96,10 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
         scopes: vec!["sync".into()],
     }];
     let state = standin::server::open(config, Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap()).await.unwrap();
+    let store = state.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap())
+        .await
+        .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(standin::launch(state, listener, async move {
@@ -102,7 +117,9 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
             assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         }
     };
-    let tokens: Vec<String> = (0..kiosks).map(|i| format!("bench-kiosk-token-{i:03}-0123456789abcdef0123456789")).collect();
+    let tokens: Vec<String> = (0..kiosks)
+        .map(|i| format!("bench-kiosk-token-{i:03}-0123456789abcdef0123456789"))
+        .collect();
     let devices: Vec<Value> = tokens
         .iter()
         .enumerate()
@@ -111,7 +128,11 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
                    "token_sha256": standin::access::token::sha256_hex(t), "active": true})
         })
         .collect();
-    push("devices", json!({"batch": 1, "kind": "delta", "upserts": devices, "deletes": []})).await;
+    push(
+        "devices",
+        json!({"batch": 1, "kind": "delta", "upserts": devices, "deletes": []}),
+    )
+    .await;
     // Caps far above the run: every payment is approved offline (a durable write), none capped.
     let policy = [
         ("offline_tx_cap_minor", json!(1_000_000)),
@@ -120,8 +141,15 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
         ("offline_tenders", json!(["card_token", "p2pe"])),
         ("forward_deadline_hours", json!(48)),
     ];
-    let upserts: Vec<Value> = policy.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-    push("policy", json!({"batch": 1, "kind": "delta", "upserts": upserts, "deletes": []})).await;
+    let upserts: Vec<Value> = policy
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    push(
+        "policy",
+        json!({"batch": 1, "kind": "delta", "upserts": upserts, "deletes": []}),
+    )
+    .await;
 
     let pay = |kiosk: usize, n: usize| {
         json!({"idempotency_key": format!("k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
@@ -132,23 +160,39 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
     // Warm-up: connections open, the breaker opens on the dead processor.
     let warm = reqwest::Client::new();
     for n in 0..10 {
-        let _ = warm.post(format!("{base}/kiosk/v1/payments")).bearer_auth(&tokens[0]).json(&pay(0, 1_000_000 + n)).send().await;
+        let _ = warm
+            .post(format!("{base}/kiosk/v1/payments"))
+            .bearer_auth(&tokens[0])
+            .json(&pay(0, 1_000_000 + n))
+            .send()
+            .await;
     }
 
+    let stats = store.writer_stats();
+    let (commits0, writes0) = (stats.commits.load(Relaxed), stats.writes.load(Relaxed));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for (k, token) in tokens.iter().enumerate() {
         let (base, token) = (base.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
             let (mut lat, mut approved, mut errors) = (Vec::with_capacity(10_000), 0usize, 0usize);
             let mut n = 0;
             while Instant::now() < deadline {
                 let body = pay(k, n);
                 n += 1;
                 let t = Instant::now();
-                match client.post(format!("{base}/kiosk/v1/payments")).bearer_auth(&token).json(&body).send().await {
+                match client
+                    .post(format!("{base}/kiosk/v1/payments"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {
                         let v: Value = r.json().await.unwrap_or(Value::Null);
                         lat.push(t.elapsed());
@@ -170,6 +214,14 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
+    let (commits, writes) = (
+        stats.commits.load(Relaxed) - commits0,
+        stats.writes.load(Relaxed) - writes0,
+    );
+    println!(
+        "standin  writer: {commits} commits, {writes} writes, {:.1} writes per commit (group commit)",
+        writes as f64 / commits.max(1) as f64
+    );
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -200,7 +252,11 @@ fn pg_bin() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 /// Runs `program args` as the `postgres` user when this process is root (Postgres refuses
@@ -220,7 +276,11 @@ fn as_pg(program: &Path, args: &[&str]) -> Command {
 fn run(mut c: Command, what: &str) -> Result<String, String> {
     let out = c.output().map_err(|e| format!("{what}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -237,9 +297,14 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
                 .status();
             pg_bin().ok_or("postgresql could not be installed")?
         }
-        None => return Err("postgresql is not installed (apt-get install postgresql, as root)".into()),
+        None => {
+            return Err("postgresql is not installed (apt-get install postgresql, as root)".into());
+        }
     };
-    let dir = tempfile::Builder::new().prefix("standin-bench-pg").tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("standin-bench-pg")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let (data, sock) = (dir.path().join("data"), dir.path().join("sock"));
     std::fs::create_dir_all(&sock).map_err(|e| e.to_string())?;
     let script = dir.path().join("insert.sql");
@@ -255,27 +320,84 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
             "chown",
         )?;
     }
-    let (data_s, sock_s) = (data.to_string_lossy().into_owned(), sock.to_string_lossy().into_owned());
-    run(as_pg(&bin.join("initdb"), &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"]), "initdb")?;
+    let (data_s, sock_s) = (
+        data.to_string_lossy().into_owned(),
+        sock.to_string_lossy().into_owned(),
+    );
+    run(
+        as_pg(
+            &bin.join("initdb"),
+            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        ),
+        "initdb",
+    )?;
     let opts = format!("-k {sock_s} -c listen_addresses='' -c max_connections=20");
     let log = dir.path().join("pg.log").to_string_lossy().into_owned();
-    run(as_pg(&bin.join("pg_ctl"), &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"]), "pg_ctl start")?;
+    run(
+        as_pg(
+            &bin.join("pg_ctl"),
+            &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"],
+        ),
+        "pg_ctl start",
+    )?;
     let result = (|| {
         let psql = bin.join("psql");
-        let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
+        let psql = if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        };
         run(
-            as_pg(&psql, &["-h", &sock_s, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c",
-                "CREATE TABLE payments (id bigserial PRIMARY KEY, idempotency_key text NOT NULL, amount_minor bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"]),
+            as_pg(
+                &psql,
+                &[
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    "CREATE TABLE payments (id bigserial PRIMARY KEY, idempotency_key text NOT NULL, amount_minor bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+                ],
+            ),
             "create table",
         )?;
-        let settings = run(as_pg(&psql, &["-h", &sock_s, "-U", "postgres", "-d", "postgres", "-Atc", "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')"]), "settings")?;
+        let settings = run(
+            as_pg(
+                &psql,
+                &[
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-Atc",
+                    "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')",
+                ],
+            ),
+            "settings",
+        )?;
         println!("postgres fsync, synchronous_commit: {}", settings.trim());
         let pgbench = bin.join("pgbench");
-        let pgbench = if pgbench.exists() { pgbench } else { PathBuf::from("pgbench") };
+        let pgbench = if pgbench.exists() {
+            pgbench
+        } else {
+            PathBuf::from("pgbench")
+        };
         let secs = seconds.to_string();
         let script_s = script.to_string_lossy().into_owned();
         let out = run(
-            as_pg(&pgbench, &["-n", "-h", &sock_s, "-U", "postgres", "-c", "8", "-j", "2", "-T", &secs, "-f", &script_s, "postgres"]),
+            as_pg(
+                &pgbench,
+                &[
+                    "-n", "-h", &sock_s, "-U", "postgres", "-c", "8", "-j", "2", "-T", &secs, "-f",
+                    &script_s, "postgres",
+                ],
+            ),
             "pgbench",
         )?;
         out.lines()
@@ -287,6 +409,12 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
             })
             .ok_or_else(|| format!("no tps in pgbench's output: {out}"))
     })();
-    let _ = run(as_pg(&bin.join("pg_ctl"), &["-D", &data_s, "-m", "fast", "-w", "stop"]), "pg_ctl stop");
+    let _ = run(
+        as_pg(
+            &bin.join("pg_ctl"),
+            &["-D", &data_s, "-m", "fast", "-w", "stop"],
+        ),
+        "pg_ctl stop",
+    );
     result
 }
