@@ -996,12 +996,11 @@ async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_re
     assert_eq!(b["status"], "approved_offline");
     let id = b["payment_id"].as_str().unwrap().to_string();
     let q = t.status().await["payments"].clone();
-    assert_eq!(
-        (
-            q["deadline_warning"].as_bool(),
-            q["tightest_deadline_secs"].as_i64()
-        ),
-        (Some(false), Some(12 * 3600))
+    assert_eq!(q["deadline_warning"], false);
+    let left = q["tightest_deadline_secs"].as_i64().unwrap();
+    assert!(
+        (12 * 3600 - 1..=12 * 3600).contains(&left),
+        "12 h to go: {q}"
     );
 
     clock.advance(chrono::Duration::hours(7));
