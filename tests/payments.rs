@@ -1058,3 +1058,59 @@ async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_re
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(authorizations(&sim).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_after_an_unknown_outcome_is_asked_again_and_an_approval_the_processor_made_is_reversed()
+ {
+    let sim = simulator(0, 0).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    // No offline policy: a payment whose send times out is declined offline...
+    fault(&sim, "payments", json!({"mode": "hang"})).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("rev-1", 2_500, "3030")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("offline_policy_missing"))
+    );
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    assert_eq!(t.status().await["payments"]["unresolved"], 1);
+    // ...but the processor had received it and approved it: the customer must not pay for
+    // goods they did not get.
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    t.wait_for_status("the unknown outcome is resolved", |s| {
+        s["payments"]["unresolved"] == 0
+    })
+    .await;
+    let v: Value = reqwest::get(format!("{}/admin/received", sim.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auths = v["authorizations"].as_array().unwrap();
+    assert_eq!(
+        auths.len(),
+        1,
+        "asked again with the same key, never a new one"
+    );
+    assert_eq!(auths[0]["key"], id.as_str());
+    let refunds = v["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "the approval is reversed once: {v}");
+    assert_eq!(refunds[0]["request"]["amount_minor"], 2_500);
+    assert_eq!(
+        refunds[0]["request"]["authorization"],
+        auths[0]["response"]["auth_code"]
+    );
+    assert_eq!(
+        column::<String>(
+            &t.db(),
+            "SELECT kind FROM journal WHERE lane = 'payments' ORDER BY seq"
+        ),
+        vec!["payment.declined_offline", "payment.reversed"]
+    );
+    let (_, p) = kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}")).await;
+    assert_eq!(
+        p["status"], "declined_offline",
+        "still declined for the kiosk"
+    );
+}
