@@ -32,7 +32,7 @@ use crate::access::Caller;
 use crate::error::AppError;
 use crate::http::{Access, ApiJson, RawBody, Route, describe_json_error};
 use crate::state::AppState;
-use crate::upstream::Upstream;
+use crate::upstream::{BreakerState, Upstream};
 use processor::Sent;
 use store::{Ctx, NewPayment, Payment};
 
@@ -350,6 +350,10 @@ async fn create(
     // Ask the breaker first: in stand-in mode the one write both finds a retry and decides,
     // so a payment costs the writer one step and no read. Online, a retry of a payment
     // already decided is answered from a read and never reaches the processor again.
+    let free = state
+        .upstreams
+        .get(Upstream::Payments)
+        .is_none_or(|h| h.breaker == BreakerState::Closed && h.retry_at.is_none());
     let permitted = state.config.payments.url.is_some()
         && state
             .upstreams
@@ -361,14 +365,16 @@ async fn create(
             .read(move |c| store::by_key(c, &d, &k).map_err(AppError::from))
             .await?
         {
-            // The breaker's yes goes unused: harmless while closed; a half-open probe slot
-            // is given up by the breaker after its probe timeout.
+            if !free {
+                // This yes was the breaker's one probe: use it, so the breaker hears back.
+                tokio::spawn(processor::probe(state.clone()));
+            }
             return replay(&state, p, &new.body_sha256).await;
         }
     }
     // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
     // half-decided, and its retry finds the decision.
-    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted));
+    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted, free));
     match task
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
@@ -378,7 +384,12 @@ async fn create(
     }
 }
 
-async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Claimed, AppError> {
+async fn decide(
+    state: AppState,
+    new: NewPayment,
+    permitted: bool,
+    free: bool,
+) -> Result<Claimed, AppError> {
     let (store_id, now, hint) = ctx(&state);
     if !permitted {
         // Stand-in: the decision and the insert in one write, so caps hold under any load.
@@ -416,6 +427,10 @@ async fn decide(state: AppState, new: NewPayment, permitted: bool) -> Result<Cla
         })
         .await?;
     if let Some(p) = existing {
+        if !free {
+            // A concurrent duplicate claimed it first; the breaker's probe is used anyway.
+            tokio::spawn(processor::probe(state.clone()));
+        }
         return Ok(Claimed::Existing(Box::new(p)));
     }
     if let Ok(mut s) = state.payments.inflight.lock() {

@@ -105,6 +105,30 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
     sent
 }
 
+/// One health check reported to the breaker: for a caller that was let through (a half-open
+/// probe) and turned out to have nothing to send.
+pub async fn probe(state: AppState) {
+    let Some(base) = state.config.payments.url.as_deref() else {
+        return;
+    };
+    let url = format!("{}/v1/health", base.trim_end_matches('/'));
+    let res = state.http.get(url).timeout(budget(&state)).send().await;
+    let now = state.clock.now();
+    match res {
+        Ok(r) if r.status().is_success() => state.upstreams.report(Upstream::Payments, Ok(()), now),
+        Ok(r) => {
+            let ra = retry_after(r.headers());
+            let e = format!("health answered HTTP {}", r.status());
+            state
+                .upstreams
+                .report_failure_retry_after(Upstream::Payments, e, ra, now)
+        }
+        Err(e) => state
+            .upstreams
+            .report(Upstream::Payments, Err(describe_reqwest(&e)), now),
+    }
+}
+
 /// `POST /v1/refunds` for an authorisation the store must not keep (declined offline while
 /// the processor had in fact approved it). Idempotent by its own derived key.
 pub async fn reverse(
