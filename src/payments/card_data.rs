@@ -85,12 +85,19 @@ fn walk(v: &Value, path: &mut String) -> Option<Found> {
             }
             None
         }
+        // A hyphenated UUID (payment ids, kiosks' idempotency keys) is never a card number,
+        // though its digit groups can chance on 16 Luhn-valid digits.
+        Value::String(s) if is_uuid(s) => None,
         Value::String(s) => holds_card_number(s).then(|| Found::CardNumber(path.clone())),
         Value::Number(n) => {
             holds_card_number(&n.to_string()).then(|| Found::CardNumber(path.clone()))
         }
         _ => None,
     }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
 /// True when `text` holds a Luhn-valid number of 13–19 digits: a run of digits, or groups of
@@ -222,6 +229,11 @@ mod tests {
             find(&bad),
             Some(Found::CardNumber("lines[1].description".into()))
         );
+        // 0193-1234 5678 7123: 16 digits that pass Luhn, inside a UUID: not card data.
+        let mut uuid = ok.clone();
+        uuid["idempotency_key"] = json!("01931234-5678-7123-8123-456789012345");
+        assert!(holds_card_number("01931234-5678-7123"));
+        assert_eq!(find(&uuid), None);
         let mut bad = ok;
         bad["amount_minor"] = json!(4_111_111_111_111_111u64);
         assert_eq!(find(&bad), Some(Found::CardNumber("amount_minor".into())));
