@@ -24,6 +24,8 @@ pub struct AppState {
     pub sessions: Arc<crate::access::session::SessionCache>,
     /// Bounds Argon2id checks at once (19 MiB each).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
+    /// Kiosks authenticated lately (invalidated by every devices feed batch).
+    pub devices: Arc<crate::access::kiosk::DeviceCache>,
     /// Kiosk payments: online attempts in flight, and the forwarding worker's wake-up.
     pub payments: Arc<crate::payments::Runtime>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
@@ -63,6 +65,7 @@ impl AppState {
             pin_checks,
             draining: Arc::new(AtomicBool::new(false)),
             payments: Arc::new(crate::payments::Runtime::new(now)),
+            devices: Arc::default(),
         })
     }
 }
