@@ -229,7 +229,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
             central: UpstreamConfig::with_timeout(5_000),
-            payments: UpstreamConfig::with_timeout(2_500),
+            payments: UpstreamConfig::with_timeout(1_000),
             feeds: FeedsConfig::default(),
             journal: JournalConfig::default(),
             access: AccessConfig::default(),

@@ -15,6 +15,7 @@ pub mod feeds;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod payments;
 pub mod pickups;
 pub mod reconciliation;
 pub mod returns;

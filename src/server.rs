@@ -51,6 +51,10 @@ pub async fn launch(
         state.clone(),
         stop_rx.clone(),
     ));
+    workers.spawn(crate::payments::forward::run(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     for u in crate::upstream::Upstream::ALL {
         workers.spawn(crate::upstream::probe(state.clone(), u, stop_rx.clone()));
     }

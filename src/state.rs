@@ -26,6 +26,10 @@ pub struct AppState {
     pub pin_checks: Arc<tokio::sync::Semaphore>,
     /// Card refund keys being sent right now (the desk's request and the refund worker).
     pub refunds_in_flight: Arc<crate::returns::refunds::InFlight>,
+    /// Kiosks authenticated lately (invalidated by every devices feed batch).
+    pub devices: Arc<crate::access::kiosk::DeviceCache>,
+    /// Kiosk payments: online attempts in flight, and the forwarding worker's wake-up.
+    pub payments: Arc<crate::payments::Runtime>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -63,6 +67,8 @@ impl AppState {
             pin_checks,
             refunds_in_flight: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
+            payments: Arc::new(crate::payments::Runtime::new(now)),
+            devices: Arc::default(),
         })
     }
 }

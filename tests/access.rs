@@ -53,6 +53,9 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/receipts/{receipt_id}", Rule::AnyStaff),
     ("POST", "/api/v1/returns", Rule::AnyStaff),
     ("GET", "/kiosk/v1/device", Rule::Kiosk),
+    ("POST", "/kiosk/v1/payments", Rule::Kiosk),
+    ("GET", "/kiosk/v1/payments/{payment_id}", Rule::Kiosk),
+    ("POST", "/kiosk/v1/sales", Rule::Kiosk),
 ];
 
 #[derive(Debug, Clone)]

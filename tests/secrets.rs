@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 const PEPPER_HERE: &str = "pepper-q7Zr2mXw9L";
 const WRONG_PINS: [&str; 2] = ["468213", "951357"];
+/// A Luhn-valid test card number a misbehaving kiosk sends.
+const CARD_NUMBER: &str = "4000056655665556";
 
 fn verifier(p: &Person) -> String {
     standin::access::pin::make_verifier(p.pin, PEPPER_HERE.as_bytes(), [9; 16]).unwrap()
@@ -99,6 +101,22 @@ async fn no_secret_is_stored_or_logged_in_clear() {
         .send()
         .await
         .unwrap();
+    // A kiosk that sends card data is refused, and the number is written nowhere.
+    for body in [
+        json!({"idempotency_key": "pan-1", "basket_id": "b1", "amount_minor": 500, "currency": "USD",
+               "tender": {"kind": "card_token", "token": CARD_NUMBER}}),
+        json!({"idempotency_key": "pan-2", "basket_id": "b2", "amount_minor": 500, "currency": "USD",
+               "tender": {"kind": "card_token", "token": "tok_ok", "track2": format!(";{CARD_NUMBER}=29121010000000000?")}}),
+    ] {
+        let r = c
+            .post(format!("{}/kiosk/v1/payments", s.url))
+            .bearer_auth(KIOSK_1.1)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+    }
     c.get(format!("{}/sync/v1/journal", s.url))
         .bearer_auth(&token)
         .send()
@@ -126,6 +144,7 @@ async fn no_secret_is_stored_or_logged_in_clear() {
         ("kiosk token", KIOSK_1.1.into()),
         ("session token", session.clone()),
         ("CSRF token", csrf),
+        ("card number", CARD_NUMBER.into()),
     ];
     let files = ["standin.db", "standin.db-wal", "backup.db", "standin.log"];
     let mut scanned = 0;

@@ -163,7 +163,43 @@ function renderBoard(s) {
       ? `${plural(s.journal.set_aside, "entry", "entries")} central refused ${s.journal.set_aside === 1 ? "is" : "are"} waiting for a lead or manager (Reconciliation).`
       : "");
   }
+  renderExposure(s);
   setText(document.getElementById("updated"), `Store ${s.store_id} · Standin ${s.version} · updated ${clock(s.now)}`);
+}
+
+/** "$12.34" for minor units (the store's currency is shown by the kiosks; this is a count). */
+function money(minor) {
+  return (minor / 100).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+/** "5 h 12 min" from seconds. */
+function countdown(secs) {
+  const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60);
+  return h ? `${h} h ${m} min` : `${m} min`;
+}
+
+// Payments approved offline, not yet forwarded to the processor: the store's exposure.
+function renderExposure(s) {
+  const body = document.querySelector("#exposure tbody");
+  const p = s.payments;
+  if (!body || !p) return;
+  const rows = [
+    ["Approved offline, not yet sent", p.count ? plural(p.count, "payment", "payments") : "none"],
+    ["Total", money(p.total_minor)],
+    ["Oldest", p.count ? `${clock(p.oldest_at)} · waiting ${waited(p.oldest_age_secs)}` : "—"],
+    ["Must reach the processor within", p.count ? countdown(p.tightest_deadline_secs) : "—"],
+  ];
+  body.replaceChildren(...rows.map(([k, v], i) => {
+    const tr = cells(document.createElement("tr"), [k, v]);
+    if (i === 3 && p.deadline_warning) tr.className = "error";
+    else if (p.count) tr.className = "waiting";
+    return tr;
+  }));
+  const issues = [];
+  if (p.deadline_warning) issues.push("A stored card payment is close to its forwarding deadline: check the card processor connection now.");
+  if (p.declined_after_forward) issues.push(`${plural(p.declined_after_forward, "payment was", "payments were")} declined by the processor after the sale (Reconciliation).`);
+  if (p.expired) issues.push(`${plural(p.expired, "payment", "payments")} expired before reaching the processor (Reconciliation).`);
+  setText(document.getElementById("exposure-note"), issues.join(" "));
 }
 
 function renderUnreachable() {

@@ -23,16 +23,69 @@ pub fn routes() -> Vec<Route> {
     )]
 }
 
+/// Kiosks recently authenticated, in memory: a kiosk pays back to back, and reading the
+/// devices table for every payment is a trip to the read pool each time.
+///
+/// Revocation stays immediate, as for staff sessions: every applied devices feed batch bumps
+/// the generation, and an entry read under an older generation is never trusted. Only known
+/// devices are cached, so unknown tokens cannot grow it.
+#[derive(Default)]
+pub struct DeviceCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, String, String)>>,
+}
+
+/// Most kiosks held; past it the cache starts over (a store has tens of kiosks).
+const CACHE_MAX: usize = 10_000;
+
+impl DeviceCache {
+    /// The devices feed changed: nothing cached so far may be trusted.
+    pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn get(&self, digest: &str, generation: u64) -> Option<Caller> {
+        let m = self.entries.lock().ok()?;
+        let (g, device_id, lane) = m.get(digest)?;
+        (*g == generation).then(|| Caller::Kiosk {
+            device_id: device_id.clone(),
+            lane: lane.clone(),
+        })
+    }
+
+    fn put(&self, digest: String, generation: u64, device_id: &str, lane: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= CACHE_MAX {
+                m.clear();
+            }
+            m.insert(
+                digest,
+                (generation, device_id.to_string(), lane.to_string()),
+            );
+        }
+    }
+}
+
 /// The kiosk behind `token`, if it is an active device of this store.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AppError> {
     let digest = sha256_hex(token);
+    // Read before the lookup: a batch applied meanwhile makes this entry untrusted.
+    let generation = state
+        .devices
+        .generation
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if let Some(caller) = state.devices.get(&digest, generation) {
+        return Ok(caller);
+    }
+    let key = digest.clone();
     let found = state
         .store
         .read(move |c| {
             c.prepare_cached(
                 "SELECT device_id, lane FROM devices WHERE token_sha256 = ?1 AND active = 1",
             )?
-            .query_row([digest], |r| {
+            .query_row([key], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .optional()
@@ -40,6 +93,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AppEr
         })
         .await?;
     let (device_id, lane) = found.ok_or(AppError::Unauthorized)?;
+    state.devices.put(digest, generation, &device_id, &lane);
     Ok(Caller::Kiosk { device_id, lane })
 }
 

@@ -265,6 +265,13 @@ fn apply_snapshot_part(
              DELETE FROM {t}_next;"
         ))?;
     }
+    // Receipts made at the store (kiosk sales) that central's snapshot does not hold yet stay
+    // findable: put back in the same transaction as the switch.
+    let staged = if feed == Feed::Receipts {
+        staged + restore_local_receipts(conn)?
+    } else {
+        staged
+    };
     conn.execute(
         "UPDATE feed_state SET pending_id = NULL, pending_part = NULL, pending_parts = NULL,
          pending_records = 0 WHERE feed = ?1",
@@ -432,6 +439,97 @@ fn write_records(
         }
     }
     Ok((added, removed))
+}
+
+/// Writes a receipt made at the store (a kiosk sale) through the same writer as the receipts
+/// feed: into the replica being served, into a snapshot being assembled (or its switch would
+/// drop it), and into `local_receipts`, from which a later snapshot switch restores it.
+/// `feed_state`'s counts follow, so `standin check` still balances. Returns false when a
+/// receipt with this id already exists (nothing is written).
+pub fn write_local_receipt(
+    conn: &Connection,
+    raw: String,
+    rec: super::records::CheckedReceipt,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM receipts WHERE receipt_id = ?1)
+             OR EXISTS (SELECT 1 FROM local_receipts WHERE receipt_id = ?1)",
+        [&rec.receipt_id],
+        |r| r.get(0),
+    )?;
+    if exists {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO local_receipts (receipt_id, doc, created_at) VALUES (?1, ?2, ?3)",
+        params![rec.receipt_id, raw, now],
+    )?;
+    let batch = local_batch(vec![Doc { raw, rec }]);
+    write_local_batch(conn, &batch)?;
+    Ok(true)
+}
+
+fn local_batch(docs: Vec<Doc<super::records::CheckedReceipt>>) -> Batch {
+    Batch {
+        feed: Feed::Receipts,
+        number: 0,
+        kind: BatchKind::Delta,
+        snapshot: None,
+        records: Records::Receipts(docs),
+        deletes: Vec::new(),
+    }
+}
+
+/// A delta of local receipts, applied as a feed delta is (live, and staged snapshot if any),
+/// without advancing the feed's numbering.
+fn write_local_batch(conn: &Connection, batch: &Batch) -> rusqlite::Result<i64> {
+    let state = load_state(conn, Feed::Receipts)?;
+    let (added, removed) = write_records(conn, Feed::Receipts, Target::Live, batch)?;
+    conn.execute(
+        "UPDATE feed_state SET records = records + ?2 WHERE feed = ?1",
+        params![Feed::Receipts.as_str(), added - removed],
+    )?;
+    if let Some((_, _, _, staged)) = &state.pending {
+        let (a, r) = write_records(conn, Feed::Receipts, Target::Next, batch)?;
+        conn.execute(
+            "UPDATE feed_state SET pending_records = ?2 WHERE feed = ?1",
+            params![Feed::Receipts.as_str(), staged + a - r],
+        )?;
+    }
+    Ok(added - removed)
+}
+
+/// After a receipts snapshot switched in: local receipts it lacks go back in. Returns how many.
+fn restore_local_receipts(conn: &Connection) -> rusqlite::Result<i64> {
+    let missing: Vec<String> = conn
+        .prepare(
+            "SELECT l.doc FROM local_receipts l
+             WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.receipt_id = l.receipt_id)
+             ORDER BY l.receipt_id",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut docs = Vec::with_capacity(missing.len());
+    for raw in missing {
+        let checked = serde_json::from_str::<super::records::Receipt>(&raw)
+            .ok()
+            .and_then(|r| r.check().ok());
+        match checked {
+            Some(rec) => docs.push(Doc {
+                raw: raw.clone(),
+                rec,
+            }),
+            None => {
+                tracing::error!("a local receipt no longer passes the receipt checks; not restored")
+            }
+        }
+    }
+    if docs.is_empty() {
+        return Ok(0);
+    }
+    let (added, removed) = write_records(conn, Feed::Receipts, Target::Live, &local_batch(docs))?;
+    Ok(added - removed)
 }
 
 /// Notes why the pull worker could not apply a batch (shown in status until the next success).

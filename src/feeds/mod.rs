@@ -97,6 +97,10 @@ pub async fn receive_batch(
             // Who works here changed: no cached session may be trusted any more.
             state.sessions.invalidate();
         }
+        if feed == Feed::Devices {
+            // The same for kiosks: a disabled or removed device is refused from now on.
+            state.devices.invalidate();
+        }
         state.journal_appended.notify_one();
     }
     Ok(applied)

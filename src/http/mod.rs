@@ -57,6 +57,7 @@ pub fn routes() -> Vec<Route> {
         crate::access::kiosk::routes(),
         crate::pickups::routes(),
         crate::returns::routes(),
+        crate::payments::routes(),
         crate::reconciliation::routes(),
         crate::web::routes(),
         openapi::routes(),

@@ -56,6 +56,7 @@ async fn metrics(
     upstreams(&mut out, &status);
     feeds(&mut out, &status);
     journal(&mut out, &status);
+    payments(&mut out, &status);
     writer(&mut out, state.store.writer_stats());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out.finish()).into_response())
 }
@@ -207,6 +208,54 @@ fn journal(out: &mut Exposition, status: &Status) {
         "Entries central rejected or found in conflict, waiting for a person to reconcile.",
     );
     out.sample("standin_journal_set_aside", &[], status.journal.set_aside);
+}
+
+fn payments(out: &mut Exposition, status: &Status) {
+    let p = &status.payments;
+    let gauges: [(&str, &str, i64); 6] = [
+        (
+            "standin_payments_exposure_count",
+            "Kiosk payments approved offline and not yet forwarded to the processor.",
+            p.count,
+        ),
+        (
+            "standin_payments_exposure_minor",
+            "Their total in minor units (the store's stand-in exposure).",
+            p.total_minor,
+        ),
+        (
+            "standin_payments_oldest_age_seconds",
+            "Seconds the oldest payment approved offline has waited to be forwarded; 0 when none.",
+            p.oldest_age_secs.unwrap_or(0),
+        ),
+        (
+            "standin_payments_deadline_warning",
+            "1 while a stored payment's forwarding deadline is less than 6 hours away.",
+            i64::from(p.deadline_warning),
+        ),
+        (
+            "standin_payments_declined_after_forward",
+            "Payments approved offline that the processor declined when forwarded (reconciliation).",
+            p.declined_after_forward,
+        ),
+        (
+            "standin_payments_expired",
+            "Payments approved offline that passed their forwarding deadline unforwarded (reconciliation).",
+            p.expired,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        out.family(name, Kind::Gauge, help);
+        out.sample(name, &[], v);
+    }
+    out.family(
+        "standin_payments_deadline_seconds",
+        Kind::Gauge,
+        "Seconds until the tightest forwarding deadline among stored payments; no sample when none waits.",
+    );
+    if let Some(s) = p.tightest_deadline_secs {
+        out.sample("standin_payments_deadline_seconds", &[], s);
+    }
 }
 
 fn writer(out: &mut Exposition, stats: &WriterStats) {

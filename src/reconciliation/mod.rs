@@ -1,7 +1,7 @@
 //! Reconciliation: what needs a person after an outage, as a page's data and as CSV.
-//! Today: journal entries central rejected or found in conflict, and card refunds of returns
-//! the processor declined or refused. Payments declined after forwarding and expired payments
-//! join this list with the payments issue.
+//! Journal entries central rejected or found in conflict, card refunds of returns the
+//! processor declined or refused, and kiosk payments declined after forwarding or expired
+//! unforwarded (with the basket, lane and time).
 
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -14,6 +14,7 @@ use crate::access::Permission;
 use crate::error::AppError;
 use crate::http::{Access, ApiJson, Route};
 use crate::journal::delivery::{SetAside, set_aside};
+use crate::payments::store::{NeedsPerson, needs_person};
 use crate::returns::refunds::{NeedsAPerson, needing_a_person};
 use crate::state::AppState;
 
@@ -37,6 +38,9 @@ struct Report {
     items: Vec<SetAside>,
     /// Card refunds the processor declined or refused (returns).
     refunds: Vec<NeedsAPerson>,
+    /// Kiosk payments approved offline that the processor declined when forwarded, or that
+    /// expired before they could be: money the store may not collect.
+    payments: Vec<NeedsPerson>,
 }
 
 async fn report(
@@ -53,13 +57,13 @@ async fn report(
             ));
         }
     };
-    let (items, refunds) = state
+    let (items, refunds, payments) = state
         .store
-        .read(|c| Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?)))
+        .read(|c| Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?, needs_person(c)?)))
         .await?;
     let generated_at = state.clock.now_rfc3339();
     let mut res = if csv {
-        let mut res = to_csv(&items, &refunds).into_response();
+        let mut res = to_csv(&items, &refunds, &payments).into_response();
         res.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/csv; charset=utf-8"),
@@ -77,6 +81,7 @@ async fn report(
             generated_at,
             items,
             refunds,
+            payments,
         })
         .into_response()
     };
@@ -85,7 +90,7 @@ async fn report(
     Ok(res)
 }
 
-fn to_csv(items: &[SetAside], refunds: &[NeedsAPerson]) -> String {
+fn to_csv(items: &[SetAside], refunds: &[NeedsAPerson], payments: &[NeedsPerson]) -> String {
     let mut out =
         String::from("seq,occurred_at,lane,kind,actor,device,outcome,reason,delivered_at,body\r\n");
     for i in items {
@@ -118,6 +123,28 @@ fn to_csv(items: &[SetAside], refunds: &[NeedsAPerson]) -> String {
             f.reason.clone().unwrap_or_default(),
             String::new(),
             crate::journal::chain::canonical_json(&f.body),
+        ];
+        let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    // Payments in the same columns: no journal seq of their own here, the kiosk as actor,
+    // its lane as device, the payment's status as the outcome, the basket in the body.
+    for p in payments {
+        let cells = [
+            String::new(),
+            p.created_at.clone(),
+            "payments".to_string(),
+            format!("payment.{}", p.status),
+            p.device_id.clone(),
+            p.lane.clone(),
+            p.status.clone(),
+            p.reason.clone().unwrap_or_default(),
+            p.forwarded_at.clone().unwrap_or_default(),
+            crate::journal::chain::canonical_json(&serde_json::json!({
+                "payment_id": p.payment_id, "basket_id": p.basket_id, "amount_minor": p.amount_minor,
+                "currency": p.currency, "sale": p.sale,
+            })),
         ];
         let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&row.join(","));

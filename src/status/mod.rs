@@ -75,6 +75,9 @@ pub struct Status {
     pub journal: JournalStatus,
     /// Card refunds of returns waiting for the processor, and those that need a person.
     pub refunds: crate::returns::refunds::QueueStatus,
+    /// Kiosk payments approved offline and not yet forwarded: count, total, oldest, the
+    /// tightest forwarding deadline and its countdown, and what needs a person.
+    pub payments: crate::payments::store::Exposure,
     /// Only under `standin demo`: where the simulator's controls are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<serde_json::Value>,
@@ -100,7 +103,7 @@ pub struct FeedFreshness {
 
 pub async fn current(state: &AppState) -> Result<Status, AppError> {
     let now = state.clock.now();
-    let (feeds, journal, refunds) = state
+    let (feeds, journal, refunds, payments) = state
         .store
         .read(move |c| {
             let feeds = Feed::ALL
@@ -128,6 +131,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                     last_seq,
                 },
                 crate::returns::refunds::queue_status(c)?,
+                crate::payments::store::exposure(c, now)?,
             ))
         })
         .await?;
@@ -154,6 +158,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         feeds,
         journal,
         refunds,
+        payments,
         demo: state
             .config
             .demo

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../../migrations/0002_journal.sql")),
     (3, include_str!("../../migrations/0003_access.sql")),
     (4, include_str!("../../migrations/0004_pickups.sql")),
+    (5, include_str!("../../migrations/0005_payments.sql")),
     (6, include_str!("../../migrations/0006_returns.sql")),
     (7, include_str!("../../migrations/0007_pickup_names.sql")),
 ];

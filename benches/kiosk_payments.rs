@@ -1,0 +1,420 @@
+//! Kiosk payments in stand-in mode (the processor unreachable) over HTTP against the real
+//! server, next to PostgreSQL's single-row committed inserts from 8 clients, in the same run
+//! on the same machine.
+//!
+//! `cargo bench --bench kiosk_payments` (`BENCH_SECONDS=N` per side, default 10;
+//! `BENCH_KIOSKS=N`, default 64).
+//! - **Standin:** `launch` on port 0 with a temp database (`synchronous=FULL`), 64 kiosk
+//!   devices and a policy whose caps are far above what the run can reach, so every payment
+//!   is an `approved_offline` decision: a durable insert of the payment row plus its journal
+//!   entry, answered only after COMMIT. The processor's URL points at a closed port, so its
+//!   breaker opens after the first refusals. Each kiosk has its own keep-alive connection and
+//!   pays back to back with fresh idempotency keys.
+//! - **PostgreSQL:** Debian's `postgresql` (installed with apt when missing and run as root),
+//!   a throwaway cluster from `initdb` in a temp dir on a unix socket, with its defaults
+//!   (`fsync` and `synchronous_commit` on), driven by `pgbench -c 8 -j 2 -T N` with a script
+//!   that inserts one row per transaction. Postgres refuses to run as root: the bench runs it
+//!   as the `postgres` user through `runuser` when it is root.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use standin::clock::SystemClock;
+use standin::config::{Config, TokenConfig};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Figures {
+    payments: usize,
+    approved_offline: usize,
+    errors: usize,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn main() {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let kiosks = env_or("BENCH_KIOSKS", 64) as usize;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let standin = rt.block_on(run_standin(kiosks, Duration::from_secs(seconds)));
+    drop(rt);
+    println!(
+        "standin  stand-in payments over HTTP, {kiosks} kiosks, {:.1} s: {} answered ({} approved_offline, {} errors)",
+        standin.secs, standin.payments, standin.approved_offline, standin.errors
+    );
+    let rate = standin.payments as f64 / standin.secs;
+    println!(
+        "standin  {rate:.0} durable payments/s, p50 {:.2} ms, p99 {:.2} ms",
+        standin.p50_ms, standin.p99_ms
+    );
+    match postgres_inserts(seconds) {
+        Ok(tps) => {
+            println!(
+                "postgres {tps:.0} single-row committed inserts/s (pgbench -c 8 -j 2 -T {seconds})"
+            );
+            println!(
+                "ratio    {:.2}x PostgreSQL (goal >= 2), p99 {:.2} ms (goal < 20 ms)",
+                rate / tps,
+                standin.p99_ms
+            );
+        }
+        Err(e) => println!("postgres baseline skipped: {e}"),
+    }
+}
+
+async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the processor is unreachable (connection refused).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sync_token = standin::access::token::generate();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.payments.url = Some(format!("http://{dead}"));
+    config.payments.timeout_ms = 300;
+    config.tokens = vec![TokenConfig {
+        name: "hq".into(),
+        sha256: standin::access::token::sha256_hex(&sync_token),
+        scopes: vec!["sync".into()],
+    }];
+    let state = standin::server::open(config, Arc::new(SystemClock)).unwrap();
+    let store = state.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(standin::launch(state, listener, async move {
+        let _ = rx.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let push = |feed: &str, body: Value| {
+        let req = client
+            .post(format!("{base}/sync/v1/feeds/{feed}/batches"))
+            .bearer_auth(&sync_token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    let tokens: Vec<String> = (0..kiosks)
+        .map(|i| format!("bench-kiosk-token-{i:03}-0123456789abcdef0123456789"))
+        .collect();
+    let devices: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"device_id": format!("sco-{i:03}"), "kind": "kiosk", "lane": format!("lane-{i:03}"),
+                   "token_sha256": standin::access::token::sha256_hex(t), "active": true})
+        })
+        .collect();
+    push(
+        "devices",
+        json!({"batch": 1, "kind": "delta", "upserts": devices, "deletes": []}),
+    )
+    .await;
+    // Caps far above the run: every payment is approved offline (a durable write), none capped.
+    let policy = [
+        ("offline_tx_cap_minor", json!(1_000_000)),
+        ("offline_exposure_cap_minor", json!(1_000_000_000_000i64)),
+        ("offline_max_hours", json!(24)),
+        ("offline_tenders", json!(["card_token", "p2pe"])),
+        ("forward_deadline_hours", json!(48)),
+    ];
+    let upserts: Vec<Value> = policy
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    push(
+        "policy",
+        json!({"batch": 1, "kind": "delta", "upserts": upserts, "deletes": []}),
+    )
+    .await;
+
+    let pay = |kiosk: usize, n: usize| {
+        json!({"idempotency_key": format!("k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
+               "amount_minor": 1_000 + (n % 50) as i64 * 37, "currency": "USD",
+               "tender": {"kind": "card_token", "token": format!("tok_{kiosk}_{n}"), "brand": "visa",
+                          "last4": format!("{:04}", (kiosk * 7919 + n) % 10_000), "exp_month": 1 + n % 12, "exp_year": 2029}})
+    };
+    // Warm-up: connections open, the breaker opens on the dead processor.
+    let warm = reqwest::Client::new();
+    for n in 0..10 {
+        let _ = warm
+            .post(format!("{base}/kiosk/v1/payments"))
+            .bearer_auth(&tokens[0])
+            .json(&pay(0, 1_000_000 + n))
+            .send()
+            .await;
+    }
+
+    let stats = store.writer_stats();
+    let (commits0, writes0) = (stats.commits.load(Relaxed), stats.writes.load(Relaxed));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for (k, token) in tokens.iter().enumerate() {
+        let (base, token) = (base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let (mut lat, mut approved, mut errors) = (Vec::with_capacity(10_000), 0usize, 0usize);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let body = pay(k, n);
+                n += 1;
+                let t = Instant::now();
+                match client
+                    .post(format!("{base}/kiosk/v1/payments"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await.unwrap_or(Value::Null);
+                        lat.push(t.elapsed());
+                        if v["status"] == "approved_offline" {
+                            approved += 1;
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, approved, errors)
+        }));
+    }
+    let (mut all, mut approved_offline, mut errors) = (Vec::new(), 0, 0);
+    for t in tasks {
+        let (l, a, e) = t.await.unwrap();
+        all.extend(l);
+        approved_offline += a;
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (commits, writes) = (
+        stats.commits.load(Relaxed) - commits0,
+        stats.writes.load(Relaxed) - writes0,
+    );
+    println!(
+        "standin  writer: {commits} commits, {writes} writes, {:.1} writes per commit (group commit)",
+        writes as f64 / commits.max(1) as f64
+    );
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let figures = Figures {
+        payments: all.len(),
+        approved_offline,
+        errors,
+        secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    };
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    figures
+}
+
+/// Debian's PostgreSQL binaries (`/usr/lib/postgresql/VERSION/bin`), newest first.
+fn pg_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Runs `program args` as the `postgres` user when this process is root (Postgres refuses
+/// root), as this user otherwise.
+fn as_pg(program: &Path, args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+fn run(mut c: Command, what: &str) -> Result<String, String> {
+    let out = c.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// pgbench's committed single-row inserts per second from 8 clients.
+fn postgres_inserts(seconds: u64) -> Result<f64, String> {
+    let bin = match pg_bin() {
+        Some(b) => b,
+        None if is_root() => {
+            println!("postgres not installed: apt-get install -y postgresql");
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "postgresql"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            pg_bin().ok_or("postgresql could not be installed")?
+        }
+        None => {
+            return Err("postgresql is not installed (apt-get install postgresql, as root)".into());
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("standin-bench-pg")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let (data, sock) = (dir.path().join("data"), dir.path().join("sock"));
+    std::fs::create_dir_all(&sock).map_err(|e| e.to_string())?;
+    let script = dir.path().join("insert.sql");
+    std::fs::write(&script, "INSERT INTO payments (idempotency_key, amount_minor) VALUES (md5(random()::text), 1000);\n")
+        .map_err(|e| e.to_string())?;
+    if is_root() {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.args(["-R", "postgres:postgres"]).arg(dir.path());
+                c
+            },
+            "chown",
+        )?;
+    }
+    let (data_s, sock_s) = (
+        data.to_string_lossy().into_owned(),
+        sock.to_string_lossy().into_owned(),
+    );
+    run(
+        as_pg(
+            &bin.join("initdb"),
+            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        ),
+        "initdb",
+    )?;
+    let opts = format!("-k {sock_s} -c listen_addresses='' -c max_connections=20");
+    let log = dir.path().join("pg.log").to_string_lossy().into_owned();
+    run(
+        as_pg(
+            &bin.join("pg_ctl"),
+            &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"],
+        ),
+        "pg_ctl start",
+    )?;
+    let result = (|| {
+        let psql = bin.join("psql");
+        let psql = if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        };
+        run(
+            as_pg(
+                &psql,
+                &[
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    "CREATE TABLE payments (id bigserial PRIMARY KEY, idempotency_key text NOT NULL, amount_minor bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+                ],
+            ),
+            "create table",
+        )?;
+        let settings = run(
+            as_pg(
+                &psql,
+                &[
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-Atc",
+                    "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')",
+                ],
+            ),
+            "settings",
+        )?;
+        println!("postgres fsync, synchronous_commit: {}", settings.trim());
+        let pgbench = bin.join("pgbench");
+        let pgbench = if pgbench.exists() {
+            pgbench
+        } else {
+            PathBuf::from("pgbench")
+        };
+        let secs = seconds.to_string();
+        let script_s = script.to_string_lossy().into_owned();
+        let out = run(
+            as_pg(
+                &pgbench,
+                &[
+                    "-n", "-h", &sock_s, "-U", "postgres", "-c", "8", "-j", "2", "-T", &secs, "-f",
+                    &script_s, "postgres",
+                ],
+            ),
+            "pgbench",
+        )?;
+        out.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("tps = ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
+            .ok_or_else(|| format!("no tps in pgbench's output: {out}"))
+    })();
+    let _ = run(
+        as_pg(
+            &bin.join("pg_ctl"),
+            &["-D", &data_s, "-m", "fast", "-w", "stop"],
+        ),
+        "pg_ctl stop",
+    );
+    result
+}

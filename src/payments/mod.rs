@@ -1,0 +1,542 @@
+//! Self-checkout payments (issue 7): online first with the processor, stand-in within HQ's
+//! risk limits when it is unreachable, forwarding later with the same key, and kiosk sales
+//! that become local receipts at once.
+//!
+//! - `rules.rs`: the stand-in decision, a plain function;
+//! - `store.rs`: the SQL, each change journaled (payments lane) in its own transaction;
+//! - `processor.rs`: the processor client; `forward.rs`: the forwarding worker;
+//! - `card_data.rs`: the refusal of anything that looks like card data;
+//! - `sales.rs`: `POST /kiosk/v1/sales`.
+
+pub mod card_data;
+pub mod forward;
+pub mod processor;
+pub mod rules;
+pub mod sales;
+pub mod store;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::access::Caller;
+use crate::error::AppError;
+use crate::http::{Access, ApiJson, RawBody, Route, describe_json_error};
+use crate::state::AppState;
+use crate::upstream::{BreakerState, Upstream};
+use processor::Sent;
+use store::{Ctx, NewPayment, Payment};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::POST,
+            "/kiosk/v1/payments",
+            Access::Kiosk,
+            post(create),
+        ),
+        Route::new(
+            Method::GET,
+            "/kiosk/v1/payments/{payment_id}",
+            Access::Kiosk,
+            get(one),
+        ),
+        Route::new(
+            Method::POST,
+            "/kiosk/v1/sales",
+            Access::Kiosk,
+            post(sales::record),
+        ),
+    ]
+}
+
+/// What the payments concern keeps in memory: online attempts in flight in this process,
+/// and a signal for duplicates waiting on one of them.
+pub struct Runtime {
+    inflight: Mutex<HashSet<String>>,
+    decided: tokio::sync::watch::Sender<u64>,
+    /// When this process started: the processor's last-reachable time until it is heard from.
+    started_at: DateTime<Utc>,
+    /// Wakes the forwarding worker (the processor is back, a payment was stored).
+    pub wake: tokio::sync::Notify,
+}
+
+impl Runtime {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            inflight: Mutex::default(),
+            decided: tokio::sync::watch::Sender::new(0),
+            started_at: now,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn is_inflight(&self, id: &str) -> bool {
+        self.inflight
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
+    }
+
+    fn done(&self, id: &str) {
+        if let Ok(mut s) = self.inflight.lock() {
+            s.remove(id);
+        }
+        self.decided.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// When the processor was last heard from, as far as this process knows.
+pub fn reachable_hint(state: &AppState) -> DateTime<Utc> {
+    let seen = state
+        .upstreams
+        .get(Upstream::Payments)
+        .and_then(|h| h.last_success);
+    seen.map_or(state.payments.started_at, |s| {
+        s.max(state.payments.started_at)
+    })
+}
+
+fn ctx(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
+    (
+        state.config.store_id.clone(),
+        state.clock.now(),
+        reachable_hint(state),
+    )
+}
+
+pub(crate) fn kiosk(caller: &Caller) -> Result<(String, String), AppError> {
+    match caller {
+        Caller::Kiosk { device_id, lane } => Ok((device_id.clone(), lane.clone())),
+        _ => Err(AppError::Unauthorized),
+    }
+}
+
+/// Refuses card data (422 naming only the field) before anything else reads the body.
+pub(crate) fn refuse_card_data(body: &Value) -> Result<(), AppError> {
+    match card_data::find(body) {
+        None => Ok(()),
+        Some(card_data::Found::FieldName(f)) => Err(AppError::invalid(
+            "card_data_refused",
+            f,
+            "card numbers, security codes and track data must never be sent to Standin: send the processor token or P2PE ciphertext",
+        )),
+        Some(card_data::Found::CardNumber(f)) => Err(AppError::invalid(
+            "card_data_refused",
+            f,
+            "this field holds what looks like a card number; Standin never accepts card data",
+        )),
+    }
+}
+
+/// Parses JSON, refusing card data first; a syntax error is a 400 about the body.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(Value, T), AppError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        AppError::bad_request("body", format!("not valid JSON: {}", e.classify_name()))
+    })?;
+    refuse_card_data(&value)?;
+    let typed = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let (field, message) = describe_json_error(&e);
+        AppError::bad_request(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            message,
+        )
+    })?;
+    Ok((value, typed))
+}
+
+trait Classify {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl Classify for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        // Never echo serde's message: it can quote the body.
+        match self.classify() {
+            serde_json::error::Category::Eof => "unexpected end",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Data => "wrong types",
+        }
+    }
+}
+
+/// SHA-256 of the canonical JSON: the same body, however its keys are ordered.
+pub(crate) fn body_hash(v: &Value) -> String {
+    hex::encode(Sha256::digest(
+        crate::journal::chain::canonical_json(v).as_bytes(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PaymentRequest {
+    idempotency_key: String,
+    basket_id: String,
+    amount_minor: i64,
+    currency: String,
+    tender: TenderRequest,
+}
+
+#[derive(Deserialize)]
+struct TenderRequest {
+    kind: String,
+    token: Option<String>,
+    ciphertext: Option<String>,
+    brand: Option<String>,
+    last4: Option<String>,
+    exp_month: Option<u8>,
+    exp_year: Option<u16>,
+    entry_mode: Option<String>,
+}
+
+const TENDER_KINDS: [&str; 4] = ["card_token", "p2pe", "app_pay", "gift_card"];
+
+pub(crate) fn short_field(field: &str, v: &str) -> Result<(), AppError> {
+    if v.trim().is_empty() || v.len() > 128 {
+        return Err(AppError::invalid(
+            "invalid_field",
+            field,
+            "must be 1 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl PaymentRequest {
+    fn into_new(
+        self,
+        device_id: String,
+        lane: String,
+        body_sha256: String,
+    ) -> Result<NewPayment, AppError> {
+        short_field("idempotency_key", &self.idempotency_key)?;
+        short_field("basket_id", &self.basket_id)?;
+        if !(1..=100_000_000).contains(&self.amount_minor) {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "amount_minor",
+                "must be from 1 to 100000000",
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "currency",
+                "an ISO 4217 code such as USD",
+            ));
+        }
+        let t = self.tender;
+        if !TENDER_KINDS.contains(&t.kind.as_str()) {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.kind",
+                "one of card_token, p2pe, app_pay, gift_card",
+            ));
+        }
+        let (secret_field, secret) = if t.kind == "p2pe" {
+            ("ciphertext", t.ciphertext.as_deref())
+        } else {
+            ("token", t.token.as_deref())
+        };
+        match secret {
+            Some(s) if !s.trim().is_empty() && s.len() <= 4096 => {}
+            _ => {
+                return Err(AppError::invalid(
+                    "invalid_field",
+                    format!("tender.{secret_field}"),
+                    format!("a {} tender needs its {secret_field}", t.kind),
+                ));
+            }
+        }
+        if let Some(l) = &t.last4
+            && (l.len() != 4 || !l.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.last4",
+                "four digits",
+            ));
+        }
+        if let Some(m) = t.exp_month
+            && !(1..=12).contains(&m)
+        {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.exp_month",
+                "1 to 12",
+            ));
+        }
+        if let Some(y) = t.exp_year
+            && !(2000..=2100).contains(&y)
+        {
+            return Err(AppError::invalid(
+                "invalid_field",
+                "tender.exp_year",
+                "a four-digit year",
+            ));
+        }
+        if let Some(b) = &t.brand {
+            short_field("tender.brand", b)?;
+        }
+        let card_fingerprint = match (&t.brand, &t.last4, t.exp_month, t.exp_year) {
+            (Some(b), Some(l), Some(m), Some(y)) => Some(hex::encode(Sha256::digest(
+                format!("{}|{l}|{m:02}|{y}", b.to_ascii_lowercase()).as_bytes(),
+            ))),
+            _ => None,
+        };
+        let mut tender = json!({"kind": t.kind});
+        let fields: [(&str, Option<Value>); 7] = [
+            ("token", t.token.map(Value::from)),
+            ("ciphertext", t.ciphertext.map(Value::from)),
+            ("brand", t.brand.map(Value::from)),
+            ("last4", t.last4.map(Value::from)),
+            ("exp_month", t.exp_month.map(Value::from)),
+            ("exp_year", t.exp_year.map(Value::from)),
+            ("entry_mode", t.entry_mode.map(Value::from)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                tender[k] = v;
+            }
+        }
+        Ok(NewPayment {
+            payment_id: uuid::Uuid::now_v7().to_string(),
+            device_id,
+            lane,
+            idempotency_key: self.idempotency_key,
+            body_sha256,
+            basket_id: self.basket_id,
+            amount_minor: self.amount_minor,
+            currency: self.currency,
+            tender_kind: t.kind,
+            card_fingerprint,
+            tender,
+        })
+    }
+}
+
+/// What a claim found.
+enum Claimed {
+    Existing(Box<Payment>),
+    Decided(Value),
+}
+
+/// `POST /kiosk/v1/payments`.
+async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawBody(bytes): RawBody,
+) -> Result<ApiJson<Value>, AppError> {
+    let (device_id, lane) = kiosk(&caller)?;
+    let (value, req): (Value, PaymentRequest) = parse_body(&bytes)?;
+    let hash = body_hash(&value);
+    let new = req.into_new(device_id, lane, hash)?;
+
+    // Ask the breaker first: in stand-in mode the one write both finds a retry and decides,
+    // so a payment costs the writer one step and no read. Online, a retry of a payment
+    // already decided is answered from a read and never reaches the processor again.
+    let free = state
+        .upstreams
+        .get(Upstream::Payments)
+        .is_none_or(|h| h.breaker == BreakerState::Closed && h.retry_at.is_none());
+    let permitted = state.config.payments.url.is_some()
+        && state
+            .upstreams
+            .permit(Upstream::Payments, state.clock.now());
+    if permitted {
+        let (d, k) = (new.device_id.clone(), new.idempotency_key.clone());
+        if let Some(p) = state
+            .store
+            .read(move |c| store::by_key(c, &d, &k).map_err(AppError::from))
+            .await?
+        {
+            if !free {
+                // This yes was the breaker's one probe: use it, so the breaker hears back.
+                tokio::spawn(processor::probe(state.clone()));
+            }
+            return replay(&state, p, &new.body_sha256).await;
+        }
+    }
+    // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
+    // half-decided, and its retry finds the decision.
+    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted, free));
+    match task
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
+    {
+        Claimed::Decided(answer) => Ok(ApiJson(answer)),
+        Claimed::Existing(p) => replay(&state, *p, &new.body_sha256).await,
+    }
+}
+
+async fn decide(
+    state: AppState,
+    new: NewPayment,
+    permitted: bool,
+    free: bool,
+) -> Result<Claimed, AppError> {
+    let (store_id, now, hint) = ctx(&state);
+    if !permitted {
+        // Stand-in: the decision and the insert in one write, so caps hold under any load.
+        let claimed = state
+            .store
+            .write(move |c| {
+                if let Some(p) = store::by_key(c, &new.device_id, &new.idempotency_key)? {
+                    return Ok::<_, AppError>(Claimed::Existing(Box::new(p)));
+                }
+                let ctx = Ctx {
+                    store_id: &store_id,
+                    now,
+                    reachable_hint: hint,
+                };
+                Ok(Claimed::Decided(store::stand_in(
+                    c, &ctx, &new, true, false,
+                )?))
+            })
+            .await?;
+        if matches!(claimed, Claimed::Decided(_)) {
+            state.journal_appended.notify_one();
+        }
+        return Ok(claimed);
+    }
+    let claim = new.clone();
+    let now_s = state.clock.now_rfc3339();
+    let existing = state
+        .store
+        .write(move |c| {
+            if let Some(p) = store::by_key(c, &claim.device_id, &claim.idempotency_key)? {
+                return Ok::<_, AppError>(Some(p));
+            }
+            store::insert_pending(c, &claim, &now_s)?;
+            Ok(None)
+        })
+        .await?;
+    if let Some(p) = existing {
+        if !free {
+            // A concurrent duplicate claimed it first; the breaker's probe is used anyway.
+            tokio::spawn(processor::probe(state.clone()));
+        }
+        return Ok(Claimed::Existing(Box::new(p)));
+    }
+    if let Ok(mut s) = state.payments.inflight.lock() {
+        s.insert(new.payment_id.clone());
+    }
+    let result = online(&state, &new).await;
+    state.payments.done(&new.payment_id);
+    result.map(Claimed::Decided)
+}
+
+/// The online attempt of a claimed (pending) payment, and its recorded outcome.
+async fn online(state: &AppState, new: &NewPayment) -> Result<Value, AppError> {
+    let body = json!({"amount_minor": new.amount_minor, "currency": new.currency, "tender": new.tender, "stored": false});
+    let sent = processor::authorize(state, &new.payment_id, &body).await;
+    let (store_id, now, hint) = ctx(state);
+    let p = new.clone();
+    let answer = state
+        .store
+        .write(move |c| {
+            let ctx = Ctx {
+                store_id: &store_id,
+                now,
+                reachable_hint: hint,
+            };
+            match sent {
+                Sent::Answered {
+                    approved,
+                    auth_code,
+                    reason,
+                } => {
+                    store::store_reachable_at(c, now)?;
+                    store::settle_online(
+                        c,
+                        &ctx,
+                        &p,
+                        approved,
+                        auth_code.as_deref(),
+                        reason.as_deref(),
+                    )
+                }
+                // Unreachable or outcome unknown: decide locally; an approval is forwarded
+                // later with this same key, so the processor counts it once.
+                other => store::stand_in(c, &ctx, &p, false, other.reached_or_maybe()),
+            }
+            .map_err(AppError::from)
+        })
+        .await?;
+    state.journal_appended.notify_one();
+    Ok(answer)
+}
+
+/// A second arrival of a key: 409 if the body differs, else the first answer (waiting for
+/// it while the first arrival is still with the processor).
+async fn replay(state: &AppState, p: Payment, hash: &str) -> Result<ApiJson<Value>, AppError> {
+    if p.body_sha256 != hash {
+        return Err(AppError::conflict(
+            "idempotency_key_reused",
+            "this idempotency_key was already used for a different payment body",
+        )
+        .with("field", "idempotency_key"));
+    }
+    let deadline = tokio::time::Instant::now() + processor::budget(state) + Duration::from_secs(5);
+    let mut decided = state.payments.decided.subscribe();
+    let mut p = p;
+    loop {
+        if let Some(a) = p
+            .answer
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+        {
+            return Ok(ApiJson(a));
+        }
+        // Pending with no attempt in this process: a crash left it; the forwarder resolves it.
+        let wait = if state.payments.is_inflight(&p.payment_id) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(200)
+        };
+        let _ = tokio::time::timeout(wait, decided.changed()).await;
+        if tokio::time::Instant::now() > deadline {
+            return Err(AppError::Unavailable(
+                "the payment's outcome is not known yet; retry with the same idempotency_key"
+                    .into(),
+            ));
+        }
+        let id = p.payment_id.clone();
+        p = state
+            .store
+            .read(move |c| store::by_id(c, &id).map_err(AppError::from))
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such payment".into()))?;
+    }
+}
+
+/// `GET /kiosk/v1/payments/{payment_id}`: its current state; only the kiosk that made it.
+async fn one(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(payment_id): Path<String>,
+) -> Result<ApiJson<Payment>, AppError> {
+    let (device_id, _) = kiosk(&caller)?;
+    let found = state
+        .store
+        .read(move |c| store::by_id(c, &payment_id).map_err(AppError::from))
+        .await?
+        .filter(|p| p.device_id == device_id)
+        .ok_or_else(|| AppError::NotFound("no such payment from this kiosk".into()))?;
+    Ok(ApiJson(found))
+}

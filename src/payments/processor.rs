@@ -1,0 +1,176 @@
+//! The processor client: `POST /v1/authorizations` with the payment's own `Idempotency-Key`
+//! (its `payment_id`, fixed before the first send and reused by every later send), under a
+//! tight time budget, and the breaker told how it went.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+use crate::upstream::{Upstream, describe_reqwest, retry_after};
+
+/// How one send to the processor ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The processor decided.
+    Answered {
+        approved: bool,
+        auth_code: Option<String>,
+        reason: Option<String>,
+    },
+    /// Nothing reached the processor (connection refused, unreachable).
+    NotReached(String),
+    /// It may have reached the processor and been acted on (timeout, dropped connection,
+    /// a 5xx): the outcome is unknown until asked again with the same key.
+    Unknown(String),
+}
+
+impl Sent {
+    pub fn reached_or_maybe(&self) -> bool {
+        !matches!(self, Sent::NotReached(_))
+    }
+}
+
+/// The budget for one authorisation: `payments.timeout_ms`.
+pub fn budget(state: &AppState) -> Duration {
+    Duration::from_millis(state.config.payments.timeout_ms.max(1))
+}
+
+/// Sends one authorisation (`stored` for a payment approved offline and forwarded now) and
+/// reports the outcome to the payments breaker. The caller asked `permit` first.
+pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
+    let Some(base) = state.config.payments.url.as_deref() else {
+        return Sent::NotReached("the processor is not configured".into());
+    };
+    let url = format!("{}/v1/authorizations", base.trim_end_matches('/'));
+    let res = state
+        .http
+        .post(url)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .timeout(budget(state))
+        .send()
+        .await;
+    let (sent, retry) = match res {
+        Err(e) if e.is_connect() => (Sent::NotReached(describe_reqwest(&e)), None),
+        Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
+        Ok(r) => {
+            let status = r.status();
+            let ra = retry_after(r.headers());
+            if status.is_success() {
+                match r.json::<Value>().await {
+                    Ok(v) => match v.get("status").and_then(Value::as_str) {
+                        Some(s @ ("approved" | "declined")) => (
+                            Sent::Answered {
+                                approved: s == "approved",
+                                auth_code: v
+                                    .get("auth_code")
+                                    .and_then(Value::as_str)
+                                    .map(String::from),
+                                reason: v.get("reason").and_then(Value::as_str).map(String::from),
+                            },
+                            None,
+                        ),
+                        _ => (
+                            Sent::Unknown("the processor answered without a status".into()),
+                            None,
+                        ),
+                    },
+                    Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
+                }
+            } else if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                // A definite refusal of this request (our body or the card): a decline.
+                (
+                    Sent::Answered {
+                        approved: false,
+                        auth_code: None,
+                        reason: Some(format!("processor_refused_{}", status.as_u16())),
+                    },
+                    None,
+                )
+            } else {
+                (Sent::Unknown(format!("HTTP {status}")), ra)
+            }
+        }
+    };
+    let now = state.clock.now();
+    match &sent {
+        Sent::Answered { .. } => state.upstreams.report(Upstream::Payments, Ok(()), now),
+        Sent::NotReached(e) | Sent::Unknown(e) => {
+            state
+                .upstreams
+                .report_failure_retry_after(Upstream::Payments, e.clone(), retry, now)
+        }
+    }
+    sent
+}
+
+/// One health check reported to the breaker: for a caller that was let through (a half-open
+/// probe) and turned out to have nothing to send.
+pub async fn probe(state: AppState) {
+    let Some(base) = state.config.payments.url.as_deref() else {
+        return;
+    };
+    let url = format!("{}/v1/health", base.trim_end_matches('/'));
+    let res = state.http.get(url).timeout(budget(&state)).send().await;
+    let now = state.clock.now();
+    match res {
+        Ok(r) if r.status().is_success() => state.upstreams.report(Upstream::Payments, Ok(()), now),
+        Ok(r) => {
+            let ra = retry_after(r.headers());
+            let e = format!("health answered HTTP {}", r.status());
+            state
+                .upstreams
+                .report_failure_retry_after(Upstream::Payments, e, ra, now)
+        }
+        Err(e) => state
+            .upstreams
+            .report(Upstream::Payments, Err(describe_reqwest(&e)), now),
+    }
+}
+
+/// `POST /v1/refunds` for an authorisation the store must not keep (declined offline while
+/// the processor had in fact approved it). Idempotent by its own derived key.
+pub async fn reverse(
+    state: &AppState,
+    payment_id: &str,
+    auth_code: Option<&str>,
+    amount_minor: i64,
+    currency: &str,
+) -> Result<Option<String>, String> {
+    let Some(base) = state.config.payments.url.as_deref() else {
+        return Err("the processor is not configured".into());
+    };
+    let url = format!("{}/v1/refunds", base.trim_end_matches('/'));
+    let body = json!({"authorization": auth_code.unwrap_or(payment_id), "amount_minor": amount_minor, "currency": currency});
+    let res = state
+        .http
+        .post(url)
+        .header("Idempotency-Key", format!("{payment_id}.reversal"))
+        .json(&body)
+        .timeout(budget(state))
+        .send()
+        .await;
+    let now = state.clock.now();
+    match res {
+        Ok(r) if r.status().is_success() => {
+            state.upstreams.report(Upstream::Payments, Ok(()), now);
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            Ok(v.get("refund_id").and_then(Value::as_str).map(String::from))
+        }
+        Ok(r) => {
+            let e = format!("refund answered HTTP {}", r.status());
+            state
+                .upstreams
+                .report(Upstream::Payments, Err(e.clone()), now);
+            Err(e)
+        }
+        Err(e) => {
+            let e = describe_reqwest(&e);
+            state
+                .upstreams
+                .report(Upstream::Payments, Err(e.clone()), now);
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The payments' SQL: claiming a key, the stand-in decision recorded with the facts it read,
+//! settling online answers and forwarding outcomes, each with its journal entry (payments
+//! lane) in the same transaction. Every function here runs inside the caller's transaction
+//! (the writer's, for changes).
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::rules::{Facts, Policy, stand_in_decision};
+use crate::journal::{self, Lane, NewEntry};
+
+/// A payment as the kiosk asked for it, before any decision.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub payment_id: String,
+    pub device_id: String,
+    pub lane: String,
+    pub idempotency_key: String,
+    pub body_sha256: String,
+    pub basket_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub tender_kind: String,
+    pub card_fingerprint: Option<String>,
+    /// What the processor gets: kind, token or ciphertext, brand, last four, expiry.
+    pub tender: Value,
+}
+
+/// A stored payment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Payment {
+    pub payment_id: String,
+    #[serde(skip)]
+    pub device_id: String,
+    pub lane: String,
+    pub idempotency_key: String,
+    #[serde(skip)]
+    pub body_sha256: String,
+    pub basket_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub tender_kind: String,
+    #[serde(skip)]
+    pub card_fingerprint: Option<String>,
+    #[serde(skip)]
+    pub tender: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
+    pub offline: bool,
+    #[serde(skip)]
+    pub sent: bool,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_at: Option<String>,
+    #[serde(skip)]
+    pub answer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sale_id: Option<String>,
+}
+
+const COLUMNS: &str = "payment_id, device_id, lane, idempotency_key, body_sha256, basket_id, amount_minor,
+    currency, tender_kind, card_fingerprint, tender, status, reason, auth_code, offline, sent, created_at,
+    decided_at, forward_by, forwarded_at, answer, sale_id";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
+    Ok(Payment {
+        payment_id: r.get(0)?,
+        device_id: r.get(1)?,
+        lane: r.get(2)?,
+        idempotency_key: r.get(3)?,
+        body_sha256: r.get(4)?,
+        basket_id: r.get(5)?,
+        amount_minor: r.get(6)?,
+        currency: r.get(7)?,
+        tender_kind: r.get(8)?,
+        card_fingerprint: r.get(9)?,
+        tender: r.get(10)?,
+        status: r.get(11)?,
+        reason: r.get(12)?,
+        auth_code: r.get(13)?,
+        offline: r.get(14)?,
+        sent: r.get(15)?,
+        created_at: r.get(16)?,
+        decided_at: r.get(17)?,
+        forward_by: r.get(18)?,
+        forwarded_at: r.get(19)?,
+        answer: r.get(20)?,
+        sale_id: r.get(21)?,
+    })
+}
+
+pub fn by_key(c: &Connection, device_id: &str, key: &str) -> rusqlite::Result<Option<Payment>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE device_id = ?1 AND idempotency_key = ?2"
+    ))?
+    .query_row(params![device_id, key], from_row)
+    .optional()
+}
+
+pub fn by_id(c: &Connection, payment_id: &str) -> rusqlite::Result<Option<Payment>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE payment_id = ?1"
+    ))?
+    .query_row([payment_id], from_row)
+    .optional()
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Claims the key for an online attempt: the row exists, `pending`, before anything is sent,
+/// so a duplicate finds it and waits, and the processor's key is fixed for good.
+pub fn insert_pending(c: &Connection, p: &NewPayment, now: &str) -> rusqlite::Result<()> {
+    insert(c, p, "pending", None, false, true, now, None, None).map(drop)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    c: &Connection,
+    p: &NewPayment,
+    status: &str,
+    reason: Option<&str>,
+    offline: bool,
+    sent: bool,
+    now: &str,
+    forward_by: Option<&str>,
+    answer: Option<&str>,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256, basket_id,
+            amount_minor, currency, tender_kind, card_fingerprint, tender, status, reason, offline, sent,
+            created_at, decided_at, forward_by, answer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        p.payment_id,
+        p.device_id,
+        p.lane,
+        p.idempotency_key,
+        p.body_sha256,
+        p.basket_id,
+        p.amount_minor,
+        p.currency,
+        p.tender_kind,
+        p.card_fingerprint,
+        p.tender.to_string(),
+        status,
+        reason,
+        offline,
+        sent,
+        now,
+        (status != "pending").then_some(now),
+        forward_by,
+        answer
+    ])
+}
+
+/// The policy feed as the stand-in rule reads it.
+pub fn policy(c: &Connection) -> rusqlite::Result<Policy> {
+    let mut stmt = c.prepare_cached("SELECT key, value FROM policy")?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Policy::from_entries(rows.iter().map(|(k, v)| {
+        (k.as_str(), serde_json::from_str(v).unwrap_or(Value::Null))
+    })))
+}
+
+/// When the processor was last known to answer: the stored time or `hint` (this process's
+/// own knowledge), whichever is later.
+pub fn reachable_at(c: &Connection, hint: DateTime<Utc>) -> rusqlite::Result<DateTime<Utc>> {
+    let stored: Option<String> = c
+        .prepare_cached("SELECT reachable_at FROM payments_processor WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(stored
+        .as_deref()
+        .and_then(parse_ts)
+        .map_or(hint, |s| s.max(hint)))
+}
+
+pub fn store_reachable_at(c: &Connection, at: DateTime<Utc>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE payments_processor SET reachable_at = ?1 WHERE id = 1 AND (reachable_at IS NULL OR reachable_at < ?1)",
+        [ts(at)],
+    )
+    .map(drop)
+}
+
+/// The kiosk's answer, kept so every duplicate gets exactly it.
+pub fn answer(
+    payment_id: &str,
+    status: &str,
+    reason: Option<&str>,
+    auth_code: Option<&str>,
+) -> Value {
+    let mut a = json!({"payment_id": payment_id, "status": status});
+    if let Some(r) = reason {
+        a["reason"] = json!(r);
+    }
+    if let Some(c) = auth_code {
+        a["auth_code"] = json!(c);
+    }
+    a
+}
+
+/// Who and when, for the journal.
+pub struct Ctx<'a> {
+    pub store_id: &'a str,
+    pub now: DateTime<Utc>,
+    /// This process's latest knowledge of when the processor answered.
+    pub reachable_hint: DateTime<Utc>,
+}
+
+fn journal_payment(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    kind: &str,
+    extra: Value,
+) -> rusqlite::Result<()> {
+    let mut tender = json!({"kind": p.tender_kind});
+    for f in ["brand", "last4", "exp_month", "exp_year", "entry_mode"] {
+        if let Some(v) = p.tender.get(f) {
+            tender[f] = v.clone();
+        }
+    }
+    let mut body = json!({
+        "payment_id": p.payment_id, "idempotency_key": p.idempotency_key, "basket_id": p.basket_id,
+        "lane": p.lane, "amount_minor": p.amount_minor, "currency": p.currency, "tender": tender,
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    journal::append(
+        c,
+        ctx.store_id,
+        &ts(ctx.now),
+        NewEntry {
+            lane: Lane::Payments,
+            kind: kind.into(),
+            actor: Some(p.device_id.clone()),
+            device: Some(p.device_id.clone()),
+            body,
+        },
+    )
+    .map(drop)
+}
+
+/// Decides without the processor against the policy and the facts as they are inside this
+/// transaction, and records it: a new row (`fresh`) or the pending row of an online attempt
+/// that failed (`sent`: it may have reached the processor). Returns the kiosk's answer.
+///
+/// Runs on the single writer, so the exposure read here and the insert that raises it are
+/// one step: however many kiosks pay at once, the cap holds.
+pub fn stand_in(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    fresh: bool,
+    sent: bool,
+) -> rusqlite::Result<Value> {
+    let policy = policy(c)?;
+    let exposure: i64 = c
+        .prepare_cached("SELECT total_minor FROM payments_exposure WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    let reachable = reachable_at(c, ctx.reachable_hint)?;
+    let (card_count, card_amount) = match &p.card_fingerprint {
+        Some(fp) => c
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(amount_minor), 0) FROM payments
+                 WHERE card_fingerprint = ?1 AND offline = 1 AND created_at >= ?2
+                   AND status IN ('approved_offline', 'captured', 'declined_after_forward', 'expired')",
+            )?
+            .query_row(params![fp, ts(reachable)], |r| Ok((r.get(0)?, r.get(1)?)))?,
+        None => (0, 0),
+    };
+    let facts = Facts {
+        amount_minor: p.amount_minor,
+        tender_kind: &p.tender_kind,
+        exposure_minor: exposure,
+        card_count,
+        card_amount_minor: card_amount,
+        has_card: p.card_fingerprint.is_some(),
+        offline_secs: (ctx.now - reachable).num_seconds().max(0),
+    };
+    let decision = stand_in_decision(&policy, &facts);
+    let now = ts(ctx.now);
+    let (status, reason, forward_by) = match decision {
+        Ok(()) => (
+            "approved_offline",
+            None,
+            Some(ts(ctx.now + Duration::hours(policy.forward_deadline_hours))),
+        ),
+        Err(r) => ("declined_offline", Some(r.code()), None),
+    };
+    let ans = answer(&p.payment_id, status, reason, None);
+    let ans_text = ans.to_string();
+    if fresh {
+        insert(
+            c,
+            p,
+            status,
+            reason,
+            true,
+            sent,
+            &now,
+            forward_by.as_deref(),
+            Some(&ans_text),
+        )?;
+    } else if c
+        .prepare_cached(
+            "UPDATE payments SET status = ?2, reason = ?3, offline = 1, sent = ?4, decided_at = ?5,
+                forward_by = ?6, answer = ?7 WHERE payment_id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![
+            p.payment_id,
+            status,
+            reason,
+            sent,
+            now,
+            forward_by,
+            ans_text
+        ])?
+        == 0
+    {
+        return decided_answer(c, &p.payment_id);
+    }
+    journal_payment(
+        c,
+        ctx,
+        p,
+        &format!("payment.{status}"),
+        json!({"status": status, "reason": reason, "forward_by": forward_by, "outcome_unknown": sent,
+               "exposure_minor": exposure + if decision.is_ok() { p.amount_minor } else { 0 }}),
+    )?;
+    Ok(ans)
+}
+
+/// Records the processor's own answer to an online attempt.
+pub fn settle_online(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    approved: bool,
+    auth_code: Option<&str>,
+    reason: Option<&str>,
+) -> rusqlite::Result<Value> {
+    let status = if approved { "approved" } else { "declined" };
+    let ans = answer(&p.payment_id, status, reason, auth_code);
+    if c.prepare_cached(
+        "UPDATE payments SET status = ?2, reason = ?3, auth_code = ?4, decided_at = ?5, answer = ?6
+         WHERE payment_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![
+        p.payment_id,
+        status,
+        reason,
+        auth_code,
+        ts(ctx.now),
+        ans.to_string()
+    ])? == 0
+    {
+        // Decided meanwhile (a stale-pending resolution): that decision stands.
+        return decided_answer(c, &p.payment_id);
+    }
+    journal_payment(
+        c,
+        ctx,
+        p,
+        &format!("payment.{status}"),
+        json!({"status": status, "reason": reason, "auth_code": auth_code}),
+    )?;
+    Ok(ans)
+}
+
+/// The answer already recorded for a payment that is no longer pending.
+fn decided_answer(c: &Connection, payment_id: &str) -> rusqlite::Result<Value> {
+    let p = by_id(c, payment_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(p.answer
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_else(|| {
+            answer(
+                &p.payment_id,
+                &p.status,
+                p.reason.as_deref(),
+                p.auth_code.as_deref(),
+            )
+        }))
+}
+
+/// The request as it was claimed, from its stored row (forwarding, late resolution).
+pub fn as_new(p: &Payment) -> NewPayment {
+    NewPayment {
+        payment_id: p.payment_id.clone(),
+        device_id: p.device_id.clone(),
+        lane: p.lane.clone(),
+        idempotency_key: p.idempotency_key.clone(),
+        body_sha256: p.body_sha256.clone(),
+        basket_id: p.basket_id.clone(),
+        amount_minor: p.amount_minor,
+        currency: p.currency.clone(),
+        tender_kind: p.tender_kind.clone(),
+        card_fingerprint: p.card_fingerprint.clone(),
+        tender: serde_json::from_str(&p.tender).unwrap_or(Value::Null),
+    }
+}
+
+/// The oldest stored payment waiting to be forwarded.
+pub fn next_to_forward(c: &Connection) -> rusqlite::Result<Option<Payment>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE status = 'approved_offline' ORDER BY created_at, payment_id LIMIT 1"
+    ))?
+    .query_row([], from_row)
+    .optional()
+}
+
+/// The oldest payment declined offline whose online attempt may have reached the processor.
+pub fn next_unresolved(c: &Connection) -> rusqlite::Result<Option<Payment>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE status = 'declined_offline' AND sent = 1 AND forwarded_at IS NULL
+         ORDER BY created_at LIMIT 1"
+    ))?
+    .query_row([], from_row)
+    .optional()
+}
+
+/// Pending rows older than `before`: online attempts whose process died before deciding.
+pub fn stale_pending(c: &Connection, before: DateTime<Utc>) -> rusqlite::Result<Vec<Payment>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE status = 'pending' AND created_at < ?1 ORDER BY created_at LIMIT 50"
+    ))?
+    .query_map([ts(before)], from_row)?
+    .collect()
+}
+
+/// What forwarding a stored payment came to.
+pub enum Forwarded<'a> {
+    Captured { auth_code: Option<&'a str> },
+    Declined { reason: Option<&'a str> },
+}
+
+pub fn record_forwarded(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &Payment,
+    out: Forwarded<'_>,
+) -> rusqlite::Result<bool> {
+    let now = ts(ctx.now);
+    let (status, reason, auth) = match out {
+        Forwarded::Captured { auth_code } => ("captured", None, auth_code),
+        Forwarded::Declined { reason } => (
+            "declined_after_forward",
+            Some(reason.unwrap_or("declined")),
+            None,
+        ),
+    };
+    let n = c
+        .prepare_cached(
+            "UPDATE payments SET status = ?2, reason = coalesce(?3, reason), auth_code = coalesce(?4, auth_code),
+                forwarded_at = ?5, forward_attempts = forward_attempts + 1, last_forward_error = NULL
+             WHERE payment_id = ?1 AND status = 'approved_offline'",
+        )?
+        .execute(params![p.payment_id, status, reason, auth, now])?;
+    if n == 1 {
+        let sale = sale_of(c, p)?;
+        journal_payment(
+            c,
+            ctx,
+            &as_new(p),
+            &format!("payment.{status}"),
+            json!({"status": status, "reason": reason, "auth_code": auth, "created_at": p.created_at,
+                   "forwarded_at": now, "sale": sale}),
+        )?;
+    }
+    Ok(n == 1)
+}
+
+pub fn record_forward_error(c: &Connection, payment_id: &str, error: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE payments SET forward_attempts = forward_attempts + 1, last_forward_error = ?2 WHERE payment_id = ?1",
+        params![payment_id, error],
+    )
+    .map(drop)
+}
+
+/// A declined-offline payment asked again with its key: the processor's first answer.
+pub fn record_resolved(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    p: &Payment,
+    processor_approved: bool,
+    reversal: Option<&str>,
+) -> rusqlite::Result<()> {
+    let n = c.execute(
+        "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1 WHERE payment_id = ?1 AND forwarded_at IS NULL",
+        params![p.payment_id, ts(ctx.now)],
+    )?;
+    if n == 1 {
+        let kind = if processor_approved {
+            "payment.reversed"
+        } else {
+            "payment.decline_confirmed"
+        };
+        journal_payment(
+            c,
+            ctx,
+            &as_new(p),
+            kind,
+            json!({"status": p.status, "processor_approved": processor_approved, "refund": reversal}),
+        )?;
+    }
+    Ok(())
+}
+
+/// The earliest forwarding deadline among stored payments.
+pub fn next_deadline(c: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let d: Option<String> = c
+        .prepare_cached("SELECT min(forward_by) FROM payments WHERE status = 'approved_offline'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(d.as_deref().and_then(parse_ts))
+}
+
+/// Stored payments past their forwarding deadline become `expired` (journaled). Returns how many.
+pub fn expire_overdue(c: &Connection, ctx: &Ctx<'_>) -> rusqlite::Result<usize> {
+    let now = ts(ctx.now);
+    let overdue: Vec<Payment> = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE status = 'approved_offline' AND forward_by < ?1"
+        ))?
+        .query_map([&now], from_row)?
+        .collect::<Result<_, _>>()?;
+    for p in &overdue {
+        c.execute(
+            "UPDATE payments SET status = 'expired', reason = 'forward_deadline_passed' WHERE payment_id = ?1 AND status = 'approved_offline'",
+            [&p.payment_id],
+        )?;
+        let sale = sale_of(c, p)?;
+        journal_payment(
+            c,
+            ctx,
+            &as_new(p),
+            "payment.expired",
+            json!({"status": "expired", "forward_by": p.forward_by, "created_at": p.created_at, "sale": sale}),
+        )?;
+    }
+    Ok(overdue.len())
+}
+
+/// The basket a payment paid for, when the kiosk recorded its sale: for reconciliation.
+fn sale_of(c: &Connection, p: &Payment) -> rusqlite::Result<Value> {
+    let Some(sale_id) = &p.sale_id else {
+        return Ok(Value::Null);
+    };
+    let doc: Option<String> = c
+        .query_row(
+            "SELECT r.doc FROM kiosk_sales s JOIN local_receipts r ON r.receipt_id = s.receipt_id
+             WHERE s.device_id = ?1 AND s.sale_id = ?2",
+            params![p.device_id, sale_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(
+        json!({"sale_id": sale_id, "receipt": doc.and_then(|d| serde_json::from_str::<Value>(&d).ok())}),
+    )
+}
+
+/// The queue view: what the store carries on its own books until forwarded.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Exposure {
+    /// Approved offline, not yet forwarded.
+    pub count: i64,
+    pub total_minor: i64,
+    pub oldest_at: Option<String>,
+    pub oldest_age_secs: Option<i64>,
+    /// The earliest forwarding deadline among them, and the seconds left until it.
+    pub tightest_deadline_at: Option<String>,
+    pub tightest_deadline_secs: Option<i64>,
+    /// True when the tightest deadline is within [`DEADLINE_WARNING_SECS`]: forward or act now.
+    pub deadline_warning: bool,
+    pub declined_after_forward: i64,
+    pub expired: i64,
+    /// Declined offline after an online attempt whose outcome is unknown, not yet asked again.
+    pub unresolved: i64,
+    /// Online attempts in flight (or left pending by a crash).
+    pub pending: i64,
+}
+
+/// Warn this long before a stored payment's forwarding deadline.
+pub const DEADLINE_WARNING_SECS: i64 = 6 * 3600;
+
+pub fn exposure(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Exposure> {
+    let (count, total_minor): (i64, i64) = c
+        .prepare_cached("SELECT count, total_minor FROM payments_exposure WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (oldest_at, tightest): (Option<String>, Option<String>) = c
+        .prepare_cached("SELECT min(created_at), min(forward_by) FROM payments WHERE status = 'approved_offline'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let counts =
+        |sql: &str| -> rusqlite::Result<i64> { c.prepare_cached(sql)?.query_row([], |r| r.get(0)) };
+    let secs = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(parse_ts)
+            .map(|t| (t - now).num_seconds())
+    };
+    let tightest_deadline_secs = secs(&tightest);
+    Ok(Exposure {
+        count,
+        total_minor,
+        oldest_age_secs: secs(&oldest_at).map(|s| (-s).max(0)),
+        oldest_at,
+        deadline_warning: tightest_deadline_secs.is_some_and(|s| s < DEADLINE_WARNING_SECS),
+        tightest_deadline_secs: tightest_deadline_secs.map(|s| s.max(0)),
+        tightest_deadline_at: tightest,
+        declined_after_forward: counts(
+            "SELECT count(*) FROM payments WHERE status = 'declined_after_forward'",
+        )?,
+        expired: counts("SELECT count(*) FROM payments WHERE status = 'expired'")?,
+        unresolved: counts(
+            "SELECT count(*) FROM payments WHERE status = 'declined_offline' AND sent = 1 AND forwarded_at IS NULL",
+        )?,
+        pending: counts("SELECT count(*) FROM payments WHERE status = 'pending'")?,
+    })
+}
+
+/// Payments that need a person: declined after forwarding and expired, with their sale.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeedsPerson {
+    pub payment_id: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub device_id: String,
+    pub lane: String,
+    pub basket_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub created_at: String,
+    pub forwarded_at: Option<String>,
+    pub sale: Value,
+}
+
+pub fn needs_person(c: &Connection) -> rusqlite::Result<Vec<NeedsPerson>> {
+    let rows: Vec<Payment> = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE status IN ('declined_after_forward', 'expired') ORDER BY created_at"
+        ))?
+        .query_map([], from_row)?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|p| {
+            Ok(NeedsPerson {
+                sale: sale_of(c, &p)?,
+                payment_id: p.payment_id,
+                status: p.status,
+                reason: p.reason,
+                device_id: p.device_id,
+                lane: p.lane,
+                basket_id: p.basket_id,
+                amount_minor: p.amount_minor,
+                currency: p.currency,
+                created_at: p.created_at,
+                forwarded_at: p.forwarded_at,
+            })
+        })
+        .collect()
+}
