@@ -678,6 +678,7 @@ const KIND_WORDS = {
 const OUTCOME_WORDS = {
   rejected: "Refused by central", conflict: "Conflict with central",
   declined: "Card refund declined", failed: "Card refund not sent",
+  declined_after_forward: "Card declined after the sale", expired: "Never reached the processor",
 };
 
 function kindWords(kind) {
@@ -690,6 +691,7 @@ function bodyWords(body) {
   if (!body || typeof body !== "object") return "";
   const out = [];
   if (body.order_number) out.push(`order ${body.order_number}`);
+  if (body.payment) out.push(`basket ${body.basket_id}, ${money(body.amount_minor)}`);
   if (body.receipt_id) out.push(`receipt ${body.receipt_id}`);
   if (body.refund_key && body.amount_minor != null) out.push(`refund of ${money(body.amount_minor)} to ${body.tender?.brand ?? body.tender?.kind ?? "the card"} …${body.tender?.last4 ?? ""}`);
   if (body.customer_name) out.push(body.customer_name);
@@ -722,7 +724,14 @@ async function showRecon() {
   csv.hidden = false;
   const now = new Date();
   // Card refunds the processor declined are listed with what central refused.
-  data.items = [...data.items, ...(data.refunds ?? [])];
+  // Kiosk payments approved offline that the processor then declined, or that expired before
+  // they could be sent: money the store may not collect, with the basket, lane and time.
+  const payments = (data.payments ?? []).map((p) => ({
+    seq: "", occurred_at: p.created_at, lane: "payments", kind: `payment.${p.status}`,
+    actor: p.device_id, device: `lane ${p.lane}`, outcome: p.status, reason: p.reason,
+    body: { basket_id: p.basket_id, amount_minor: p.amount_minor, receipt_id: p.sale?.receipt_id, payment: true },
+  }));
+  data.items = [...data.items, ...(data.refunds ?? []), ...payments];
   if (!data.items.length) {
     body.replaceChildren(el("p", { class: "callout done" },
       `Nothing needs a person: everything the store did reached central. (Checked ${clock(data.generated_at)}.)`));
@@ -734,7 +743,7 @@ async function showRecon() {
       el("thead", {}, el("tr", {}, ...["When", "What", "Who", "Outcome", "Reason", "Details"].map((t) => el("th", { scope: "col" }, t)))),
       el("tbody", {}, data.items.map((it) => el("tr", { dataset: { seq: String(it.seq) } },
         el("td", {}, when(it.occurred_at, now)),
-        el("td", {}, `${kindWords(it.kind)}`, el("div", { class: "small" }, `${it.lane} lane · #${it.seq}`)),
+        el("td", {}, `${kindWords(it.kind)}`, el("div", { class: "small" }, it.seq === "" ? `${it.lane} lane` : `${it.lane} lane · #${it.seq}`)),
         el("td", {}, it.actor ?? "—", it.device ? el("div", { class: "small" }, it.device) : null),
         el("td", {}, badge(OUTCOME_WORDS[it.outcome] ?? it.outcome, "stop")),
         el("td", {}, it.reason ? String(it.reason).replace(/_/g, " ") : ""),

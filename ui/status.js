@@ -75,6 +75,16 @@ function renderBanner(s) {
     setText(chip, `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${stateWord(h)}${since}`);
   }
   setText(document.getElementById("banner-fresh"), fresh.text);
+  // The kiosk payment queue: approved offline, waiting for the processor, with its deadline.
+  const queue = document.getElementById("banner-queue");
+  const q = s.payments;
+  if (queue) {
+    queue.hidden = !(q?.count > 0);
+    if (q?.count > 0) {
+      queue.className = `chip ${q.deadline_warning ? "down" : "degraded"}`;
+      setText(queue, `${plural(q.count, "card payment", "card payments")} waiting (${money(q.total_minor)}), oldest ${waited(q.oldest_age_secs)}, send within ${countdown(q.tightest_deadline_secs)}`);
+    }
+  }
   const note = document.getElementById("banner-note");
   if (note) {
     const c = s.upstreams?.central, p = s.upstreams?.payments;

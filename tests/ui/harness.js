@@ -66,6 +66,7 @@ export async function startDemo() {
     url: creds.url,
     simulatorUrl: creds.simulator_url,
     staff: creds.staff,
+    kiosks: creds.kiosks,
     log,
     async stop() {
       process.removeListener("exit", kill);
