@@ -359,7 +359,7 @@ async fn processor_down_inside_the_caps_approved_offline_beyond_declined_with_th
         metrics.contains("standin_payments_exposure_minor 20000"),
         "{metrics}"
     );
-    assert!(metrics.contains("standin_payments_exposure_count 7"));
+    assert!(metrics.contains("standin_payments_exposure_payments 7"));
     let db = t.db();
     assert_eq!(
         column::<i64>(

@@ -214,7 +214,7 @@ fn payments(out: &mut Exposition, status: &Status) {
     let p = &status.payments;
     let gauges: [(&str, &str, i64); 6] = [
         (
-            "standin_payments_exposure_count",
+            "standin_payments_exposure_payments",
             "Kiosk payments approved offline and not yet forwarded to the processor.",
             p.count,
         ),
