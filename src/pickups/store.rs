@@ -288,24 +288,35 @@ const LAST_NAME: &str =
 /// number of orders; a middle name is not a search key.
 pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     let q = q.trim();
-    // One query over three indexed columns: SQLite answers an OR of indexed equalities with
-    // one index lookup per term (a "multi-index OR"), not a scan.
+    // Each exact key is one index lookup, tried in turn until one finds something: an order
+    // number, a pickup code (printed in capitals), a phone's last four. Their shapes differ
+    // (W and nine digits, six letters and digits, four digits), so the first hit is the answer.
     let phone = (q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit())).then_some(q);
-    let mut rows = conn
-        .prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM pickup_orders
-             WHERE order_number = ?1 OR pickup_code = ?2 OR phone_last4 = ?3
-             ORDER BY due_at LIMIT 50"
-        ))?
-        .query_map(params![q, q.to_ascii_uppercase(), phone], order_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let upper = q.to_ascii_uppercase();
+    let mut rows = Vec::new();
+    for (column, key) in [
+        ("order_number", Some(q)),
+        ("pickup_code", Some(upper.as_str())),
+        ("phone_last4", phone),
+    ] {
+        let Some(key) = key else { continue };
+        rows = conn
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
+            ))?
+            .query_map([key], order_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if !rows.is_empty() {
+            break;
+        }
+    }
     if rows.is_empty()
         && q.chars().count() >= 2
         && q.chars()
             .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
     {
         // A prefix as a NOCASE range: [q, q + the highest code point).
-        let upper = format!("{q}\u{10FFFF}");
+        let end = format!("{q}\u{10FFFF}");
         rows = conn
             .prepare_cached(&format!(
                 "SELECT {ORDER_COLUMNS} FROM pickup_orders
@@ -313,7 +324,7 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
                     OR ({LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
                  ORDER BY due_at LIMIT ?3"
             ))?
-            .query_map(params![q, upper, NAME_LIMIT], order_from_row)?
+            .query_map(params![q, end, NAME_LIMIT], order_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
     }
     rows.into_iter()
