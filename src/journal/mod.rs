@@ -81,12 +81,12 @@ pub fn append(
     now: &str,
     entry: NewEntry,
 ) -> rusqlite::Result<Entry> {
-    let seq: i64 = conn.query_row(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0),
-                    coalesce((SELECT max(seq) FROM journal), 0)) + 1",
-        [],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0),
+                        coalesce((SELECT max(seq) FROM journal), 0)) + 1",
+        )?
+        .query_row([], |r| r.get(0))?;
     let prev_hash = last_hash(conn)?;
     let body = chain::canonical_json(&entry.body);
     let id = uuid::Uuid::now_v7().to_string();
@@ -147,9 +147,8 @@ fn last_hash(conn: &Connection) -> rusqlite::Result<String> {
         return Ok(h);
     }
     Ok(conn
-        .query_row("SELECT hash FROM journal_anchor WHERE id = 1", [], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT hash FROM journal_anchor WHERE id = 1")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or_else(|| chain::GENESIS.to_string()))
 }

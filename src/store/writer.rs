@@ -43,7 +43,7 @@ where
         let Job { f, reply, span } = *self;
         let _entered = span.enter();
         // Each write gets a savepoint: its failure rolls back only its own changes.
-        if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT write") {
             return Box::new(Pending {
                 outcome: Err(E::from(e.into())),
                 reply,
@@ -56,11 +56,12 @@ where
         // A disk-full or I/O error may have rolled the whole transaction back already.
         if !conn.is_autocommit() {
             let end = if outcome.is_ok() {
-                "RELEASE write"
+                exec_cached(conn, "RELEASE write")
             } else {
-                "ROLLBACK TO write; RELEASE write"
+                exec_cached(conn, "ROLLBACK TO write")
+                    .and_then(|()| exec_cached(conn, "RELEASE write"))
             };
-            if let Err(e) = conn.execute_batch(end) {
+            if let Err(e) = end {
                 tracing::error!(error = %e, "could not end savepoint");
             }
         }
@@ -213,10 +214,16 @@ fn run(conn: Connection, rx: mpsc::Receiver<Message>, max_group: usize, stats: &
     }
 }
 
+/// A statement without rows, prepared once per connection (the writer runs these for every
+/// write; `execute_batch` would parse them every time).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, stats: &WriterStats) {
     let n = group.len();
     stats.queued.fetch_sub(n, Ordering::Relaxed);
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         tracing::warn!(error = %e, writes = n, "could not begin a write transaction");
         let e = StoreError::from(e);
         for job in group {
@@ -244,7 +251,7 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, stats: &Writer
             }
             Err(e)
         }
-        None => conn.execute_batch("COMMIT").map_err(|e| {
+        None => exec_cached(conn, "COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             StoreError::from(e)
         }),
