@@ -159,51 +159,82 @@ fn doc_lines(doc: &str) -> Vec<(u32, String, String, i64, i64, bool)> {
         .unwrap_or_default()
 }
 
+/// What the store did with an order and what central said back, read for many orders at once.
+#[derive(Default)]
+struct Actions {
+    handovers: Vec<Handover>,
+    no_show: Option<NoShow>,
+    conflict: Option<Conflict>,
+}
+
+/// The actions on each of `ids`: two queries whatever the number of orders (a list of 500
+/// due orders must not cost a thousand).
+fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, Actions>> {
+    let mut out: HashMap<String, Actions> = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    // Each hand-over with central's answer to its journal entry: a conflict (central had
+    // cancelled the order) puts the order in need of attention.
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.order_id, h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
+         FROM pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id
+         WHERE h.order_id IN (SELECT value FROM json_each(?1)) ORDER BY h.id",
+    )?;
+    let mut rows = stmt.query([&ids])?;
+    while let Some(r) = rows.next()? {
+        let a = out.entry(r.get(0)?).or_default();
+        let lines: String = r.get(3)?;
+        a.handovers.push(Handover {
+            at: r.get(1)?,
+            by: r.get(2)?,
+            lines: serde_json::from_str(&lines).unwrap_or_default(),
+            id_checked: r.get(4)?,
+        });
+        if r.get::<_, Option<bool>>(5)?.unwrap_or(false) {
+            a.conflict = Some(Conflict { reason: r.get(6)? });
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT order_id, at, by_employee FROM pickup_no_shows
+         WHERE order_id IN (SELECT value FROM json_each(?1))",
+    )?;
+    let mut rows = stmt.query([&ids])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?).or_default().no_show = Some(NoShow {
+            at: r.get(1)?,
+            by: r.get(2)?,
+        });
+    }
+    Ok(out)
+}
+
 /// The order with the store's actions and central's answers folded in.
 pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
-    // Each hand-over with central's answer to its journal entry, in one query: a conflict
-    // (central had cancelled the order) puts the order in need of attention.
-    let mut conflict = None;
-    let handovers: Vec<Handover> = conn
-        .prepare_cached(
-            "SELECT h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
-             FROM pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id
-             WHERE h.order_id = ?1 ORDER BY h.id",
-        )?
-        .query_map([&row.order_id], |r| {
-            let lines: String = r.get(2)?;
-            let conflicted: Option<bool> = r.get(4)?;
-            Ok((
-                Handover {
-                    at: r.get(0)?,
-                    by: r.get(1)?,
-                    lines: serde_json::from_str(&lines).unwrap_or_default(),
-                    id_checked: r.get(3)?,
-                },
-                conflicted
-                    .unwrap_or(false)
-                    .then(|| r.get::<_, Option<String>>(5))
-                    .transpose()?,
-            ))
-        })?
-        .map(|r| {
-            r.map(|(h, c)| {
-                if let Some(reason) = c {
-                    conflict = Some(Conflict { reason });
-                }
-                h
-            })
+    let mut all = view_many(conn, vec![row])?;
+    Ok(all.pop().expect("one row in, one order out"))
+}
+
+/// [`view`] for a list of orders, in the same order.
+pub fn view_many(conn: &Connection, rows: Vec<OrderRow>) -> rusqlite::Result<Vec<Order>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.order_id.as_str()).collect();
+    let mut actions = actions(conn, &ids)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let a = actions.remove(&row.order_id).unwrap_or_default();
+            assemble(row, a)
         })
-        .collect::<Result<_, _>>()?;
-    let no_show = conn
-        .prepare_cached("SELECT at, by_employee FROM pickup_no_shows WHERE order_id = ?1")?
-        .query_row([&row.order_id], |r| {
-            Ok(NoShow {
-                at: r.get(0)?,
-                by: r.get(1)?,
-            })
-        })
-        .optional()?;
+        .collect())
+}
+
+fn assemble(row: OrderRow, actions: Actions) -> Order {
+    let Actions {
+        handovers,
+        no_show,
+        conflict,
+    } = actions;
     let mut given: HashMap<u32, i64> = HashMap::new();
     for h in &handovers {
         for l in &h.lines {
@@ -237,7 +268,7 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
     } else {
         row.status.clone()
     };
-    Ok(Order {
+    Order {
         summary: Summary {
             items: lines.iter().map(|l| l.qty).sum(),
             requires_id_check: lines.iter().any(|l| l.requires_id_check),
@@ -257,7 +288,7 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
         handovers,
         no_show,
         conflict,
-    })
+    }
 }
 
 /// The rule's view of the order's lines.
@@ -327,9 +358,10 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
             .query_map(params![q, end, NAME_LIMIT], order_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
     }
-    rows.into_iter()
-        .map(|r| view(conn, r).map(Summary::from))
-        .collect()
+    Ok(view_many(conn, rows)?
+        .into_iter()
+        .map(Summary::from)
+        .collect())
 }
 
 /// Open orders due before `until` (overdue ones included), earliest first.
@@ -344,12 +376,9 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<V
     let rows: Vec<OrderRow> = stmt
         .query_map([until], order_from_row)?
         .collect::<Result<_, _>>()?;
-    let mut out = Vec::new();
-    for r in rows {
-        let s = Summary::from(view(conn, r)?);
-        if s.status != "handed_over" {
-            out.push(s);
-        }
-    }
-    Ok(out)
+    Ok(view_many(conn, rows)?
+        .into_iter()
+        .map(Summary::from)
+        .filter(|s| s.status != "handed_over")
+        .collect())
 }
