@@ -1114,3 +1114,53 @@ async fn a_decline_after_an_unknown_outcome_is_asked_again_and_an_approval_the_p
         "still declined for the kiosk"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_or_401_from_the_processor_is_not_its_decline_of_a_stored_payment() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("k409", 2_000, "4090")).await;
+    assert_eq!(b["status"], "approved_offline");
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    let db = t.db();
+    for status in [409, 401] {
+        // The key in use (a retry that caught an earlier attempt), our own credentials: no
+        // answer about the card. The payment stays stored and goes again with its key.
+        fault(&sim, "payments", json!({"mode": "error", "status": status})).await;
+        let before: i64 = column(
+            &db,
+            &format!("SELECT forward_attempts FROM payments WHERE payment_id = '{id}'"),
+        )[0];
+        wait_until("a forward attempt", async || {
+            column::<i64>(
+                &db,
+                &format!("SELECT forward_attempts FROM payments WHERE payment_id = '{id}'"),
+            )[0] > before
+        })
+        .await;
+        assert_eq!(
+            column::<String>(
+                &db,
+                &format!("SELECT status FROM payments WHERE payment_id = '{id}'")
+            ),
+            vec!["approved_offline".to_string()],
+            "HTTP {status} is not a decline"
+        );
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    wait_until("the payment is captured", async || {
+        kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}"))
+            .await
+            .1["status"]
+            == "captured"
+    })
+    .await;
+}

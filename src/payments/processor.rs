@@ -21,7 +21,8 @@ pub enum Sent {
     /// Nothing reached the processor (connection refused, unreachable).
     NotReached(String),
     /// It may have reached the processor and been acted on (timeout, dropped connection,
-    /// a 5xx): the outcome is unknown until asked again with the same key.
+    /// a 5xx, a 401/403/404/408/409/425/429): the outcome is unknown until asked again with
+    /// the same key.
     Unknown(String),
 }
 
@@ -51,6 +52,7 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
         .timeout(budget(state))
         .send()
         .await;
+    let mut key_in_use = false;
     let (sent, retry) = match res {
         Err(e) if e.is_connect() => (Sent::NotReached(describe_reqwest(&e)), None),
         Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
@@ -78,8 +80,11 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                     },
                     Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
                 }
-            } else if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
-                // A definite refusal of this request (our body or the card): a decline.
+            } else if status.is_client_error()
+                && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 409 | 425 | 429)
+            {
+                // A definite refusal of this request (our body or the card, such as 400, 402 or
+                // 422): a decline.
                 (
                     Sent::Answered {
                         approved: false,
@@ -89,12 +94,20 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                     None,
                 )
             } else {
+                // Not the processor's answer about this payment, so never final: a server
+                // error or throttling; 401/403/404, our own credentials or address (a person
+                // fixes the config; a stored payment must not be written off as declined);
+                // 409, the key is in use (an earlier attempt still in progress); 408/425, try
+                // later. Asking again is safe: the key is the same.
+                key_in_use = status.as_u16() == 409;
                 (Sent::Unknown(format!("HTTP {status}")), ra)
             }
         }
     };
     let now = state.clock.now();
     match &sent {
+        // A 409 is the processor at work on this key, not failing: it does not count against it.
+        Sent::Unknown(_) if key_in_use => state.upstreams.report(Upstream::Payments, Ok(()), now),
         Sent::Answered { .. } => state.upstreams.report(Upstream::Payments, Ok(()), now),
         Sent::NotReached(e) | Sent::Unknown(e) => {
             state
