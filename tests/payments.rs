@@ -1164,3 +1164,57 @@ async fn a_409_or_401_from_the_processor_is_not_its_decline_of_a_stored_payment(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_an_outage_does_not_restart_the_velocity_window_nor_the_offline_clock() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
+    let start = |dir: Option<std::path::PathBuf>| {
+        let (clock, payments_url) = (clock.clone(), sim.payments_url());
+        TestStore::start_with_clock(clock, move |c| {
+            if let Some(d) = dir {
+                c.data_dir = d;
+            }
+            c.payments.url = Some(payments_url);
+            c.payments.timeout_ms = 400;
+            c.payments.health_interval_secs = 1;
+        })
+    };
+    let t = start(None).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000,
+               "card_velocity_count": 1, "offline_max_hours": 1}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-1", 1_000, "1212")).await;
+    assert_eq!(b["status"], "approved_offline", "{b}");
+
+    // The processor has not been heard from since: a restart changes nothing about that.
+    clock.advance(chrono::Duration::minutes(1));
+    let dir = t.stop().await;
+    let t = start(Some(dir.path().to_path_buf())).await;
+    let b = pay_as(&t, KIOSK_2.1, &pay("rs-2", 1_000, "1212")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("card_velocity_count")),
+        "the same card, still within the outage: {b}"
+    );
+
+    clock.advance(chrono::Duration::hours(2));
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-3", 1_000, "3434")).await;
+    assert_eq!(b["reason"], "offline_too_long", "{b}");
+    t.stop().await;
+    let t = start(Some(dir.path().to_path_buf())).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-4", 1_000, "5656")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("offline_too_long")),
+        "two hours without the processor, restart or not: {b}"
+    );
+    t.stop().await;
+    drop(dir);
+}

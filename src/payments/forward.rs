@@ -34,7 +34,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
+fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, store::Reachable) {
     (
         state.config.store_id.clone(),
         state.clock.now(),

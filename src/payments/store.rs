@@ -181,18 +181,35 @@ pub fn policy(c: &Connection) -> rusqlite::Result<Policy> {
     })))
 }
 
-/// When the processor was last known to answer: the stored time or `hint` (this process's
-/// own knowledge), whichever is later.
-pub fn reachable_at(c: &Connection, hint: DateTime<Utc>) -> rusqlite::Result<DateTime<Utc>> {
+/// What this process knows of the processor's reachability.
+#[derive(Debug, Clone, Copy)]
+pub struct Reachable {
+    /// When this process last heard the processor answer, if it has.
+    pub seen: Option<DateTime<Utc>>,
+    /// When this process started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// When the processor was last known to answer: the stored time or this process's own
+/// knowledge, whichever is later. A restart is not the processor answering: the stored time
+/// stands until the processor is heard again, so an outage's velocity window and its
+/// `offline_max_hours` clock survive restarts. When the processor was never heard from, the
+/// clock runs from the start of the process that first decided without it, kept from then on
+/// (the caller is the writer).
+pub fn reachable_at(c: &Connection, hint: Reachable) -> rusqlite::Result<DateTime<Utc>> {
     let stored: Option<String> = c
         .prepare_cached("SELECT reachable_at FROM payments_processor WHERE id = 1")?
         .query_row([], |r| r.get(0))
         .optional()?
         .flatten();
-    Ok(stored
-        .as_deref()
-        .and_then(parse_ts)
-        .map_or(hint, |s| s.max(hint)))
+    match (stored.as_deref().and_then(parse_ts), hint.seen) {
+        (Some(s), seen) => Ok(seen.map_or(s, |h| s.max(h))),
+        (None, seen) => {
+            let at = seen.unwrap_or(hint.started_at);
+            store_reachable_at(c, at)?;
+            Ok(at)
+        }
+    }
 }
 
 pub fn store_reachable_at(c: &Connection, at: DateTime<Utc>) -> rusqlite::Result<()> {
@@ -225,7 +242,7 @@ pub struct Ctx<'a> {
     pub store_id: &'a str,
     pub now: DateTime<Utc>,
     /// This process's latest knowledge of when the processor answered.
-    pub reachable_hint: DateTime<Utc>,
+    pub reachable_hint: Reachable,
 }
 
 fn journal_payment(
