@@ -1218,3 +1218,22 @@ async fn a_restart_during_an_outage_does_not_restart_the_velocity_window_nor_the
     t.stop().await;
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_forward_deadline_from_hq_does_not_break_stand_in() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000,
+               "forward_deadline_hours": 9_000_000_000_000_000i64}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("huge-1", 1_000, "8080")).await;
+    assert_eq!(b["status"], "approved_offline", "{b}");
+    let q = t.status().await["payments"].clone();
+    assert!(q["tightest_deadline_secs"].as_i64().unwrap() > 0, "{q}");
+}

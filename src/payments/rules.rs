@@ -22,6 +22,9 @@ pub struct Policy {
 /// the processor) nor app pay.
 pub const DEFAULT_OFFLINE_TENDERS: [&str; 2] = ["card_token", "p2pe"];
 pub const DEFAULT_FORWARD_DEADLINE_HOURS: i64 = 48;
+/// The longest forwarding deadline kept (ten years): a larger value from HQ is taken as this,
+/// so the deadline stays a date (a time past year 9999 would not be one, or sort as one).
+pub const MAX_FORWARD_DEADLINE_HOURS: i64 = 10 * 366 * 24;
 
 impl Policy {
     /// From `(key, JSON value)` pairs as the policy table holds them.
@@ -45,7 +48,7 @@ impl Policy {
                 "offline_max_hours" => p.max_offline_hours = n,
                 "forward_deadline_hours" => {
                     if let Some(n) = n {
-                        p.forward_deadline_hours = n;
+                        p.forward_deadline_hours = n.min(MAX_FORWARD_DEADLINE_HOURS);
                     }
                 }
                 "offline_tenders" => {
@@ -233,6 +236,8 @@ mod tests {
             Err(Refusal::PolicyMissing)
         );
         assert_eq!(none.tenders, vec!["card_token", "p2pe"]);
+        let huge = Policy::from_entries([("forward_deadline_hours", json!(i64::MAX))]);
+        assert_eq!(huge.forward_deadline_hours, MAX_FORWARD_DEADLINE_HOURS);
     }
 
     proptest! {
