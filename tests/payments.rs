@@ -1237,3 +1237,53 @@ async fn a_huge_forward_deadline_from_hq_does_not_break_stand_in() {
     let q = t.status().await["payments"].clone();
     assert!(q["tightest_deadline_secs"].as_i64().unwrap() > 0, "{q}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_disabled_by_a_batch_whose_sender_hung_up_is_still_refused() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    // The kiosk is known to the in-memory cache.
+    let (s, _) = kiosk_get(&t, KIOSK_1.1, "/kiosk/v1/device").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // HQ's request is dropped once its batch is committed, before the handler resumes (a
+    // client that timed out and hung up).
+    let body = serde_json::to_vec(&delta(2, vec![device_record(KIOSK_1, false)])).unwrap();
+    let mut apply = Box::pin(standin::feeds::receive_batch(
+        &t.state,
+        standin::feeds::Feed::Devices,
+        body.into(),
+        "hq-sync",
+    ));
+    let db = t.db();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let active: Vec<i64> = column(
+            &db,
+            &format!(
+                "SELECT active FROM devices WHERE device_id = '{}'",
+                KIOSK_1.0
+            ),
+        );
+        if active == vec![0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch was never applied");
+        let ready =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(apply.as_mut().poll(cx).is_ready()))
+                .await;
+        assert!(!ready, "the handler finished before it could be dropped");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(apply);
+    wait_until("the disabled kiosk is refused", async || {
+        kiosk_get(&t, KIOSK_1.1, "/kiosk/v1/device").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        kiosk_get(&t, KIOSK_2.1, "/kiosk/v1/device").await.0,
+        StatusCode::OK
+    );
+}
