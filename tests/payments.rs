@@ -1287,3 +1287,88 @@ async fn a_device_disabled_by_a_batch_whose_sender_hung_up_is_still_refused() {
         StatusCode::OK
     );
 }
+
+/// A processor that hangs on the first authorisation (after acting on it: approved), answers
+/// its first decision afterwards, and declines every refund.
+async fn processor_refusing_refunds() -> String {
+    use axum::routing::{get, post};
+    let first = Arc::new(AtomicBool::new(true));
+    let app = axum::Router::new()
+        .route("/v1/health", get(|| async { "ok" }))
+        .route(
+            "/v1/authorizations",
+            post(move || {
+                let first = first.clone();
+                async move {
+                    if first.swap(false, Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    axum::Json(json!({"status": "approved", "auth_code": "AUTH01"}))
+                }
+            }),
+        )
+        .route(
+            "/v1/refunds",
+            post(|| async {
+                axum::Json(json!({"status": "declined", "reason": "refund_not_allowed"}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_the_processor_declines_is_not_recorded_as_done_and_needs_a_person() {
+    let url = processor_refusing_refunds().await;
+    let t = TestStore::start_with(move |c| {
+        c.payments.url = Some(url);
+        c.payments.timeout_ms = 400;
+        c.payments.health_interval_secs = 1;
+    })
+    .await;
+    load_kiosks(&t, 0).await;
+    assert_eq!(
+        t.push("staff", &delta(1, vec![staff_record(&LEAD, true)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // No offline policy: the timed-out attempt is declined offline, though approved.
+    let b = pay_as(&t, KIOSK_1.1, &pay("rr-1", 2_500, "6060")).await;
+    assert_eq!(b["status"], "declined_offline", "{b}");
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    t.wait_for_status("the unknown outcome is resolved", |s| {
+        s["payments"]["unresolved"] == 0
+    })
+    .await;
+    let kinds = column::<String>(
+        &t.db(),
+        "SELECT kind FROM journal WHERE lane = 'payments' ORDER BY seq",
+    );
+    assert_eq!(
+        kinds,
+        vec!["payment.declined_offline", "payment.reversal_refused"],
+        "the customer was charged and not refunded: never journaled as reversed"
+    );
+    let lead = browser(&t, &LEAD).await;
+    let r: Value = t
+        .client
+        .get(format!("{}/api/v1/reconciliation", t.url))
+        .header("cookie", &lead.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = r["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["payment_id"] == id.as_str())
+        .cloned();
+    let listed = listed.unwrap_or_else(|| panic!("a person must refund it: {r}"));
+    assert_eq!(listed["status"], "reversal_refused", "{listed}");
+}

@@ -518,30 +518,51 @@ pub fn record_forward_error(c: &Connection, payment_id: &str, error: &str) -> ru
     .map(drop)
 }
 
+/// What asking again about a payment declined offline came to.
+pub enum Resolution<'a> {
+    /// The processor had declined it too.
+    DeclineConfirmed,
+    /// The processor had approved it, and the approval was refunded.
+    Reversed { refund_id: Option<&'a str> },
+    /// The processor had approved it and did not refund it: the customer paid for goods
+    /// they did not get, and a person must refund them (reconciliation).
+    ReversalRefused { reason: &'a str },
+}
+
+/// Marks `last_forward_error` of a payment whose reversal the processor refused.
+const REVERSAL_REFUSED: &str = "reversal_refused";
+
 /// A declined-offline payment asked again with its key: the processor's first answer.
 pub fn record_resolved(
     c: &Connection,
     ctx: &Ctx<'_>,
     p: &Payment,
-    processor_approved: bool,
-    reversal: Option<&str>,
+    resolution: Resolution<'_>,
 ) -> rusqlite::Result<()> {
+    let refused = match &resolution {
+        Resolution::ReversalRefused { reason } => Some(format!("{REVERSAL_REFUSED}: {reason}")),
+        _ => None,
+    };
     let n = c.execute(
-        "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1 WHERE payment_id = ?1 AND forwarded_at IS NULL",
-        params![p.payment_id, ts(ctx.now)],
+        "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1,
+            last_forward_error = ?3 WHERE payment_id = ?1 AND forwarded_at IS NULL",
+        params![p.payment_id, ts(ctx.now), refused],
     )?;
     if n == 1 {
-        let kind = if processor_approved {
-            "payment.reversed"
-        } else {
-            "payment.decline_confirmed"
+        let (kind, approved, refund, reason) = match resolution {
+            Resolution::DeclineConfirmed => ("payment.decline_confirmed", false, None, None),
+            Resolution::Reversed { refund_id } => ("payment.reversed", true, refund_id, None),
+            Resolution::ReversalRefused { reason } => {
+                ("payment.reversal_refused", true, None, Some(reason))
+            }
         };
         journal_payment(
             c,
             ctx,
             &as_new(p),
             kind,
-            json!({"status": p.status, "processor_approved": processor_approved, "refund": reversal}),
+            json!({"status": p.status, "processor_approved": approved, "refund": refund,
+                   "reversal_refused": reason}),
         )?;
     }
     Ok(())
@@ -673,20 +694,32 @@ pub struct NeedsPerson {
     pub sale: Value,
 }
 
+/// Also payments declined offline that the processor had approved and would not refund
+/// (status `reversal_refused` here; the kiosk still sees `declined_offline`).
 pub fn needs_person(c: &Connection) -> rusqlite::Result<Vec<NeedsPerson>> {
-    let rows: Vec<Payment> = c
+    let rows: Vec<(Payment, Option<String>)> = c
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE status IN ('declined_after_forward', 'expired') ORDER BY created_at"
+            "SELECT {COLUMNS}, last_forward_error FROM payments
+             WHERE status IN ('declined_after_forward', 'expired')
+                OR (status = 'declined_offline' AND sent = 1 AND forwarded_at IS NOT NULL
+                    AND last_forward_error LIKE '{REVERSAL_REFUSED}%')
+             ORDER BY created_at"
         ))?
-        .query_map([], from_row)?
+        .query_map([], |r| Ok((from_row(r)?, r.get(22)?)))?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
-        .map(|p| {
+        .map(|(p, refused)| {
+            let (status, reason) = match refused {
+                Some(e) if p.status == "declined_offline" => {
+                    (REVERSAL_REFUSED.to_string(), Some(e))
+                }
+                _ => (p.status.clone(), p.reason.clone()),
+            };
             Ok(NeedsPerson {
                 sale: sale_of(c, &p)?,
                 payment_id: p.payment_id,
-                status: p.status,
-                reason: p.reason,
+                status,
+                reason,
                 device_id: p.device_id,
                 lane: p.lane,
                 basket_id: p.basket_id,
