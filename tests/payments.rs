@@ -1372,3 +1372,62 @@ async fn a_reversal_the_processor_declines_is_not_recorded_as_done_and_needs_a_p
     let listed = listed.unwrap_or_else(|| panic!("a person must refund it: {r}"));
     assert_eq!(listed["status"], "reversal_refused", "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_left_pending_by_a_crash_is_decided_after_the_restart_and_forwarded_with_its_key()
+{
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000}),
+    )
+    .await;
+    let dir = t.stop().await;
+    // What a process that died between claiming the key and hearing the processor leaves.
+    let id = "01930000-0000-7000-8000-00000000c0de";
+    {
+        let db = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+        db.execute(
+            "INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256, basket_id,
+                amount_minor, currency, tender_kind, card_fingerprint, tender, status, offline, sent, created_at)
+             VALUES (?1, ?2, 'lane-sco-01', 'crash-1', 'h', 'basket-crash-1', 2000, 'USD', 'card_token', 'fp',
+                     '{\"kind\":\"card_token\",\"token\":\"tok_crash\"}', 'pending', 0, 1, '2026-01-01T00:00:00.000Z')",
+            rusqlite::params![id, KIOSK_1.0],
+        )
+        .unwrap();
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let payments_url = sim.payments_url();
+    let data = dir.path().to_path_buf();
+    let t = TestStore::start_with(move |c| {
+        c.data_dir = data;
+        c.payments.url = Some(payments_url);
+        c.payments.timeout_ms = 400;
+        c.payments.health_interval_secs = 1;
+    })
+    .await;
+    wait_until("the crashed attempt is decided and forwarded", async || {
+        kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}"))
+            .await
+            .1["status"]
+            == "captured"
+    })
+    .await;
+    let auths = authorizations(&sim).await;
+    assert_eq!(auths.len(), 1, "{auths:?}");
+    assert_eq!(auths[0].0, id, "with the key claimed before the crash");
+    let db = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+    assert_eq!(
+        column::<String>(
+            &db,
+            "SELECT kind FROM journal WHERE lane = 'payments' ORDER BY seq"
+        ),
+        vec!["payment.approved_offline", "payment.captured"]
+    );
+    t.stop().await;
+    drop(dir);
+}
