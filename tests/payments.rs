@@ -1431,3 +1431,25 @@ async fn a_payment_left_pending_by_a_crash_is_decided_after_the_restart_and_forw
     t.stop().await;
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_that_refuses_our_credentials_is_unreachable_not_an_unknown_outcome() {
+    let sim = simulator(0, 0).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(&t, 1, policy()).await;
+    // 401: the processor did not act on it. Stand-in decides, and nothing is left to be
+    // asked again (which would authorise it for the first time, then refund it).
+    fault(&sim, "payments", json!({"mode": "error", "status": 401})).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("cred-1", 9_000, "4011")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (
+            Some("declined_offline"),
+            Some("over_offline_transaction_cap")
+        ),
+        "{b}"
+    );
+    assert_eq!(t.status().await["payments"]["unresolved"], 0);
+    assert_eq!(column::<i64>(&t.db(), "SELECT sent FROM payments"), vec![0]);
+}

@@ -18,11 +18,11 @@ pub enum Sent {
         auth_code: Option<String>,
         reason: Option<String>,
     },
-    /// Nothing reached the processor (connection refused, unreachable).
+    /// Nothing reached the processor (connection refused, unreachable), or it refused to act
+    /// on the request at all (401/403/404/425).
     NotReached(String),
     /// It may have reached the processor and been acted on (timeout, dropped connection,
-    /// a 5xx, a 401/403/404/408/409/425/429): the outcome is unknown until asked again with
-    /// the same key.
+    /// a 5xx, a 408/409/429): the outcome is unknown until asked again with the same key.
     Unknown(String),
 }
 
@@ -93,12 +93,15 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                     },
                     None,
                 )
+            } else if matches!(status.as_u16(), 401 | 403 | 404 | 425) {
+                // Refused before acting on it: our own credentials or address (a person fixes
+                // the config; a stored payment must not be written off as declined), or too
+                // early. As if unreached: nothing to ask again about.
+                (Sent::NotReached(format!("HTTP {status}")), ra)
             } else {
-                // Not the processor's answer about this payment, so never final: a server
-                // error or throttling; 401/403/404, our own credentials or address (a person
-                // fixes the config; a stored payment must not be written off as declined);
-                // 409, the key is in use (an earlier attempt still in progress); 408/425, try
-                // later. Asking again is safe: the key is the same.
+                // Not the processor's answer about this payment, and it may have acted on it:
+                // a server error or throttling; 409, the key is in use (an earlier attempt
+                // still in progress); 408. Asking again is safe: the key is the same.
                 key_in_use = status.as_u16() == 409;
                 (Sent::Unknown(format!("HTTP {status}")), ra)
             }
