@@ -1453,3 +1453,23 @@ async fn a_processor_that_refuses_our_credentials_is_unreachable_not_an_unknown_
     assert_eq!(t.status().await["payments"]["unresolved"], 0);
     assert_eq!(column::<i64>(&t.db(), "SELECT sent FROM payments"), vec![0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_card_written_differently_is_still_the_same_card_for_velocity() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(&t, 1, policy()).await;
+    let mut answers = Vec::new();
+    for (i, brand) in ["visa", " VISA", "Visa "].into_iter().enumerate() {
+        let mut body = pay(&format!("same-{i}"), 1_000, "2222");
+        body["tender"]["brand"] = json!(brand);
+        answers.push(pay_as(&t, KIOSK_1.1, &body).await["reason"].clone());
+    }
+    assert_eq!(
+        answers,
+        vec![Value::Null, Value::Null, json!("card_velocity_count")],
+        "two per card (policy): the third is the same card"
+    );
+}

@@ -297,7 +297,8 @@ impl PaymentRequest {
         }
         let card_fingerprint = match (&t.brand, &t.last4, t.exp_month, t.exp_year) {
             (Some(b), Some(l), Some(m), Some(y)) => Some(hex::encode(Sha256::digest(
-                format!("{}|{l}|{m:02}|{y}", b.to_ascii_lowercase()).as_bytes(),
+                // However the kiosk writes the brand, one card is one fingerprint.
+                format!("{}|{l}|{m:02}|{y}", b.trim().to_lowercase()).as_bytes(),
             ))),
             _ => None,
         };
