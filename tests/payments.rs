@@ -1114,3 +1114,362 @@ async fn a_decline_after_an_unknown_outcome_is_asked_again_and_an_approval_the_p
         "still declined for the kiosk"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_or_401_from_the_processor_is_not_its_decline_of_a_stored_payment() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("k409", 2_000, "4090")).await;
+    assert_eq!(b["status"], "approved_offline");
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    let db = t.db();
+    for status in [409, 401] {
+        // The key in use (a retry that caught an earlier attempt), our own credentials: no
+        // answer about the card. The payment stays stored and goes again with its key.
+        fault(&sim, "payments", json!({"mode": "error", "status": status})).await;
+        let before: i64 = column(
+            &db,
+            &format!("SELECT forward_attempts FROM payments WHERE payment_id = '{id}'"),
+        )[0];
+        wait_until("a forward attempt", async || {
+            column::<i64>(
+                &db,
+                &format!("SELECT forward_attempts FROM payments WHERE payment_id = '{id}'"),
+            )[0] > before
+        })
+        .await;
+        assert_eq!(
+            column::<String>(
+                &db,
+                &format!("SELECT status FROM payments WHERE payment_id = '{id}'")
+            ),
+            vec!["approved_offline".to_string()],
+            "HTTP {status} is not a decline"
+        );
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    wait_until("the payment is captured", async || {
+        kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}"))
+            .await
+            .1["status"]
+            == "captured"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_an_outage_does_not_restart_the_velocity_window_nor_the_offline_clock() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
+    let start = |dir: Option<std::path::PathBuf>| {
+        let (clock, payments_url) = (clock.clone(), sim.payments_url());
+        TestStore::start_with_clock(clock, move |c| {
+            if let Some(d) = dir {
+                c.data_dir = d;
+            }
+            c.payments.url = Some(payments_url);
+            c.payments.timeout_ms = 400;
+            c.payments.health_interval_secs = 1;
+        })
+    };
+    let t = start(None).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000,
+               "card_velocity_count": 1, "offline_max_hours": 1}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-1", 1_000, "1212")).await;
+    assert_eq!(b["status"], "approved_offline", "{b}");
+
+    // The processor has not been heard from since: a restart changes nothing about that.
+    clock.advance(chrono::Duration::minutes(1));
+    let dir = t.stop().await;
+    let t = start(Some(dir.path().to_path_buf())).await;
+    let b = pay_as(&t, KIOSK_2.1, &pay("rs-2", 1_000, "1212")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("card_velocity_count")),
+        "the same card, still within the outage: {b}"
+    );
+
+    clock.advance(chrono::Duration::hours(2));
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-3", 1_000, "3434")).await;
+    assert_eq!(b["reason"], "offline_too_long", "{b}");
+    t.stop().await;
+    let t = start(Some(dir.path().to_path_buf())).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("rs-4", 1_000, "5656")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("offline_too_long")),
+        "two hours without the processor, restart or not: {b}"
+    );
+    t.stop().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_forward_deadline_from_hq_does_not_break_stand_in() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000,
+               "forward_deadline_hours": 9_000_000_000_000_000i64}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("huge-1", 1_000, "8080")).await;
+    assert_eq!(b["status"], "approved_offline", "{b}");
+    let q = t.status().await["payments"].clone();
+    assert!(q["tightest_deadline_secs"].as_i64().unwrap() > 0, "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_disabled_by_a_batch_whose_sender_hung_up_is_still_refused() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    // The kiosk is known to the in-memory cache.
+    let (s, _) = kiosk_get(&t, KIOSK_1.1, "/kiosk/v1/device").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // HQ's request is dropped once its batch is committed, before the handler resumes (a
+    // client that timed out and hung up).
+    let body = serde_json::to_vec(&delta(2, vec![device_record(KIOSK_1, false)])).unwrap();
+    let mut apply = Box::pin(standin::feeds::receive_batch(
+        &t.state,
+        standin::feeds::Feed::Devices,
+        body.into(),
+        "hq-sync",
+    ));
+    let db = t.db();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let active: Vec<i64> = column(
+            &db,
+            &format!(
+                "SELECT active FROM devices WHERE device_id = '{}'",
+                KIOSK_1.0
+            ),
+        );
+        if active == vec![0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch was never applied");
+        let ready =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(apply.as_mut().poll(cx).is_ready()))
+                .await;
+        assert!(!ready, "the handler finished before it could be dropped");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(apply);
+    wait_until("the disabled kiosk is refused", async || {
+        kiosk_get(&t, KIOSK_1.1, "/kiosk/v1/device").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        kiosk_get(&t, KIOSK_2.1, "/kiosk/v1/device").await.0,
+        StatusCode::OK
+    );
+}
+
+/// A processor that hangs on the first authorisation (after acting on it: approved), answers
+/// its first decision afterwards, and declines every refund.
+async fn processor_refusing_refunds() -> String {
+    use axum::routing::{get, post};
+    let first = Arc::new(AtomicBool::new(true));
+    let app = axum::Router::new()
+        .route("/v1/health", get(|| async { "ok" }))
+        .route(
+            "/v1/authorizations",
+            post(move || {
+                let first = first.clone();
+                async move {
+                    if first.swap(false, Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    axum::Json(json!({"status": "approved", "auth_code": "AUTH01"}))
+                }
+            }),
+        )
+        .route(
+            "/v1/refunds",
+            post(|| async {
+                axum::Json(json!({"status": "declined", "reason": "refund_not_allowed"}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_the_processor_declines_is_not_recorded_as_done_and_needs_a_person() {
+    let url = processor_refusing_refunds().await;
+    let t = TestStore::start_with(move |c| {
+        c.payments.url = Some(url);
+        c.payments.timeout_ms = 400;
+        c.payments.health_interval_secs = 1;
+    })
+    .await;
+    load_kiosks(&t, 0).await;
+    assert_eq!(
+        t.push("staff", &delta(1, vec![staff_record(&LEAD, true)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // No offline policy: the timed-out attempt is declined offline, though approved.
+    let b = pay_as(&t, KIOSK_1.1, &pay("rr-1", 2_500, "6060")).await;
+    assert_eq!(b["status"], "declined_offline", "{b}");
+    let id = b["payment_id"].as_str().unwrap().to_string();
+    t.wait_for_status("the unknown outcome is resolved", |s| {
+        s["payments"]["unresolved"] == 0
+    })
+    .await;
+    let kinds = column::<String>(
+        &t.db(),
+        "SELECT kind FROM journal WHERE lane = 'payments' ORDER BY seq",
+    );
+    assert_eq!(
+        kinds,
+        vec!["payment.declined_offline", "payment.reversal_refused"],
+        "the customer was charged and not refunded: never journaled as reversed"
+    );
+    let lead = browser(&t, &LEAD).await;
+    let r: Value = t
+        .client
+        .get(format!("{}/api/v1/reconciliation", t.url))
+        .header("cookie", &lead.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = r["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["payment_id"] == id.as_str())
+        .cloned();
+    let listed = listed.unwrap_or_else(|| panic!("a person must refund it: {r}"));
+    assert_eq!(listed["status"], "reversal_refused", "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_left_pending_by_a_crash_is_decided_after_the_restart_and_forwarded_with_its_key()
+{
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000}),
+    )
+    .await;
+    let dir = t.stop().await;
+    // What a process that died between claiming the key and hearing the processor leaves.
+    let id = "01930000-0000-7000-8000-00000000c0de";
+    {
+        let db = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+        db.execute(
+            "INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256, basket_id,
+                amount_minor, currency, tender_kind, card_fingerprint, tender, status, offline, sent, created_at)
+             VALUES (?1, ?2, 'lane-sco-01', 'crash-1', 'h', 'basket-crash-1', 2000, 'USD', 'card_token', 'fp',
+                     '{\"kind\":\"card_token\",\"token\":\"tok_crash\"}', 'pending', 0, 1, '2026-01-01T00:00:00.000Z')",
+            rusqlite::params![id, KIOSK_1.0],
+        )
+        .unwrap();
+    }
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let payments_url = sim.payments_url();
+    let data = dir.path().to_path_buf();
+    let t = TestStore::start_with(move |c| {
+        c.data_dir = data;
+        c.payments.url = Some(payments_url);
+        c.payments.timeout_ms = 400;
+        c.payments.health_interval_secs = 1;
+    })
+    .await;
+    wait_until("the crashed attempt is decided and forwarded", async || {
+        kiosk_get(&t, KIOSK_1.1, &format!("/kiosk/v1/payments/{id}"))
+            .await
+            .1["status"]
+            == "captured"
+    })
+    .await;
+    let auths = authorizations(&sim).await;
+    assert_eq!(auths.len(), 1, "{auths:?}");
+    assert_eq!(auths[0].0, id, "with the key claimed before the crash");
+    let db = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+    assert_eq!(
+        column::<String>(
+            &db,
+            "SELECT kind FROM journal WHERE lane = 'payments' ORDER BY seq"
+        ),
+        vec!["payment.approved_offline", "payment.captured"]
+    );
+    t.stop().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_that_refuses_our_credentials_is_unreachable_not_an_unknown_outcome() {
+    let sim = simulator(0, 0).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(&t, 1, policy()).await;
+    // 401: the processor did not act on it. Stand-in decides, and nothing is left to be
+    // asked again (which would authorise it for the first time, then refund it).
+    fault(&sim, "payments", json!({"mode": "error", "status": 401})).await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("cred-1", 9_000, "4011")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (
+            Some("declined_offline"),
+            Some("over_offline_transaction_cap")
+        ),
+        "{b}"
+    );
+    assert_eq!(t.status().await["payments"]["unresolved"], 0);
+    assert_eq!(column::<i64>(&t.db(), "SELECT sent FROM payments"), vec![0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_card_written_differently_is_still_the_same_card_for_velocity() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(&t, 1, policy()).await;
+    let mut answers = Vec::new();
+    for (i, brand) in ["visa", " VISA", "Visa "].into_iter().enumerate() {
+        let mut body = pay(&format!("same-{i}"), 1_000, "2222");
+        body["tender"]["brand"] = json!(brand);
+        answers.push(pay_as(&t, KIOSK_1.1, &body).await["reason"].clone());
+    }
+    assert_eq!(
+        answers,
+        vec![Value::Null, Value::Null, json!("card_velocity_count")],
+        "two per card (policy): the third is the same card"
+    );
+}

@@ -81,29 +81,36 @@ pub async fn receive_batch(
         .map_err(|e| AppError::Internal(e.into()))??;
     let now = state.clock.now_rfc3339();
     let (store_id, source) = (state.config.store_id.clone(), source.to_string());
-    let applied = state
-        .store
-        .write(move |conn| {
-            let by = apply::Applier {
-                store_id: &store_id,
-                now: &now,
-                source: &source,
-            };
-            apply::apply(conn, &batch, &by)
-        })
-        .await?;
-    if applied.applied {
-        if feed == Feed::Staff {
-            // Who works here changed: no cached session may be trusted any more.
-            state.sessions.invalidate();
+    // The write and what must follow its commit run in their own task: a sender that hangs
+    // up (dropping this future) cannot leave a committed batch with its caches still trusted.
+    let state = state.clone();
+    tokio::spawn(async move {
+        let applied = state
+            .store
+            .write(move |conn| {
+                let by = apply::Applier {
+                    store_id: &store_id,
+                    now: &now,
+                    source: &source,
+                };
+                apply::apply(conn, &batch, &by)
+            })
+            .await?;
+        if applied.applied {
+            if feed == Feed::Staff {
+                // Who works here changed: no cached session may be trusted any more.
+                state.sessions.invalidate();
+            }
+            if feed == Feed::Devices {
+                // The same for kiosks: a disabled or removed device is refused from now on.
+                state.devices.invalidate();
+            }
+            state.journal_appended.notify_one();
         }
-        if feed == Feed::Devices {
-            // The same for kiosks: a disabled or removed device is refused from now on.
-            state.devices.invalidate();
-        }
-        state.journal_appended.notify_one();
-    }
-    Ok(applied)
+        Ok(applied)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("feed batch task failed: {e}")))?
 }
 
 async fn post_batch(

@@ -17,7 +17,7 @@ pub enum Found {
 }
 
 /// Field names (lower case, without `_`, `-`, spaces) that only card data would use.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "pan",
     "cardnumber",
     "cardno",
@@ -32,6 +32,7 @@ const NAMES: [&str; 16] = [
     "cid",
     "securitycode",
     "cardsecuritycode",
+    "track",
     "trackdata",
     "magstripe",
 ];
@@ -59,6 +60,14 @@ fn walk(v: &Value, path: &mut String) -> Option<Found> {
     match v {
         Value::Object(m) => {
             for (k, child) in m {
+                // A card number as a key: named by the object that holds it, never by itself.
+                if !is_uuid(k) && holds_card_number(k) {
+                    return Some(Found::CardNumber(if path.is_empty() {
+                        "body".into()
+                    } else {
+                        path.clone()
+                    }));
+                }
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
@@ -218,6 +227,9 @@ mod tests {
         bad["tender"]["track2_data"] = json!("x");
         assert!(matches!(find(&bad), Some(Found::FieldName(_))));
         let mut bad = ok.clone();
+        bad["tender"]["track"] = json!("x");
+        assert!(matches!(find(&bad), Some(Found::FieldName(_))));
+        let mut bad = ok.clone();
         bad["tender"]["PAN"] = json!("x");
         assert!(matches!(find(&bad), Some(Found::FieldName(_))));
         let mut bad = ok.clone();
@@ -234,6 +246,9 @@ mod tests {
         uuid["idempotency_key"] = json!("01931234-5678-7123-8123-456789012345");
         assert!(holds_card_number("01931234-5678-7123"));
         assert_eq!(find(&uuid), None);
+        let mut bad = ok.clone();
+        bad["lines"] = json!([{"sku": "a"}, {"4111 1111 1111 1111": 1}]);
+        assert_eq!(find(&bad), Some(Found::CardNumber("lines[1]".into())));
         let mut bad = ok;
         bad["amount_minor"] = json!(4_111_111_111_111_111u64);
         assert_eq!(find(&bad), Some(Found::CardNumber("amount_minor".into())));

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::processor::{self, Sent};
-use super::store::{self, Ctx, Forwarded, Payment};
+use super::processor::{self, Reversal, Sent};
+use super::store::{self, Ctx, Forwarded, Payment, Resolution};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::upstream::Upstream;
@@ -34,7 +34,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
+fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, store::Reachable) {
     (
         state.config.store_id.clone(),
         state.clock.now(),
@@ -192,7 +192,7 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
         } => (approved, auth_code),
         _ => return Ok(false),
     };
-    let refund = if approved {
+    let reversal = if approved {
         match processor::reverse(
             state,
             &p.payment_id,
@@ -202,8 +202,8 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
         )
         .await
         {
-            Ok(id) => id,
-            Err(_) => return Ok(false),
+            Reversal::Retry(_) => return Ok(false),
+            r => Some(r),
         }
     } else {
         None
@@ -218,8 +218,16 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
                 now,
                 reachable_hint: hint,
             };
-            store::record_resolved(c, &ctx, &p2, approved, refund.as_deref())
-                .map_err(AppError::from)
+            let resolution = match &reversal {
+                None => Resolution::DeclineConfirmed,
+                Some(Reversal::Done(refund_id)) => Resolution::Reversed {
+                    refund_id: refund_id.as_deref(),
+                },
+                Some(Reversal::Refused(reason) | Reversal::Retry(reason)) => {
+                    Resolution::ReversalRefused { reason }
+                }
+            };
+            store::record_resolved(c, &ctx, &p2, resolution).map_err(AppError::from)
         })
         .await?;
     state.journal_appended.notify_one();

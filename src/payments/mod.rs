@@ -64,7 +64,8 @@ pub fn routes() -> Vec<Route> {
 pub struct Runtime {
     inflight: Mutex<HashSet<String>>,
     decided: tokio::sync::watch::Sender<u64>,
-    /// When this process started: the processor's last-reachable time until it is heard from.
+    /// When this process started: the processor's last-reachable time when it was never heard
+    /// from (and nothing is stored).
     started_at: DateTime<Utc>,
     /// Wakes the forwarding worker (the processor is back, a payment was stored).
     pub wake: tokio::sync::Notify,
@@ -95,18 +96,19 @@ impl Runtime {
     }
 }
 
-/// When the processor was last heard from, as far as this process knows.
-pub fn reachable_hint(state: &AppState) -> DateTime<Utc> {
-    let seen = state
-        .upstreams
-        .get(Upstream::Payments)
-        .and_then(|h| h.last_success);
-    seen.map_or(state.payments.started_at, |s| {
-        s.max(state.payments.started_at)
-    })
+/// When the processor was last heard from, as far as this process knows (its start is not
+/// that: see [`store::reachable_at`]).
+pub fn reachable_hint(state: &AppState) -> store::Reachable {
+    store::Reachable {
+        seen: state
+            .upstreams
+            .get(Upstream::Payments)
+            .and_then(|h| h.last_success),
+        started_at: state.payments.started_at,
+    }
 }
 
-fn ctx(state: &AppState) -> (String, DateTime<Utc>, DateTime<Utc>) {
+fn ctx(state: &AppState) -> (String, DateTime<Utc>, store::Reachable) {
     (
         state.config.store_id.clone(),
         state.clock.now(),
@@ -295,7 +297,8 @@ impl PaymentRequest {
         }
         let card_fingerprint = match (&t.brand, &t.last4, t.exp_month, t.exp_year) {
             (Some(b), Some(l), Some(m), Some(y)) => Some(hex::encode(Sha256::digest(
-                format!("{}|{l}|{m:02}|{y}", b.to_ascii_lowercase()).as_bytes(),
+                // However the kiosk writes the brand, one card is one fingerprint.
+                format!("{}|{l}|{m:02}|{y}", b.trim().to_lowercase()).as_bytes(),
             ))),
             _ => None,
         };

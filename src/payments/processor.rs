@@ -18,10 +18,11 @@ pub enum Sent {
         auth_code: Option<String>,
         reason: Option<String>,
     },
-    /// Nothing reached the processor (connection refused, unreachable).
+    /// Nothing reached the processor (connection refused, unreachable), or it refused to act
+    /// on the request at all (401/403/404/425).
     NotReached(String),
     /// It may have reached the processor and been acted on (timeout, dropped connection,
-    /// a 5xx): the outcome is unknown until asked again with the same key.
+    /// a 5xx, a 408/409/429): the outcome is unknown until asked again with the same key.
     Unknown(String),
 }
 
@@ -51,6 +52,7 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
         .timeout(budget(state))
         .send()
         .await;
+    let mut key_in_use = false;
     let (sent, retry) = match res {
         Err(e) if e.is_connect() => (Sent::NotReached(describe_reqwest(&e)), None),
         Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
@@ -78,8 +80,11 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                     },
                     Err(e) => (Sent::Unknown(describe_reqwest(&e)), None),
                 }
-            } else if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
-                // A definite refusal of this request (our body or the card): a decline.
+            } else if status.is_client_error()
+                && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 409 | 425 | 429)
+            {
+                // A definite refusal of this request (our body or the card, such as 400, 402 or
+                // 422): a decline.
                 (
                     Sent::Answered {
                         approved: false,
@@ -88,13 +93,24 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
                     },
                     None,
                 )
+            } else if matches!(status.as_u16(), 401 | 403 | 404 | 425) {
+                // Refused before acting on it: our own credentials or address (a person fixes
+                // the config; a stored payment must not be written off as declined), or too
+                // early. As if unreached: nothing to ask again about.
+                (Sent::NotReached(format!("HTTP {status}")), ra)
             } else {
+                // Not the processor's answer about this payment, and it may have acted on it:
+                // a server error or throttling; 409, the key is in use (an earlier attempt
+                // still in progress); 408. Asking again is safe: the key is the same.
+                key_in_use = status.as_u16() == 409;
                 (Sent::Unknown(format!("HTTP {status}")), ra)
             }
         }
     };
     let now = state.clock.now();
     match &sent {
+        // A 409 is the processor at work on this key, not failing: it does not count against it.
+        Sent::Unknown(_) if key_in_use => state.upstreams.report(Upstream::Payments, Ok(()), now),
         Sent::Answered { .. } => state.upstreams.report(Upstream::Payments, Ok(()), now),
         Sent::NotReached(e) | Sent::Unknown(e) => {
             state
@@ -129,6 +145,19 @@ pub async fn probe(state: AppState) {
     }
 }
 
+/// How a reversal went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reversal {
+    /// The processor refunded the authorisation (its refund id, when it gave one).
+    Done(Option<String>),
+    /// The processor answered and did not refund (declined, or refused the request as such:
+    /// 400, 422 …). Final for this key: a person must see to it.
+    Refused(String),
+    /// No answer to rely on (transport, timeout, 5xx, 401/403/404/408/409/425/429, an
+    /// unreadable body): asked again later with the same key.
+    Retry(String),
+}
+
 /// `POST /v1/refunds` for an authorisation the store must not keep (declined offline while
 /// the processor had in fact approved it). Idempotent by its own derived key.
 pub async fn reverse(
@@ -137,9 +166,9 @@ pub async fn reverse(
     auth_code: Option<&str>,
     amount_minor: i64,
     currency: &str,
-) -> Result<Option<String>, String> {
+) -> Reversal {
     let Some(base) = state.config.payments.url.as_deref() else {
-        return Err("the processor is not configured".into());
+        return Reversal::Retry("the processor is not configured".into());
     };
     let url = format!("{}/v1/refunds", base.trim_end_matches('/'));
     let body = json!({"authorization": auth_code.unwrap_or(payment_id), "amount_minor": amount_minor, "currency": currency});
@@ -152,25 +181,62 @@ pub async fn reverse(
         .send()
         .await;
     let now = state.clock.now();
-    match res {
-        Ok(r) if r.status().is_success() => {
-            state.upstreams.report(Upstream::Payments, Ok(()), now);
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            Ok(v.get("refund_id").and_then(Value::as_str).map(String::from))
-        }
+    let mut key_in_use = false;
+    let (out, retry) = match res {
+        Err(e) => (Reversal::Retry(describe_reqwest(&e)), None),
         Ok(r) => {
-            let e = format!("refund answered HTTP {}", r.status());
+            let status = r.status();
+            let ra = retry_after(r.headers());
+            if status.is_success() {
+                match r.json::<Value>().await {
+                    Ok(v) => {
+                        let refund_id = v.get("refund_id").and_then(Value::as_str);
+                        match v.get("status").and_then(Value::as_str) {
+                            Some("approved") => (Reversal::Done(refund_id.map(String::from)), None),
+                            Some(s) => (
+                                Reversal::Refused(
+                                    v.get("reason")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or(s)
+                                        .to_string(),
+                                ),
+                                None,
+                            ),
+                            // No status, but a refund id: a refund.
+                            None if refund_id.is_some() => {
+                                (Reversal::Done(refund_id.map(String::from)), None)
+                            }
+                            None => (
+                                Reversal::Retry("the refund answer has no status".into()),
+                                None,
+                            ),
+                        }
+                    }
+                    Err(e) => (Reversal::Retry(describe_reqwest(&e)), None),
+                }
+            } else if status.is_client_error()
+                && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 409 | 425 | 429)
+            {
+                (
+                    Reversal::Refused(format!("processor_refused_{}", status.as_u16())),
+                    None,
+                )
+            } else {
+                key_in_use = status.as_u16() == 409;
+                (
+                    Reversal::Retry(format!("refund answered HTTP {status}")),
+                    ra,
+                )
+            }
+        }
+    };
+    match &out {
+        Reversal::Retry(e) if !key_in_use => {
             state
                 .upstreams
-                .report(Upstream::Payments, Err(e.clone()), now);
-            Err(e)
+                .report_failure_retry_after(Upstream::Payments, e.clone(), retry, now)
         }
-        Err(e) => {
-            let e = describe_reqwest(&e);
-            state
-                .upstreams
-                .report(Upstream::Payments, Err(e.clone()), now);
-            Err(e)
-        }
+        _ => state.upstreams.report(Upstream::Payments, Ok(()), now),
     }
+    out
 }

@@ -22,6 +22,11 @@ pub struct Policy {
 /// the processor) nor app pay.
 pub const DEFAULT_OFFLINE_TENDERS: [&str; 2] = ["card_token", "p2pe"];
 pub const DEFAULT_FORWARD_DEADLINE_HOURS: i64 = 48;
+/// Tender kinds that are a card, and so subject to the per-card velocity limits.
+pub const CARD_TENDERS: [&str; 2] = ["card_token", "p2pe"];
+/// The longest forwarding deadline kept (ten years): a larger value from HQ is taken as this,
+/// so the deadline stays a date (a time past year 9999 would not be one, or sort as one).
+pub const MAX_FORWARD_DEADLINE_HOURS: i64 = 10 * 366 * 24;
 
 impl Policy {
     /// From `(key, JSON value)` pairs as the policy table holds them.
@@ -45,7 +50,7 @@ impl Policy {
                 "offline_max_hours" => p.max_offline_hours = n,
                 "forward_deadline_hours" => {
                     if let Some(n) = n {
-                        p.forward_deadline_hours = n;
+                        p.forward_deadline_hours = n.min(MAX_FORWARD_DEADLINE_HOURS);
                     }
                 }
                 "offline_tenders" => {
@@ -86,6 +91,7 @@ pub enum Refusal {
     PolicyMissing,
     TenderNotAllowedOffline,
     OverTransactionCap,
+    CardNotIdentified,
     CardVelocityCount,
     CardVelocityAmount,
     ExposureCap,
@@ -98,6 +104,7 @@ impl Refusal {
             Self::PolicyMissing => "offline_policy_missing",
             Self::TenderNotAllowedOffline => "tender_not_allowed_offline",
             Self::OverTransactionCap => "over_offline_transaction_cap",
+            Self::CardNotIdentified => "card_not_identified",
             Self::CardVelocityCount => "card_velocity_count",
             Self::CardVelocityAmount => "card_velocity_amount",
             Self::ExposureCap => "store_exposure_cap",
@@ -122,6 +129,11 @@ pub fn stand_in_decision(p: &Policy, f: &Facts<'_>) -> Result<(), Refusal> {
     }
     if f.amount_minor > tx_cap {
         return Err(Refusal::OverTransactionCap);
+    }
+    let velocity_limited = p.velocity_count.is_some() || p.velocity_amount_minor.is_some();
+    if velocity_limited && !f.has_card && CARD_TENDERS.contains(&f.tender_kind) {
+        // Without brand, last four and expiry the card's velocity cannot be counted.
+        return Err(Refusal::CardNotIdentified);
     }
     if f.has_card {
         if let Some(n) = p.velocity_count
@@ -220,19 +232,39 @@ mod tests {
             ..facts(100)
         };
         assert_eq!(stand_in_decision(&p, &long), Err(Refusal::OfflineTooLong));
+        // A card that cannot be told apart (no brand, last four or expiry) would escape the
+        // velocity limits: declined offline while HQ sets them, approved when it does not.
         let no_card = Facts {
             has_card: false,
             card_count: 99,
             tender_kind: "p2pe",
             ..facts(100)
         };
-        assert_eq!(stand_in_decision(&p, &no_card), Ok(()));
+        assert_eq!(
+            stand_in_decision(&p, &no_card),
+            Err(Refusal::CardNotIdentified)
+        );
+        let no_velocity = Policy {
+            velocity_count: None,
+            velocity_amount_minor: None,
+            ..policy()
+        };
+        assert_eq!(stand_in_decision(&no_velocity, &no_card), Ok(()));
+        let mut app_pay = policy();
+        app_pay.tenders.push("app_pay".into());
+        let app = Facts {
+            tender_kind: "app_pay",
+            ..no_card
+        };
+        assert_eq!(stand_in_decision(&app_pay, &app), Ok(()), "not a card");
         let none = Policy::from_entries([]);
         assert_eq!(
             stand_in_decision(&none, &facts(1)),
             Err(Refusal::PolicyMissing)
         );
         assert_eq!(none.tenders, vec!["card_token", "p2pe"]);
+        let huge = Policy::from_entries([("forward_deadline_hours", json!(i64::MAX))]);
+        assert_eq!(huge.forward_deadline_hours, MAX_FORWARD_DEADLINE_HOURS);
     }
 
     proptest! {
@@ -243,6 +275,7 @@ mod tests {
             card_amount in 0i64..100_000, offline in 0i64..200_000,
             tx_cap in 0i64..150_000, cap in 0i64..150_000, vc in 0i64..10, va in 0i64..100_000,
             hours in 0i64..72, kind in prop::sample::select(vec!["card_token", "p2pe", "gift_card", "app_pay"]),
+            has_card in any::<bool>(),
         ) {
             let p = Policy::from_entries([
                 ("offline_tx_cap_minor", json!(tx_cap)),
@@ -252,9 +285,10 @@ mod tests {
                 ("offline_max_hours", json!(hours)),
             ]);
             let f = Facts { amount_minor: amount, tender_kind: kind, exposure_minor: exposure,
-                            card_count: count, card_amount_minor: card_amount, has_card: true,
+                            card_count: count, card_amount_minor: card_amount, has_card,
                             offline_secs: offline };
             if stand_in_decision(&p, &f).is_ok() {
+                prop_assert!(has_card, "a card's velocity is always counted");
                 prop_assert!(amount <= tx_cap);
                 prop_assert!(exposure + amount <= cap);
                 prop_assert!(count < vc);

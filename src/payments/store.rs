@@ -181,18 +181,35 @@ pub fn policy(c: &Connection) -> rusqlite::Result<Policy> {
     })))
 }
 
-/// When the processor was last known to answer: the stored time or `hint` (this process's
-/// own knowledge), whichever is later.
-pub fn reachable_at(c: &Connection, hint: DateTime<Utc>) -> rusqlite::Result<DateTime<Utc>> {
+/// What this process knows of the processor's reachability.
+#[derive(Debug, Clone, Copy)]
+pub struct Reachable {
+    /// When this process last heard the processor answer, if it has.
+    pub seen: Option<DateTime<Utc>>,
+    /// When this process started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// When the processor was last known to answer: the stored time or this process's own
+/// knowledge, whichever is later. A restart is not the processor answering: the stored time
+/// stands until the processor is heard again, so an outage's velocity window and its
+/// `offline_max_hours` clock survive restarts. When the processor was never heard from, the
+/// clock runs from the start of the process that first decided without it, kept from then on
+/// (the caller is the writer).
+pub fn reachable_at(c: &Connection, hint: Reachable) -> rusqlite::Result<DateTime<Utc>> {
     let stored: Option<String> = c
         .prepare_cached("SELECT reachable_at FROM payments_processor WHERE id = 1")?
         .query_row([], |r| r.get(0))
         .optional()?
         .flatten();
-    Ok(stored
-        .as_deref()
-        .and_then(parse_ts)
-        .map_or(hint, |s| s.max(hint)))
+    match (stored.as_deref().and_then(parse_ts), hint.seen) {
+        (Some(s), seen) => Ok(seen.map_or(s, |h| s.max(h))),
+        (None, seen) => {
+            let at = seen.unwrap_or(hint.started_at);
+            store_reachable_at(c, at)?;
+            Ok(at)
+        }
+    }
 }
 
 pub fn store_reachable_at(c: &Connection, at: DateTime<Utc>) -> rusqlite::Result<()> {
@@ -225,7 +242,7 @@ pub struct Ctx<'a> {
     pub store_id: &'a str,
     pub now: DateTime<Utc>,
     /// This process's latest knowledge of when the processor answered.
-    pub reachable_hint: DateTime<Utc>,
+    pub reachable_hint: Reachable,
 }
 
 fn journal_payment(
@@ -501,30 +518,51 @@ pub fn record_forward_error(c: &Connection, payment_id: &str, error: &str) -> ru
     .map(drop)
 }
 
+/// What asking again about a payment declined offline came to.
+pub enum Resolution<'a> {
+    /// The processor had declined it too.
+    DeclineConfirmed,
+    /// The processor had approved it, and the approval was refunded.
+    Reversed { refund_id: Option<&'a str> },
+    /// The processor had approved it and did not refund it: the customer paid for goods
+    /// they did not get, and a person must refund them (reconciliation).
+    ReversalRefused { reason: &'a str },
+}
+
+/// Marks `last_forward_error` of a payment whose reversal the processor refused.
+const REVERSAL_REFUSED: &str = "reversal_refused";
+
 /// A declined-offline payment asked again with its key: the processor's first answer.
 pub fn record_resolved(
     c: &Connection,
     ctx: &Ctx<'_>,
     p: &Payment,
-    processor_approved: bool,
-    reversal: Option<&str>,
+    resolution: Resolution<'_>,
 ) -> rusqlite::Result<()> {
+    let refused = match &resolution {
+        Resolution::ReversalRefused { reason } => Some(format!("{REVERSAL_REFUSED}: {reason}")),
+        _ => None,
+    };
     let n = c.execute(
-        "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1 WHERE payment_id = ?1 AND forwarded_at IS NULL",
-        params![p.payment_id, ts(ctx.now)],
+        "UPDATE payments SET forwarded_at = ?2, forward_attempts = forward_attempts + 1,
+            last_forward_error = ?3 WHERE payment_id = ?1 AND forwarded_at IS NULL",
+        params![p.payment_id, ts(ctx.now), refused],
     )?;
     if n == 1 {
-        let kind = if processor_approved {
-            "payment.reversed"
-        } else {
-            "payment.decline_confirmed"
+        let (kind, approved, refund, reason) = match resolution {
+            Resolution::DeclineConfirmed => ("payment.decline_confirmed", false, None, None),
+            Resolution::Reversed { refund_id } => ("payment.reversed", true, refund_id, None),
+            Resolution::ReversalRefused { reason } => {
+                ("payment.reversal_refused", true, None, Some(reason))
+            }
         };
         journal_payment(
             c,
             ctx,
             &as_new(p),
             kind,
-            json!({"status": p.status, "processor_approved": processor_approved, "refund": reversal}),
+            json!({"status": p.status, "processor_approved": approved, "refund": refund,
+                   "reversal_refused": reason}),
         )?;
     }
     Ok(())
@@ -656,20 +694,32 @@ pub struct NeedsPerson {
     pub sale: Value,
 }
 
+/// Also payments declined offline that the processor had approved and would not refund
+/// (status `reversal_refused` here; the kiosk still sees `declined_offline`).
 pub fn needs_person(c: &Connection) -> rusqlite::Result<Vec<NeedsPerson>> {
-    let rows: Vec<Payment> = c
+    let rows: Vec<(Payment, Option<String>)> = c
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE status IN ('declined_after_forward', 'expired') ORDER BY created_at"
+            "SELECT {COLUMNS}, last_forward_error FROM payments
+             WHERE status IN ('declined_after_forward', 'expired')
+                OR (status = 'declined_offline' AND sent = 1 AND forwarded_at IS NOT NULL
+                    AND last_forward_error LIKE '{REVERSAL_REFUSED}%')
+             ORDER BY created_at"
         ))?
-        .query_map([], from_row)?
+        .query_map([], |r| Ok((from_row(r)?, r.get(22)?)))?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
-        .map(|p| {
+        .map(|(p, refused)| {
+            let (status, reason) = match refused {
+                Some(e) if p.status == "declined_offline" => {
+                    (REVERSAL_REFUSED.to_string(), Some(e))
+                }
+                _ => (p.status.clone(), p.reason.clone()),
+            };
             Ok(NeedsPerson {
                 sale: sale_of(c, &p)?,
                 payment_id: p.payment_id,
-                status: p.status,
-                reason: p.reason,
+                status,
+                reason,
                 device_id: p.device_id,
                 lane: p.lane,
                 basket_id: p.basket_id,
