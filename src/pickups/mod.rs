@@ -77,6 +77,9 @@ struct ListQuery {
 #[derive(Serialize)]
 struct List {
     orders: Vec<Summary>,
+    /// The due-soon list only: more orders were due than it holds (the earliest are shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
     #[serde(flatten)]
     freshness: Freshness,
 }
@@ -102,12 +105,14 @@ async fn list(
     if text.as_ref().is_some_and(|t| t.len() > 100) {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
-    let (orders, freshness) = match (text, due) {
+    let (orders, truncated, freshness) = match (text, due) {
         // A search is a few index lookups (see `store::search`): answered on this thread.
         (Some(t), _) => {
             state
                 .store
-                .read_quick(move |c| Ok::<_, AppError>((store::search(c, &t)?, freshness(c, now)?)))
+                .read_quick(move |c| {
+                    Ok::<_, AppError>((store::search(c, &t)?, None, freshness(c, now)?))
+                })
                 .await?
         }
         // The due-soon list can run to hundreds of orders: the blocking pool.
@@ -116,12 +121,17 @@ async fn list(
             state
                 .store
                 .read(move |c| {
-                    Ok::<_, AppError>((store::due_before(c, until)?, freshness(c, now)?))
+                    let due = store::due_before(c, until)?;
+                    Ok::<_, AppError>((due.orders, Some(due.truncated), freshness(c, now)?))
                 })
                 .await?
         }
     };
-    Ok(ApiJson(List { orders, freshness }))
+    Ok(ApiJson(List {
+        orders,
+        truncated,
+        freshness,
+    }))
 }
 
 #[derive(Serialize)]

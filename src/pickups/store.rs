@@ -364,21 +364,50 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         .collect())
 }
 
-/// Open orders due before `until` (overdue ones included), earliest first.
-pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<Vec<Summary>> {
+/// Most orders the due-soon list returns; beyond it the answer says it was cut.
+pub const DUE_LIMIT: usize = 500;
+
+/// The due-soon list: open orders earliest first, and whether more were due than it holds.
+pub struct DueList {
+    pub orders: Vec<Summary>,
+    pub truncated: bool,
+}
+
+/// Open orders due before `until` (overdue ones included), earliest first, at most
+/// [`DUE_LIMIT`] of them.
+///
+/// Central's copy says `ready` until it hears of a hand-over, so during an outage orders the
+/// store has already given out are still open in the replica. They are left out in SQL, before
+/// the limit, so they never take a slot from an order still to prepare: an order with no
+/// hand-over here costs one index probe; one with hand-overs is kept only while some line of
+/// it has more ordered than handed over (the rule [`view`] applies to call it `handed_over`).
+/// One row past the limit is read to tell whether the list was cut.
+pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<DueList> {
     let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS} FROM pickup_orders o
          WHERE due_at <= ?1 AND status IN ('placed', 'ready')
            AND NOT EXISTS (SELECT 1 FROM pickup_no_shows n WHERE n.order_id = o.order_id)
-         ORDER BY due_at LIMIT 500"
+           AND (NOT EXISTS (SELECT 1 FROM pickup_handovers h WHERE h.order_id = o.order_id)
+                OR EXISTS (
+                    SELECT 1 FROM json_each(o.doc, '$.lines') l
+                    WHERE l.value ->> '$.qty' > (
+                        SELECT coalesce(sum(hl.value ->> '$.qty'), 0)
+                        FROM pickup_handovers h, json_each(h.lines) hl
+                        WHERE h.order_id = o.order_id
+                          AND hl.value ->> '$.line' = l.value ->> '$.line')))
+         ORDER BY due_at LIMIT ?2"
     ))?;
-    let rows: Vec<OrderRow> = stmt
-        .query_map([until], order_from_row)?
+    let mut rows: Vec<OrderRow> = stmt
+        .query_map(params![until, DUE_LIMIT as i64 + 1], order_from_row)?
         .collect::<Result<_, _>>()?;
-    Ok(view_many(conn, rows)?
-        .into_iter()
-        .map(Summary::from)
-        .filter(|s| s.status != "handed_over")
-        .collect())
+    let truncated = rows.len() > DUE_LIMIT;
+    rows.truncate(DUE_LIMIT);
+    Ok(DueList {
+        orders: view_many(conn, rows)?
+            .into_iter()
+            .map(Summary::from)
+            .collect(),
+        truncated,
+    })
 }
