@@ -65,9 +65,8 @@ async fn processor_keys(sim: &standin::simulator::Simulator, what: &str) -> Vec<
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outage_and_all_of_it_reaches_central_and_the_processor_once()
- {
+/// Central and the processor both down, Standin pointed at them, staff and policy loaded.
+async fn outage() -> (standin::simulator::Simulator, TestStore) {
     let sim = simulator(0, 0).await;
     fault(&sim, "central", json!({"mode": "down"})).await;
     fault(&sim, "payments", json!({"mode": "down"})).await;
@@ -102,12 +101,18 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
         .collect();
     assert_eq!(t.push("policy", &delta(1, upserts)).await.0, StatusCode::OK);
 
+    (sim, t)
+}
+
+/// A kiosk's card payment (approved offline: the processor is down) and the sale it paid
+/// for, a kettle and two mugs (32.40), as receipt `receipt_id`. Returns the payment's id.
+async fn kiosk_sale(t: &TestStore, n: u32, token: &str, receipt_id: &str) -> String {
     // The kiosk, with both upstreams down: a stand-in approval, then the sale.
     let (s, paid) = as_kiosk(
-        &t,
+        t,
         "/kiosk/v1/payments",
-        &json!({"idempotency_key": "lane4-0001", "basket_id": "basket-0001", "amount_minor": 3_240, "currency": "USD",
-                "tender": {"kind": "card_token", "token": "tok_story", "brand": "visa", "last4": "4242",
+        &json!({"idempotency_key": format!("lane4-{n:04}"), "basket_id": format!("basket-{n:04}"), "amount_minor": 3_240, "currency": "USD",
+                "tender": {"kind": "card_token", "token": token, "brand": "visa", "last4": "4242",
                            "exp_month": 12, "exp_year": 2029, "entry_mode": "contactless"}}),
     )
     .await;
@@ -119,9 +124,9 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
     let payment_id = paid["payment_id"].as_str().unwrap().to_string();
     let sold_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (s, sale) = as_kiosk(
-        &t,
+        t,
         "/kiosk/v1/sales",
-        &json!({"sale_id": "sale-story-1", "receipt_id": "R-SCO-0001", "sold_at": sold_at,
+        &json!({"sale_id": format!("sale-story-{n}"), "receipt_id": receipt_id, "sold_at": sold_at,
                 "lines": [
                     {"line": 1, "sku": "KETTLE-1", "description": "Kettle", "category": "household", "qty": 1,
                      "unit_price_minor": 2_000, "discount_minor": 0, "tax_minor": 160, "returnable": true,
@@ -133,6 +138,15 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{sale}");
+
+    payment_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outage_and_all_of_it_reaches_central_and_the_processor_once()
+ {
+    let (sim, t) = outage().await;
+    let payment_id = kiosk_sale(&t, 1, "tok_story", "R-SCO-0001").await;
 
     // The desk, same outage: scan the receipt's barcode, see what can come back, return it.
     let desk = browser(&t, &ASSOCIATE).await;
@@ -160,6 +174,32 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
     .await;
     assert_eq!(s, StatusCode::OK, "{receipt}");
     assert_eq!(receipt["lines"][1]["returnable_qty"], 2, "{receipt}");
+    // The card was approved offline and the processor has not confirmed it: cash or store
+    // credit for it now would hand out money the store may never get.
+    for method in ["cash", "store_credit"] {
+        let (s, refused) = as_desk(
+            &t,
+            &desk,
+            reqwest::Method::POST,
+            "/api/v1/returns",
+            Some(json!({"receipt_id": "R-SCO-0001", "lines": [{"line": 2, "qty": 1, "reason": "chipped"}],
+                        "refund": {"method": method}})),
+        )
+        .await;
+        assert_eq!(
+            (
+                s,
+                refused["error"]["code"].as_str(),
+                refused["error"]["field"].as_str()
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("payment_not_collected_yet"),
+                Some("refund.method")
+            ),
+            "{refused}"
+        );
+    }
     let (s, taken) = as_desk(
         &t,
         &desk,
@@ -222,6 +262,18 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
         "with the key the desk answered"
     );
 
+    // The refund went only once the payment it goes back to was captured.
+    let (captured_at, refunded_at): (String, String) = t
+        .db()
+        .query_row(
+            "SELECT p.forwarded_at, f.settled_at FROM payments p, return_refunds f
+             WHERE p.payment_id = ?1 AND p.status = 'captured'",
+            [&payment_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(captured_at <= refunded_at, "{captured_at} > {refunded_at}");
+
     let received = received_journal(&sim).await;
     let mut got: Vec<&str> = received.iter().filter_map(|e| e["id"].as_str()).collect();
     got.sort();
@@ -239,6 +291,92 @@ async fn a_kiosk_sale_made_in_an_outage_is_returned_at_the_desk_in_the_same_outa
         assert!(
             kinds.iter().any(|k| k.contains(kind)),
             "central got no {kind} entry: {kinds:?}"
+        );
+    }
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_to_a_kiosk_payment_declined_after_forwarding_never_reaches_the_processor_and_goes_to_a_person()
+ {
+    let (sim, t) = outage().await;
+    // The processor will decline this card when the stored payment is forwarded.
+    let payment_id = kiosk_sale(&t, 2, "decline_story", "R-SCO-0002").await;
+    let desk = browser(&t, &ASSOCIATE).await;
+    let mug = json!({"receipt_id": "R-SCO-0002", "lines": [{"line": 2, "qty": 1, "reason": "chipped"}],
+                     "refund": {"method": "original_tender"}});
+    let (s, taken) = as_desk(
+        &t,
+        &desk,
+        reqwest::Method::POST,
+        "/api/v1/returns",
+        Some(mug.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{taken}");
+    assert_eq!(taken["refunds"][0]["state"], "queued", "{taken}");
+
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: String = t
+            .db()
+            .query_row(
+                "SELECT state FROM return_refunds WHERE return_id = ?1",
+                [taken["return_id"].as_str().unwrap()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if state == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refund still {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: String = t
+        .db()
+        .query_row(
+            "SELECT status FROM payments WHERE payment_id = ?1",
+            [&payment_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "declined_after_forward");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        processor_keys(&sim, "refunds").await.is_empty(),
+        "a refund of money never collected reached the processor"
+    );
+    // Reconciliation shows both the declined payment and the refund that cannot go.
+    let manager = browser(&t, &MANAGER).await;
+    let (s, rec) = as_desk(
+        &t,
+        &manager,
+        reqwest::Method::GET,
+        "/api/v1/reconciliation",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{rec}");
+    let text = rec.to_string();
+    assert!(text.contains("payment_not_collected"), "{rec}");
+    assert!(text.contains(&payment_id), "{rec}");
+    // Another return of that sale is refused whatever the method.
+    for method in ["original_tender", "cash"] {
+        let mut body = mug.clone();
+        body["refund"]["method"] = json!(method);
+        let (s, refused) = as_desk(
+            &t,
+            &desk,
+            reqwest::Method::POST,
+            "/api/v1/returns",
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (s, refused["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("payment_not_collected")),
+            "{refused}"
         );
     }
     t.stop().await;

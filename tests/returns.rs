@@ -481,7 +481,7 @@ async fn offline_the_cap_and_the_budget_need_a_managers_override_for_that_return
         );
         assert_eq!(
             v["error"]["reasons"],
-            json!([{"code": "over_associate_cap", "cap_minor": 5000, "amount_minor": 8659}])
+            json!([{"code": "over_associate_cap", "cap_minor": 5000, "amount_minor": 8659, "earlier_minor": 0}])
         );
     }
     // Only a manager's id and right PIN will do, and a wrong one is the dialog's problem (not a sign-out).
@@ -603,6 +603,100 @@ async fn offline_the_cap_and_the_budget_need_a_managers_override_for_that_return
             .count(),
         2
     );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn offline_the_associates_cap_holds_for_a_return_split_in_slices() {
+    let t = offline_store(100_000, "refuse", vec![sale("R1")]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    // Socks at 10.46 a pair (31.39 for three): each pair alone is under the 50.00 cap, and
+    // so is the first toaster (54.12 is not: it needs a manager on its own).
+    let (s, v) = d.ret("R1", qty(&[(2, 1)]), "original_tender").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let first = v["refund_amount_minor"].as_i64().unwrap();
+    let (s, v) = d.ret("R1", qty(&[(2, 2)]), "original_tender").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let second = v["refund_amount_minor"].as_i64().unwrap();
+    assert_eq!(first + second, 3139);
+    // The headphones next would make 117.98 on this receipt today: a manager's, even though
+    // the slices were each under the cap. (Alone they are over it too; the reason says both.)
+    let (s, v) = d.ret("R1", qty(&[(1, 1)]), "store_credit").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, Some("override_required")),
+        "{v}"
+    );
+    assert_eq!(
+        v["error"]["reasons"],
+        json!([{"code": "over_associate_cap", "cap_minor": 5000, "amount_minor": 8659, "earlier_minor": 3139}])
+    );
+    t.stop().await;
+
+    // The same on a receipt of small lines: 3 x 20.00, each under the cap, the third over it.
+    let small = json!({
+        "receipt_id": "R9", "sold_at": days_ago(1), "lane": "register-1", "currency": "USD",
+        "tenders": [{"kind": "cash", "amount_minor": 6000}],
+        "lines": [line((1, "MUG-1", "home"), (3, 2000, 0, 0), (true, 30, 0))], "total_minor": 6000
+    });
+    let t = offline_store(100_000, "refuse", vec![small]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &ASSOCIATE).await,
+    };
+    for n in 0..2 {
+        let (s, v) = d.ret("R9", qty(&[(1, 1)]), "cash").await;
+        assert_eq!(s, StatusCode::CREATED, "slice {n}: {v}");
+    }
+    let (s, v) = d.ret("R9", qty(&[(1, 1)]), "cash").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, Some("override_required")),
+        "{v}"
+    );
+    let (s, v) = d
+        .ret_with("R9", qty(&[(1, 1)]), "cash", &MANAGER, MANAGER.pin)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_card_the_receipt_cannot_refund_by_is_never_silently_paid_in_cash() {
+    // Central's receipt names the card but carries no authorization or token.
+    let bare = json!({
+        "receipt_id": "R7", "sold_at": days_ago(1), "lane": "register-1", "currency": "USD",
+        "tenders": [{"kind": "cash", "amount_minor": 1000},
+                    {"kind": "card", "brand": "VISA", "last4": "4242", "amount_minor": 3000}],
+        "lines": [line((1, "MUG-1", "home"), (4, 1000, 0, 0), (true, 30, 0))], "total_minor": 4000
+    });
+    let t = offline_store(100_000, "refuse", vec![bare]).await;
+    let d = Desk {
+        t: &t,
+        b: browser(&t, &MANAGER).await,
+    };
+    // The cash part goes back in cash, to the original tender.
+    let (s, v) = d.ret("R7", qty(&[(1, 1)]), "original_tender").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["refund_amount_minor"], 1000, "{v}");
+    // The card's part would come back as cash: refused, naming the method.
+    let (s, v) = d.ret("R7", qty(&[(1, 1)]), "original_tender").await;
+    assert_eq!(
+        (s, code(&v), v["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("tender_not_refundable"),
+            Some("refund.method")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["error"]["card_minor"], 1000, "{v}");
+    // Chosen as cash by the desk, it goes.
+    let (s, v) = d.ret("R7", qty(&[(1, 1)]), "cash").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     t.stop().await;
 }
 

@@ -88,24 +88,84 @@ pub fn of_return(c: &Connection, return_id: &str) -> rusqlite::Result<Vec<Refund
     .collect()
 }
 
-/// A return's queued refunds: (key, body).
+/// The status of the kiosk payment a refund `f` goes back to, if its tender is one: the
+/// receipt's tender at `f.tender_index` names the payment (kiosk sales, `payments::sales`).
+const PAYMENT_OF_REFUND: &str = "(SELECT p.status FROM returns r
+      JOIN receipts rc ON rc.receipt_id = r.receipt_id
+      JOIN payments p ON p.payment_id = json_extract(rc.doc, '$.tenders[' || f.tender_index || '].payment_id')
+     WHERE r.return_id = f.return_id)";
+
+/// A refund to a kiosk payment approved offline waits until the processor has captured that
+/// payment: refunding an authorisation the processor has not seen yet would fail, and if the
+/// payment is then declined the store would have paid back money it never had.
+fn sendable() -> String {
+    format!("coalesce({PAYMENT_OF_REFUND}, 'captured') IN ('approved', 'captured')")
+}
+
+/// A return's queued refunds that may go now: (key, body).
 pub fn queued_of(c: &Connection, return_id: &str) -> rusqlite::Result<Vec<(String, String)>> {
-    c.prepare_cached(
-        "SELECT refund_key, request FROM return_refunds WHERE return_id = ?1 AND state = 'queued'
+    c.prepare_cached(&format!(
+        "SELECT refund_key, request FROM return_refunds f
+         WHERE return_id = ?1 AND state = 'queued' AND {}
          ORDER BY tender_index",
-    )?
+        sendable()
+    ))?
     .query_map([return_id], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
 }
 
-/// The oldest queued refunds of the store: (key, body).
+/// The oldest queued refunds of the store that may go now: (key, body).
 fn oldest_queued(c: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, String)>> {
-    c.prepare_cached(
-        "SELECT refund_key, request FROM return_refunds WHERE state = 'queued'
+    c.prepare_cached(&format!(
+        "SELECT refund_key, request FROM return_refunds f WHERE state = 'queued' AND {}
          ORDER BY created_at, refund_key LIMIT ?1",
-    )?
+        sendable()
+    ))?
     .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
+}
+
+/// Queued refunds to kiosk payments that will never be collected (declined after
+/// forwarding, expired): (key, the payment's status).
+fn uncollected(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    c.prepare_cached(&format!(
+        "SELECT refund_key, status FROM (
+            SELECT f.refund_key, f.created_at, {PAYMENT_OF_REFUND} AS status
+            FROM return_refunds f WHERE f.state = 'queued')
+         WHERE status IS NOT NULL AND status NOT IN ('approved', 'captured', 'approved_offline', 'pending')
+         ORDER BY created_at"
+    ))?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// Takes refunds whose kiosk payment will never be collected out of the queue as `failed`,
+/// journaled like any refund the processor refused, so reconciliation shows them: the
+/// customer was told the refund would reach the card, and a person has to settle it.
+async fn fail_uncollected(state: &AppState) {
+    let found = state
+        .store
+        .read(|c| uncollected(c).map_err(crate::store::StoreError::from))
+        .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "refund worker cannot read the queue");
+            return;
+        }
+    };
+    for (key, status) in found {
+        let answer = json!({"reason": "payment_not_collected", "payment_status": status});
+        store_outcome(
+            state,
+            &key,
+            &Sent::Settled {
+                state: "failed",
+                answer,
+            },
+        )
+        .await;
+    }
 }
 
 /// What one attempt came to.
@@ -326,6 +386,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         if *shutdown.borrow() {
             return;
         }
+        fail_uncollected(&state).await;
         let batch = state
             .store
             .read(|c| oldest_queued(c, 20).map_err(crate::store::StoreError::from))

@@ -293,8 +293,14 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum OverrideReason {
-    /// The refund is above what an associate (or lead) may refund while central is down.
-    OverAssociateCap { cap_minor: i64, amount_minor: i64 },
+    /// The refund is above what an associate (or lead) may refund while central is down:
+    /// this refund plus what they refunded offline on the same receipt today without a
+    /// manager (`earlier_minor`), so splitting a return does not get round the cap.
+    OverAssociateCap {
+        cap_minor: i64,
+        amount_minor: i64,
+        earlier_minor: i64,
+    },
     /// The refund would take the day's offline refunds past the store's budget.
     OverOfflineBudget {
         budget_minor: i64,
@@ -309,8 +315,16 @@ impl OverrideReason {
             Self::OverAssociateCap {
                 cap_minor,
                 amount_minor,
+                earlier_minor: 0,
             } => format!(
                 "a refund of {amount_minor} is above the {cap_minor} an associate may refund while central is down"
+            ),
+            Self::OverAssociateCap {
+                cap_minor,
+                amount_minor,
+                earlier_minor,
+            } => format!(
+                "{earlier_minor} already refunded offline on this receipt today plus {amount_minor} is above the {cap_minor} an associate may refund while central is down"
             ),
             Self::OverOfflineBudget {
                 budget_minor,
@@ -326,10 +340,13 @@ impl OverrideReason {
 /// What a refund of `amount` by someone with `role` needs a manager for. Only while central
 /// is down (`offline`); managers are not held to the associate's cap, but the store's
 /// daily budget holds for everyone (a manager approves their own with their PIN).
+/// `earlier_on_receipt` is what the same person refunded offline on the same receipt today
+/// without a manager: the cap is on their refunds of a sale, not on each slice of it.
 pub fn override_reasons(
     offline: bool,
     role: Role,
     amount: i64,
+    earlier_on_receipt: i64,
     used_today: i64,
     policy: &Policy,
 ) -> Vec<OverrideReason> {
@@ -338,10 +355,12 @@ pub fn override_reasons(
         return out;
     }
     let cap = policy.refund_cap_associate_minor.unwrap_or(0);
-    if role != Role::Manager && amount > cap {
+    let earlier = earlier_on_receipt.max(0);
+    if role != Role::Manager && amount > 0 && earlier.saturating_add(amount) > cap {
         out.push(OverrideReason::OverAssociateCap {
             cap_minor: cap,
             amount_minor: amount,
+            earlier_minor: earlier,
         });
     }
     let budget = policy.offline_refund_budget_minor.unwrap_or(0);
@@ -359,11 +378,81 @@ pub fn override_reasons(
 #[derive(Debug, Clone)]
 pub struct TenderFacts {
     /// Whether the processor can refund it (a card, app pay, a gift card: it carries an
-    /// authorization or a token). Cash and anything else comes back as cash.
+    /// authorization or a token).
     pub electronic: bool,
+    /// Paid in cash: what of it goes back comes back as cash.
+    pub cash: bool,
     pub amount_minor: i64,
     /// Refunded to it already by this store.
     pub refunded_minor: i64,
+    /// For a kiosk payment, whether the processor has collected it.
+    pub collected: Collected,
+}
+
+/// Whether the money a tender stands for was collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collected {
+    /// Central's receipts, and kiosk payments the processor approved or captured.
+    Yes,
+    /// A kiosk payment approved offline (or still with the processor) and not yet captured:
+    /// it may still be declined when it is forwarded.
+    NotYet,
+    /// A kiosk payment declined after forwarding, expired before it could be, or declined.
+    Never,
+}
+
+impl Collected {
+    /// A kiosk payment's status (`payments.status`); `None` for a tender that is not one.
+    pub fn of_payment(status: Option<&str>) -> Self {
+        match status {
+            None | Some("approved" | "captured") => Self::Yes,
+            Some("approved_offline" | "pending") => Self::NotYet,
+            Some(_) => Self::Never,
+        }
+    }
+}
+
+/// Why a refund cannot go out the way the desk chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenderRefusal {
+    /// Part of the sale was never paid (a kiosk payment declined after forwarding or expired):
+    /// nothing of it goes back without a manager looking at it.
+    NotCollected,
+    /// A kiosk payment approved offline has not been captured yet: only a refund to that card
+    /// may be taken now (it waits until the payment is captured). Cash or store credit for it
+    /// would hand out money the store may never get, the classic stolen-card outage fraud.
+    NotYetCollected,
+    /// A refund to the original tender would pay `card_minor` of a card tender back in cash,
+    /// because the receipt carries nothing the processor could refund it by.
+    CardNotRefundable { card_minor: i64 },
+}
+
+/// Checks a refund against how the sale was paid. `method_original` is a refund to the
+/// original tenders (split by [`split_refund`], with `cash_part` left over for cash);
+/// `cash_refunded` is what this store has already paid back in cash on this receipt.
+pub fn tender_refusal(
+    tenders: &[TenderFacts],
+    method_original: bool,
+    cash_part: i64,
+    cash_refunded: i64,
+) -> Option<TenderRefusal> {
+    if tenders.iter().any(|t| t.collected == Collected::Never) {
+        return Some(TenderRefusal::NotCollected);
+    }
+    if !method_original {
+        return tenders
+            .iter()
+            .any(|t| t.collected == Collected::NotYet)
+            .then_some(TenderRefusal::NotYetCollected);
+    }
+    let cash_paid = tenders
+        .iter()
+        .filter(|t| t.cash)
+        .fold(0i64, |sum, t| sum.saturating_add(t.amount_minor.max(0)));
+    let cash_room = cash_paid.saturating_sub(cash_refunded.max(0)).max(0);
+    (cash_part > cash_room).then(|| TenderRefusal::CardNotRefundable {
+        card_minor: cash_part - cash_room,
+    })
 }
 
 /// Splits a refund to the original tender: electronic tenders first, in receipt order, each
@@ -566,18 +655,29 @@ mod tests {
             offline_refund_budget_minor: Some(100_000),
             no_receipt_store_credit_offline: false,
         };
-        assert!(override_reasons(false, Role::Associate, 90_000, 99_000, &p).is_empty());
-        assert!(override_reasons(true, Role::Associate, 5_000, 0, &p).is_empty());
+        assert!(override_reasons(false, Role::Associate, 90_000, 0, 99_000, &p).is_empty());
+        assert!(override_reasons(true, Role::Associate, 5_000, 0, 0, &p).is_empty());
         assert_eq!(
-            override_reasons(true, Role::Lead, 5_001, 0, &p),
+            override_reasons(true, Role::Lead, 5_001, 0, 0, &p),
             vec![OverrideReason::OverAssociateCap {
                 cap_minor: 5_000,
-                amount_minor: 5_001
+                amount_minor: 5_001,
+                earlier_minor: 0,
             }]
         );
-        assert!(override_reasons(true, Role::Manager, 5_001, 0, &p).is_empty());
+        // A return split in slices: the cap holds for the sum on the receipt.
+        assert!(override_reasons(true, Role::Associate, 2_000, 3_000, 5_000, &p).is_empty());
         assert_eq!(
-            override_reasons(true, Role::Manager, 2_000, 99_000, &p),
+            override_reasons(true, Role::Associate, 2_000, 4_000, 6_000, &p),
+            vec![OverrideReason::OverAssociateCap {
+                cap_minor: 5_000,
+                amount_minor: 2_000,
+                earlier_minor: 4_000,
+            }]
+        );
+        assert!(override_reasons(true, Role::Manager, 5_001, 0, 0, &p).is_empty());
+        assert_eq!(
+            override_reasons(true, Role::Manager, 2_000, 0, 99_000, &p),
             vec![OverrideReason::OverOfflineBudget {
                 budget_minor: 100_000,
                 used_minor: 99_000,
@@ -585,31 +685,33 @@ mod tests {
             }]
         );
         assert!(
-            override_reasons(true, Role::Associate, 1_000, 99_000, &p).is_empty(),
+            override_reasons(true, Role::Associate, 1_000, 0, 99_000, &p).is_empty(),
             "exactly at the budget"
         );
         assert_eq!(
-            override_reasons(true, Role::Associate, 6_000, 99_000, &p).len(),
+            override_reasons(true, Role::Associate, 6_000, 0, 99_000, &p).len(),
             2
         );
         // No policy yet: nothing goes out offline without a manager.
         assert_eq!(
-            override_reasons(true, Role::Associate, 1, 0, &Policy::default()).len(),
+            override_reasons(true, Role::Associate, 1, 0, 0, &Policy::default()).len(),
             2
         );
         assert_eq!(
-            override_reasons(true, Role::Manager, 1, 0, &Policy::default()).len(),
+            override_reasons(true, Role::Manager, 1, 0, 0, &Policy::default()).len(),
             1
         );
-        assert!(override_reasons(false, Role::Associate, 1, 0, &Policy::default()).is_empty());
+        assert!(override_reasons(false, Role::Associate, 1, 0, 0, &Policy::default()).is_empty());
     }
 
     #[test]
     fn refunds_go_to_electronic_tenders_first_then_cash() {
         let tender = |electronic, amount, refunded| TenderFacts {
             electronic,
+            cash: !electronic,
             amount_minor: amount,
             refunded_minor: refunded,
+            collected: Collected::Yes,
         };
         let tenders = [tender(false, 500, 0), tender(true, 1000, 0)];
         assert_eq!(split_refund(&tenders, 800), (vec![(1, 800)], 0));
@@ -617,6 +719,49 @@ mod tests {
         let tenders = [tender(true, 1000, 900), tender(true, 1000, 0)];
         assert_eq!(split_refund(&tenders, 300), (vec![(0, 100), (1, 200)], 0));
         assert_eq!(split_refund(&[tender(false, 100, 0)], 100), (vec![], 100));
+    }
+
+    #[test]
+    fn refunds_never_pay_uncollected_money_or_a_card_in_cash() {
+        let tender = |electronic, cash, amount, collected| TenderFacts {
+            electronic,
+            cash,
+            amount_minor: amount,
+            refunded_minor: 0,
+            collected,
+        };
+        let kiosk = |c| [tender(true, false, 1_000, c)];
+        // A kiosk card approved offline: to the card only (queued until captured).
+        assert_eq!(tender_refusal(&kiosk(Collected::NotYet), true, 0, 0), None);
+        assert_eq!(
+            tender_refusal(&kiosk(Collected::NotYet), false, 0, 0),
+            Some(TenderRefusal::NotYetCollected)
+        );
+        assert_eq!(tender_refusal(&kiosk(Collected::Yes), false, 0, 0), None);
+        // Declined after forwarding or expired: nothing goes back without a manager.
+        for original in [true, false] {
+            assert_eq!(
+                tender_refusal(&kiosk(Collected::Never), original, 0, 0),
+                Some(TenderRefusal::NotCollected)
+            );
+        }
+        // Half cash, half a card the receipt cannot refund by: the cash half may go back in
+        // cash, once; the card half never silently.
+        let mixed = [
+            tender(false, true, 500, Collected::Yes),
+            tender(false, false, 500, Collected::Yes),
+        ];
+        assert_eq!(tender_refusal(&mixed, true, 500, 0), None);
+        assert_eq!(
+            tender_refusal(&mixed, true, 300, 300),
+            Some(TenderRefusal::CardNotRefundable { card_minor: 100 })
+        );
+        assert_eq!(
+            tender_refusal(&mixed, true, 1_000, 0),
+            Some(TenderRefusal::CardNotRefundable { card_minor: 500 })
+        );
+        // The desk chose cash: that is the associate's decision, not a silent swap.
+        assert_eq!(tender_refusal(&mixed, false, 0, 0), None);
     }
 
     proptest! {

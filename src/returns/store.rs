@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::rules::{LocalReturn, Policy, SoldLine, TenderFacts, returned_qty};
+use super::rules::{Collected, LocalReturn, Policy, SoldLine, TenderFacts, returned_qty};
 
 /// Most receipts a search returns, newest first.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -388,16 +388,20 @@ pub fn load_full(conn: &Connection, receipt_id: &str) -> rusqlite::Result<Option
         })
         .collect();
     let refunded = tender_refunds(conn, &row.receipt_id)?;
-    let tenders = doc
-        .tenders
-        .iter()
-        .enumerate()
-        .map(|(i, t)| TenderFacts {
+    let mut tenders = Vec::with_capacity(doc.tenders.len());
+    for (i, t) in doc.tenders.iter().enumerate() {
+        let status = match &t.payment_id {
+            Some(id) => payment_status(conn, id)?,
+            None => None,
+        };
+        tenders.push(TenderFacts {
             electronic: t.electronic(),
+            cash: t.kind == "cash",
             amount_minor: t.amount_minor,
             refunded_minor: refunded.get(&i).copied().unwrap_or(0),
-        })
-        .collect();
+            collected: Collected::of_payment(status.as_deref()),
+        });
+    }
     Ok(Some(Loaded {
         row,
         doc,
@@ -554,6 +558,33 @@ pub fn policy(conn: &Connection) -> rusqlite::Result<Policy> {
 pub fn refunded_for_receipt(conn: &Connection, receipt_id: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE receipt_id = ?1")?
         .query_row([receipt_id], |r| r.get(0))
+}
+
+/// A kiosk payment's status (`None` when this store has no such payment).
+fn payment_status(conn: &Connection, payment_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT status FROM payments WHERE payment_id = ?1")?
+        .query_row([payment_id], |r| r.get(0))
+        .optional()
+}
+
+/// Paid back in cash on this receipt so far.
+pub fn cash_refunded_for_receipt(conn: &Connection, receipt_id: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(sum(cash_minor), 0) FROM returns WHERE receipt_id = ?1")?
+        .query_row([receipt_id], |r| r.get(0))
+}
+
+/// What `employee` refunded offline on this receipt on `day` without a manager's approval.
+pub fn offline_unapproved_on_receipt(
+    conn: &Connection,
+    receipt_id: &str,
+    employee: &str,
+    day: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(amount_minor), 0) FROM returns
+         WHERE receipt_id = ?1 AND by_employee = ?2 AND day = ?3 AND offline = 1 AND approved_by IS NULL",
+    )?
+    .query_row([receipt_id, employee, day], |r| r.get(0))
 }
 
 /// Refunded today (the store day) while central was down.

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::rules::{
-    self, LineAsk, LineRefusal, OverrideReason, Refusal, plan_return, split_refund,
+    self, LineAsk, LineRefusal, OverrideReason, Refusal, TenderRefusal, plan_return, split_refund,
 };
 use super::{no_receipt, not_found, offline, refunds, store, store_day};
 use crate::access::overrides::{Approval, OverrideRequest, approve, record};
@@ -236,6 +236,28 @@ fn override_required(reasons: &[OverrideReason]) -> AppError {
         format!("a manager's override is needed: {message}"),
     )
     .with("reasons", serde_json::to_value(reasons).unwrap_or_default())
+}
+
+fn tender_refused(r: TenderRefusal) -> AppError {
+    match r {
+        TenderRefusal::NotCollected => AppError::conflict(
+            "payment_not_collected",
+            "the card payment for this sale was never collected (declined when it was forwarded, or expired): a manager decides what to do; it is on the reconciliation report",
+        ),
+        TenderRefusal::NotYetCollected => AppError::invalid(
+            "payment_not_collected_yet",
+            "refund.method",
+            "this sale was paid by card at a kiosk while the processor was down and the payment is not confirmed yet: refund it to the original card (it goes once the payment is captured)",
+        ),
+        TenderRefusal::CardNotRefundable { card_minor } => AppError::invalid(
+            "tender_not_refundable",
+            "refund.method",
+            format!(
+                "{card_minor} of this refund belongs to a card this receipt gives no way to refund: choose cash or store credit, or call a manager"
+            ),
+        )
+        .with("card_minor", card_minor),
+    }
 }
 
 /// A return without a receipt is store credit only, and while central is down only if the
@@ -530,9 +552,28 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
             .with("remaining_minor", remaining));
         }
     }
+    // The refund: to the original tenders (electronic ones through the processor, the rest
+    // in cash), all in cash, or as store credit; refused when the sale was not (yet) paid
+    // for, or when a card would silently come back as cash.
+    let (electronic, cash) = match (method, &tenders) {
+        (RefundMethod::OriginalTender, Some(l)) => split_refund(&l.tenders, amount),
+        (RefundMethod::Cash, _) => (Vec::new(), amount),
+        _ => (Vec::new(), 0),
+    };
+    if let (Some(receipt_id), Some(l)) = (&receipt, &tenders) {
+        let original = method == RefundMethod::OriginalTender;
+        let cash_before = store::cash_refunded_for_receipt(c, receipt_id)?;
+        if let Some(r) = rules::tender_refusal(&l.tenders, original, cash, cash_before) {
+            return Err(tender_refused(r));
+        }
+    }
     let day = store_day(t.now);
     let used = store::offline_used(c, &day)?;
-    let reasons = rules::override_reasons(t.offline, t.role, amount, used, &policy);
+    let earlier = match &receipt {
+        Some(r) if t.offline => store::offline_unapproved_on_receipt(c, r, &t.actor, &day)?,
+        _ => 0,
+    };
+    let reasons = rules::override_reasons(t.offline, t.role, amount, earlier, used, &policy);
     let override_body = if reasons.is_empty() {
         None
     } else {
@@ -542,13 +583,6 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
         Some(record(c, &t.store_id, &t.now_s, approval, &t.caller)?)
     };
     let return_id = uuid::Uuid::now_v7().to_string();
-    // The refund: to the original tenders (electronic ones through the processor, the rest
-    // in cash), all in cash, or as store credit.
-    let (electronic, cash) = match (method, &tenders) {
-        (RefundMethod::OriginalTender, Some(l)) => split_refund(&l.tenders, amount),
-        (RefundMethod::Cash, _) => (Vec::new(), amount),
-        _ => (Vec::new(), 0),
-    };
     let mut refund_rows = Vec::new();
     if let Some(l) = &tenders {
         for (n, (i, part)) in electronic.iter().enumerate() {
