@@ -8,6 +8,9 @@ use std::path::Path;
 
 use common::binary::{BIN, serve_with};
 use common::people::*;
+use common::sim::simulator;
+use common::{TestStore, delta};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const PEPPER_HERE: &str = "pepper-q7Zr2mXw9L";
@@ -172,4 +175,70 @@ async fn no_secret_is_stored_or_logged_in_clear() {
         "every log line is JSON"
     );
     assert!(scanned > 100_000, "scanned only {scanned} bytes");
+}
+
+/// About one EAN-13 barcode in ten passes the Luhn check, as `2000000000107` does: a kiosk
+/// sale carrying one (as its receipt, a sku, a basket id or a key) is a sale, not card data,
+/// and is recorded; a card number in the same field is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_sale_with_a_luhn_valid_receipt_barcode_is_recorded_not_refused_as_card_data() {
+    const RECEIPT: &str = "2000000000107";
+    let sim = simulator(0, 0).await;
+    let payments = sim.payments_url();
+    let t = TestStore::start_with(move |c| {
+        c.payments.url = Some(payments);
+        c.payments.timeout_ms = 400;
+    })
+    .await;
+    let (s, b) = t
+        .push("devices", &delta(1, vec![device_record(KIOSK_1, true)]))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let post = async |path: &str, body: &Value| {
+        let r = t
+            .client
+            .post(format!("{}{path}", t.url))
+            .bearer_auth(KIOSK_1.1)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    let (s, paid) = post(
+        "/kiosk/v1/payments",
+        &json!({"idempotency_key": "2100000001095", "basket_id": "2290000123450", "amount_minor": 2_000,
+                "currency": "USD", "tender": {"kind": "card_token", "token": "tok_4242", "brand": "visa",
+                "last4": "4242", "exp_month": 12, "exp_year": 2029, "entry_mode": "contactless"}}),
+    )
+    .await;
+    assert_eq!(
+        (s, paid["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{paid}"
+    );
+    let sale = |receipt_id: &str| {
+        json!({"sale_id": "9780000123503", "receipt_id": receipt_id, "sold_at": "2026-11-25T05:00:00Z",
+               "lines": [{"line": 1, "sku": "7312000123515", "description": "Kettle", "category": "household",
+                          "qty": 1, "unit_price_minor": 1_992, "discount_minor": 0, "tax_minor": 8,
+                          "returnable": true, "return_window_days": 30, "returned_qty": 0}],
+               "tenders": [{"payment_id": paid["payment_id"], "amount_minor": 2_000}]})
+    };
+    let (s, b) = post("/kiosk/v1/sales", &sale("4111111111111111")).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str(), b["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("card_data_refused"),
+            Some("receipt_id")
+        )
+    );
+    let (s, b) = post("/kiosk/v1/sales", &sale(RECEIPT)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        t.receipt_ids(),
+        vec![RECEIPT.to_string()],
+        "found at the desk by its barcode"
+    );
 }
