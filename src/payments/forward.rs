@@ -47,11 +47,7 @@ async fn round(
     state: &AppState,
     stored_reachable: &mut Option<DateTime<Utc>>,
 ) -> Result<(), AppError> {
-    let last_success = state
-        .upstreams
-        .get(Upstream::Payments)
-        .and_then(|h| h.last_success);
-    if let Some(at) = last_success
+    if let Some(at) = state.payments.last_authorised()
         && stored_reachable.is_none_or(|s| at - s > chrono::Duration::seconds(10))
     {
         state

@@ -69,6 +69,11 @@ pub struct Runtime {
     started_at: DateTime<Utc>,
     /// Wakes the forwarding worker (the processor is back, a payment was stored).
     pub wake: tokio::sync::Notify,
+    /// When the processor last answered an authorisation in this process. Not its health
+    /// check: a processor whose `/v1/health` answers while authorisations time out is not
+    /// reachable for money, and the stand-in limits (per-card velocity, `offline_max_hours`)
+    /// must not restart their clocks on every health check of such a partial outage.
+    last_authorised: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Runtime {
@@ -78,7 +83,20 @@ impl Runtime {
             decided: tokio::sync::watch::Sender::new(0),
             started_at: now,
             wake: tokio::sync::Notify::new(),
+            last_authorised: Mutex::new(None),
         }
+    }
+
+    /// The processor answered an authorisation (approved or declined) at `at`.
+    pub fn authorised_at(&self, at: DateTime<Utc>) {
+        if let Ok(mut last) = self.last_authorised.lock() {
+            *last = Some(last.map_or(at, |l| l.max(at)));
+        }
+    }
+
+    /// When the processor last answered an authorisation in this process.
+    pub fn last_authorised(&self) -> Option<DateTime<Utc>> {
+        self.last_authorised.lock().ok().and_then(|l| *l)
     }
 
     fn is_inflight(&self, id: &str) -> bool {
@@ -96,14 +114,11 @@ impl Runtime {
     }
 }
 
-/// When the processor was last heard from, as far as this process knows (its start is not
-/// that: see [`store::reachable_at`]).
+/// When the processor last answered an authorisation, as far as this process knows (its
+/// start is not that: see [`store::reachable_at`]).
 pub fn reachable_hint(state: &AppState) -> store::Reachable {
     store::Reachable {
-        seen: state
-            .upstreams
-            .get(Upstream::Payments)
-            .and_then(|h| h.last_success),
+        seen: state.payments.last_authorised(),
         started_at: state.payments.started_at,
     }
 }

@@ -111,7 +111,10 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
     match &sent {
         // A 409 is the processor at work on this key, not failing: it does not count against it.
         Sent::Unknown(_) if key_in_use => state.upstreams.report(Upstream::Payments, Ok(()), now),
-        Sent::Answered { .. } => state.upstreams.report(Upstream::Payments, Ok(()), now),
+        Sent::Answered { .. } => {
+            state.payments.authorised_at(now);
+            state.upstreams.report(Upstream::Payments, Ok(()), now)
+        }
         Sent::NotReached(e) | Sent::Unknown(e) => {
             state
                 .upstreams
