@@ -68,6 +68,21 @@ impl Desk<'_> {
         )
         .await
     }
+
+    /// A hand-over attempt under the desk's `request_id`.
+    async fn hand_over_once(
+        &self,
+        id: &str,
+        lines: Value,
+        id_checked: bool,
+        request_id: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/pickups/{id}/handover"),
+            json!({"lines": lines, "id_checked": id_checked, "request_id": request_id}),
+        )
+        .await
+    }
 }
 
 async fn desk_with_orders(orders: Vec<Value>) -> (TestStore, Browser) {
@@ -354,6 +369,154 @@ async fn every_hand_over_rule() {
         .await;
     let (_, v) = d.get("/api/v1/pickups/P1").await;
     assert_eq!(v["status"], "handed_over");
+    t.stop().await;
+}
+
+/// The order's answer without the freshness, which moves with the clock.
+fn order_part(v: &Value) -> Value {
+    let mut v = v.clone();
+    let o = v.as_object_mut().unwrap();
+    o.remove("age_secs");
+    o.remove("as_of");
+    v
+}
+
+fn recorded(t: &TestStore) -> (i64, i64) {
+    let db = t.db();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    (
+        count("SELECT count(*) FROM pickup_handovers"),
+        count("SELECT count(*) FROM journal WHERE lane = 'pickups'"),
+    )
+}
+
+/// A partial hand-over retried after its answer was lost goes out once: one record, one
+/// journal entry, the same answer; two retries racing each other are no different.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_retried_with_its_request_id_is_recorded_once() {
+    let (t, b) = desk_with_orders(vec![pickup("I1", 1)]).await;
+    let d = Desk { t: &t, b };
+    let one_loaf = json!([{"line": 2, "qty": 1}]);
+    let (s, first) = d
+        .hand_over_once("I1", one_loaf.clone(), false, "attempt-1")
+        .await;
+    assert_eq!(
+        (s, first["status"].as_str()),
+        (StatusCode::OK, Some("partially_handed_over")),
+        "{first}"
+    );
+    let (s, again) = d
+        .hand_over_once("I1", one_loaf.clone(), false, "attempt-1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(order_part(&again), order_part(&first), "the same answer");
+    assert_eq!(again["lines"][1]["handed_over_qty"], 1, "one loaf went out");
+    assert_eq!(recorded(&t), (1, 1), "one hand-over, one journal entry");
+
+    // Two retries of one attempt arriving together still record it once.
+    let (a, b) = tokio::join!(
+        d.hand_over_once("I1", one_loaf.clone(), false, "attempt-2"),
+        d.hand_over_once("I1", one_loaf.clone(), false, "attempt-2")
+    );
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+    assert_eq!(a.1["lines"][1]["handed_over_qty"], 2, "{a:?}");
+    assert_eq!(order_part(&a.1), order_part(&b.1));
+    assert_eq!(recorded(&t), (2, 2));
+
+    // The rest, retried after it completed the order: the order as it stands, not a refusal.
+    let (s, v) = d.hand_over_once("I1", json!([]), true, "attempt-3").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("handed_over"))
+    );
+    let (s, v) = d.hand_over_once("I1", json!([]), true, "attempt-3").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("handed_over")),
+        "{v}"
+    );
+    assert_eq!(v["handovers"].as_array().unwrap().len(), 3);
+    assert_eq!(recorded(&t), (3, 3));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_id_reused_for_a_different_hand_over_is_refused() {
+    let (t, b) = desk_with_orders(vec![pickup("J1", 1), pickup("J2", 1)]).await;
+    let d = Desk { t: &t, b };
+    let (s, _) = d
+        .hand_over_once("J1", json!([{"line": 2, "qty": 1}]), false, "k")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for (lines, id_checked) in [
+        (json!([{"line": 2, "qty": 2}]), false),
+        (json!([{"line": 2, "qty": 1}]), true),
+        (json!([]), true),
+    ] {
+        let (s, v) = d.hand_over_once("J1", lines.clone(), id_checked, "k").await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+            (
+                StatusCode::CONFLICT,
+                Some("request_id_reused"),
+                Some("request_id")
+            ),
+            "{lines} {id_checked}: {v}"
+        );
+    }
+    assert_eq!(recorded(&t), (1, 1), "nothing recorded for the refusals");
+    // The key belongs to one order's hand-over: another order may use it.
+    let (s, v) = d
+        .hand_over_once("J2", json!([{"line": 2, "qty": 1}]), false, "k")
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("partially_handed_over"))
+    );
+    for bad in [String::new(), "x".repeat(65)] {
+        let (s, v) = d.hand_over_once("J1", json!([]), true, &bad).await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("request_id")),
+            "{bad:?}"
+        );
+    }
+    // 64 characters is the limit, counted as characters, not bytes.
+    let (s, v) = d
+        .hand_over_once("J1", json!([]), true, &"é".repeat(64))
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("handed_over")),
+        "{v}"
+    );
+    t.stop().await;
+}
+
+/// Without a request_id a hand-over is what it always was: each one sent is recorded.
+#[tokio::test]
+async fn a_hand_over_without_a_request_id_records_each_one_sent() {
+    let (t, b) = desk_with_orders(vec![pickup("N1", 1)]).await;
+    let d = Desk { t: &t, b };
+    for left in [2, 1] {
+        let (s, v) = d
+            .hand_over("N1", json!([{"line": 2, "qty": 1}]), false)
+            .await;
+        assert_eq!(
+            (s, v["lines"][1]["remaining_qty"].as_i64()),
+            (StatusCode::OK, Some(left))
+        );
+    }
+    assert_eq!(recorded(&t), (2, 2));
+    let stored: Vec<Option<String>> = t
+        .db()
+        .prepare("SELECT request_id FROM pickup_handovers")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored, [None, None]);
     t.stop().await;
 }
 

@@ -557,6 +557,18 @@ function tickAll(on) {
   update();
 }
 
+// The hand-over attempt whose answer never came (network, timeout, 5xx): pressing "Hand over"
+// again for the same order and the same items resends its request_id, so Standin answers it
+// instead of recording it twice. A new attempt gets a new id.
+let pendingHandOver = null; // { order_id, asked, request_id }
+
+/** A random id (crypto.randomUUID needs a secure context; a store LAN may not be one). */
+function newRequestId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 async function doHandOver() {
   orderError("");
   clearMessages();
@@ -579,6 +591,10 @@ async function doHandOver() {
     lines: n === remaining ? [] : picked.map(({ line, qty }) => ({ line, qty })),
     id_checked: Boolean(idBox?.checked),
   };
+  const asked = JSON.stringify(body);
+  const retry = pendingHandOver?.order_id === current.order_id && pendingHandOver.asked === asked;
+  if (!retry) pendingHandOver = { order_id: current.order_id, asked, request_id: newRequestId() };
+  body.request_id = pendingHandOver.request_id;
   const btn = $("handover-btn");
   btn.disabled = true;
   btn.textContent = "Handing over…";
@@ -586,10 +602,13 @@ async function doHandOver() {
   try {
     o = await api("POST", `/api/v1/pickups/${encodeURIComponent(current.order_id)}/handover`, body);
   } catch (e) {
+    // A 4xx is a definite answer: nothing was recorded, the next press is a new attempt.
+    if (e instanceof ApiError && e.status >= 400 && e.status < 500) pendingHandOver = null;
     if (e instanceof ApiError && e.status === 401) return;
     showRefusal(e);
     return;
   }
+  pendingHandOver = null;
   refreshStatus();
   const what = `${plural(n, "item")} of order ${o.order_number} to ${o.customer_name}`;
   if (o.status === "handed_over") {

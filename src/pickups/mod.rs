@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::access::{Caller, Permission};
 use crate::error::AppError;
@@ -177,6 +178,20 @@ struct HandOverBody {
     #[serde(default)]
     lines: Vec<LineQty>,
     id_checked: bool,
+    /// The desk's key for this attempt, reused when it retries it (1 to 64 characters).
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+impl HandOverBody {
+    /// What was asked, to tell a retry of this attempt from a different hand-over under the
+    /// same key. Lines sorted: the same lines in another order ask for the same thing.
+    fn request_hash(&self) -> String {
+        let mut lines = self.lines.clone();
+        lines.sort_by_key(|l| l.line);
+        let asked = json!({"lines": lines, "id_checked": self.id_checked});
+        hex::encode(Sha256::digest(asked.to_string()))
+    }
 }
 
 fn refusal(r: Refusal) -> AppError {
@@ -225,12 +240,32 @@ async fn hand_over(
     let now = state.clock.now();
     let (store_id, now_s) = (state.config.store_id.clone(), state.clock.now_rfc3339());
     let actor = caller.actor().ok_or(AppError::Unauthorized)?;
+    if let Some(id) = &body.request_id
+        && !(1..=64).contains(&id.chars().count())
+    {
+        return Err(AppError::bad_request("request_id", "1 to 64 characters"));
+    }
+    let request_hash = body.request_id.as_ref().map(|_| body.request_hash());
     // Decided on the writer, against the order as it is at that moment: two desks handing
-    // over the same order at once cannot both give out the same items.
-    let done = state
+    // over the same order at once cannot both give out the same items, and two retries of
+    // one attempt cannot both record it.
+    let (done, recorded) = state
         .store
         .write(move |c| {
             let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
+            if let (Some(request_id), Some(hash)) = (&body.request_id, &request_hash)
+                && let Some(seen) = store::handover_request(c, &row.order_id, request_id)?
+            {
+                if seen != *hash {
+                    return Err(AppError::conflict(
+                        "request_id_reused",
+                        "this request_id was used for a different hand-over of this order",
+                    )
+                    .with("field", "request_id"));
+                }
+                // A retry of a hand-over already recorded: the order as it stands now.
+                return Ok((reload(c, &row.order_id, now)?, false));
+            }
             let (feed_status, paid) = (row.status.clone(), row.payment_state == "paid");
             let (order_number, order) = (row.order_number.clone(), store::view(c, row)?);
             let lines = store::rule_lines(&order);
@@ -254,14 +289,17 @@ async fn hand_over(
                 },
             )?;
             c.execute(
-                "INSERT INTO pickup_handovers (order_id, lines, id_checked, by_employee, at, journal_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![order.summary.order_id, serde_json::to_string(&plan).unwrap_or_default(), body.id_checked, actor, now_s, entry.id],
+                "INSERT INTO pickup_handovers (order_id, lines, id_checked, by_employee, at, journal_id, request_id, request_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![order.summary.order_id, serde_json::to_string(&plan).unwrap_or_default(), body.id_checked, actor, now_s, entry.id,
+                                  body.request_id, request_hash],
             )?;
-            reload(c, &order.summary.order_id, now)
+            Ok((reload(c, &order.summary.order_id, now)?, true))
         })
         .await?;
-    state.journal_appended.notify_one();
+    if recorded {
+        state.journal_appended.notify_one();
+    }
     Ok(ApiJson(done))
 }
 

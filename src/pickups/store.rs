@@ -210,6 +210,20 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
     Ok(out)
 }
 
+/// The request hash of the hand-over of `order_id` recorded under the desk's `request_id`, if
+/// there is one.
+pub fn handover_request(
+    conn: &Connection,
+    order_id: &str,
+    request_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT request_hash FROM pickup_handovers WHERE order_id = ?1 AND request_id = ?2",
+    )?
+    .query_row([order_id, request_id], |r| r.get(0))
+    .optional()
+}
+
 /// The order with the store's actions and central's answers folded in.
 pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
     let mut all = view_many(conn, vec![row])?;

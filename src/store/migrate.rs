@@ -13,6 +13,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("../../migrations/0005_payments.sql")),
     (6, include_str!("../../migrations/0006_returns.sql")),
     (7, include_str!("../../migrations/0007_pickup_names.sql")),
+    (8, include_str!("../../migrations/0008_pickup_requests.sql")),
 ];
 
 /// The schema version this binary writes.
