@@ -170,13 +170,19 @@ fn main() {
         let lookups: Vec<String> = orders.iter().map(|(id, ..)| format!("/api/v1/pickups/{id}")).collect();
         println!("pickup_lookup: {} pickup orders, {connections} connections, {seconds} s per phase", orders.len());
 
+        // BENCH_ONLY=scan|name|lookup runs /healthz and that phase alone (for a profiler).
+        let only = std::env::var("BENCH_ONLY").ok();
+        let wanted = |p: &str| only.as_deref().is_none_or(|o| o == p);
         let d = Duration::from_secs(seconds);
         let health = run_phase("/healthz", &base, &cookie, Arc::new(vec!["/healthz".into()]), connections, d).await;
-        let scan = run_phase("search: scan", &base, &cookie, Arc::new(scans), connections, d).await;
-        let name = run_phase("search: name", &base, &cookie, Arc::new(names), connections, d).await;
-        let lookup = run_phase("order lookup", &base, &cookie, Arc::new(lookups), connections, d).await;
+        let mut phases = vec![];
+        for (key, name, paths) in [("scan", "search: scan", scans), ("name", "search: name", names), ("lookup", "order lookup", lookups)] {
+            if wanted(key) {
+                phases.push(run_phase(name, &base, &cookie, Arc::new(paths), connections, d).await);
+            }
+        }
         let base_rate = health.requests as f64 / health.secs;
-        for p in [&health, &scan, &name, &lookup] {
+        for p in std::iter::once(&health).chain(&phases) {
             let rate = p.requests as f64 / p.secs;
             println!(
                 "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:>3}  ratio to /healthz {:.2}",

@@ -174,15 +174,22 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
     if ids.is_empty() {
         return Ok(out);
     }
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    // One order (a lookup, a scan) is an equality; a list, one json_each of its ids.
+    let (key, which) = match ids {
+        [one] => (one.to_string(), "= ?1"),
+        _ => (
+            serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
+            "IN (SELECT value FROM json_each(?1))",
+        ),
+    };
     // Each hand-over with central's answer to its journal entry: a conflict (central had
     // cancelled the order) puts the order in need of attention.
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT h.order_id, h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
          FROM pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id
-         WHERE h.order_id IN (SELECT value FROM json_each(?1)) ORDER BY h.id",
-    )?;
-    let mut rows = stmt.query([&ids])?;
+         WHERE h.order_id {which} ORDER BY h.id"
+    ))?;
+    let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
         let a = out.entry(r.get(0)?).or_default();
         let lines: String = r.get(3)?;
@@ -196,11 +203,10 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
             a.conflict = Some(Conflict { reason: r.get(6)? });
         }
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT order_id, at, by_employee FROM pickup_no_shows
-         WHERE order_id IN (SELECT value FROM json_each(?1))",
-    )?;
-    let mut rows = stmt.query([&ids])?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT order_id, at, by_employee FROM pickup_no_shows WHERE order_id {which}"
+    ))?;
+    let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
         out.entry(r.get(0)?).or_default().no_show = Some(NoShow {
             at: r.get(1)?,
@@ -364,10 +370,17 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         let end = format!("{q}\u{10FFFF}");
         rows = conn
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM pickup_orders
-                 WHERE (customer_name COLLATE NOCASE >= ?1 AND customer_name COLLATE NOCASE < ?2)
-                    OR ({LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
-                 ORDER BY due_at LIMIT ?3"
+                // Each name range is read from its index alone (migration 0009: due_at is
+                // in both), the union sorted by due time, and only the orders kept are read.
+                "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE rowid IN (
+                     SELECT rowid FROM (
+                         SELECT rowid, due_at FROM pickup_orders
+                          WHERE customer_name COLLATE NOCASE >= ?1 AND customer_name COLLATE NOCASE < ?2
+                         UNION
+                         SELECT rowid, due_at FROM pickup_orders
+                          WHERE {LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
+                     ORDER BY due_at LIMIT ?3)
+                 ORDER BY due_at"
             ))?
             .query_map(params![q, end, NAME_LIMIT], order_from_row)?
             .collect::<Result<Vec<_>, _>>()?;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (6, include_str!("../../migrations/0006_returns.sql")),
     (7, include_str!("../../migrations/0007_pickup_names.sql")),
     (8, include_str!("../../migrations/0008_pickup_requests.sql")),
+    (9, include_str!("../../migrations/0009_pickup_name_due.sql")),
 ];
 
 /// The schema version this binary writes.
