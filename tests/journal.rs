@@ -221,4 +221,19 @@ fn retention_prunes_only_an_old_delivered_prefix_and_the_chain_still_verifies() 
     assert_eq!(more[0].prev_hash, old[5].hash);
     let c = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(standin::journal::chain::verify(&c).unwrap(), None);
+
+    // Entry 4 delivered at last, 5 had been accepted, 6 rejected: the prefix stops at the
+    // rejected one, which reconciliation still shows, however old.
+    c.execute("UPDATE journal SET outcome = 'accepted', delivered_at = '2020-01-02T00:00:00.000Z' WHERE seq = ?1", [old[3].seq]).unwrap();
+    c.execute("UPDATE journal SET outcome = 'rejected', reason = 'bad', delivered_at = '2020-01-02T00:00:00.000Z' WHERE seq = ?1", [old[5].seq]).unwrap();
+    let pruned = standin::journal::retention::prune(
+        &c,
+        "2999-01-01T00:00:00.000Z",
+        "2999-01-01T00:00:00.000Z",
+    )
+    .unwrap();
+    assert_eq!(pruned, 2, "the prefix stops at the set-aside entry");
+    let left: Vec<i64> = column(&c, "SELECT seq FROM journal ORDER BY seq");
+    assert_eq!(left, vec![old[5].seq, more[0].seq]);
+    assert_eq!(standin::journal::chain::verify(&c).unwrap(), None);
 }

@@ -1,18 +1,23 @@
 //! Retention: delivered entries older than `journal.retention_days` are pruned, oldest first,
 //! as one unbroken prefix of the chain, and the last pruned hash becomes the chain's anchor.
 //! Nothing undelivered is ever pruned: the prefix stops at the first pending entry (and a
-//! trigger refuses the delete even if this code were wrong).
+//! trigger refuses the delete even if this code were wrong). Nor is anything set aside
+//! (`rejected`, `conflict`): those are what reconciliation shows a person, what marks a
+//! pickup as needing attention, and what tells the returns rule that central never counted a
+//! return; there is no "resolved" action yet, so they stay, and the prefix stops at the
+//! first of them. The price: while one stays unresolved, the journal after it is kept too
+//! (`standin_journal_set_aside` and its alert say so).
 
 use rusqlite::{Connection, params};
 
 /// Prunes; returns how many entries went.
 pub fn prune(conn: &Connection, cutoff: &str, now: &str) -> rusqlite::Result<usize> {
-    // The prefix ends before the first entry that is pending or too young.
+    // The prefix ends before the first entry that is pending, set aside or too young.
     let end: Option<i64> = conn.query_row(
         "SELECT CASE
-            WHEN (SELECT min(seq) FROM journal WHERE outcome IS NULL OR delivered_at >= ?1 OR occurred_at >= ?1) IS NULL
+            WHEN (SELECT min(seq) FROM journal WHERE outcome IS NULL OR outcome IN ('rejected', 'conflict') OR delivered_at >= ?1 OR occurred_at >= ?1) IS NULL
             THEN (SELECT max(seq) FROM journal)
-            ELSE (SELECT min(seq) FROM journal WHERE outcome IS NULL OR delivered_at >= ?1 OR occurred_at >= ?1) - 1
+            ELSE (SELECT min(seq) FROM journal WHERE outcome IS NULL OR outcome IN ('rejected', 'conflict') OR delivered_at >= ?1 OR occurred_at >= ?1) - 1
          END",
         [cutoff],
         |r| r.get(0),
