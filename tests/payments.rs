@@ -1473,3 +1473,73 @@ async fn the_same_card_written_differently_is_still_the_same_card_for_velocity()
         "two per card (policy): the third is the same card"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_kiosk_never_recorded_the_sale_is_listed_for_a_person_after_an_hour() {
+    let sim = simulator(0, 0).await;
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
+    let payments_url = sim.payments_url();
+    let t = TestStore::start_with_clock(clock.clone(), move |c| {
+        c.payments.url = Some(payments_url);
+        c.payments.timeout_ms = 400;
+    })
+    .await;
+    load_kiosks(&t, 0).await;
+    assert_eq!(
+        t.push("staff", &delta(1, vec![staff_record(&LEAD, true)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    load_policy(&t, 1, json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000, "forward_deadline_hours": 48})).await;
+    let with_sale = pay_as(&t, KIOSK_1.1, &pay("ns-1", 1_200, "1111")).await;
+    let without = pay_as(&t, KIOSK_1.1, &pay("ns-2", 1_500, "2222")).await;
+    assert_eq!(
+        (with_sale["status"].as_str(), without["status"].as_str()),
+        (Some("approved_offline"), Some("approved_offline"))
+    );
+    let paid = with_sale["payment_id"].as_str().unwrap().to_string();
+    let (s, b) = kiosk_post(
+        &t,
+        KIOSK_1.1,
+        "/kiosk/v1/sales",
+        &sale("sale-ns-1", "R-NS-1", &[(paid, 1_200)]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Signed in afresh each time: an hour idle ends a session.
+    let report = async || -> Value {
+        let lead = browser(&t, &LEAD).await;
+        t.client
+            .get(format!("{}/api/v1/reconciliation", t.url))
+            .header("cookie", &lead.cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    // A kiosk posts its sale right after the payment: not yet a question.
+    assert_eq!(report().await["payments"], json!([]));
+    clock.advance(chrono::Duration::minutes(61));
+    let r = report().await;
+    let listed: Vec<(&str, &str)> = r["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["payment_id"].as_str().unwrap_or_default(),
+                p["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [(without["payment_id"].as_str().unwrap(), "paid_without_sale")],
+        "{r}"
+    );
+    t.stop().await;
+}

@@ -698,6 +698,7 @@ const OUTCOME_WORDS = {
   rejected: "Refused by central", conflict: "Conflict with central",
   declined: "Card refund declined", failed: "Card refund not sent",
   declined_after_forward: "Card declined after the sale", expired: "Never reached the processor",
+  paid_without_sale: "Paid, but no sale recorded",
 };
 
 function kindWords(kind) {

@@ -694,24 +694,47 @@ pub struct NeedsPerson {
     pub sale: Value,
 }
 
+/// How long a kiosk has to record the sale a payment paid for before reconciliation asks.
+pub const SALE_GRACE: Duration = Duration::hours(1);
+
+/// What reconciliation calls a payment that paid but whose kiosk never recorded a sale.
+pub const PAID_WITHOUT_SALE: &str = "paid_without_sale";
+
 /// Also payments declined offline that the processor had approved and would not refund
-/// (status `reversal_refused` here; the kiosk still sees `declined_offline`).
-pub fn needs_person(c: &Connection) -> rusqlite::Result<Vec<NeedsPerson>> {
+/// (status `reversal_refused` here; the kiosk still sees `declined_offline`), and payments
+/// that paid (approved, approved offline, captured) more than [`SALE_GRACE`] before `now`
+/// with no sale recorded for them (`paid_without_sale`): the kiosk failed between the
+/// payment and the sale, so the customer may have been charged for goods they did not get,
+/// and the receipt the desk would need for a return does not exist.
+pub fn needs_person(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<NeedsPerson>> {
     let rows: Vec<(Payment, Option<String>)> = c
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, last_forward_error FROM payments
              WHERE status IN ('declined_after_forward', 'expired')
                 OR (status = 'declined_offline' AND sent = 1 AND forwarded_at IS NOT NULL
                     AND last_forward_error LIKE '{REVERSAL_REFUSED}%')
+                OR (sale_id IS NULL AND status IN ('approved', 'approved_offline', 'captured')
+                    AND created_at < ?1)
              ORDER BY created_at"
         ))?
-        .query_map([], |r| Ok((from_row(r)?, r.get(22)?)))?
+        .query_map([ts(now - SALE_GRACE)], |r| Ok((from_row(r)?, r.get(22)?)))?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(p, refused)| {
             let (status, reason) = match refused {
                 Some(e) if p.status == "declined_offline" => {
                     (REVERSAL_REFUSED.to_string(), Some(e))
+                }
+                _ if p.sale_id.is_none()
+                    && matches!(
+                        p.status.as_str(),
+                        "approved" | "approved_offline" | "captured"
+                    ) =>
+                {
+                    (
+                        PAID_WITHOUT_SALE.to_string(),
+                        Some(format!("{}: the kiosk recorded no sale for it", p.status)),
+                    )
                 }
                 _ => (p.status.clone(), p.reason.clone()),
             };

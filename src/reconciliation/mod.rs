@@ -39,7 +39,8 @@ struct Report {
     /// Card refunds the processor declined or refused (returns).
     refunds: Vec<NeedsAPerson>,
     /// Kiosk payments approved offline that the processor declined when forwarded, or that
-    /// expired before they could be: money the store may not collect.
+    /// expired before they could be: money the store may not collect. Also payments that
+    /// paid with no sale recorded for them an hour later (`paid_without_sale`).
     payments: Vec<NeedsPerson>,
 }
 
@@ -57,9 +58,12 @@ async fn report(
             ));
         }
     };
+    let now = state.clock.now();
     let (items, refunds, payments) = state
         .store
-        .read(|c| Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?, needs_person(c)?)))
+        .read(move |c| {
+            Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?, needs_person(c, now)?))
+        })
         .await?;
     let generated_at = state.clock.now_rfc3339();
     let mut res = if csv {
