@@ -69,6 +69,9 @@ const WORDS = {
   not_found: "There is no such order in this store's data.",
   csrf: "Your session needs refreshing. Sign out and in again.",
   network: "Cannot reach Standin on this server. Check the network and try again.",
+  payment_not_collected_yet: "This sale was paid by card at a kiosk while the card processor was down, and the payment is not confirmed yet. Refund it to the original card: it goes once the payment is confirmed.",
+  payment_not_collected: "The card payment for this sale never went through. Do not refund it: call a manager (it is on the reconciliation page).",
+  tender_not_refundable: "This receipt's card cannot be refunded from here. Choose cash or store credit, or call a manager.",
 };
 
 /** Plain words for a refusal, for an associate (falls back to the server's message). */

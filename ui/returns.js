@@ -447,6 +447,7 @@ let pendingReasons = [];
 let retry = null; // what the override dialog sends again: takeReturn or takeNoReceipt
 
 function reasonWords(r, currency) {
+  if (r.code === "over_associate_cap" && r.earlier_minor > 0) return `${money(r.earlier_minor, currency)} was already refunded on this receipt today; ${money(r.amount_minor, currency)} more is above the ${money(r.cap_minor, currency)} an associate may refund while central is down.`;
   if (r.code === "over_associate_cap") return `The refund of ${money(r.amount_minor, currency)} is above the ${money(r.cap_minor, currency)} an associate may refund while central is down.`;
   if (r.code === "over_offline_budget") return `${money(r.used_minor, currency)} has been refunded offline today; ${money(r.amount_minor, currency)} more would pass the store's ${money(r.budget_minor, currency)} budget.`;
   return r.code;
