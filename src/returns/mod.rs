@@ -77,9 +77,13 @@ pub(crate) fn offline(state: &AppState) -> bool {
         .is_none_or(|h| h.state != HealthState::Up)
 }
 
-/// The store day the offline budget counts in (UTC: the config carries no time zone).
+/// The store day the offline budget counts in: the calendar day in the server's own time
+/// zone (`/etc/localtime`, or `TZ`), which is the store's. A UTC day would start at 7 or 8 pm
+/// in a US store, and one evening could spend two days' budgets.
 pub(crate) fn store_day(now: DateTime<Utc>) -> String {
-    now.format("%Y-%m-%d").to_string()
+    now.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 fn context(c: &Connection, now: DateTime<Utc>, offline: bool) -> rusqlite::Result<Context> {
