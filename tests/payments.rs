@@ -1543,3 +1543,46 @@ async fn a_payment_whose_kiosk_never_recorded_the_sale_is_listed_for_a_person_af
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_whose_health_check_passes_while_authorisations_fail_does_not_restart_the_velocity_window()
+ {
+    let sim = simulator(0, 0).await;
+    // A partial outage: /v1/health answers 200, every authorisation a 503.
+    fault(
+        &sim,
+        "payments",
+        json!({"mode": "error", "status": 503, "health_ok": true}),
+    )
+    .await;
+    let t = store_with(&sim, false).await;
+    load_kiosks(&t, 0).await;
+    load_policy(
+        &t,
+        1,
+        json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000,
+               "card_velocity_count": 1}),
+    )
+    .await;
+    let b = pay_as(&t, KIOSK_1.1, &pay("ph-1", 1_000, "1212")).await;
+    assert_eq!(b["status"], "approved_offline", "{b}");
+    // Health checks (every second here) pass meanwhile; none is an authorisation answered.
+    wait_until("a health check passes after the payment", async || {
+        let s = t.status().await;
+        s["upstreams"]["payments"]["last_success"]
+            .as_str()
+            .is_some_and(|at| {
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .is_ok_and(|at| at > chrono::Utc::now() - chrono::Duration::milliseconds(900))
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let b = pay_as(&t, KIOSK_2.1, &pay("ph-2", 1_000, "1212")).await;
+    assert_eq!(
+        (b["status"].as_str(), b["reason"].as_str()),
+        (Some("declined_offline"), Some("card_velocity_count")),
+        "the same card in the same outage, health checks or not: {b}"
+    );
+    t.stop().await;
+}

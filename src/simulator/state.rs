@@ -118,6 +118,10 @@ pub(crate) struct Fault {
     pub retry_after_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_ratio: Option<f64>,
+    /// `GET /v1/health` answers as if all were well while every other path shows the fault:
+    /// a partial outage (an upstream whose health check passes while its real work fails).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub health_ok: bool,
 }
 
 impl Fault {
@@ -130,6 +134,7 @@ impl Fault {
             status: None,
             retry_after_s: None,
             accept_ratio: None,
+            health_ok: false,
         }
     }
 
@@ -173,7 +178,19 @@ impl Fault {
                 }
             },
         };
+        let health_ok = match obj.get("health_ok") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(("health_ok", "health_ok must be true or false".into())),
+        };
+        if health_ok && mode == Mode::Down {
+            return Err((
+                "health_ok",
+                "a listener that is down answers nothing, health included".into(),
+            ));
+        }
         let mut fault = Fault::plain(mode);
+        fault.health_ok = health_ok;
         match mode {
             Mode::Latency => fault.latency_ms = Some(latency_ms.unwrap_or(2_000)),
             Mode::Error => {
