@@ -16,16 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn as_kiosk(t: &TestStore, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = t
-        .client
-        .post(format!("{}{path}", t.url))
-        .bearer_auth(KIOSK_1.1)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
+    t.kiosk_post(KIOSK_1.1, path, body).await
 }
 
 async fn as_desk(

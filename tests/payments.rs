@@ -76,16 +76,7 @@ fn pay(key: &str, amount: i64, card: &str) -> Value {
 }
 
 async fn kiosk_post(t: &TestStore, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = t
-        .client
-        .post(format!("{}{path}", t.url))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
+    t.kiosk_post(token, path, body).await
 }
 
 async fn kiosk_get(t: &TestStore, token: &str, path: &str) -> (StatusCode, Value) {

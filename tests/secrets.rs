@@ -194,17 +194,7 @@ async fn a_kiosk_sale_with_a_luhn_valid_receipt_barcode_is_recorded_not_refused_
         .push("devices", &delta(1, vec![device_record(KIOSK_1, true)]))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let post = async |path: &str, body: &Value| {
-        let r = t
-            .client
-            .post(format!("{}{path}", t.url))
-            .bearer_auth(KIOSK_1.1)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
-    };
+    let post = async |path: &str, body: &Value| t.kiosk_post(KIOSK_1.1, path, body).await;
 
     let (s, paid) = post(
         "/kiosk/v1/payments",

@@ -104,6 +104,20 @@ impl TestStore {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` to `path` as the kiosk whose device token is `token`.
+    pub async fn kiosk_post(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// Pushes a feed batch as the HQ sync job.
     pub async fn push(&self, feed: &str, body: &Value) -> (StatusCode, Value) {
         self.push_raw(feed, body.to_string(), Some(&self.sync_token))
