@@ -963,8 +963,9 @@ async fn concurrent_duplicates_in_stand_in_mode_also_make_one_payment() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_reconciliation() {
+/// The processor down, a store on a clock the test moves, both kiosks and a lead.
+async fn processor_down_on_a_manual_clock()
+-> (Simulator, Arc<standin::clock::ManualClock>, TestStore) {
     let sim = simulator(0, 0).await;
     fault(&sim, "payments", json!({"mode": "down"})).await;
     let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
@@ -982,6 +983,12 @@ async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_re
             .0,
         StatusCode::OK
     );
+    (sim, clock, t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_reconciliation() {
+    let (sim, clock, t) = processor_down_on_a_manual_clock().await;
     load_policy(&t, 1, json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000, "forward_deadline_hours": 12})).await;
     let b = pay_as(&t, KIOSK_1.1, &pay("exp-1", 3_000, "5151")).await;
     assert_eq!(b["status"], "approved_offline");
@@ -1467,22 +1474,7 @@ async fn the_same_card_written_differently_is_still_the_same_card_for_velocity()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_whose_kiosk_never_recorded_the_sale_is_listed_for_a_person_after_an_hour() {
-    let sim = simulator(0, 0).await;
-    fault(&sim, "payments", json!({"mode": "down"})).await;
-    let clock = Arc::new(standin::clock::ManualClock::new(chrono::Utc::now()));
-    let payments_url = sim.payments_url();
-    let t = TestStore::start_with_clock(clock.clone(), move |c| {
-        c.payments.url = Some(payments_url);
-        c.payments.timeout_ms = 400;
-    })
-    .await;
-    load_kiosks(&t, 0).await;
-    assert_eq!(
-        t.push("staff", &delta(1, vec![staff_record(&LEAD, true)]))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    let (_sim, clock, t) = processor_down_on_a_manual_clock().await;
     load_policy(&t, 1, json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 50_000, "forward_deadline_hours": 48})).await;
     let with_sale = pay_as(&t, KIOSK_1.1, &pay("ns-1", 1_200, "1111")).await;
     let without = pay_as(&t, KIOSK_1.1, &pay("ns-2", 1_500, "2222")).await;
