@@ -225,6 +225,7 @@ impl SessionCache {
             .lock()
             .ok()
             .and_then(|m| m.get(&key).filter(|c| c.generation == generation).cloned());
+        let from_cache = cached.is_some();
         let (mut session, last_seen) = match cached {
             Some(c) => (c.session, c.last_seen),
             None => match read()? {
@@ -240,6 +241,10 @@ impl SessionCache {
         }
         session.idle_expires_at = idle_expires_at;
         session.needs_touch = now - last_seen >= TOUCH_EVERY;
+        // A hit that changes nothing stays as it is: most requests take the lock once.
+        if from_cache && !session.needs_touch {
+            return Ok(Some(session));
+        }
         if let Ok(mut m) = self.entries.lock() {
             if m.len() >= CACHE_MAX {
                 m.clear();
