@@ -554,10 +554,37 @@ pub fn policy(conn: &Connection) -> rusqlite::Result<Policy> {
     Ok(p)
 }
 
-/// Refunded for a receipt by this store so far, by every method.
-pub fn refunded_for_receipt(conn: &Connection, receipt_id: &str) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT coalesce(sum(amount_minor), 0) FROM returns WHERE receipt_id = ?1")?
-        .query_row([receipt_id], |r| r.get(0))
+/// What this store has refunded on one receipt so far.
+pub struct ReceiptRefunds {
+    /// By every method.
+    pub total_minor: i64,
+    /// Paid back in cash.
+    pub cash_minor: i64,
+    /// Refunded offline on `day` by `employee` without a manager's approval (the cap's
+    /// `earlier_minor`).
+    pub unapproved_offline_minor: i64,
+}
+
+/// [`ReceiptRefunds`] in one pass over the receipt's returns (`returns_receipt` index).
+pub fn receipt_refunds(
+    conn: &Connection,
+    receipt_id: &str,
+    employee: &str,
+    day: &str,
+) -> rusqlite::Result<ReceiptRefunds> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(amount_minor), 0), coalesce(sum(cash_minor), 0),
+                coalesce(sum(amount_minor) FILTER (
+                    WHERE by_employee = ?2 AND day = ?3 AND offline = 1 AND approved_by IS NULL), 0)
+         FROM returns WHERE receipt_id = ?1",
+    )?
+    .query_row([receipt_id, employee, day], |r| {
+        Ok(ReceiptRefunds {
+            total_minor: r.get(0)?,
+            cash_minor: r.get(1)?,
+            unapproved_offline_minor: r.get(2)?,
+        })
+    })
 }
 
 /// A kiosk payment's status (`None` when this store has no such payment).
@@ -565,26 +592,6 @@ fn payment_status(conn: &Connection, payment_id: &str) -> rusqlite::Result<Optio
     conn.prepare_cached("SELECT status FROM payments WHERE payment_id = ?1")?
         .query_row([payment_id], |r| r.get(0))
         .optional()
-}
-
-/// Paid back in cash on this receipt so far.
-pub fn cash_refunded_for_receipt(conn: &Connection, receipt_id: &str) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT coalesce(sum(cash_minor), 0) FROM returns WHERE receipt_id = ?1")?
-        .query_row([receipt_id], |r| r.get(0))
-}
-
-/// What `employee` refunded offline on this receipt on `day` without a manager's approval.
-pub fn offline_unapproved_on_receipt(
-    conn: &Connection,
-    receipt_id: &str,
-    employee: &str,
-    day: &str,
-) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "SELECT coalesce(sum(amount_minor), 0) FROM returns
-         WHERE receipt_id = ?1 AND by_employee = ?2 AND day = ?3 AND offline = 1 AND approved_by IS NULL",
-    )?
-    .query_row([receipt_id, employee, day], |r| r.get(0))
 }
 
 /// Refunded today (the store day) while central was down.

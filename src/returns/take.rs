@@ -529,18 +529,21 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
         }
     };
     let amount: i64 = outs.iter().map(|o| o.amount).sum();
+    let day = store_day(t.now);
+    let before = match &receipt {
+        Some(r) => Some(store::receipt_refunds(c, r, &t.actor, &day)?),
+        None => None,
+    };
     // The lines' prices bound each line's refunds; the tenders bound the receipt's. They agree
     // on a well-formed receipt, but HQ's record is data, not a promise: never give back more
     // than was paid, however the lines are priced.
-    if let (Some(receipt_id), Some(l)) = (&receipt, &tenders) {
+    if let (Some(before), Some(l)) = (&before, &tenders) {
         let paid = l
             .doc
             .tenders
             .iter()
             .fold(0i64, |sum, t| sum.saturating_add(t.amount_minor.max(0)));
-        let remaining = paid
-            .saturating_sub(store::refunded_for_receipt(c, receipt_id)?)
-            .max(0);
+        let remaining = paid.saturating_sub(before.total_minor).max(0);
         if amount > remaining {
             return Err(AppError::invalid(
                 "refund_exceeds_payment",
@@ -560,19 +563,14 @@ fn take_in(c: &Connection, t: Take) -> Result<(String, bool), AppError> {
         (RefundMethod::Cash, _) => (Vec::new(), amount),
         _ => (Vec::new(), 0),
     };
-    if let (Some(receipt_id), Some(l)) = (&receipt, &tenders) {
+    if let (Some(before), Some(l)) = (&before, &tenders) {
         let original = method == RefundMethod::OriginalTender;
-        let cash_before = store::cash_refunded_for_receipt(c, receipt_id)?;
-        if let Some(r) = rules::tender_refusal(&l.tenders, original, cash, cash_before) {
+        if let Some(r) = rules::tender_refusal(&l.tenders, original, cash, before.cash_minor) {
             return Err(tender_refused(r));
         }
     }
-    let day = store_day(t.now);
     let used = store::offline_used(c, &day)?;
-    let earlier = match &receipt {
-        Some(r) if t.offline => store::offline_unapproved_on_receipt(c, r, &t.actor, &day)?,
-        _ => 0,
-    };
+    let earlier = before.as_ref().map_or(0, |b| b.unapproved_offline_minor);
     let reasons = rules::override_reasons(t.offline, t.role, amount, earlier, used, &policy);
     let override_body = if reasons.is_empty() {
         None
