@@ -119,6 +119,21 @@ async fn authorizations(sim: &Simulator) -> Vec<(String, u64, Value)> {
         .collect()
 }
 
+/// The reconciliation report as JSON, read by a lead signed in for it (afresh each time, so
+/// a test that moves the clock past the idle timeout still reads it).
+async fn reconciliation(t: &TestStore) -> Value {
+    let lead = browser(t, &LEAD).await;
+    t.client
+        .get(format!("{}/api/v1/reconciliation", t.url))
+        .header("cookie", &lead.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_until(what: &str, mut pred: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pred().await {
@@ -631,17 +646,7 @@ async fn after_recovery_every_stored_payment_is_forwarded_once_oldest_first_and_
         (Some("declined_after_forward"), Some("insufficient_funds"))
     );
 
-    let lead = browser(&t, &LEAD).await;
-    let r: Value = t
-        .client
-        .get(format!("{}/api/v1/reconciliation", t.url))
-        .header("cookie", &lead.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = reconciliation(&t).await;
     let listed: Vec<&str> = r["payments"]
         .as_array()
         .unwrap()
@@ -665,6 +670,7 @@ async fn after_recovery_every_stored_payment_is_forwarded_once_oldest_first_and_
         with_sale["sale"]["receipt"]["lines"][0]["description"], "Kettle",
         "{with_sale}"
     );
+    let lead = browser(&t, &LEAD).await;
     let csv = t
         .client
         .get(format!("{}/api/v1/reconciliation?format=csv", t.url))
@@ -1031,17 +1037,7 @@ async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_re
         ),
         (Some(0), Some(false))
     );
-    let lead = browser(&t, &LEAD).await;
-    let r: Value = t
-        .client
-        .get(format!("{}/api/v1/reconciliation", t.url))
-        .header("cookie", &lead.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = reconciliation(&t).await;
     assert_eq!(r["payments"][0]["payment_id"], id.as_str());
     assert_eq!(r["payments"][0]["status"], "expired");
     assert_eq!(
@@ -1350,17 +1346,7 @@ async fn a_reversal_the_processor_declines_is_not_recorded_as_done_and_needs_a_p
         vec!["payment.declined_offline", "payment.reversal_refused"],
         "the customer was charged and not refunded: never journaled as reversed"
     );
-    let lead = browser(&t, &LEAD).await;
-    let r: Value = t
-        .client
-        .get(format!("{}/api/v1/reconciliation", t.url))
-        .header("cookie", &lead.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = reconciliation(&t).await;
     let listed = r["payments"]
         .as_array()
         .unwrap()
@@ -1491,23 +1477,10 @@ async fn a_payment_whose_kiosk_never_recorded_the_sale_is_listed_for_a_person_af
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    // Signed in afresh each time: an hour idle ends a session.
-    let report = async || -> Value {
-        let lead = browser(&t, &LEAD).await;
-        t.client
-            .get(format!("{}/api/v1/reconciliation", t.url))
-            .header("cookie", &lead.cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
     // A kiosk posts its sale right after the payment: not yet a question.
-    assert_eq!(report().await["payments"], json!([]));
+    assert_eq!(reconciliation(&t).await["payments"], json!([]));
     clock.advance(chrono::Duration::minutes(61));
-    let r = report().await;
+    let r = reconciliation(&t).await;
     let listed: Vec<(&str, &str)> = r["payments"]
         .as_array()
         .unwrap()

@@ -613,8 +613,8 @@ async fn offline_the_associates_cap_holds_for_a_return_split_in_slices() {
         t: &t,
         b: browser(&t, &ASSOCIATE).await,
     };
-    // Socks at 10.46 a pair (31.39 for three): each pair alone is under the 50.00 cap, and
-    // so is the first toaster (54.12 is not: it needs a manager on its own).
+    // Three pairs of socks (31.39 in all), returned as one pair then two: each slice is
+    // under the associate's 50.00 cap, and so are both together.
     let (s, v) = d.ret("R1", qty(&[(2, 1)]), "original_tender").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let first = v["refund_amount_minor"].as_i64().unwrap();
@@ -622,8 +622,8 @@ async fn offline_the_associates_cap_holds_for_a_return_split_in_slices() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let second = v["refund_amount_minor"].as_i64().unwrap();
     assert_eq!(first + second, 3139);
-    // The headphones next would make 117.98 on this receipt today: a manager's, even though
-    // the slices were each under the cap. (Alone they are over it too; the reason says both.)
+    // The headphones (86.59, over the cap on their own): the reason carries what this
+    // associate already refunded on the receipt today.
     let (s, v) = d.ret("R1", qty(&[(1, 1)]), "store_credit").await;
     assert_eq!(
         (s, code(&v)),
