@@ -326,6 +326,10 @@ pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
 }
 
 /// Most orders a name search returns (a name is a weak key; the desk narrows it down).
+///
+/// Limits are written into the SQL, never bound: SQLite (3.50) reads a bound `LIMIT ?` while
+/// planning and marks the statement to be prepared again on every new binding, which for the
+/// name search cost more than running it.
 const NAME_LIMIT: i64 = 20;
 
 /// The last name: the text after the last space. Spelled exactly as the expression index of
@@ -379,10 +383,10 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
                          UNION
                          SELECT rowid, due_at FROM pickup_orders
                           WHERE {LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
-                     ORDER BY due_at LIMIT ?3)
+                     ORDER BY due_at LIMIT {NAME_LIMIT})
                  ORDER BY due_at"
             ))?
-            .query_map(params![q, end, NAME_LIMIT], order_from_row)?
+            .query_map(params![q, end], order_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
     }
     Ok(view_many(conn, rows)?
@@ -423,10 +427,11 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<D
                         FROM pickup_handovers h, json_each(h.lines) hl
                         WHERE h.order_id = o.order_id
                           AND hl.value ->> '$.line' = l.value ->> '$.line')))
-         ORDER BY due_at LIMIT ?2"
+         ORDER BY due_at LIMIT {}",
+        DUE_LIMIT + 1
     ))?;
     let mut rows: Vec<OrderRow> = stmt
-        .query_map(params![until, DUE_LIMIT as i64 + 1], order_from_row)?
+        .query_map(params![until], order_from_row)?
         .collect::<Result<_, _>>()?;
     let truncated = rows.len() > DUE_LIMIT;
     rows.truncate(DUE_LIMIT);

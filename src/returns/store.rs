@@ -194,9 +194,9 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM receipts r
              WHERE r.receipt_id = ?1 OR r.order_number = ?1 OR r.customer_phone_last4 = ?2
-             ORDER BY r.sold_at DESC LIMIT ?3"
+             ORDER BY r.sold_at DESC LIMIT {SEARCH_LIMIT}"
         ))?
-        .query_map(params![q, phone, SEARCH_LIMIT], receipt_from_row)?
+        .query_map(params![q, phone], receipt_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     summaries(conn, rows)
 }
@@ -214,9 +214,9 @@ pub fn by_card(
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM receipt_cards c JOIN receipts r ON r.receipt_id = c.receipt_id
              WHERE c.brand = ?1 AND c.last4 = ?2 AND c.sold_at >= ?3 AND c.sold_at <= ?4
-             ORDER BY c.sold_at DESC LIMIT ?5"
+             ORDER BY c.sold_at DESC LIMIT {SEARCH_LIMIT}"
         ))?
-        .query_map(params![brand, last4, from, to, SEARCH_LIMIT], receipt_from_row)?
+        .query_map(params![brand, last4, from, to], receipt_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     summaries(conn, rows)
 }
