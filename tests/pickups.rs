@@ -143,6 +143,104 @@ async fn search_by_number_code_name_and_phone() {
     t.stop().await;
 }
 
+/// The fields of a list entry, as the search, the due-soon list and the order view give them.
+fn entry(o: &Value) -> Value {
+    let keys = [
+        "order_id",
+        "status",
+        "items",
+        "requires_id_check",
+        "needs_attention",
+        "due_at",
+        "payment_state",
+        "total_minor",
+        "customer_name",
+        "pickup_code",
+    ];
+    json!(
+        keys.iter()
+            .map(|k| (k.to_string(), o[k].clone()))
+            .collect::<serde_json::Map<_, _>>()
+    )
+}
+
+/// Lists read an order's item count and ID-check flag from columns kept at feed time (not its
+/// record) and its record only when it was handed over here: every list entry must still say
+/// exactly what the order view says, after a hand-over, a no-show, and a changed order.
+#[tokio::test]
+async fn list_entries_say_what_the_order_view_says() {
+    let mut plain = pickup("N1", 1);
+    plain["lines"] = json!([{"line": 1, "sku": "BREAD-1", "description": "Sourdough", "qty": 4, "unit_price_minor": 450}]);
+    let orders = vec![
+        pickup("U1", 1),
+        pickup("H1", 1),
+        pickup("H2", 1),
+        pickup("S1", 1),
+        plain,
+    ];
+    let (t, b) = desk_with_orders(orders).await;
+    let d = Desk { t: &t, b };
+    assert_eq!(
+        d.hand_over("H1", json!([{"line": 2, "qty": 1}]), false)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(d.hand_over("H2", json!([]), true).await.0, StatusCode::OK);
+    assert_eq!(
+        d.post("/api/v1/pickups/S1/no-show", json!({})).await.0,
+        StatusCode::OK
+    );
+    // Central changes U1's lines: the list entry follows the new record.
+    let mut changed = pickup("U1", 1);
+    changed["lines"] = json!([{"line": 1, "sku": "BREAD-1", "description": "Sourdough", "qty": 7, "unit_price_minor": 450}]);
+    changed["updated_at"] = json!(in_hours(0));
+    assert_eq!(
+        t.push("pickup_orders", &delta(2, vec![changed])).await.0,
+        StatusCode::OK
+    );
+
+    let (_, due) = d.get("/api/v1/pickups?due_within_hours=24").await;
+    let listed: Vec<Value> = due["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(entry)
+        .collect();
+    for (id, status, items, id_check) in [
+        ("U1", "ready", 7, false),
+        ("H1", "partially_handed_over", 5, true),
+        ("H2", "handed_over", 5, true),
+        ("S1", "no_show", 5, true),
+        ("N1", "ready", 4, false),
+    ] {
+        let (s, view) = d.get(&format!("/api/v1/pickups/{id}")).await;
+        assert_eq!(s, StatusCode::OK);
+        let want = entry(&view);
+        assert_eq!(
+            (
+                want["status"].as_str(),
+                want["items"].as_i64(),
+                want["requires_id_check"].as_bool()
+            ),
+            (Some(status), Some(items), Some(id_check)),
+            "{id}: {view}"
+        );
+        let (_, found) = d.get(&format!("/api/v1/pickups?q=W{id}")).await;
+        assert_eq!(entry(&found["orders"][0]), want, "search for {id}");
+        // The due-soon list leaves out what is no longer to prepare; the rest must match.
+        if let Some(l) = listed.iter().find(|l| l["order_id"] == id) {
+            assert_eq!(l, &want, "due-soon entry of {id}");
+        } else {
+            assert!(
+                ["H2", "S1"].contains(&id),
+                "{id} missing from the due-soon list: {due}"
+            );
+        }
+    }
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn the_due_soon_list_holds_open_orders_due_soon_and_drops_what_was_handed_over() {
     let mut cancelled = pickup("C3", 1);

@@ -333,11 +333,16 @@ fn write_records(
             Records::PickupOrders(docs) => {
                 let mut ins = conn.prepare_cached(&format!(
                     "INSERT INTO pickup_orders{sfx} (order_id, order_number, pickup_code, customer_name,
-                     phone_last4, due_at, status, payment_state, total_minor, currency, updated_at, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING"
+                     phone_last4, due_at, status, payment_state, total_minor, currency, updated_at, doc,
+                     items, requires_id_check)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING"
                 ))?;
                 for Doc { raw, rec } in docs {
                     let o = &rec.order;
+                    // The list entry's figures, so lists never parse the record (0010).
+                    let items: i64 = o.lines.iter().map(|l| l.qty).sum();
+                    let id_check = o.lines.iter().any(|l| l.requires_id_check);
                     upsert_each(&o.order_id, &mut || {
                         ins.execute(params![
                             o.order_id,
@@ -351,7 +356,9 @@ fn write_records(
                             o.total_minor,
                             o.currency,
                             rec.updated_at,
-                            raw
+                            raw,
+                            items,
+                            id_check
                         ])
                         .map(|n| n > 0)
                     })?;

@@ -42,6 +42,29 @@ pub fn order_from_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
     })
 }
 
+/// The columns [`summary_from_row`] reads: an order's list entry, without its record.
+pub const SUMMARY_COLUMNS: &str = "order_id, order_number, pickup_code, customer_name, phone_last4, due_at, status, payment_state, total_minor, currency, items, requires_id_check";
+
+/// The list entry as central sent it, before the store's own actions are folded in
+/// ([`summaries`]).
+pub fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<Summary> {
+    Ok(Summary {
+        order_id: r.get(0)?,
+        order_number: r.get(1)?,
+        pickup_code: r.get(2)?,
+        customer_name: r.get(3)?,
+        phone_last4: r.get(4)?,
+        due_at: r.get(5)?,
+        status: r.get(6)?,
+        payment_state: r.get(7)?,
+        total_minor: r.get(8)?,
+        currency: r.get(9)?,
+        items: r.get(10)?,
+        requires_id_check: r.get(11)?,
+        needs_attention: false,
+    })
+}
+
 pub fn load(conn: &Connection, order_id: &str) -> rusqlite::Result<Option<OrderRow>> {
     conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE order_id = ?1"
@@ -110,12 +133,6 @@ pub struct Order {
     pub handovers: Vec<Handover>,
     pub no_show: Option<NoShow>,
     pub conflict: Option<Conflict>,
-}
-
-impl From<Order> for Summary {
-    fn from(o: Order) -> Self {
-        o.summary
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -232,36 +249,45 @@ pub fn handover_request(
 
 /// The order with the store's actions and central's answers folded in.
 pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
-    let mut all = view_many(conn, vec![row])?;
-    Ok(all.pop().expect("one row in, one order out"))
+    let actions = actions(conn, &[row.order_id.as_str()])?
+        .remove(&row.order_id)
+        .unwrap_or_default();
+    Ok(assemble(row, actions))
 }
 
-/// [`view`] for a list of orders, in the same order.
-pub fn view_many(conn: &Connection, rows: Vec<OrderRow>) -> rusqlite::Result<Vec<Order>> {
+/// List entries with the store's actions folded in: two queries for the actions of them all,
+/// and an order's record is read only when it was handed over here (which lines are still owed
+/// decides its state); every other entry is complete from its row.
+pub fn summaries(conn: &Connection, mut rows: Vec<Summary>) -> rusqlite::Result<Vec<Summary>> {
     let ids: Vec<&str> = rows.iter().map(|r| r.order_id.as_str()).collect();
     let mut actions = actions(conn, &ids)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let a = actions.remove(&row.order_id).unwrap_or_default();
-            assemble(row, a)
-        })
-        .collect())
+    for s in &mut rows {
+        let Some(a) = actions.remove(&s.order_id) else {
+            continue;
+        };
+        s.needs_attention = a.conflict.is_some();
+        let lines = if a.handovers.is_empty() {
+            Vec::new()
+        } else {
+            let doc: String = conn
+                .prepare_cached("SELECT doc FROM pickup_orders WHERE order_id = ?1")?
+                .query_row([&s.order_id], |r| r.get(0))?;
+            lines_of(&doc, &a.handovers)
+        };
+        s.status = effective_status(&lines, &a, &s.status);
+    }
+    Ok(rows)
 }
 
-fn assemble(row: OrderRow, actions: Actions) -> Order {
-    let Actions {
-        handovers,
-        no_show,
-        conflict,
-    } = actions;
+/// The order's lines with what was handed over of each.
+fn lines_of(doc: &str, handovers: &[Handover]) -> Vec<Line> {
     let mut given: HashMap<u32, i64> = HashMap::new();
-    for h in &handovers {
+    for h in handovers {
         for l in &h.lines {
             *given.entry(l.line).or_default() += l.qty;
         }
     }
-    let lines: Vec<Line> = doc_lines(&row.doc)
+    doc_lines(doc)
         .into_iter()
         .map(
             |(line, sku, description, qty, unit_price_minor, requires_id_check)| {
@@ -278,16 +304,30 @@ fn assemble(row: OrderRow, actions: Actions) -> Order {
                 }
             },
         )
-        .collect();
-    let status = if !handovers.is_empty() && lines.iter().all(|l| l.remaining_qty == 0) {
+        .collect()
+}
+
+/// The state the desk sees: the store's hand-overs and no-show over central's state.
+fn effective_status(lines: &[Line], actions: &Actions, central: &str) -> String {
+    if !actions.handovers.is_empty() && lines.iter().all(|l| l.remaining_qty == 0) {
         "handed_over".to_string()
-    } else if !handovers.is_empty() {
+    } else if !actions.handovers.is_empty() {
         "partially_handed_over".to_string()
-    } else if no_show.is_some() {
+    } else if actions.no_show.is_some() {
         "no_show".to_string()
     } else {
-        row.status.clone()
-    };
+        central.to_string()
+    }
+}
+
+fn assemble(row: OrderRow, actions: Actions) -> Order {
+    let lines = lines_of(&row.doc, &actions.handovers);
+    let status = effective_status(&lines, &actions, &row.status);
+    let Actions {
+        handovers,
+        no_show,
+        conflict,
+    } = actions;
     Order {
         summary: Summary {
             items: lines.iter().map(|l| l.qty).sum(),
@@ -357,9 +397,9 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         let Some(key) = key else { continue };
         rows = conn
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
+                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
             ))?
-            .query_map([key], order_from_row)?
+            .query_map([key], summary_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         if !rows.is_empty() {
             break;
@@ -376,7 +416,7 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
             .prepare_cached(&format!(
                 // Each name range is read from its index alone (migration 0009: due_at is
                 // in both), the union sorted by due time, and only the orders kept are read.
-                "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE rowid IN (
+                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE rowid IN (
                      SELECT rowid FROM (
                          SELECT rowid, due_at FROM pickup_orders
                           WHERE customer_name COLLATE NOCASE >= ?1 AND customer_name COLLATE NOCASE < ?2
@@ -386,13 +426,10 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
                      ORDER BY due_at LIMIT {NAME_LIMIT})
                  ORDER BY due_at"
             ))?
-            .query_map(params![q, end], order_from_row)?
+            .query_map(params![q, end], summary_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
     }
-    Ok(view_many(conn, rows)?
-        .into_iter()
-        .map(Summary::from)
-        .collect())
+    summaries(conn, rows)
 }
 
 /// Most orders the due-soon list returns; beyond it the answer says it was cut.
@@ -416,7 +453,7 @@ pub struct DueList {
 pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<DueList> {
     let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM pickup_orders o
+        "SELECT {SUMMARY_COLUMNS} FROM pickup_orders o
          WHERE due_at <= ?1 AND status IN ('placed', 'ready')
            AND NOT EXISTS (SELECT 1 FROM pickup_no_shows n WHERE n.order_id = o.order_id)
            AND (NOT EXISTS (SELECT 1 FROM pickup_handovers h WHERE h.order_id = o.order_id)
@@ -430,16 +467,13 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<D
          ORDER BY due_at LIMIT {}",
         DUE_LIMIT + 1
     ))?;
-    let mut rows: Vec<OrderRow> = stmt
-        .query_map(params![until], order_from_row)?
+    let mut rows: Vec<Summary> = stmt
+        .query_map(params![until], summary_from_row)?
         .collect::<Result<_, _>>()?;
     let truncated = rows.len() > DUE_LIMIT;
     rows.truncate(DUE_LIMIT);
     Ok(DueList {
-        orders: view_many(conn, rows)?
-            .into_iter()
-            .map(Summary::from)
-            .collect(),
+        orders: summaries(conn, rows)?,
         truncated,
     })
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (7, include_str!("../../migrations/0007_pickup_names.sql")),
     (8, include_str!("../../migrations/0008_pickup_requests.sql")),
     (9, include_str!("../../migrations/0009_pickup_name_due.sql")),
+    (10, include_str!("../../migrations/0010_pickup_summary.sql")),
 ];
 
 /// The schema version this binary writes.
@@ -38,4 +39,51 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
         tracing::info!(version, "applied migration");
     }
     Ok(LATEST_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 0010 fills the new list-entry columns of orders already in both twins from their records.
+    #[test]
+    fn pickup_summary_columns_are_filled_for_orders_already_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 9) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        let doc = r#"{"lines": [
+            {"line": 1, "sku": "A", "description": "a", "qty": 2, "unit_price_minor": 100},
+            {"line": 2, "sku": "B", "description": "b", "qty": 3, "unit_price_minor": 100, "requires_id_check": true}]}"#;
+        let plain = r#"{"lines": [{"line": 1, "sku": "A", "description": "a", "qty": 4, "unit_price_minor": 1, "requires_id_check": false}]}"#;
+        for (table, id, doc) in [
+            ("pickup_orders", "o-1", doc),
+            ("pickup_orders", "o-2", plain),
+            ("pickup_orders_next", "o-3", doc),
+        ] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO {table} (order_id, order_number, pickup_code, customer_name, due_at,
+                     status, payment_state, total_minor, currency, updated_at, doc)
+                     VALUES (?1, ?1, ?1, 'Ann Lee', '2026-12-01T10:00:00Z', 'ready', 'paid', 500, 'USD',
+                     '2026-12-01T09:00:00Z', ?2)"
+                ),
+                [id, doc],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let read = |table: &str, id: &str| -> (i64, bool) {
+            conn.query_row(
+                &format!("SELECT items, requires_id_check FROM {table} WHERE order_id = ?1"),
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(read("pickup_orders", "o-1"), (5, true));
+        assert_eq!(read("pickup_orders", "o-2"), (4, false));
+        assert_eq!(read("pickup_orders_next", "o-3"), (5, true));
+    }
 }
