@@ -55,7 +55,33 @@ pub fn open_read_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connect
         "PRAGMA foreign_keys=ON;
          PRAGMA synchronous=FULL;
          PRAGMA query_only=ON;
+         PRAGMA temp_store=MEMORY;
          PRAGMA cache_size=-16000;",
     )?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` builds the bundled SQLite without the shared page cache and the
+    /// global memory statistics; a build that lost the setting would contend on every page.
+    #[test]
+    fn sqlite_is_built_with_separate_page_caches_and_no_memory_statistics() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
 }
