@@ -16,6 +16,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (8, include_str!("../../migrations/0008_pickup_requests.sql")),
     (9, include_str!("../../migrations/0009_pickup_name_due.sql")),
     (10, include_str!("../../migrations/0010_pickup_summary.sql")),
+    (
+        11,
+        include_str!("../../migrations/0011_pickup_keys_due.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
