@@ -28,14 +28,46 @@ struct Phase {
     p99_ms: f64,
 }
 
+/// Latencies of answered requests, errors and seconds of one run, for adding up.
+#[derive(Default)]
+struct Run {
+    lat: Vec<Duration>,
+    errors: usize,
+    secs: f64,
+}
+
+impl Run {
+    fn add(&mut self, other: Run) {
+        self.lat.extend(other.lat);
+        self.errors += other.errors;
+        self.secs += other.secs;
+    }
+
+    fn phase(mut self, name: &'static str) -> Phase {
+        self.lat.sort();
+        let all = &self.lat;
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Phase {
+            name,
+            requests: all.len(),
+            errors: self.errors,
+            secs: self.secs,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
 async fn run_phase(
-    name: &'static str,
     base: &str,
     cookie: &str,
     paths: Arc<Vec<String>>,
     connections: usize,
     duration: Duration,
-) -> Phase {
+) -> Run {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -74,19 +106,10 @@ async fn run_phase(
         all.extend(l);
         errors += e;
     }
-    let secs = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Phase {
-        name,
-        requests: all.len(),
+    Run {
+        lat: all,
         errors,
-        secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        secs: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -173,23 +196,28 @@ fn main() {
         // BENCH_ONLY=scan|name|lookup runs /healthz and that phase alone (for a profiler).
         let only = std::env::var("BENCH_ONLY").ok();
         let wanted = |p: &str| only.as_deref().is_none_or(|o| o == p);
-        let d = Duration::from_secs(seconds);
-        // Each phase runs right after its own /healthz run and is compared with it: this
-        // machine's speed drifts by a third between minutes, so a ratio to one /healthz run
-        // at the start would measure the drift as much as the route.
+        // Each phase takes turns with /healthz, a second each, and is compared with the
+        // /healthz seconds between its own: this machine's speed drifts by a third from one
+        // minute to the next, which a ratio to one /healthz run elsewhere would count as the
+        // route's.
         let mut rows = vec![];
         for (key, name, paths) in [("scan", "search: scan", scans), ("name", "search: name", names), ("lookup", "order lookup", lookups)] {
             if wanted(key) {
-                let health = run_phase("/healthz", &base, &cookie, Arc::new(vec!["/healthz".into()]), connections, d).await;
-                let phase = run_phase(name, &base, &cookie, Arc::new(paths), connections, d).await;
-                rows.push((health, phase));
+                let (paths, health_path) = (Arc::new(paths), Arc::new(vec!["/healthz".to_string()]));
+                let (mut health, mut phase) = (Run::default(), Run::default());
+                for _ in 0..seconds {
+                    let slice = Duration::from_secs(1);
+                    health.add(run_phase(&base, &cookie, health_path.clone(), connections, slice).await);
+                    phase.add(run_phase(&base, &cookie, paths.clone(), connections, slice).await);
+                }
+                rows.push((health.phase("/healthz"), phase.phase(name)));
             }
         }
         for (health, p) in &rows {
             let base_rate = health.requests as f64 / health.secs;
             let rate = p.requests as f64 / p.secs;
             println!(
-                "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:>3}  /healthz just before {:>6.0} req/s  ratio {:.2}",
+                "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:>3}  /healthz in turns {:>6.0} req/s  ratio {:.2}",
                 p.name, rate, p.p50_ms, p.p99_ms, p.errors + health.errors, base_rate, rate / base_rate
             );
         }

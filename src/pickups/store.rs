@@ -370,7 +370,7 @@ pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
 /// Limits are written into the SQL, never bound: SQLite (3.50) reads a bound `LIMIT ?` while
 /// planning and marks the statement to be prepared again on every new binding, which for the
 /// name search cost more than running it.
-const NAME_LIMIT: i64 = 20;
+const NAME_LIMIT: usize = 20;
 
 /// The last name: the text after the last space. Spelled exactly as the expression index of
 /// migration 0007, which is what lets SQLite use it.
@@ -412,22 +412,23 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     {
         // A prefix as a NOCASE range: [q, q + the highest code point).
         let end = format!("{q}\u{10FFFF}");
-        rows = conn
-            .prepare_cached(&format!(
-                // Each name range is read from its index alone (migration 0009: due_at is
-                // in both), the union sorted by due time, and only the orders kept are read.
-                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE rowid IN (
-                     SELECT rowid FROM (
-                         SELECT rowid, due_at FROM pickup_orders
-                          WHERE customer_name COLLATE NOCASE >= ?1 AND customer_name COLLATE NOCASE < ?2
-                         UNION
-                         SELECT rowid, due_at FROM pickup_orders
-                          WHERE {LAST_NAME} COLLATE NOCASE >= ?1 AND {LAST_NAME} COLLATE NOCASE < ?2)
-                     ORDER BY due_at LIMIT {NAME_LIMIT})
-                 ORDER BY due_at"
-            ))?
-            .query_map(params![q, end], summary_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        // Each name's range gives its earliest-due entries from its index alone (migration
+        // 0012: the indexes carry the whole list entry); the two are merged here. The earliest
+        // NAME_LIMIT of both together are among the earliest NAME_LIMIT of each.
+        for name in ["customer_name", LAST_NAME] {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
+                 WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
+                 ORDER BY due_at LIMIT {NAME_LIMIT}"
+            ))?;
+            for row in stmt.query_map(params![q, end], summary_from_row)? {
+                rows.push(row?);
+            }
+        }
+        // One order can match both ways ("Lee Lee"): equal keys sort next to each other.
+        rows.sort_by(|a, b| (&a.due_at, &a.order_id).cmp(&(&b.due_at, &b.order_id)));
+        rows.dedup_by(|a, b| a.order_id == b.order_id);
+        rows.truncate(NAME_LIMIT);
     }
     summaries(conn, rows)
 }
@@ -476,4 +477,44 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<D
         orders: summaries(conn, rows)?,
         truncated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan of every search statement: a name search and the exact keys read indexes
+    /// only in due order (no order rows for names, no temporary sort), on either twin's names.
+    #[test]
+    fn searches_are_index_ranges_in_due_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let n = stmt.parameter_count();
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(vec!["x"; n]), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            rows.join(" / ")
+        };
+        for name in ["customer_name", LAST_NAME] {
+            let p = plan(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
+                 WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
+                 ORDER BY due_at LIMIT {NAME_LIMIT}"
+            ));
+            assert!(p.contains("USING COVERING INDEX"), "{name}: {p}");
+        }
+        for column in ["order_number", "pickup_code", "phone_last4"] {
+            let p = plan(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
+            ));
+            assert!(
+                p.contains("USING INDEX") && !p.contains("TEMP B-TREE"),
+                "{column}: {p}"
+            );
+        }
+    }
 }

@@ -20,6 +20,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         11,
         include_str!("../../migrations/0011_pickup_keys_due.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/0012_pickup_name_summary.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
