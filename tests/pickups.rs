@@ -207,6 +207,15 @@ async fn list_entries_say_what_the_order_view_says() {
         .iter()
         .map(entry)
         .collect();
+    // Every order is Dana Reyes's: a name search lists all five, no-show included.
+    let (_, named) = d.get("/api/v1/pickups?q=reyes").await;
+    let named: Vec<Value> = named["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(entry)
+        .collect();
+    assert_eq!(named.len(), 5, "{named:?}");
     for (id, status, items, id_check) in [
         ("U1", "ready", 7, false),
         ("H1", "partially_handed_over", 5, true),
@@ -228,6 +237,8 @@ async fn list_entries_say_what_the_order_view_says() {
         );
         let (_, found) = d.get(&format!("/api/v1/pickups?q=W{id}")).await;
         assert_eq!(entry(&found["orders"][0]), want, "search for {id}");
+        let by_name = named.iter().find(|l| l["order_id"] == id);
+        assert_eq!(by_name, Some(&want), "name search entry of {id}");
         // The due-soon list leaves out what is no longer to prepare; the rest must match.
         if let Some(l) = listed.iter().find(|l| l["order_id"] == id) {
             assert_eq!(l, &want, "due-soon entry of {id}");

@@ -191,20 +191,32 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
     if ids.is_empty() {
         return Ok(out);
     }
-    // One order (a lookup, a scan) is an equality; a list, one json_each of its ids.
-    let (key, which) = match ids {
-        [one] => (one.to_string(), "= ?1"),
-        _ => (
-            serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
-            "IN (SELECT value FROM json_each(?1))",
+    // One order (a lookup, a scan) is an equality; a list, a join from json_each of its ids
+    // (an index probe per id; `IN (SELECT ... json_each)` built a temporary table each time).
+    // The join would repeat an id given twice, so each id is given once.
+    let (key, handovers, no_shows) = match ids {
+        [one] => (
+            one.to_string(),
+            "pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id WHERE h.order_id = ?1",
+            "pickup_no_shows n WHERE n.order_id = ?1",
         ),
+        _ => {
+            let mut distinct = ids.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            (
+                serde_json::to_string(&distinct).unwrap_or_else(|_| "[]".into()),
+                "json_each(?1) k JOIN pickup_handovers h ON h.order_id = k.value
+                 LEFT JOIN journal j ON j.id = h.journal_id",
+                "json_each(?1) k JOIN pickup_no_shows n ON n.order_id = k.value",
+            )
+        }
     };
     // Each hand-over with central's answer to its journal entry: a conflict (central had
     // cancelled the order) puts the order in need of attention.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT h.order_id, h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
-         FROM pickup_handovers h LEFT JOIN journal j ON j.id = h.journal_id
-         WHERE h.order_id {which} ORDER BY h.id"
+         FROM {handovers} ORDER BY h.id"
     ))?;
     let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
@@ -221,7 +233,7 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
         }
     }
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT order_id, at, by_employee FROM pickup_no_shows WHERE order_id {which}"
+        "SELECT n.order_id, n.at, n.by_employee FROM {no_shows}"
     ))?;
     let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
