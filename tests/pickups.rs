@@ -111,7 +111,10 @@ async fn search_by_number_code_name_and_phone() {
     other["customer"] = json!({"name": "Marta Okafor", "phone_last4": "9876"});
     let mut third = pickup("C3", 3);
     third["customer"] = json!({"name": "Ana María de la Cruz", "phone_last4": "5555"});
-    let (t, b) = desk_with_orders(vec![pickup("A1", 1), other, third]).await;
+    // First and last name both match "lee": listed once.
+    let mut fourth = pickup("D4", 4);
+    fourth["customer"] = json!({"name": "Lee Lee", "phone_last4": "4444"});
+    let (t, b) = desk_with_orders(vec![pickup("A1", 1), other, third, fourth]).await;
     let d = Desk { t: &t, b };
     for (q, want) in [
         ("WA1", "A1"),
@@ -124,6 +127,7 @@ async fn search_by_number_code_name_and_phone() {
         ("cruz", "C3"),
         ("ana mar", "C3"),
         ("9876", "B2"),
+        ("lee", "D4"),
     ] {
         let (s, v) = d.get(&format!("/api/v1/pickups?q={q}")).await;
         assert_eq!(s, StatusCode::OK);

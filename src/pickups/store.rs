@@ -281,10 +281,16 @@ pub fn summaries(conn: &Connection, mut rows: Vec<Summary>) -> rusqlite::Result<
         let lines = if a.handovers.is_empty() {
             Vec::new()
         } else {
-            let doc: String = conn
+            // The same read transaction as the list (readers.rs), so the row is there; if a
+            // caller ever reads outside one, an order gone meanwhile keeps central's state.
+            let doc: Option<String> = conn
                 .prepare_cached("SELECT doc FROM pickup_orders WHERE order_id = ?1")?
-                .query_row([&s.order_id], |r| r.get(0))?;
-            lines_of(&doc, &a.handovers)
+                .query_row([&s.order_id], |r| r.get(0))
+                .optional()?;
+            match doc {
+                Some(doc) => lines_of(&doc, &a.handovers),
+                None => continue,
+            }
         };
         s.status = effective_status(&lines, &a, &s.status);
     }
@@ -424,22 +430,25 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     {
         // A prefix as a NOCASE range: [q, q + the highest code point).
         let end = format!("{q}\u{10FFFF}");
-        // Each name's range gives its earliest-due entries from its index alone (migration
-        // 0012: the indexes carry the whole list entry); the two are merged here. The earliest
-        // NAME_LIMIT of both together are among the earliest NAME_LIMIT of each.
+        // Each name's range gives its earliest-due entries (by due time, then order id, so
+        // orders due in the same slot always come out the same way) read from its index
+        // alone (migration 0012: the indexes carry the whole list entry; SQLite still sorts
+        // the range's matches). The earliest NAME_LIMIT of both together are among the
+        // earliest NAME_LIMIT of each, so merging the two gives the answer.
         for name in ["customer_name", LAST_NAME] {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
                  WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
-                 ORDER BY due_at LIMIT {NAME_LIMIT}"
+                 ORDER BY due_at, order_id LIMIT {NAME_LIMIT}"
             ))?;
             for row in stmt.query_map(params![q, end], summary_from_row)? {
                 rows.push(row?);
             }
         }
-        // One order can match both ways ("Lee Lee"): equal keys sort next to each other.
         rows.sort_by(|a, b| (&a.due_at, &a.order_id).cmp(&(&b.due_at, &b.order_id)));
-        rows.dedup_by(|a, b| a.order_id == b.order_id);
+        // One order can match both ways ("Lee Lee"): it is listed once.
+        let mut seen = std::collections::HashSet::new();
+        rows.retain(|r| seen.insert(r.order_id.clone()));
         rows.truncate(NAME_LIMIT);
     }
     summaries(conn, rows)
@@ -495,8 +504,9 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<D
 mod tests {
     use super::*;
 
-    /// The plan of every search statement: a name search and the exact keys read indexes
-    /// only in due order (no order rows for names, no temporary sort), on either twin's names.
+    /// The plan of every search statement on a fresh database: the name ranges read their
+    /// index alone (no order rows), the exact keys come in due order from their index (no
+    /// temporary sort). Both twins get the same indexes (migrations 0011, 0012).
     #[test]
     fn searches_are_index_ranges_in_due_order() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -515,7 +525,7 @@ mod tests {
             let p = plan(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
                  WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
-                 ORDER BY due_at LIMIT {NAME_LIMIT}"
+                 ORDER BY due_at, order_id LIMIT {NAME_LIMIT}"
             ));
             assert!(p.contains("USING COVERING INDEX"), "{name}: {p}");
         }

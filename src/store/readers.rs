@@ -67,17 +67,7 @@ impl ReadPool {
             conn: Some(conn),
             idle: self.idle.clone(),
         };
-        let conn = lease.conn.as_ref().expect("lease holds a connection");
-        // One read transaction around the whole read: one shared lock and one WAL snapshot
-        // instead of one per statement, and every query of the answer sees the same data.
-        conn.prepare_cached("BEGIN")
-            .and_then(|mut s| s.execute([]))
-            .map_err(StoreError::from)?;
-        let out = f(conn);
-        let _ = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]));
-        out
+        in_read_transaction(lease.conn.as_ref().expect("lease holds a connection"), f)
     }
 
     pub async fn run<R, E, F>(&self, f: F) -> Result<R, E>
@@ -106,7 +96,7 @@ impl ReadPool {
                 conn: Some(conn),
                 idle,
             };
-            f(lease.conn.as_ref().expect("lease holds a connection"))
+            in_read_transaction(lease.conn.as_ref().expect("lease holds a connection"), f)
         });
         match task.await {
             Ok(result) => result,
@@ -115,4 +105,23 @@ impl ReadPool {
             Err(_) => Err(StoreError::Closed.into()),
         }
     }
+}
+
+/// Runs `f` inside one read transaction: one shared lock and one WAL snapshot instead of one
+/// per statement, so every query of an answer sees the same data (a list and the records it
+/// then reads for some of its entries; the two halves of a name search). A failed or
+/// panicking read is rolled back when its lease is dropped.
+fn in_read_transaction<R, E, F>(conn: &Connection, f: F) -> Result<R, E>
+where
+    F: FnOnce(&Connection) -> Result<R, E>,
+    E: From<StoreError>,
+{
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(StoreError::from)?;
+    let out = f(conn);
+    let _ = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]));
+    out
 }
