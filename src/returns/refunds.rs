@@ -43,6 +43,13 @@ impl InFlight {
             key: key.to_string(),
         })
     }
+
+    fn held(&self, key: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(key)
+    }
 }
 
 impl Drop for Claim<'_> {
@@ -329,12 +336,35 @@ enum Stop {
     Failed(Option<Duration>),
 }
 
+/// Which sender is calling [`send_all`].
+#[derive(Clone, Copy, PartialEq)]
+enum Sender {
+    /// The desk's request: it answers with the refunds' states, so a refund the worker is
+    /// sending at that moment is waited for (up to the processor's timeout) rather than
+    /// answered as still queued.
+    Desk,
+    /// The refund worker: it leaves a refund the desk is sending to the desk.
+    Worker,
+}
+
 /// Sends these refunds now, one after the other, stopping at the first that cannot go.
 /// Returns how many were sent: none when the other sender holds them all.
-async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<usize, Stop> {
+async fn send_all(
+    state: &AppState,
+    refunds: Vec<(String, String)>,
+    sender: Sender,
+) -> Result<usize, Stop> {
     let mut sent_any = 0;
     for (key, body) in refunds {
         let Some(_claim) = state.refunds_in_flight.claim(&key) else {
+            if sender == Sender::Desk {
+                let until = tokio::time::Instant::now()
+                    + crate::payments::processor::budget(state)
+                    + Duration::from_secs(1);
+                while state.refunds_in_flight.held(&key) && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
             continue;
         };
         // Settled by the other sender while this one waited for the claim?
@@ -369,7 +399,7 @@ async fn send_all(state: &AppState, refunds: Vec<(String, String)>) -> Result<us
 
 /// The desk's request: send a new return's refunds now if the processor lets us.
 pub async fn send_these(state: &AppState, refunds: Vec<(String, String)>) {
-    let _ = send_all(state, refunds).await;
+    let _ = send_all(state, refunds, Sender::Desk).await;
 }
 
 /// The refund worker: sends queued refunds, oldest first, whenever the processor is up.
@@ -394,7 +424,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         let now = state.clock.now();
         let wait = match batch {
             Ok(b) if b.is_empty() => idle,
-            Ok(b) => match send_all(&state, b).await {
+            Ok(b) => match send_all(&state, b, Sender::Worker).await {
                 Ok(sent) if sent > 0 => {
                     backoff.reset();
                     continue;
