@@ -254,7 +254,7 @@ async fn hand_over(
         .write(move |c| {
             let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
             if let (Some(request_id), Some(hash)) = (&body.request_id, &request_hash)
-                && let Some(seen) = store::handover_request(c, &row.order_id, request_id)?
+                && let Some(seen) = store::handover_request(c, &row.summary.order_id, request_id)?
             {
                 if seen != *hash {
                     return Err(AppError::conflict(
@@ -264,10 +264,10 @@ async fn hand_over(
                     .with("field", "request_id"));
                 }
                 // A retry of a hand-over already recorded: the order as it stands now.
-                return Ok((reload(c, &row.order_id, now)?, false));
+                return Ok((reload(c, &row.summary.order_id, now)?, false));
             }
-            let (feed_status, paid) = (row.status.clone(), row.payment_state == "paid");
-            let (order_number, order) = (row.order_number.clone(), store::view(c, row)?);
+            let (feed_status, paid) = (row.summary.status.clone(), row.summary.payment_state == "paid");
+            let (order_number, order) = (row.summary.order_number.clone(), store::view(c, row)?);
             let lines = store::rule_lines(&order);
             let facts = OrderFacts { status: &feed_status, paid, lines: &lines };
             let plan = plan_handover(&facts, &body.lines, body.id_checked).map_err(refusal)?;
@@ -316,7 +316,7 @@ async fn no_show(
         .store
         .write(move |c| {
             let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
-            let feed_status = row.status.clone();
+            let feed_status = row.summary.status.clone();
             let order = store::view(c, row)?;
             if feed_status == "cancelled" {
                 return Err(refusal(Refusal::Cancelled));

@@ -9,39 +9,6 @@ use serde::Serialize;
 
 use super::rules::{LineQty, OrderLine};
 
-/// The columns [`order_from_row`] reads, in order.
-pub const ORDER_COLUMNS: &str = "order_id, order_number, pickup_code, customer_name, phone_last4, due_at, status, payment_state, total_minor, currency, doc";
-
-pub struct OrderRow {
-    pub order_id: String,
-    pub order_number: String,
-    pub pickup_code: String,
-    pub customer_name: String,
-    pub phone_last4: Option<String>,
-    pub due_at: String,
-    pub status: String,
-    pub payment_state: String,
-    pub total_minor: i64,
-    pub currency: String,
-    pub doc: String,
-}
-
-pub fn order_from_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
-    Ok(OrderRow {
-        order_id: r.get(0)?,
-        order_number: r.get(1)?,
-        pickup_code: r.get(2)?,
-        customer_name: r.get(3)?,
-        phone_last4: r.get(4)?,
-        due_at: r.get(5)?,
-        status: r.get(6)?,
-        payment_state: r.get(7)?,
-        total_minor: r.get(8)?,
-        currency: r.get(9)?,
-        doc: r.get(10)?,
-    })
-}
-
 /// The columns [`summary_from_row`] reads: an order's list entry, without its record.
 pub const SUMMARY_COLUMNS: &str = "order_id, order_number, pickup_code, customer_name, phone_last4, due_at, status, payment_state, total_minor, currency, items, requires_id_check";
 
@@ -65,11 +32,22 @@ pub fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<Summary> {
     })
 }
 
+/// An order's row: its list entry as central sent it, and its record.
+pub struct OrderRow {
+    pub summary: Summary,
+    pub doc: String,
+}
+
 pub fn load(conn: &Connection, order_id: &str) -> rusqlite::Result<Option<OrderRow>> {
     conn.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM pickup_orders WHERE order_id = ?1"
+        "SELECT {SUMMARY_COLUMNS}, doc FROM pickup_orders WHERE order_id = ?1"
     ))?
-    .query_row([order_id], order_from_row)
+    .query_row([order_id], |r| {
+        Ok(OrderRow {
+            summary: summary_from_row(r)?,
+            doc: r.get(12)?,
+        })
+    })
     .optional()
 }
 
@@ -261,8 +239,8 @@ pub fn handover_request(
 
 /// The order with the store's actions and central's answers folded in.
 pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
-    let actions = actions(conn, &[row.order_id.as_str()])?
-        .remove(&row.order_id)
+    let actions = actions(conn, &[row.summary.order_id.as_str()])?
+        .remove(&row.summary.order_id)
         .unwrap_or_default();
     Ok(assemble(row, actions))
 }
@@ -340,7 +318,7 @@ fn effective_status(lines: &[Line], actions: &Actions, central: &str) -> String 
 
 fn assemble(row: OrderRow, actions: Actions) -> Order {
     let lines = lines_of(&row.doc, &actions.handovers);
-    let status = effective_status(&lines, &actions, &row.status);
+    let status = effective_status(&lines, &actions, &row.summary.status);
     let Actions {
         handovers,
         no_show,
@@ -348,19 +326,12 @@ fn assemble(row: OrderRow, actions: Actions) -> Order {
     } = actions;
     Order {
         summary: Summary {
+            // From the lines themselves, as the columns were made from them at feed time.
             items: lines.iter().map(|l| l.qty).sum(),
             requires_id_check: lines.iter().any(|l| l.requires_id_check),
             needs_attention: conflict.is_some(),
-            order_id: row.order_id,
-            order_number: row.order_number,
-            pickup_code: row.pickup_code,
-            customer_name: row.customer_name,
-            phone_last4: row.phone_last4,
-            due_at: row.due_at,
             status,
-            payment_state: row.payment_state,
-            total_minor: row.total_minor,
-            currency: row.currency,
+            ..row.summary
         },
         lines,
         handovers,
