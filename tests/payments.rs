@@ -1053,6 +1053,54 @@ async fn a_stored_payment_warns_before_its_deadline_and_expires_after_it_into_re
     assert!(authorizations(&sim).await.is_empty());
 }
 
+/// Expired payments were never forwarded, so never collected: they stay in the store's
+/// exposure for the rest of the outage, and a long outage does not refill the cap every
+/// `forward_deadline_hours`. Once the processor is reachable again the next outage starts
+/// from nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_that_expired_in_an_outage_still_count_against_its_exposure_cap() {
+    let (sim, clock, t) = processor_down_on_a_manual_clock().await;
+    load_policy(&t, 1, json!({"offline_tx_cap_minor": 5_000, "offline_exposure_cap_minor": 10_000, "forward_deadline_hours": 12})).await;
+    for (key, card) in [("cap-1", "1111"), ("cap-2", "2222")] {
+        assert_eq!(
+            pay_as(&t, KIOSK_1.1, &pay(key, 5_000, card)).await["status"],
+            "approved_offline"
+        );
+    }
+    let full = pay_as(&t, KIOSK_1.1, &pay("cap-3", 1_000, "3333")).await;
+    assert_eq!(
+        (full["status"].as_str(), full["reason"].as_str()),
+        (Some("declined_offline"), Some("store_exposure_cap"))
+    );
+
+    clock.advance(chrono::Duration::hours(12) + chrono::Duration::seconds(1));
+    t.wait_for_status("both expire", |s| s["payments"]["expired"] == 2)
+        .await;
+    let after = pay_as(&t, KIOSK_1.1, &pay("cap-4", 1_000, "4444")).await;
+    assert_eq!(
+        (after["status"].as_str(), after["reason"].as_str()),
+        (Some("declined_offline"), Some("store_exposure_cap")),
+        "the expired 100.00 is still this outage's loss"
+    );
+
+    // The processor answers again: the next outage has its whole cap.
+    fault(&sim, "payments", json!({"mode": "ok"})).await;
+    // The breaker's next probe is due on the store's (manual) clock.
+    clock.advance(chrono::Duration::minutes(10));
+    t.wait_for_status("processor up", |s| {
+        s["upstreams"]["payments"]["state"] == "up"
+    })
+    .await;
+    assert_eq!(
+        pay_as(&t, KIOSK_1.1, &pay("cap-5", 1_000, "5555")).await["status"],
+        "approved"
+    );
+    fault(&sim, "payments", json!({"mode": "down"})).await;
+    clock.advance(chrono::Duration::seconds(1));
+    let next = pay_as(&t, KIOSK_1.1, &pay("cap-6", 1_000, "6666")).await;
+    assert_eq!(next["status"], "approved_offline", "{next}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decline_after_an_unknown_outcome_is_asked_again_and_an_approval_the_processor_made_is_reversed()
  {

@@ -294,10 +294,18 @@ pub fn stand_in(
     sent: bool,
 ) -> rusqlite::Result<Value> {
     let policy = policy(c)?;
-    let exposure: i64 = c
-        .prepare_cached("SELECT total_minor FROM payments_exposure WHERE id = 1")?
-        .query_row([], |r| r.get(0))?;
     let reachable = reachable_at(c, ctx.reachable_hint)?;
+    // The store's exposure: approved offline and not forwarded. Still forwardable ones are
+    // kept by triggers; those that expired in this outage (made since the processor was last
+    // reachable) were never forwarded either and are lost for sure, so they count too.
+    // Without them a long outage would refill the cap every `forward_deadline_hours`.
+    let exposure: i64 = c
+        .prepare_cached(
+            "SELECT (SELECT total_minor FROM payments_exposure WHERE id = 1)
+                  + (SELECT coalesce(sum(amount_minor), 0) FROM payments
+                     WHERE status = 'expired' AND created_at >= ?1)",
+        )?
+        .query_row([ts(reachable)], |r| r.get(0))?;
     let (card_count, card_amount) = match &p.card_fingerprint {
         Some(fp) => c
             .prepare_cached(

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         12,
         include_str!("../../migrations/0012_pickup_name_summary.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/0013_payments_expired.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
