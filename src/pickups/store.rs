@@ -366,6 +366,23 @@ const NAME_LIMIT: usize = 20;
 const LAST_NAME: &str =
     "substr(customer_name, length(rtrim(customer_name, replace(customer_name, ' ', ''))) + 1)";
 
+/// An exact key's orders (order number, pickup code, phone's last four), earliest due first.
+fn exact_key_sql(column: &str) -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
+    )
+}
+
+/// The earliest-due NAME_LIMIT entries whose `name` (`customer_name` or [`LAST_NAME`]) is in
+/// the NOCASE range [?1, ?2).
+fn name_range_sql(name: &str) -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
+         WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
+         ORDER BY due_at, order_id LIMIT {NAME_LIMIT}"
+    )
+}
+
 /// Orders matching `q`: an order number or pickup code exactly (what a scanner types), the
 /// phone's last four, or a customer whose first or last name starts with `q` (any case).
 /// Every branch is an index lookup or an index range, so the cost does not grow with the
@@ -385,9 +402,7 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     ] {
         let Some(key) = key else { continue };
         rows = conn
-            .prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
-            ))?
+            .prepare_cached(&exact_key_sql(column))?
             .query_map([key], summary_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         if !rows.is_empty() {
@@ -407,11 +422,7 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
         // the range's matches). The earliest NAME_LIMIT of both together are among the
         // earliest NAME_LIMIT of each, so merging the two gives the answer.
         for name in ["customer_name", LAST_NAME] {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
-                 WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
-                 ORDER BY due_at, order_id LIMIT {NAME_LIMIT}"
-            ))?;
+            let mut stmt = conn.prepare_cached(&name_range_sql(name))?;
             for row in stmt.query_map(params![q, end], summary_from_row)? {
                 rows.push(row?);
             }
@@ -493,17 +504,11 @@ mod tests {
             rows.join(" / ")
         };
         for name in ["customer_name", LAST_NAME] {
-            let p = plan(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders
-                 WHERE {name} COLLATE NOCASE >= ?1 AND {name} COLLATE NOCASE < ?2
-                 ORDER BY due_at, order_id LIMIT {NAME_LIMIT}"
-            ));
+            let p = plan(&name_range_sql(name));
             assert!(p.contains("USING COVERING INDEX"), "{name}: {p}");
         }
         for column in ["order_number", "pickup_code", "phone_last4"] {
-            let p = plan(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM pickup_orders WHERE {column} = ?1 ORDER BY due_at LIMIT 50"
-            ));
+            let p = plan(&exact_key_sql(column));
             assert!(
                 p.contains("USING INDEX") && !p.contains("TEMP B-TREE"),
                 "{column}: {p}"
