@@ -204,21 +204,18 @@ async fn list_entries_say_what_the_order_view_says() {
         StatusCode::OK
     );
 
+    let entries = |list: &Value| -> Vec<Value> {
+        list["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(entry)
+            .collect()
+    };
     let (_, due) = d.get("/api/v1/pickups?due_within_hours=24").await;
-    let listed: Vec<Value> = due["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(entry)
-        .collect();
+    let listed = entries(&due);
     // Every order is Dana Reyes's: a name search lists all five, no-show included.
-    let (_, named) = d.get("/api/v1/pickups?q=reyes").await;
-    let named: Vec<Value> = named["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(entry)
-        .collect();
+    let named = entries(&d.get("/api/v1/pickups?q=reyes").await.1);
     assert_eq!(named.len(), 5, "{named:?}");
     for (id, status, items, id_check) in [
         ("U1", "ready", 7, false),
