@@ -25,7 +25,11 @@ use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
 /// harmless to the customer, but a processor may answer a concurrent request with the same
 /// key with a refusal (409, "in use") rather than the first answer.
 #[derive(Default)]
-pub struct InFlight(Mutex<HashSet<String>>);
+pub struct InFlight {
+    keys: Mutex<HashSet<String>>,
+    /// Woken whenever a claim is released.
+    released: tokio::sync::Notify,
+}
 
 /// A claim on a key; released on drop (also when the desk's request is cancelled mid-send).
 struct Claim<'a> {
@@ -37,28 +41,45 @@ impl InFlight {
     fn claim(&self, key: &str) -> Option<Claim<'_>> {
         // A panic while holding this lock cannot leave the set inconsistent (one insert or
         // remove), so a poisoned lock is used as is rather than stopping every refund.
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         set.insert(key.to_string()).then(|| Claim {
             set: self,
             key: key.to_string(),
         })
     }
 
-    fn held(&self, key: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(key)
+    /// Waits until nobody holds `key` (or `limit` has passed): for the desk's request, whose
+    /// answer shows the refund's state, when the worker is sending that refund right then.
+    async fn released(&self, key: &str, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                // Registered before the check, so a release in between is not missed.
+                let woken = self.released.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if !self
+                    .keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(key)
+                {
+                    return;
+                }
+                woken.await;
+            }
+        })
+        .await;
     }
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.set
-            .0
+            .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key);
+        self.set.released.notify_waiters();
     }
 }
 
@@ -358,12 +379,8 @@ async fn send_all(
     for (key, body) in refunds {
         let Some(_claim) = state.refunds_in_flight.claim(&key) else {
             if sender == Sender::Desk {
-                let until = tokio::time::Instant::now()
-                    + crate::payments::processor::budget(state)
-                    + Duration::from_secs(1);
-                while state.refunds_in_flight.held(&key) && tokio::time::Instant::now() < until {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                let limit = crate::payments::processor::budget(state) + Duration::from_secs(1);
+                state.refunds_in_flight.released(&key, limit).await;
             }
             continue;
         };
@@ -538,4 +555,34 @@ pub fn queue_status(c: &Connection) -> rusqlite::Result<QueueStatus> {
         oldest_queued_at,
         needs_a_person,
     })
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::*;
+
+    /// The desk's wait ends when the other sender lets go of the key, not at its limit.
+    #[tokio::test]
+    async fn a_wait_for_a_claimed_key_ends_when_it_is_released() {
+        let flight = std::sync::Arc::new(InFlight::default());
+        let claim = flight.claim("k").expect("free");
+        assert!(flight.claim("k").is_none(), "one holder at a time");
+        let waiter = {
+            let flight = flight.clone();
+            tokio::spawn(async move {
+                let t = tokio::time::Instant::now();
+                flight.released("k", Duration::from_secs(30)).await;
+                t.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "still held");
+        drop(claim);
+        let waited = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the release")
+            .unwrap();
+        assert!(waited < Duration::from_secs(30));
+        assert!(flight.claim("k").is_some(), "free again");
+    }
 }
