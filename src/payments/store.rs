@@ -708,6 +708,9 @@ pub const SALE_GRACE: Duration = Duration::hours(1);
 /// What reconciliation calls a payment that paid but whose kiosk never recorded a sale.
 pub const PAID_WITHOUT_SALE: &str = "paid_without_sale";
 
+/// The states of a payment whose money the store has or will have (a sale should follow).
+const PAID: [&str; 3] = ["approved", "approved_offline", "captured"];
+
 /// Also payments declined offline that the processor had approved and would not refund
 /// (status `reversal_refused` here; the kiosk still sees `declined_offline`), and payments
 /// that paid (approved, approved offline, captured) more than [`SALE_GRACE`] before `now`
@@ -721,9 +724,9 @@ pub fn needs_person(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<
              WHERE status IN ('declined_after_forward', 'expired')
                 OR (status = 'declined_offline' AND sent = 1 AND forwarded_at IS NOT NULL
                     AND last_forward_error LIKE '{REVERSAL_REFUSED}%')
-                OR (sale_id IS NULL AND status IN ('approved', 'approved_offline', 'captured')
-                    AND created_at < ?1)
-             ORDER BY created_at"
+                OR (sale_id IS NULL AND status IN ('{}') AND created_at < ?1)
+             ORDER BY created_at",
+            PAID.join("', '")
         ))?
         .query_map([ts(now - SALE_GRACE)], |r| Ok((from_row(r)?, r.get(22)?)))?
         .collect::<Result<_, _>>()?;
@@ -733,17 +736,10 @@ pub fn needs_person(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<
                 Some(e) if p.status == "declined_offline" => {
                     (REVERSAL_REFUSED.to_string(), Some(e))
                 }
-                _ if p.sale_id.is_none()
-                    && matches!(
-                        p.status.as_str(),
-                        "approved" | "approved_offline" | "captured"
-                    ) =>
-                {
-                    (
-                        PAID_WITHOUT_SALE.to_string(),
-                        Some(format!("{}: the kiosk recorded no sale for it", p.status)),
-                    )
-                }
+                _ if p.sale_id.is_none() && PAID.contains(&p.status.as_str()) => (
+                    PAID_WITHOUT_SALE.to_string(),
+                    Some(format!("{}: the kiosk recorded no sale for it", p.status)),
+                ),
                 _ => (p.status.clone(), p.reason.clone()),
             };
             Ok(NeedsPerson {
