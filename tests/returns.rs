@@ -152,6 +152,17 @@ fn code(v: &Value) -> Option<&str> {
     v["error"]["code"].as_str()
 }
 
+/// The answer is 409 `override_required`; returns its reasons.
+#[track_caller]
+fn needs_override(s: StatusCode, v: &Value) -> Value {
+    assert_eq!(
+        (s, code(v)),
+        (StatusCode::CONFLICT, Some("override_required")),
+        "{v}"
+    );
+    v["error"]["reasons"].clone()
+}
+
 /// A store with staff, policy and receipts, not connected to central (so offline limits
 /// apply: central is not known to be up).
 async fn offline_store(budget: i64, no_receipt: &str, receipts: Vec<Value>) -> TestStore {
@@ -475,12 +486,7 @@ async fn offline_the_cap_and_the_budget_need_a_managers_override_for_that_return
     for desk in [&d, &lead] {
         let (s, v) = desk.ret("R1", qty(&[(1, 1)]), "original_tender").await;
         assert_eq!(
-            (s, code(&v)),
-            (StatusCode::CONFLICT, Some("override_required")),
-            "{v}"
-        );
-        assert_eq!(
-            v["error"]["reasons"],
+            needs_override(s, &v),
             json!([{"code": "over_associate_cap", "cap_minor": 5000, "amount_minor": 8659, "earlier_minor": 0}])
         );
     }
@@ -565,11 +571,7 @@ async fn offline_the_cap_and_the_budget_need_a_managers_override_for_that_return
     assert_eq!(d.receipt("R3").await["offline_refunded_today_minor"], 17318);
     let (s, v) = manager.ret("R3", qty(&[(2, 1)]), "cash").await;
     assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, Some("override_required"))
-    );
-    assert_eq!(
-        v["error"]["reasons"],
+        needs_override(s, &v),
         json!([{"code": "over_offline_budget", "budget_minor": 18000, "used_minor": 17318, "amount_minor": 1045}])
     );
     let (s, v) = manager
@@ -626,12 +628,7 @@ async fn offline_the_associates_cap_holds_for_a_return_split_in_slices() {
     // associate already refunded on the receipt today.
     let (s, v) = d.ret("R1", qty(&[(1, 1)]), "store_credit").await;
     assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, Some("override_required")),
-        "{v}"
-    );
-    assert_eq!(
-        v["error"]["reasons"],
+        needs_override(s, &v),
         json!([{"code": "over_associate_cap", "cap_minor": 5000, "amount_minor": 8659, "earlier_minor": 3139}])
     );
     t.stop().await;
@@ -652,11 +649,7 @@ async fn offline_the_associates_cap_holds_for_a_return_split_in_slices() {
         assert_eq!(s, StatusCode::CREATED, "slice {n}: {v}");
     }
     let (s, v) = d.ret("R9", qty(&[(1, 1)]), "cash").await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, Some("override_required")),
-        "{v}"
-    );
+    needs_override(s, &v);
     let (s, v) = d
         .ret_with("R9", qty(&[(1, 1)]), "cash", &MANAGER, MANAGER.pin)
         .await;
@@ -946,10 +939,7 @@ async fn card_refunds_reach_the_processor_once_and_returns_reach_central_once() 
     })
     .await;
     let (s, v) = d.ret("C3", qty(&[(1, 1)]), "original_tender").await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, Some("override_required"))
-    );
+    needs_override(s, &v);
     let (s, offline) = d
         .ret_with(
             "C3",
@@ -1368,10 +1358,7 @@ async fn without_a_policy_offline_every_refund_needs_a_manager() {
         b: browser(&t, &ASSOCIATE).await,
     };
     let (s, v) = d.ret("R1", qty(&[(2, 1)]), "cash").await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, Some("override_required"))
-    );
+    needs_override(s, &v);
     let codes: Vec<&str> = v["error"]["reasons"]
         .as_array()
         .unwrap()
