@@ -122,14 +122,19 @@ async fn authorizations(sim: &Simulator) -> Vec<(String, u64, Value)> {
 /// The reconciliation report as JSON, read by a lead signed in for it (afresh each time, so
 /// a test that moves the clock past the idle timeout still reads it).
 async fn reconciliation(t: &TestStore) -> Value {
+    serde_json::from_str(&reconciliation_as(t, "").await).unwrap()
+}
+
+/// The reconciliation report's body as text, `query` appended to its path (`?format=csv`).
+async fn reconciliation_as(t: &TestStore, query: &str) -> String {
     let lead = browser(t, &LEAD).await;
     t.client
-        .get(format!("{}/api/v1/reconciliation", t.url))
+        .get(format!("{}/api/v1/reconciliation{query}", t.url))
         .header("cookie", &lead.cookie)
         .send()
         .await
         .unwrap()
-        .json()
+        .text()
         .await
         .unwrap()
 }
@@ -670,17 +675,7 @@ async fn after_recovery_every_stored_payment_is_forwarded_once_oldest_first_and_
         with_sale["sale"]["receipt"]["lines"][0]["description"], "Kettle",
         "{with_sale}"
     );
-    let lead = browser(&t, &LEAD).await;
-    let csv = t
-        .client
-        .get(format!("{}/api/v1/reconciliation?format=csv", t.url))
-        .header("cookie", &lead.cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = reconciliation_as(&t, "?format=csv").await;
     assert_eq!(
         csv.matches("payment.declined_after_forward").count(),
         expected.len(),
