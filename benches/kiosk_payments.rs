@@ -3,13 +3,17 @@
 //! on the same machine.
 //!
 //! `cargo bench --bench kiosk_payments` (`BENCH_SECONDS=N` per side, default 10;
-//! `BENCH_KIOSKS=N`, default 64).
+//! `BENCH_KIOSKS=N`, default 64; `BENCH_CLIENT=wrk|reqwest`, default wrk).
 //! - **Standin:** `launch` on port 0 with a temp database (`synchronous=FULL`), 64 kiosk
 //!   devices and a policy whose caps are far above what the run can reach, so every payment
 //!   is an `approved_offline` decision: a durable insert of the payment row plus its journal
 //!   entry, answered only after COMMIT. The processor's URL points at a closed port, so its
-//!   breaker opens after the first refusals. Each kiosk has its own keep-alive connection and
-//!   pays back to back with fresh idempotency keys.
+//!   breaker opens after the first refusals. The load comes from `wrk -t 2` (Debian's `wrk`,
+//!   installed with apt when missing), a native load generator in its own process as pgbench
+//!   is for PostgreSQL: 64 keep-alive connections paying back to back, each request signed
+//!   with the next kiosk's token and a fresh idempotency key. `BENCH_CLIENT=reqwest` drives
+//!   it from 64 reqwest clients in this process instead (one per kiosk, sharing the server's
+//!   runtime). Payments made durable are counted in the database after the run.
 //! - **PostgreSQL:** Debian's `postgresql` (installed with apt when missing and run as root),
 //!   a throwaway cluster from `initdb` in a temp dir on a unix socket, with its defaults
 //!   (`fsync` and `synchronous_commit` on), driven by `pgbench -c 8 -j 2 -T N` with a script
@@ -34,13 +38,57 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[derive(Default)]
 struct Figures {
-    payments: usize,
+    /// 2xx answers the client counted.
+    answered: usize,
+    /// Payment rows the run added, counted in the database afterwards.
+    durable: usize,
     approved_offline: usize,
     errors: usize,
     secs: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+/// The load generator on the Standin side.
+enum Client {
+    /// `wrk` (Debian's package), a native load generator in its own process, as pgbench is
+    /// on the PostgreSQL side.
+    Wrk(PathBuf),
+    /// reqwest clients in this process, sharing the server's tokio runtime.
+    Reqwest,
+}
+
+/// `BENCH_CLIENT=wrk` (the default) or `reqwest`; wrk is installed with apt when missing and
+/// this runs as root, else the bench falls back to reqwest and says so.
+fn choose_client() -> Client {
+    let wanted = std::env::var("BENCH_CLIENT").unwrap_or_else(|_| "wrk".into());
+    if wanted == "reqwest" {
+        return Client::Reqwest;
+    }
+    let find = || {
+        ["/usr/bin/wrk", "/usr/local/bin/wrk"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
+    if find().is_none() && is_root() {
+        println!("wrk not installed: apt-get install -y wrk");
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    match find() {
+        Some(p) => Client::Wrk(p),
+        None => {
+            println!(
+                "wrk is not installed (apt-get install wrk): using in-process reqwest clients"
+            );
+            Client::Reqwest
+        }
+    }
 }
 
 fn main() {
@@ -50,13 +98,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let standin = rt.block_on(run_standin(kiosks, Duration::from_secs(seconds)));
+    let client = choose_client();
+    let driver = match &client {
+        Client::Wrk(_) => "wrk -t 2",
+        Client::Reqwest => "reqwest clients in-process",
+    };
+    let standin = rt.block_on(run_standin(kiosks, Duration::from_secs(seconds), client));
     drop(rt);
     println!(
-        "standin  stand-in payments over HTTP, {kiosks} kiosks, {:.1} s: {} answered ({} approved_offline, {} errors)",
-        standin.secs, standin.payments, standin.approved_offline, standin.errors
+        "standin  stand-in payments over HTTP ({driver}), {kiosks} kiosks, {:.1} s: {} answered, {} durable ({} approved_offline), {} errors",
+        standin.secs, standin.answered, standin.durable, standin.approved_offline, standin.errors
     );
-    let rate = standin.payments as f64 / standin.secs;
+    let rate = standin.durable.min(standin.answered) as f64 / standin.secs;
     println!(
         "standin  {rate:.0} durable payments/s, p50 {:.2} ms, p99 {:.2} ms",
         standin.p50_ms, standin.p99_ms
@@ -76,7 +129,7 @@ fn main() {
     }
 }
 
-async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
+async fn run_standin(kiosks: usize, duration: Duration, driver: Client) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on: the processor is unreachable (connection refused).
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -151,12 +204,7 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
     )
     .await;
 
-    let pay = |kiosk: usize, n: usize| {
-        json!({"idempotency_key": format!("k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
-               "amount_minor": 1_000 + (n % 50) as i64 * 37, "currency": "USD",
-               "tender": {"kind": "card_token", "token": format!("tok_{kiosk}_{n}"), "brand": "visa",
-                          "last4": format!("{:04}", (kiosk * 7919 + n) % 10_000), "exp_month": 1 + n % 12, "exp_year": 2029}})
-    };
+    let pay = payment_body;
     // Warm-up: connections open, the breaker opens on the dead processor.
     let warm = reqwest::Client::new();
     for n in 0..10 {
@@ -169,18 +217,66 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
     }
 
     let stats = store.writer_stats();
+    let counts = || {
+        store.read(|c| {
+            c.query_row(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'approved_offline') FROM payments",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+            )
+            .map_err(standin::store::StoreError::from)
+        })
+    };
+    let (rows0, approved0) = counts().await.unwrap();
     let (commits0, writes0) = (stats.commits.load(Relaxed), stats.writes.load(Relaxed));
+    let mut figures = match driver {
+        Client::Wrk(wrk) => drive_wrk(&wrk, &base, &tokens, dir.path(), duration).await,
+        Client::Reqwest => drive_reqwest(&base, &tokens, duration, pay).await,
+    };
+    // What was made durable, counted in the database rather than taken from the client.
+    let (rows, approved) = counts().await.unwrap();
+    figures.durable = rows - rows0;
+    figures.approved_offline = approved - approved0;
+    let (commits, writes) = (
+        stats.commits.load(Relaxed) - commits0,
+        stats.writes.load(Relaxed) - writes0,
+    );
+    println!(
+        "standin  writer: {commits} commits, {writes} writes, {:.1} writes per commit (group commit)",
+        writes as f64 / commits.max(1) as f64
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    figures
+}
+
+/// One kiosk payment, unique per kiosk and number (the reqwest driver's; wrk's script builds
+/// the same shape).
+fn payment_body(kiosk: usize, n: usize) -> Value {
+    json!({"idempotency_key": format!("k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
+           "amount_minor": 1_000 + (n % 50) as i64 * 37, "currency": "USD",
+           "tender": {"kind": "card_token", "token": format!("tok_{kiosk}_{n}"), "brand": "visa",
+                      "last4": format!("{:04}", (kiosk * 7919 + n) % 10_000), "exp_month": 1 + n % 12, "exp_year": 2029}})
+}
+
+/// Each kiosk its own reqwest client and keep-alive connection, paying back to back.
+async fn drive_reqwest(
+    base: &str,
+    tokens: &[String],
+    duration: Duration,
+    pay: fn(usize, usize) -> Value,
+) -> Figures {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for (k, token) in tokens.iter().enumerate() {
-        let (base, token) = (base.clone(), token.clone());
+        let (base, token) = (base.to_string(), token.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
-            let (mut lat, mut approved, mut errors) = (Vec::with_capacity(10_000), 0usize, 0usize);
+            let (mut lat, mut errors) = (Vec::with_capacity(10_000), 0usize);
             let mut n = 0;
             while Instant::now() < deadline {
                 let body = pay(k, n);
@@ -193,51 +289,136 @@ async fn run_standin(kiosks: usize, duration: Duration) -> Figures {
                     .send()
                     .await
                 {
-                    Ok(r) if r.status().is_success() => {
-                        let v: Value = r.json().await.unwrap_or(Value::Null);
-                        lat.push(t.elapsed());
-                        if v["status"] == "approved_offline" {
-                            approved += 1;
-                        }
-                    }
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(_) => lat.push(t.elapsed()),
+                        Err(_) => errors += 1,
+                    },
                     _ => errors += 1,
                 }
             }
-            (lat, approved, errors)
+            (lat, errors)
         }));
     }
-    let (mut all, mut approved_offline, mut errors) = (Vec::new(), 0, 0);
+    let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
-        let (l, a, e) = t.await.unwrap();
+        let (l, e) = t.await.unwrap();
         all.extend(l);
-        approved_offline += a;
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
-    let (commits, writes) = (
-        stats.commits.load(Relaxed) - commits0,
-        stats.writes.load(Relaxed) - writes0,
-    );
-    println!(
-        "standin  writer: {commits} commits, {writes} writes, {:.1} writes per commit (group commit)",
-        writes as f64 / commits.max(1) as f64
-    );
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
-    let figures = Figures {
-        payments: all.len(),
-        approved_offline,
+    Figures {
+        answered: all.len(),
         errors,
         secs,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        ..Figures::default()
+    }
+}
+
+/// `wrk -t 2 -c KIOSKS --latency` with a script that signs each request with the next
+/// kiosk's token and a fresh idempotency key; a kiosk's keys never repeat (thread id and
+/// counter), so every request is a new payment.
+async fn drive_wrk(
+    wrk: &Path,
+    base: &str,
+    tokens: &[String],
+    dir: &Path,
+    duration: Duration,
+) -> Figures {
+    let list = tokens
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let script = format!(
+        r#"local tokens = {{{list}}}
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local n = 0
+request = function()
+  n = n + 1
+  local k = (n % #tokens) + 1
+  local body = string.format('{{"idempotency_key":"w%d-%d","basket_id":"b%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
+    tid, n, tid, n, 1000 + (n % 50) * 37, tid, n, (k * 7919 + n) % 10000, 1 + n % 12)
+  return wrk.format("POST", "/kiosk/v1/payments",
+    {{["Authorization"] = "Bearer " .. tokens[k], ["Content-Type"] = "application/json"}}, body)
+end
+"#
+    );
+    let path = dir.join("pay.lua");
+    std::fs::write(&path, script).unwrap();
+    let mut c = tokio::process::Command::new(wrk);
+    c.args(["-t", "2", "-c"])
+        .arg(tokens.len().to_string())
+        .arg("-d")
+        .arg(format!("{}s", duration.as_secs()))
+        .args(["--timeout", "10s", "--latency", "-s"])
+        .arg(&path)
+        .arg(format!("{base}/kiosk/v1/payments"));
+    let out = c.output().await.expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_wrk(&text, duration.as_secs_f64())
+}
+
+/// The figures of wrk's `--latency` report.
+fn parse_wrk(text: &str, secs: f64) -> Figures {
+    let ms = |v: &str| -> f64 {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = num.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => f64::NAN,
+        }
     };
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    figures
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_string()))
+    };
+    let total: usize = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().to_string())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output: {text}"));
+    let non_2xx: usize = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let socket_errors: usize = field("Socket errors:")
+        .map(|l| {
+            l.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<usize>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Figures {
+        answered: total - non_2xx,
+        errors: non_2xx + socket_errors,
+        secs,
+        p50_ms: field("50%").map_or(f64::NAN, |v| ms(&v)),
+        p99_ms: field("99%").map_or(f64::NAN, |v| ms(&v)),
+        ..Figures::default()
+    }
 }
 
 /// Debian's PostgreSQL binaries (`/usr/lib/postgresql/VERSION/bin`), newest first.
