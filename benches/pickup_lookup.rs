@@ -201,6 +201,16 @@ fn main() {
             .collect();
         let lookups: Vec<String> = orders.iter().map(|(id, ..)| format!("/api/v1/pickups/{id}")).collect();
         println!("pickup_lookup: {} pickup orders, {connections} connections, {seconds} s per phase", orders.len());
+        // What a change to the list costs name search: one rebuild of its copy in memory
+        // (searches meanwhile are answered in SQL).
+        let copy = state.clone();
+        let built = Instant::now();
+        state
+            .store
+            .read(move |c| copy.pickup_names.rebuild(c).map_err(standin::store::StoreError::from))
+            .await
+            .unwrap();
+        println!("name search copy in memory: rebuilt from {} orders in {:.1} ms", orders.len(), built.elapsed().as_secs_f64() * 1000.0);
 
         // BENCH_ONLY=scan|name|lookup runs /healthz and that phase alone (for a profiler).
         let only = std::env::var("BENCH_ONLY").ok();

@@ -47,6 +47,8 @@ pub struct Shared {
     pub payments: Arc<crate::payments::Runtime>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
+    /// Name search's copies in memory, checked against the database on every search.
+    pub pickup_names: crate::pickups::names::Names,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             refunds_in_flight: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
             payments: Arc::new(crate::payments::Runtime::new(now)),
+            pickup_names: Default::default(),
             devices: Arc::default(),
         })))
     }

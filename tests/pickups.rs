@@ -253,6 +253,112 @@ async fn list_entries_say_what_the_order_view_says() {
     t.stop().await;
 }
 
+/// Name search answers from its copy in memory once the copy is built (`pickups::names`).
+/// Every change shows in the very next search, whether the copy or SQL answers it: a
+/// hand-over, a no-show, central renaming and cancelling orders, a snapshot switching in.
+#[tokio::test]
+async fn name_search_from_memory_shows_every_change_at_once() {
+    let (t, b) = desk_with_orders(vec![pickup("A1", 1), pickup("A2", 2), pickup("A3", 3)]).await;
+    let d = Desk { t: &t, b };
+    let names = &t.state.pickup_names;
+    let statuses = |v: &Value| -> Vec<(String, String)> {
+        v["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["order_id"].as_str().unwrap().to_string(),
+                    o["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |want: &[(&str, &str)]| -> Vec<(String, String)> {
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    // Searches until one is answered from memory: the copy caught up with every change.
+    let from_memory = |q: &'static str| {
+        let d = &d;
+        async move {
+            for _ in 0..100 {
+                let before = names.from_memory.load(std::sync::atomic::Ordering::Relaxed);
+                let (s, v) = d.get(&format!("/api/v1/pickups?q={q}")).await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                if names.from_memory.load(std::sync::atomic::Ordering::Relaxed) > before {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("name search never answered from memory");
+        }
+    };
+    // Either way, right after a change and once the copy has caught up, the same answer.
+    let check = |q: &'static str, want: Vec<(String, String)>| {
+        let d = &d;
+        async move {
+            let (_, now) = d.get(&format!("/api/v1/pickups?q={q}")).await;
+            assert_eq!(statuses(&now), want, "right after the change: {now}");
+            let later = from_memory(q).await;
+            assert_eq!(statuses(&later), want, "from memory: {later}");
+            assert_eq!(later["as_of"], now["as_of"]);
+            assert!(later["age_secs"].is_i64(), "{later}");
+        }
+    };
+    check(
+        "reyes",
+        pairs(&[("A1", "ready"), ("A2", "ready"), ("A3", "ready")]),
+    )
+    .await;
+
+    assert_eq!(d.hand_over("A1", json!([]), true).await.0, StatusCode::OK);
+    check(
+        "reyes",
+        pairs(&[("A1", "handed_over"), ("A2", "ready"), ("A3", "ready")]),
+    )
+    .await;
+
+    assert_eq!(
+        d.post("/api/v1/pickups/A2/no-show", json!({})).await.0,
+        StatusCode::OK
+    );
+    check(
+        "dana",
+        pairs(&[("A1", "handed_over"), ("A2", "no_show"), ("A3", "ready")]),
+    )
+    .await;
+
+    // Central renames A3 and cancels A2.
+    let mut renamed = pickup("A3", 3);
+    renamed["customer"]["name"] = json!("Kim Park");
+    let mut cancelled = pickup("A2", 2);
+    cancelled["status"] = json!("cancelled");
+    assert_eq!(
+        t.push("pickup_orders", &delta(2, vec![renamed, cancelled]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    check("reyes", pairs(&[("A1", "handed_over"), ("A2", "no_show")])).await;
+    check("park", pairs(&[("A3", "ready")])).await;
+
+    // A snapshot switches in a whole new list.
+    assert_eq!(
+        t.push(
+            "pickup_orders",
+            &snapshot_part(3, "s-1", 1, 1, vec![pickup("B1", 1)])
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    check("reyes", pairs(&[("B1", "ready")])).await;
+    check("park", vec![]).await;
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn the_due_soon_list_holds_open_orders_due_soon_and_drops_what_was_handed_over() {
     let mut cancelled = pickup("C3", 1);

@@ -58,6 +58,7 @@ async fn metrics(
     journal(&mut out, &status);
     payments(&mut out, &status);
     writer(&mut out, state.store.writer_stats());
+    name_searches(&mut out, &state.pickup_names);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out.finish()).into_response())
 }
 
@@ -255,6 +256,22 @@ fn payments(out: &mut Exposition, status: &Status) {
     );
     if let Some(s) = p.tightest_deadline_secs {
         out.sample("standin_payments_deadline_seconds", &[], s);
+    }
+}
+
+fn name_searches(out: &mut Exposition, names: &crate::pickups::names::Names) {
+    out.family(
+        "standin_pickup_name_searches_total",
+        Kind::Counter,
+        "Pickup name searches, by where they were answered from: the copy in memory, or SQL \
+         while the copy was being rebuilt after a change.",
+    );
+    for (from, n) in [("memory", &names.from_memory), ("sql", &names.from_sql)] {
+        out.sample(
+            "standin_pickup_name_searches_total",
+            &[("from", from)],
+            n.load(Ordering::Relaxed),
+        );
     }
 }
 

@@ -2,12 +2,16 @@
 //! or in part, mark a no-show. Reads come from the local copy whether central is up or not;
 //! each action is journaled (pickups lane) in the same transaction as the action itself.
 
+pub mod names;
 pub mod rules;
 pub mod store;
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +23,7 @@ use crate::error::AppError;
 use crate::http::{Access, ApiJson, ClientAddr, Route};
 use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
+use crate::store::StoreError;
 use rules::{LineQty, OrderFacts, Refusal, plan_handover};
 use store::{Order, Summary};
 
@@ -62,11 +67,17 @@ fn freshness(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Resul
     let as_of: Option<String> = conn
         .prepare_cached("SELECT applied_at FROM feed_state WHERE feed = 'pickup_orders'")?
         .query_row([], |r| r.get(0))?;
-    let age_secs = as_of
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0));
-    Ok(Freshness { as_of, age_secs })
+    Ok(Freshness::of(as_of, now))
+}
+
+impl Freshness {
+    fn of(as_of: Option<String>, now: DateTime<Utc>) -> Self {
+        let age_secs = as_of
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0));
+        Self { as_of, age_secs }
+    }
 }
 
 #[derive(Deserialize)]
@@ -85,10 +96,16 @@ struct List {
     freshness: Freshness,
 }
 
+/// A search's orders: list entries, or a name search's JSON array from its copy in memory.
+enum Found {
+    Entries(Vec<Summary>),
+    Json(String),
+}
+
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<ApiJson<List>, AppError> {
+) -> Result<Response, AppError> {
     let now = state.clock.now();
     let due = match q.due_within_hours.as_deref() {
         None => None,
@@ -106,33 +123,101 @@ async fn list(
     if text.as_ref().is_some_and(|t| t.len() > 100) {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
-    let (orders, truncated, freshness) = match (text, due) {
-        // A search is a few index lookups (see `store::search`): answered on this thread.
-        (Some(t), _) => {
-            state
-                .store
-                .read_quick(move |c| {
-                    Ok::<_, AppError>((store::search(c, &t)?, None, freshness(c, now)?))
-                })
-                .await?
-        }
+    let Some(t) = text else {
         // The due-soon list can run to hundreds of orders: the blocking pool.
-        (None, until) => {
-            let until = until.unwrap_or(now + Duration::hours(4));
-            state
-                .store
-                .read(move |c| {
-                    let due = store::due_before(c, until)?;
-                    Ok::<_, AppError>((due.orders, Some(due.truncated), freshness(c, now)?))
-                })
-                .await?
-        }
+        let until = due.unwrap_or(now + Duration::hours(4));
+        let (orders, truncated, freshness) = state
+            .store
+            .read(move |c| {
+                let due = store::due_before(c, until)?;
+                Ok::<_, AppError>((due.orders, Some(due.truncated), freshness(c, now)?))
+            })
+            .await?;
+        return Ok(ApiJson(List {
+            orders,
+            truncated,
+            freshness,
+        })
+        .into_response());
     };
-    Ok(ApiJson(List {
-        orders,
-        truncated,
-        freshness,
-    }))
+    search(&state, t, now).await
+}
+
+/// A search is a few index lookups, or the name copies in memory (see `store::search`,
+/// `names`): answered on this thread.
+async fn search(state: &AppState, t: String, now: DateTime<Utc>) -> Result<Response, AppError> {
+    let st = state.clone();
+    let (found, fresh, stale) = state
+        .store
+        .read_quick(move |c| {
+            let stamps = names::Stamps::read(c)?;
+            let (index, acted) = st.pickup_names.current(&stamps);
+            let stale = index.is_none() || acted.is_none();
+            let fresh = Freshness::of(stamps.applied_at, now);
+            let exact = store::exact_entries(c, &t)?;
+            let found = if !exact.is_empty() || !store::is_name_query(&t) {
+                Found::Entries(match &acted {
+                    Some(a) => store::summaries_where(c, exact, |id| a.contains(id))?,
+                    None => store::summaries(c, exact)?,
+                })
+            } else if let (Some(index), Some(acted)) = (&index, &acted) {
+                st.pickup_names.from_memory.fetch_add(1, Relaxed);
+                Found::Json(index.orders_json(c, &index.positions(&t), acted)?)
+            } else {
+                st.pickup_names.from_sql.fetch_add(1, Relaxed);
+                Found::Entries(store::summaries(
+                    c,
+                    store::search_entries(c, &t, index.as_deref())?,
+                )?)
+            };
+            Ok::<_, AppError>((found, fresh, stale))
+        })
+        .await?;
+    if stale {
+        rebuild_names(state);
+    }
+    match found {
+        Found::Entries(orders) => Ok(ApiJson(List {
+            orders,
+            truncated: None,
+            freshness: fresh,
+        })
+        .into_response()),
+        Found::Json(orders) => {
+            // The same document `List` serializes to: `orders`, then the freshness.
+            let fresh = serde_json::to_string(&fresh).map_err(|e| AppError::Internal(e.into()))?;
+            let body = format!(
+                "{{\"orders\":{orders}{}{}",
+                if fresh.len() > 2 { "," } else { "" },
+                &fresh[1..]
+            );
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Starts a rebuild of the name copies unless one is running (on the blocking pool: it reads
+/// every order).
+fn rebuild_names(state: &AppState) {
+    if !state.pickup_names.begin_rebuild() {
+        return;
+    }
+    let st = state.clone();
+    tokio::spawn(async move {
+        let names = st.clone();
+        let built = st
+            .store
+            .read(move |c| names.pickup_names.rebuild(c).map_err(StoreError::from))
+            .await;
+        if let Err(e) = built {
+            tracing::warn!(error = %e, "could not rebuild the name search copy");
+        }
+        st.pickup_names.end_rebuild();
+    });
 }
 
 #[derive(Serialize)]

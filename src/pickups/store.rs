@@ -248,8 +248,22 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
 /// List entries with the store's actions folded in: two queries for the actions of them all,
 /// and an order's record is read only when it was handed over here (which lines are still owed
 /// decides its state); every other entry is complete from its row.
-pub fn summaries(conn: &Connection, mut rows: Vec<Summary>) -> rusqlite::Result<Vec<Summary>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.order_id.as_str()).collect();
+pub fn summaries(conn: &Connection, rows: Vec<Summary>) -> rusqlite::Result<Vec<Summary>> {
+    summaries_where(conn, rows, |_| true)
+}
+
+/// [`summaries`], looking up the actions only of the orders `may_have_actions` lets through
+/// (the others are known to have none: [`super::names::Acted`]).
+pub fn summaries_where(
+    conn: &Connection,
+    mut rows: Vec<Summary>,
+    may_have_actions: impl Fn(&str) -> bool,
+) -> rusqlite::Result<Vec<Summary>> {
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r.order_id.as_str())
+        .filter(|id| may_have_actions(id))
+        .collect();
     let mut actions = actions(conn, &ids)?;
     for s in &mut rows {
         let Some(a) = actions.remove(&s.order_id) else {
@@ -359,12 +373,17 @@ pub fn rule_lines(order: &Order) -> Vec<OrderLine> {
 /// Limits are written into the SQL, never bound: SQLite (3.50) reads a bound `LIMIT ?` while
 /// planning and marks the statement to be prepared again on every new binding, which for the
 /// name search cost more than running it.
-const NAME_LIMIT: usize = 20;
+/// Most orders a name search returns.
+pub const NAME_LIMIT: usize = 20;
 
 /// The last name: the text after the last space. Spelled exactly as the expression index of
 /// migration 0007, which is what lets SQLite use it.
 const LAST_NAME: &str =
     "substr(customer_name, length(rtrim(customer_name, replace(customer_name, ' ', ''))) + 1)";
+
+/// [`LAST_NAME`] of a bound parameter, for checking `names::last_name` against it.
+#[cfg(test)]
+pub const LAST_NAME_OF_PARAM: &str = "substr(?1, length(rtrim(?1, replace(?1, ' ', ''))) + 1)";
 
 /// An exact key's orders (order number, pickup code, phone's last four), earliest due first.
 fn exact_key_sql(column: &str) -> String {
@@ -388,10 +407,34 @@ fn name_range_sql(name: &str) -> String {
 /// Every branch is an index lookup or an index range, so the cost does not grow with the
 /// number of orders; a middle name is not a search key.
 pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
+    let rows = search_entries(conn, q, None)?;
+    summaries(conn, rows)
+}
+
+/// [`search`]'s list entries as central sent them, before the store's own actions are folded
+/// in; the name ranges from `names` when given (an index of this same read's data, see
+/// [`super::names`]), else from SQL.
+pub fn search_entries(
+    conn: &Connection,
+    q: &str,
+    names: Option<&super::names::NameIndex>,
+) -> rusqlite::Result<Vec<Summary>> {
     let q = q.trim();
-    // Each exact key is one index lookup, tried in turn until one finds something: an order
-    // number, a pickup code (printed in capitals), a phone's last four. Their shapes differ
-    // (W and nine digits, six letters and digits, four digits), so the first hit is the answer.
+    let rows = exact_entries(conn, q)?;
+    if !rows.is_empty() || !is_name_query(q) {
+        return Ok(rows);
+    }
+    match names {
+        Some(names) => Ok(names.search(q)),
+        None => name_entries(conn, q),
+    }
+}
+
+/// The orders whose order number, pickup code or phone's last four is `q` (trimmed). Each
+/// exact key is one index lookup, tried in turn until one finds something. Their shapes
+/// differ (W and nine digits, six letters and digits, four digits), so the first hit is the
+/// answer.
+pub fn exact_entries(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     let phone = (q.len() == 4 && q.bytes().all(|b| b.is_ascii_digit())).then_some(q);
     let upper = q.to_ascii_uppercase();
     let mut rows = Vec::new();
@@ -409,31 +452,39 @@ pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
             break;
         }
     }
-    if rows.is_empty()
-        && q.chars().count() >= 2
+    Ok(rows)
+}
+
+/// Whether `q` (trimmed) is searched as a name when no exact key matched: two letters or
+/// more, with spaces, hyphens and apostrophes.
+pub fn is_name_query(q: &str) -> bool {
+    q.chars().count() >= 2
         && q.chars()
             .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
-    {
-        // A prefix as a NOCASE range: [q, q + the highest code point).
-        let end = format!("{q}\u{10FFFF}");
-        // Each name's range gives its earliest-due entries (by due time, then order id, so
-        // orders due in the same slot always come out the same way) read from its index
-        // alone (migration 0012: the indexes carry the whole list entry; SQLite still sorts
-        // the range's matches). The earliest NAME_LIMIT of both together are among the
-        // earliest NAME_LIMIT of each, so merging the two gives the answer.
-        for name in ["customer_name", LAST_NAME] {
-            let mut stmt = conn.prepare_cached(&name_range_sql(name))?;
-            for row in stmt.query_map(params![q, end], summary_from_row)? {
-                rows.push(row?);
-            }
+}
+
+/// The earliest-due [`NAME_LIMIT`] orders whose first or last name starts with `q`, in SQL.
+fn name_entries(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
+    // A prefix as a NOCASE range: [q, q + the highest code point).
+    let end = format!("{q}\u{10FFFF}");
+    // Each name's range gives its earliest-due entries (by due time, then order id, so
+    // orders due in the same slot always come out the same way) read from its index
+    // alone (migration 0012: the indexes carry the whole list entry; SQLite still sorts
+    // the range's matches). The earliest NAME_LIMIT of both together are among the
+    // earliest NAME_LIMIT of each, so merging the two gives the answer.
+    let mut rows = Vec::new();
+    for name in ["customer_name", LAST_NAME] {
+        let mut stmt = conn.prepare_cached(&name_range_sql(name))?;
+        for row in stmt.query_map(params![q, end], summary_from_row)? {
+            rows.push(row?);
         }
-        rows.sort_by(|a, b| (&a.due_at, &a.order_id).cmp(&(&b.due_at, &b.order_id)));
-        // One order can match both ways ("Lee Lee"): it is listed once.
-        let mut seen = std::collections::HashSet::new();
-        rows.retain(|r| seen.insert(r.order_id.clone()));
-        rows.truncate(NAME_LIMIT);
     }
-    summaries(conn, rows)
+    rows.sort_by(|a, b| (&a.due_at, &a.order_id).cmp(&(&b.due_at, &b.order_id)));
+    // One order can match both ways ("Lee Lee"): it is listed once.
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| seen.insert(r.order_id.clone()));
+    rows.truncate(NAME_LIMIT);
+    Ok(rows)
 }
 
 /// Most orders the due-soon list returns; beyond it the answer says it was cut.
