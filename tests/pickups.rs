@@ -314,11 +314,19 @@ async fn name_search_from_memory_shows_every_change_at_once() {
     .await;
 
     assert_eq!(d.hand_over("A1", json!([]), true).await.0, StatusCode::OK);
+    let (_, a3_before) = d.get("/api/v1/pickups/A3").await;
     check(
         "reyes",
         pairs(&[("A1", "handed_over"), ("A2", "ready"), ("A3", "ready")]),
     )
     .await;
+    // With the copy current, one order's view still holds its hand-over (an acted-on order
+    // reads its actions), and an order not acted on is the same view without the queries.
+    let (_, a1) = d.get("/api/v1/pickups/A1").await;
+    assert_eq!(a1["status"], "handed_over", "{a1}");
+    assert_eq!(a1["handovers"].as_array().map(Vec::len), Some(1), "{a1}");
+    let (_, a3) = d.get("/api/v1/pickups/A3").await;
+    assert_eq!(order_part(&a3), order_part(&a3_before));
 
     assert_eq!(
         d.post("/api/v1/pickups/A2/no-show", json!({})).await.0,

@@ -245,15 +245,34 @@ fn not_found(order_id: &str) -> AppError {
     AppError::NotFound(format!("no pickup order {order_id} in this store's copy"))
 }
 
+/// One order. An order the store has not acted on (by the copy of acted-on orders in
+/// `names`, when it is current) skips the hand-over and no-show queries.
 async fn one(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
-    let found = state
+    let st = state.clone();
+    let (found, stale) = state
         .store
-        .read_quick(move |c| reload(c, &order_id, now))
+        .read_quick(move |c| {
+            let stamps = names::Stamps::read(c)?;
+            let (_, acted) = st.pickup_names.current(&stamps);
+            let row = store::load(c, &order_id)?.ok_or_else(|| not_found(&order_id))?;
+            let order = match &acted {
+                Some(a) if !a.contains(&order_id) => store::view_unacted(row),
+                _ => store::view(c, row)?,
+            };
+            let found = OneOrder {
+                order,
+                freshness: Freshness::of(stamps.applied_at, now),
+            };
+            Ok::<_, AppError>((found, acted.is_none()))
+        })
         .await?;
+    if stale {
+        rebuild_names(&state);
+    }
     Ok(ApiJson(found))
 }
 

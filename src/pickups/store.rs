@@ -245,6 +245,12 @@ pub fn view(conn: &Connection, row: OrderRow) -> rusqlite::Result<Order> {
     Ok(assemble(row, actions))
 }
 
+/// [`view`] of an order known to have no hand-over or no-show here
+/// ([`super::names::Acted`]).
+pub fn view_unacted(row: OrderRow) -> Order {
+    assemble(row, Actions::default())
+}
+
 /// List entries with the store's actions folded in: two queries for the actions of them all,
 /// and an order's record is read only when it was handed over here (which lines are still owed
 /// decides its state); every other entry is complete from its row.
