@@ -48,7 +48,7 @@ pub struct Shared {
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
     /// Name search's copies in memory, checked against the database on every search.
-    pub pickup_names: crate::pickups::names::Names,
+    pub pickup_names: Arc<crate::pickups::names::Names>,
 }
 
 impl AppState {

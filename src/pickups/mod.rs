@@ -203,20 +203,18 @@ async fn search(state: &AppState, t: String, now: DateTime<Utc>) -> Result<Respo
 /// Starts a rebuild of the name copies unless one is running (on the blocking pool: it reads
 /// every order).
 fn rebuild_names(state: &AppState) {
-    if !state.pickup_names.begin_rebuild() {
+    let Some(claim) = state.pickup_names.begin_rebuild() else {
         return;
-    }
-    let st = state.clone();
+    };
+    let (store, names) = (state.store.clone(), state.pickup_names.clone());
     tokio::spawn(async move {
-        let names = st.clone();
-        let built = st
-            .store
-            .read(move |c| names.pickup_names.rebuild(c).map_err(StoreError::from))
+        let _claim = claim;
+        let built = store
+            .read(move |c| names.rebuild(c).map_err(StoreError::from))
             .await;
         if let Err(e) = built {
             tracing::warn!(error = %e, "could not rebuild the name search copy");
         }
-        st.pickup_names.end_rebuild();
     });
 }
 

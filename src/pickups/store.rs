@@ -384,12 +384,8 @@ pub const NAME_LIMIT: usize = 20;
 
 /// The last name: the text after the last space. Spelled exactly as the expression index of
 /// migration 0007, which is what lets SQLite use it.
-const LAST_NAME: &str =
+pub const LAST_NAME: &str =
     "substr(customer_name, length(rtrim(customer_name, replace(customer_name, ' ', ''))) + 1)";
-
-/// [`LAST_NAME`] of a bound parameter, for checking `names::last_name` against it.
-#[cfg(test)]
-pub const LAST_NAME_OF_PARAM: &str = "substr(?1, length(rtrim(?1, replace(?1, ' ', ''))) + 1)";
 
 /// An exact key's orders (order number, pickup code, phone's last four), earliest due first.
 fn exact_key_sql(column: &str) -> String {
