@@ -37,7 +37,8 @@ enum Command {
     Demo(standin::demo::DemoArgs),
     /// Run the simulator of central and the processor alone.
     Simulate(standin::demo::SimulateArgs),
-    /// Create or upgrade the database schema, then exit.
+    /// Create or upgrade the database schema, then exit (with the service stopped: a
+    /// running server migrates at its own start-up).
     Migrate(DataArgs),
     /// Verify the database (integrity, feed bookkeeping); exits non-zero on any damage.
     Check(DataArgs),

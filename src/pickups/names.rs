@@ -32,9 +32,8 @@ use super::store::{LAST_NAME, NAME_LIMIT, SUMMARY_COLUMNS, Summary, summary_from
 pub struct Stamps {
     /// `feed_state.applied_at` of `pickup_orders` (the answer's freshness).
     pub applied_at: Option<String>,
-    /// The schema version and `feed_state.last_batch` of `pickup_orders`: a migration run
-    /// by `standin migrate` beside a running server moves it too.
-    pub list: (i64, i64),
+    /// `feed_state.last_batch` of `pickup_orders`.
+    pub list: i64,
     /// The newest `pickup_handovers` and `pickup_no_shows` row ids.
     pub acted: (i64, i64),
 }
@@ -42,7 +41,7 @@ pub struct Stamps {
 impl Stamps {
     pub fn read(conn: &Connection) -> rusqlite::Result<Self> {
         conn.prepare_cached(
-            "SELECT applied_at, (SELECT user_version FROM pragma_user_version), last_batch,
+            "SELECT applied_at, last_batch,
                     coalesce((SELECT max(id) FROM pickup_handovers), 0),
                     coalesce((SELECT max(rowid) FROM pickup_no_shows), 0)
              FROM feed_state WHERE feed = 'pickup_orders'",
@@ -50,8 +49,8 @@ impl Stamps {
         .query_row([], |r| {
             Ok(Self {
                 applied_at: r.get(0)?,
-                list: (r.get(1)?, r.get(2)?),
-                acted: (r.get(3)?, r.get(4)?),
+                list: r.get(1)?,
+                acted: (r.get(2)?, r.get(3)?),
             })
         })
     }
@@ -64,7 +63,7 @@ fn fold(s: &str) -> Box<[u8]> {
 
 /// The list entries of every order in the replica, by folded full name and last name.
 pub struct NameIndex {
-    list: (i64, i64),
+    list: i64,
     /// Sorted by due time, then order id: an entry's position is its place in any answer.
     entries: Vec<Summary>,
     /// Each entry as JSON, written once here rather than on every answer that lists it.
@@ -74,7 +73,7 @@ pub struct NameIndex {
 }
 
 impl NameIndex {
-    pub fn build(conn: &Connection, list: (i64, i64)) -> rusqlite::Result<Self> {
+    pub fn build(conn: &Connection, list: i64) -> rusqlite::Result<Self> {
         // The last name as SQLite's own expression gives it (its string functions have
         // rules of their own, such as stopping at a NUL), not a copy of the rule in Rust.
         let mut rows: Vec<(Summary, String)> = conn
@@ -363,7 +362,7 @@ mod tests {
     #[test]
     fn the_copy_finds_what_sql_finds_in_the_same_order() {
         let conn = replica(600);
-        let index = NameIndex::build(&conn, (0, 1)).unwrap();
+        let index = NameIndex::build(&conn, 1).unwrap();
         let json = |v: Vec<Summary>| serde_json::to_value(v).unwrap();
         let mut compared = 0;
         for q in queries() {
@@ -380,7 +379,7 @@ mod tests {
     #[test]
     fn the_copy_writes_the_entries_summaries_gives() {
         let conn = replica(200);
-        let index = NameIndex::build(&conn, (0, 1)).unwrap();
+        let index = NameIndex::build(&conn, 1).unwrap();
         let hit = index.search("dana");
         assert!(hit.len() > 2);
         let (given, shown) = (&hit[0].order_id, &hit[1].order_id);
