@@ -236,21 +236,27 @@ impl Names {
         (!self.building.swap(true, Ordering::AcqRel)).then(|| RebuildClaim(self.clone()))
     }
 
-    /// Builds both copies in the caller's read transaction and puts them in use.
+    /// Builds the copies whose stamps moved, in the caller's read transaction, and puts them
+    /// in use. A hand-over rebuilds only the small acted-on set, not the list.
     pub fn rebuild(&self, conn: &Connection) -> rusqlite::Result<()> {
         let stamps = Stamps::read(conn)?;
-        let index = NameIndex::build(conn, stamps.list)?;
-        let acted = Acted::build(conn, stamps.acted)?;
+        let (index, acted) = self.current(&stamps);
         // Stamps only grow: a slower rebuild never replaces a newer copy.
-        if let Ok(mut slot) = self.index.write()
-            && slot.as_ref().is_none_or(|i| i.list <= index.list)
-        {
-            *slot = Some(Arc::new(index));
+        if index.is_none() {
+            let index = NameIndex::build(conn, stamps.list)?;
+            if let Ok(mut slot) = self.index.write()
+                && slot.as_ref().is_none_or(|i| i.list <= index.list)
+            {
+                *slot = Some(Arc::new(index));
+            }
         }
-        if let Ok(mut slot) = self.acted.write()
-            && slot.as_ref().is_none_or(|a| a.stamp <= acted.stamp)
-        {
-            *slot = Some(Arc::new(acted));
+        if acted.is_none() {
+            let acted = Acted::build(conn, stamps.acted)?;
+            if let Ok(mut slot) = self.acted.write()
+                && slot.as_ref().is_none_or(|a| a.stamp <= acted.stamp)
+            {
+                *slot = Some(Arc::new(acted));
+            }
         }
         Ok(())
     }
@@ -403,5 +409,38 @@ mod tests {
         let got: serde_json::Value = serde_json::from_str(&written).unwrap();
         assert_eq!(got, want);
         assert_eq!(got[1]["status"], "no_show", "{got}");
+    }
+
+    /// A hand-over moves only the acted-on stamp: the rebuild after it keeps the list's copy
+    /// and makes a new acted-on set holding the order.
+    #[test]
+    fn an_action_rebuilds_only_the_acted_on_set() {
+        let conn = replica(50);
+        let names = Names::default();
+        names.rebuild(&conn).unwrap();
+        let stamps = Stamps::read(&conn).unwrap();
+        let (Some(index), Some(acted)) = names.current(&stamps) else {
+            panic!("no copies after a rebuild");
+        };
+        let order = index.search("dana")[0].order_id.clone();
+        assert!(!acted.contains(&order));
+        conn.execute(
+            "INSERT INTO pickup_handovers (order_id, lines, id_checked, by_employee, at, journal_id)
+             VALUES (?1, '[]', 0, 'e-1', '2026-12-01T09:00:00Z', 'j-1')",
+            [&order],
+        )
+        .unwrap();
+        let moved = Stamps::read(&conn).unwrap();
+        assert_eq!(
+            names.current(&moved).1.map(|_| ()),
+            None,
+            "the acted-on set is behind"
+        );
+        names.rebuild(&conn).unwrap();
+        let (Some(kept), Some(fresh)) = names.current(&moved) else {
+            panic!("no copies after the second rebuild");
+        };
+        assert!(Arc::ptr_eq(&kept, &index), "the list's copy was rebuilt");
+        assert!(fresh.contains(&order));
     }
 }
