@@ -204,30 +204,42 @@ impl Acted {
 /// The copies in use, shared by every request.
 #[derive(Default)]
 pub struct Names {
-    index: RwLock<Option<Arc<NameIndex>>>,
-    acted: RwLock<Option<Arc<Acted>>>,
+    index: Slot<NameIndex>,
+    acted: Slot<Acted>,
     building: AtomicBool,
     /// Name searches answered from the copies, and in SQL (a copy was behind), for metrics.
     pub from_memory: AtomicU64,
     pub from_sql: AtomicU64,
 }
 
+/// One copy in use, with the stamp it was built at.
+type Slot<T> = RwLock<Option<Arc<T>>>;
+
+/// The copy in `slot` if it was built at `stamp`.
+fn at<T, S: PartialEq>(slot: &Slot<T>, stamp: &S, of: impl Fn(&T) -> &S) -> Option<Arc<T>> {
+    slot.read()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|c| of(c) == stamp)
+}
+
+/// Puts `copy` in use unless the one there is newer: stamps only grow, so a slower rebuild
+/// never replaces a newer copy.
+fn install<T, S: PartialOrd>(slot: &Slot<T>, copy: T, of: impl Fn(&T) -> &S) {
+    if let Ok(mut slot) = slot.write()
+        && slot.as_ref().is_none_or(|c| of(c) <= of(&copy))
+    {
+        *slot = Some(Arc::new(copy));
+    }
+}
+
 impl Names {
     /// The copies that match `stamps`, if they do.
     pub fn current(&self, stamps: &Stamps) -> (Option<Arc<NameIndex>>, Option<Arc<Acted>>) {
-        let index = self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.clone())
-            .filter(|i| i.list == stamps.list);
-        let acted = self
-            .acted
-            .read()
-            .ok()
-            .and_then(|a| a.clone())
-            .filter(|a| a.stamp == stamps.acted);
-        (index, acted)
+        (
+            at(&self.index, &stamps.list, |i| &i.list),
+            at(&self.acted, &stamps.acted, |a| &a.stamp),
+        )
     }
 
     /// Claims the one rebuild at a time (`None` when one is already running); the claim ends
@@ -241,22 +253,13 @@ impl Names {
     pub fn rebuild(&self, conn: &Connection) -> rusqlite::Result<()> {
         let stamps = Stamps::read(conn)?;
         let (index, acted) = self.current(&stamps);
-        // Stamps only grow: a slower rebuild never replaces a newer copy.
         if index.is_none() {
-            let index = NameIndex::build(conn, stamps.list)?;
-            if let Ok(mut slot) = self.index.write()
-                && slot.as_ref().is_none_or(|i| i.list <= index.list)
-            {
-                *slot = Some(Arc::new(index));
-            }
+            let copy = NameIndex::build(conn, stamps.list)?;
+            install(&self.index, copy, |i| &i.list);
         }
         if acted.is_none() {
-            let acted = Acted::build(conn, stamps.acted)?;
-            if let Ok(mut slot) = self.acted.write()
-                && slot.as_ref().is_none_or(|a| a.stamp <= acted.stamp)
-            {
-                *slot = Some(Arc::new(acted));
-            }
+            let copy = Acted::build(conn, stamps.acted)?;
+            install(&self.acted, copy, |a| &a.stamp);
         }
         Ok(())
     }
