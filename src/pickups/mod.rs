@@ -143,8 +143,8 @@ async fn list(
     search(&state, t, now).await
 }
 
-/// A search is a few index lookups, or the name copies in memory (see `store::search`,
-/// `names`): answered on this thread.
+/// A search is a few index lookups, or the name copies in memory (see
+/// `store::search_entries`, `names`): answered on this thread.
 async fn search(state: &AppState, t: String, now: DateTime<Utc>) -> Result<Response, AppError> {
     let st = state.clone();
     let (found, fresh, stale) = state
@@ -155,20 +155,20 @@ async fn search(state: &AppState, t: String, now: DateTime<Utc>) -> Result<Respo
             let stale = index.is_none() || acted.is_none();
             let fresh = Freshness::of(stamps.applied_at, now);
             let exact = store::exact_entries(c, &t)?;
+            // The steps of `store::search_entries`, with the exact keys read once.
+            let may_have_actions = |id: &str| acted.as_ref().is_none_or(|a| a.contains(id));
             let found = if !exact.is_empty() || !store::is_name_query(&t) {
-                Found::Entries(match &acted {
-                    Some(a) => store::summaries_where(c, exact, |id| a.contains(id))?,
-                    None => store::summaries(c, exact)?,
-                })
+                Found::Entries(store::summaries_where(c, exact, may_have_actions)?)
             } else if let (Some(index), Some(acted)) = (&index, &acted) {
                 st.pickup_names.from_memory.fetch_add(1, Relaxed);
                 Found::Json(index.orders_json(c, &index.positions(&t), acted)?)
             } else {
                 st.pickup_names.from_sql.fetch_add(1, Relaxed);
-                Found::Entries(store::summaries(
-                    c,
-                    store::search_entries(c, &t, index.as_deref())?,
-                )?)
+                let rows = match &index {
+                    Some(index) => index.search(&t),
+                    None => store::name_entries(c, &t)?,
+                };
+                Found::Entries(store::summaries_where(c, rows, may_have_actions)?)
             };
             Ok::<_, AppError>((found, fresh, stale))
         })

@@ -408,14 +408,11 @@ fn name_range_sql(name: &str) -> String {
 /// phone's last four, or a customer whose first or last name starts with `q` (any case).
 /// Every branch is an index lookup or an index range, so the cost does not grow with the
 /// number of orders; a middle name is not a search key.
-pub fn search(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
-    let rows = search_entries(conn, q, None)?;
-    summaries(conn, rows)
-}
-
-/// [`search`]'s list entries as central sent them, before the store's own actions are folded
-/// in; the name ranges from `names` when given (an index of this same read's data, see
-/// [`super::names`]), else from SQL.
+///
+/// The list entries as central sent them ([`summaries`] folds in the store's actions); the
+/// name ranges from `names` when given (a copy of this same read's data, see
+/// [`super::names`]), else from SQL. The route runs the same steps itself, to answer from the
+/// copy's stored JSON.
 pub fn search_entries(
     conn: &Connection,
     q: &str,
@@ -466,7 +463,7 @@ pub fn is_name_query(q: &str) -> bool {
 }
 
 /// The earliest-due [`NAME_LIMIT`] orders whose first or last name starts with `q`, in SQL.
-fn name_entries(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
+pub fn name_entries(conn: &Connection, q: &str) -> rusqlite::Result<Vec<Summary>> {
     // A prefix as a NOCASE range: [q, q + the highest code point).
     let end = format!("{q}\u{10FFFF}");
     // Each name's range gives its earliest-due entries (by due time, then order id, so
