@@ -74,11 +74,7 @@ fn choose_client() -> Client {
             .find(|p| p.exists())
     };
     if find().is_none() && is_root() {
-        println!("wrk not installed: apt-get install -y wrk");
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "wrk"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        apt_install("wrk");
     }
     match find() {
         Some(p) => Client::Wrk(p),
@@ -432,6 +428,15 @@ fn pg_bin() -> Option<PathBuf> {
     dirs.pop()
 }
 
+/// Installs Debian's `package` (as root; a failure shows as the package still missing).
+fn apt_install(package: &str) {
+    println!("{package} not installed: apt-get install -y {package}");
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -471,11 +476,7 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
     let bin = match pg_bin() {
         Some(b) => b,
         None if is_root() => {
-            println!("postgres not installed: apt-get install -y postgresql");
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "postgresql"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
+            apt_install("postgresql");
             pg_bin().ok_or("postgresql could not be installed")?
         }
         None => {
