@@ -56,6 +56,11 @@ impl Stamps {
     }
 }
 
+/// A list entry that would not serialize, as the read's error.
+fn json_error(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
 /// SQLite's NOCASE: ASCII letters folded, every other byte as it is; compared bytewise.
 fn fold(s: &str) -> Box<[u8]> {
     s.as_bytes().to_ascii_lowercase().into_boxed_slice()
@@ -101,7 +106,7 @@ impl NameIndex {
             .iter()
             .map(|e| serde_json::to_string(e).map(String::into_boxed_str))
             .collect::<Result<_, _>>()
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            .map_err(json_error)?;
         Ok(Self {
             list,
             entries,
@@ -167,10 +172,7 @@ impl NameIndex {
             }
             let entry = &self.entries[*p as usize];
             match folded.remove(&entry.order_id) {
-                Some(s) => out.push_str(
-                    &serde_json::to_string(&s)
-                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-                ),
+                Some(s) => out.push_str(&serde_json::to_string(&s).map_err(json_error)?),
                 None => out.push_str(&self.json[*p as usize]),
             }
         }
