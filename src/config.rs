@@ -29,6 +29,10 @@ pub struct Config {
     pub access: AccessConfig,
     /// Set by `standin demo` only: where the simulator's admin API is, for the UI's panel.
     pub demo: Option<DemoConfig>,
+    /// Serve the UI from this directory instead of the copy built into the binary (editing
+    /// the UI without rebuilding; `STANDIN_UI_DIR` or `serve --ui-dir`). Only files inside it
+    /// are served.
+    pub ui_dir: Option<PathBuf>,
     /// Bearer tokens for machine callers (the HQ sync job), by hash and scope.
     pub tokens: Vec<TokenConfig>,
     /// Mixed into staff PIN verifiers (Argon2id secret). Never stored in the database.
@@ -52,11 +56,22 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Largest request body on any route (feed batches are the largest legitimate bodies).
+    /// Largest feed batch (`POST /sync/v1/feeds/{feed}/batches`); every other route declares
+    /// its own, far smaller, limit in the route table.
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub body_limit_bytes: usize,
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub request_timeout_secs: u64,
+    /// Open connections at most; at the cap the oldest idle one is closed for a newcomer.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub max_connections: usize,
+    /// Open connections from one client address at most (a desk browser opens about 6).
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub max_connections_per_client: usize,
+    /// A request's head must arrive within this of the connection opening or of the previous
+    /// answer: idle keep-alive connections and slow heads are closed after it.
+    #[serde(deserialize_with = "de::from_str_or_native")]
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -234,6 +249,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             access: AccessConfig::default(),
             demo: None,
+            ui_dir: None,
             tokens: Vec::new(),
             pepper: Secret::default(),
             log: LogConfig::default(),
@@ -256,6 +272,9 @@ impl Default for HttpConfig {
         Self {
             body_limit_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 60,
+            max_connections: 2048,
+            max_connections_per_client: 256,
+            idle_timeout_secs: 15,
         }
     }
 }

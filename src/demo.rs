@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// when this is fixed, ephemeral ones when it is port 0).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub simulator_listen: SocketAddr,
+    /// Serve the UI from this directory instead of the built-in copy (editing without
+    /// rebuilding); only files inside it are served.
+    #[arg(long, env = "STANDIN_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -147,6 +151,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     config.demo = Some(crate::config::DemoConfig {
         simulator_url: sim.admin_url(),
     });
+    config.ui_dir = args.ui_dir.clone();
     config.tokens = vec![TokenConfig {
         name: "demo-hq-sync".into(),
         sha256: crate::access::token::sha256_hex(&sync_token),

@@ -44,7 +44,10 @@ pub enum AppError {
         message: String,
         extra: Map<String, Value>,
     },
-    /// 413: body over the configured limit.
+    /// 408: the client did not send the request (its body) in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 413: body over the route's limit.
     #[error("request body too large")]
     PayloadTooLarge,
     /// 422: well-formed JSON that breaks a rule; `field` names the offending field.
@@ -134,6 +137,7 @@ impl AppError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -27,5 +28,5 @@ pub mod store;
 pub mod upstream;
 pub mod web;
 
-pub use http::app;
+pub use app::app;
 pub use server::launch;

@@ -32,6 +32,10 @@ enum Command {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve the UI from this directory instead of the built-in copy (overrides
+        /// `ui_dir`); only files inside it are served.
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
     },
     /// Run the simulator of central and the processor plus Standin wired to it.
     Demo(standin::demo::DemoArgs),
@@ -83,10 +87,17 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, listen } => {
+        Command::Serve {
+            data,
+            listen,
+            ui_dir,
+        } => {
             let mut config = data.load()?;
             if let Some(l) = listen {
                 config.listen = l;
+            }
+            if ui_dir.is_some() {
+                config.ui_dir = ui_dir;
             }
             init_tracing(
                 cli.log_format.unwrap_or(config.log.format),

@@ -34,11 +34,11 @@ pub struct Shared {
     /// Woken after a write that appended to the journal, so the uplink sends at once.
     pub journal_appended: Arc<tokio::sync::Notify>,
     /// Wrong PINs per client address (a throttle; lockouts per employee are in SQLite).
-    pub login_limiter: Arc<crate::access::login::AddressLimiter>,
+    pub login_limiter: Arc<crate::access::attempts::AddressLimiter>,
     /// Live staff sessions in memory (invalidated by every staff feed batch).
     pub sessions: Arc<crate::access::session::SessionCache>,
     /// Bounds Argon2id checks at once (19 MiB each).
-    pub pin_checks: Arc<tokio::sync::Semaphore>,
+    pub pin_checks: Arc<crate::access::pin::PinChecker>,
     /// Card refund keys being sent right now (the desk's request and the refund worker).
     pub refunds_in_flight: Arc<crate::returns::refunds::InFlight>,
     /// Kiosks authenticated lately (invalidated by every devices feed batch).
@@ -47,6 +47,8 @@ pub struct Shared {
     pub payments: Arc<crate::payments::Runtime>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
+    /// The open connections (set by `launch`; read by `/metrics`).
+    pub connections: Arc<std::sync::OnceLock<Arc<crate::server::conn::Registry>>>,
     /// Name search's copies in memory, checked against the database on every search.
     pub pickup_names: Arc<crate::pickups::names::Names>,
 }
@@ -69,8 +71,8 @@ impl AppState {
             ))
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()?;
-        let pin_checks = Arc::new(tokio::sync::Semaphore::new(
-            config.access.pin_checks_at_once.max(1),
+        let pin_checks = Arc::new(crate::access::pin::PinChecker::new(
+            config.access.pin_checks_at_once,
         ));
         Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
@@ -84,6 +86,7 @@ impl AppState {
             pin_checks,
             refunds_in_flight: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
+            connections: Arc::default(),
             payments: Arc::new(crate::payments::Runtime::new(now)),
             pickup_names: Default::default(),
             devices: Arc::default(),

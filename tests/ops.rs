@@ -46,7 +46,7 @@ async fn openapi_describes_exactly_the_routes_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let mut served = std::collections::BTreeSet::new();
-    for route in standin::http::routes() {
+    for route in standin::app::routes() {
         let path = route.path.replace("{*", "{");
         let method = route.method.as_str().to_ascii_lowercase();
         assert!(

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::http::{Access, ApiJson, Route};
 use crate::state::AppState;
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![Route::new(
         Method::GET,
         "/kiosk/v1/device",

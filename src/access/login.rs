@@ -2,9 +2,7 @@
 //! overrides share. Every answer to a wrong id or PIN is the same, and unknown ids get the
 //! same Argon2 work and the same lockout as real ones, so nothing tells who works here.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use axum::Extension;
 use axum::extract::State;
@@ -17,14 +15,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::lockout::{self, Failures, Gate};
-use super::{Caller, Permission, Role, pin, session};
+use super::lockout::{self, Failures};
+use super::{Caller, Permission, Role, session};
 use crate::error::AppError;
 use crate::http::{Access, ApiJson, ClientAddr, Route};
 use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(
             Method::POST,
@@ -45,33 +43,6 @@ pub fn routes() -> Vec<Route> {
             axum::routing::delete(log_out),
         ),
     ]
-}
-
-/// Wrong PINs per client address in a sliding-ish window (memory only: a restart forgets,
-/// which is fine for a throttle; the per-employee lockout is in the database).
-#[derive(Default)]
-pub struct AddressLimiter {
-    windows: Mutex<HashMap<IpAddr, (DateTime<Utc>, u32)>>,
-}
-
-impl AddressLimiter {
-    fn blocked(&self, ip: IpAddr, now: DateTime<Utc>, limit: u32, window: Duration) -> bool {
-        let Ok(mut m) = self.windows.lock() else {
-            return false;
-        };
-        m.retain(|_, (start, _)| now - *start < window);
-        m.get(&ip).is_some_and(|(_, n)| *n >= limit)
-    }
-
-    fn failed(&self, ip: IpAddr, now: DateTime<Utc>, window: Duration) {
-        if let Ok(mut m) = self.windows.lock() {
-            let e = m.entry(ip).or_insert((now, 0));
-            if now - e.0 >= window {
-                *e = (now, 0);
-            }
-            e.1 += 1;
-        }
-    }
 }
 
 /// A staff member whose PIN was just checked.
@@ -107,6 +78,11 @@ fn read_failures(c: &Connection, employee_id: &str) -> rusqlite::Result<Option<F
 
 /// Checks `pin` for `employee_id` under the lockout rules, journaling failures and lockouts.
 /// `purpose` names what it is for in the journal (`login`, `override:return.taken`…).
+///
+/// The attempt is counted before the PIN is checked, against the client address (in memory)
+/// and against the employee id (in the same write that reads its lockout), so however many
+/// attempts arrive at once no more than the limits are ever checked; a right PIN gives both
+/// back. Sign-in and manager override share this path and so the same counts.
 pub async fn check_pin(
     state: &AppState,
     employee_id: &str,
@@ -118,51 +94,50 @@ pub async fn check_pin(
     let now = state.clock.now();
     let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let window = Duration::minutes(i64::from(cfg.address_window_minutes));
-    if state
+    let address = state
         .login_limiter
-        .blocked(ip, now, cfg.address_failures, window)
-    {
-        return Err(AppError::TooManyRequests {
+        .reserve(ip, now, cfg.address_failures, window)
+        .ok_or_else(|| AppError::TooManyRequests {
             message: "too many wrong PINs from this device; try again later".into(),
             retry_after_secs: window.num_seconds().max(1) as u64,
-        });
-    }
-    let id = employee_id.to_string();
-    let (failures, staff) = state
+        })?;
+    let (limit, lock_for) = (
+        cfg.lockout_failures,
+        Duration::minutes(i64::from(cfg.lockout_minutes)),
+    );
+    let (id, now_s) = (employee_id.to_string(), state.clock.now_rfc3339());
+    let (reserved, staff) = state
         .store
-        .read(move |c| {
-            let f = read_failures(c, &id)?;
+        .write(move |c| {
+            let before = read_failures(c, &id)?;
+            let after = match lockout::reserve(before, now, limit, lock_for) {
+                Ok(after) => after,
+                Err(until) => return Ok(Err(until)),
+            };
+            c.execute(
+                "INSERT INTO login_failures (employee_id, failures, first_failed_at, locked_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (employee_id) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
+                params![id, after.count, now_s, after.locked_until.map(|t| t.to_rfc3339())],
+            )?;
             let s = c
                 .query_row("SELECT name, role, pin_verifier FROM staff WHERE employee_id = ?1 AND active = 1", [&id], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
                 })
                 .optional()?;
-            Ok::<_, AppError>((f, s))
+            Ok::<_, AppError>(Ok((after, s)))
         })
-        .await?;
-    if let Gate::Locked(until) = lockout::gate(failures, now) {
-        state.login_limiter.failed(ip, now, window);
-        return Err(locked(until, now));
-    }
+        .await?
+        .map_err(|until| locked(until, now))?;
     let verifier = staff
         .as_ref()
         .map_or(DECOY_VERIFIER.to_string(), |s| s.2.clone());
-    let (pin_owned, pepper) = (
-        pin_text.to_string(),
-        state.config.pepper.expose().as_bytes().to_vec(),
-    );
-    let permit = state
+    // One check per address at a time: a flood from one address queues behind itself.
+    let turn = state.login_limiter.turn(ip).await;
+    let matched = state
         .pin_checks
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    let matched = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        pin::verify(&pin_owned, &verifier, &pepper)
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.into()))?;
+        .verify(pin_text, &verifier, state.config.pepper.expose().as_bytes())
+        .await;
+    drop(turn);
 
     let (store_id, now_s, id, purpose, client_s) = (
         state.config.store_id.clone(),
@@ -173,6 +148,7 @@ pub async fn check_pin(
     );
     match (matched, staff) {
         (true, Some((name, role, _))) => {
+            address.succeeded();
             let role = match role.as_str() {
                 "manager" => Role::Manager,
                 "lead" => Role::Lead,
@@ -192,24 +168,14 @@ pub async fn check_pin(
             })
         }
         _ => {
-            state.login_limiter.failed(ip, now, window);
-            let (limit, lock_for) = (
-                cfg.lockout_failures,
-                Duration::minutes(i64::from(cfg.lockout_minutes)),
-            );
-            let after = lockout::after_failure(failures, now, limit, lock_for);
+            // Already counted when reserved; the journal says what happened.
             state
                 .store
                 .write(move |c| {
-                    c.execute(
-                        "INSERT INTO login_failures (employee_id, failures, first_failed_at, locked_until) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (employee_id) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
-                        params![id, after.count, now_s, after.locked_until.map(|t| t.to_rfc3339())],
-                    )?;
-                    let body = json!({"employee_id": id, "purpose": purpose, "client": client_s, "failures": after.count});
+                    let body = json!({"employee_id": id, "purpose": purpose, "client": client_s, "failures": reserved.count});
                     let entry = |kind: &str| NewEntry { lane: Lane::Audit, kind: kind.into(), actor: Some(id.clone()), device: client_s.clone(), body: body.clone() };
                     journal::append(c, &store_id, &now_s, entry("staff.pin_refused"))?;
-                    if after.locked_until.is_some() {
+                    if reserved.locked_until.is_some() {
                         journal::append(c, &store_id, &now_s, entry("staff.locked_out"))?;
                     }
                     Ok::<_, AppError>(())

@@ -3,6 +3,8 @@
 //! job present bearer tokens of their own kinds. One permission table decides every staff
 //! route; a credential of one kind never opens a route of another.
 
+pub mod attempts;
+pub mod guard;
 pub mod kiosk;
 pub mod lockout;
 pub mod login;
@@ -15,22 +17,7 @@ use serde::Serialize;
 
 pub use crate::feeds::records::Role;
 
-/// What a staff route needs. Every staff route names exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
-    /// See one's own session (any role).
-    Session,
-    /// Find pickup orders and receipts, see the desk (any role).
-    UseDesk,
-    /// Hand over a pickup order, mark a no-show (any role).
-    HandOver,
-    /// Take a return within the associate's limits (any role).
-    TakeReturn,
-    /// Read what needs a person after an outage (leads and managers).
-    ViewReconciliation,
-    /// Approve, by id + PIN, what exceeds an associate's limits (managers).
-    ApproveOverride,
-}
+pub use crate::http::Permission;
 
 /// The permission table: the one place that says which role may do what.
 pub fn allowed(role: Role, p: Permission) -> bool {

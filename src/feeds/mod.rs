@@ -8,13 +8,13 @@ pub mod records;
 
 use std::fmt;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::http::{Access, ApiJson, RawBody, Route};
+use crate::http::{Access, ApiJson, ApiPath, BodyLimit, RawBody, Route};
 use crate::state::AppState;
 
 pub use apply::{Applied, FeedStatus};
@@ -59,13 +59,16 @@ impl fmt::Display for Feed {
     }
 }
 
-pub fn routes() -> Vec<Route> {
-    vec![Route::new(
-        Method::POST,
-        "/sync/v1/feeds/{feed}/batches",
-        Access::Sync,
-        post(post_batch),
-    )]
+pub fn routes() -> Vec<Route<AppState>> {
+    vec![
+        Route::new(
+            Method::POST,
+            "/sync/v1/feeds/{feed}/batches",
+            Access::Sync,
+            post(post_batch),
+        )
+        .body_limit(BodyLimit::FeedBatch),
+    ]
 }
 
 /// Parses and checks off the runtime (a snapshot part can be megabytes), then applies on the
@@ -115,7 +118,7 @@ pub async fn receive_batch(
 
 async fn post_batch(
     State(state): State<AppState>,
-    Path(feed): Path<String>,
+    ApiPath(feed): ApiPath<String>,
     RawBody(body): RawBody,
 ) -> Result<ApiJson<Applied>, AppError> {
     let feed = Feed::parse(&feed).ok_or_else(|| {

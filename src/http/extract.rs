@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::error::AppError;
 
-/// The raw body, with the body-size limit answered as a JSON 413.
+/// The raw body (the request guard has already bounded it by the route's limit).
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
@@ -43,20 +43,25 @@ where
 }
 
 /// Parses a request body; a body that does not fit is a 400 naming the field (`body` for
-/// the document as a whole).
+/// the document as a whole), and a field the route does not take a 422 `unknown_field`
+/// naming it.
 pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let (field, message) = describe_json_error(&e);
-        AppError::bad_request(
-            if field.is_empty() {
-                "body".into()
-            } else {
-                field
-            },
-            message,
-        )
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(|e| json_body_error(&e))
+}
+
+/// The error for a body that does not fit its type: see [`from_json`].
+pub fn json_body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
+    let (field, message) = describe_json_error(e);
+    let field = if field.is_empty() {
+        "body".into()
+    } else {
+        field
+    };
+    if message.starts_with("unknown field `") {
+        return AppError::invalid("unknown_field", field, message);
+    }
+    AppError::bad_request(field, message)
 }
 
 /// The field path serde stopped at and a message without serde_json's "at line 1 column 380"
@@ -126,16 +131,95 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Refuses, before any handler runs, a request that declares a body over the limit: a JSON
-/// 413 on every route, including those that never read their body.
-pub async fn declared_length(req: Request, next: Next, limit: usize) -> Response {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return AppError::PayloadTooLarge.into_response();
+/// A query string, parsed into `T`; a query that does not fit is a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let mut field = e.path().to_string();
+                let mut message = e.inner().to_string();
+                if let Some(name) = message
+                    .strip_prefix("missing field `")
+                    .or_else(|| message.strip_prefix("unknown field `"))
+                    .and_then(|r| r.split('`').next())
+                {
+                    field = name.to_string();
+                }
+                if field == "." || field == "?" || field.is_empty() {
+                    field = "query".into();
+                }
+                if message.starts_with("duplicate field") {
+                    message = format!("`{field}` is given more than once");
+                }
+                AppError::BadRequest {
+                    code: "invalid_query",
+                    message,
+                    field: Some(field),
+                }
+            })
     }
-    next.run(req).await
+}
+
+/// One path parameter, percent-decoded; a segment that is not UTF-8 is a 400 naming it.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => {
+                let field = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .and_then(|m| {
+                        m.as_str()
+                            .split('/')
+                            .find_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                            .map(|n| n.trim_start_matches('*').to_string())
+                    })
+                    .unwrap_or_else(|| "path".into());
+                Err(AppError::BadRequest {
+                    code: "invalid_path",
+                    message: format!(
+                        "the path parameter could not be read: {}",
+                        match rejection {
+                            axum::extract::rejection::PathRejection::FailedToDeserializePathParams(
+                                e,
+                            ) => match e.kind() {
+                                axum::extract::path::ErrorKind::InvalidUtf8InPathParam {
+                                    ..
+                                } => "not valid UTF-8 once percent-decoded".to_string(),
+                                _ => "wrong form".to_string(),
+                            },
+                            _ => "wrong form".to_string(),
+                        }
+                    ),
+                    field: Some(field),
+                })
+            }
+        }
+    }
 }

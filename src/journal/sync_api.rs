@@ -1,7 +1,7 @@
 //! Delivery by pull, for the HQ sync job: read the journal after a cursor, acknowledge
 //! per-entry outcomes. Shares outcome handling with push; the first acknowledgement wins.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::routing::{get, post};
 use rusqlite::params;
@@ -10,13 +10,18 @@ use serde::{Deserialize, Serialize};
 use super::delivery::{self, Delivered, EntryRef, Outcome, Via};
 use super::{ENTRY_COLUMNS, Entry, entry_from_row};
 use crate::error::AppError;
-use crate::http::{Access, ApiJson, Route};
+use crate::http::{Access, ApiJson, ApiQuery, BodyLimit, Route};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// The longest reason an acknowledgement may give one entry, in bytes.
+const REASON_MAX: usize = 1024;
+/// The ack's body limit: its largest page ([`MAX_LIMIT`] results), each with a reason of
+/// [`REASON_MAX`] bytes, escaped, and its seq and outcome.
+const ACK_BODY_LIMIT: usize = MAX_LIMIT * (2 * REASON_MAX + 256);
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(
             Method::GET,
@@ -29,7 +34,8 @@ pub fn routes() -> Vec<Route> {
             "/sync/v1/journal/ack",
             Access::Sync,
             post(ack),
-        ),
+        )
+        .body_limit(BodyLimit::Bytes(ACK_BODY_LIMIT)),
     ]
 }
 
@@ -72,7 +78,7 @@ fn number<T: std::str::FromStr>(field: &str, v: Option<&str>) -> Result<Option<T
 
 async fn read_journal(
     State(state): State<AppState>,
-    Query(q): Query<Cursor>,
+    ApiQuery(q): ApiQuery<Cursor>,
 ) -> Result<ApiJson<Page>, AppError> {
     let after: i64 = number::<u64>("after", q.after.as_deref())?
         .unwrap_or(0)
@@ -146,6 +152,17 @@ async fn ack(
             "too_many_results",
             "results",
             format!("at most {MAX_LIMIT} per request"),
+        ));
+    }
+    if let Some(i) = body
+        .results
+        .iter()
+        .position(|r| r.reason.as_ref().is_some_and(|r| r.len() > REASON_MAX))
+    {
+        return Err(AppError::invalid(
+            "too_long",
+            format!("results[{i}].reason"),
+            format!("at most {REASON_MAX} bytes"),
         ));
     }
     let results: Vec<Delivered> = body

@@ -29,7 +29,7 @@ use crate::upstream::{BreakerState, HealthState};
 
 /// Public, like `/api/v1/status` (the same facts, no ids or secrets); README "Operate" says
 /// to firewall it to the store's monitoring.
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![Route::new(
         Method::GET,
         "/metrics",

@@ -9,7 +9,7 @@ pub mod store;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,14 +20,14 @@ use sha2::{Digest, Sha256};
 
 use crate::access::{Caller, Permission};
 use crate::error::AppError;
-use crate::http::{Access, ApiJson, ClientAddr, Route};
+use crate::http::{Access, ApiJson, ApiPath, ApiQuery, ClientAddr, Route};
 use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
 use crate::store::StoreError;
 use rules::{LineQty, OrderFacts, Refusal, plan_handover};
 use store::{Order, Summary};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(
             Method::GET,
@@ -104,7 +104,7 @@ enum Found {
 
 async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     let now = state.clock.now();
     let due = match q.due_within_hours.as_deref() {
@@ -247,7 +247,7 @@ fn not_found(order_id: &str) -> AppError {
 /// `names`, when it is current) skips the hand-over and no-show queries.
 async fn one(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    ApiPath(order_id): ApiPath<String>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
     let st = state.clone();
@@ -336,7 +336,7 @@ async fn hand_over(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ClientAddr(client): ClientAddr,
-    Path(order_id): Path<String>,
+    ApiPath(order_id): ApiPath<String>,
     ApiJson(body): ApiJson<HandOverBody>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
@@ -409,7 +409,7 @@ async fn no_show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ClientAddr(client): ClientAddr,
-    Path(order_id): Path<String>,
+    ApiPath(order_id): ApiPath<String>,
 ) -> Result<ApiJson<OneOrder>, AppError> {
     let now = state.clock.now();
     let (store_id, now_s) = (state.config.store_id.clone(), state.clock.now_rfc3339());

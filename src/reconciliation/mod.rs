@@ -3,7 +3,7 @@
 //! processor declined or refused, and kiosk payments declined after forwarding or expired
 //! unforwarded (with the basket, lane and time).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Permission;
 use crate::error::AppError;
-use crate::http::{Access, ApiJson, Route};
+use crate::http::{Access, ApiJson, ApiQuery, Route};
 use crate::journal::delivery::{SetAside, set_aside};
 use crate::payments::store::{NeedsPerson, needs_person};
 use crate::returns::refunds::{NeedsAPerson, needing_a_person};
 use crate::state::AppState;
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![Route::new(
         Method::GET,
         "/api/v1/reconciliation",
@@ -46,7 +46,7 @@ struct Report {
 
 async fn report(
     State(state): State<AppState>,
-    Query(f): Query<Format>,
+    ApiQuery(f): ApiQuery<Format>,
 ) -> Result<Response, AppError> {
     let csv = match f.format.as_deref() {
         None | Some("json") => false,

@@ -20,7 +20,7 @@ pub mod take;
 
 pub use take::{AskLine, RefundMethod, Taken};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Permission;
 use crate::error::AppError;
-use crate::http::{Access, ApiJson, Route};
+use crate::http::{Access, ApiJson, ApiPath, ApiQuery, Route};
 use crate::state::AppState;
 use crate::upstream::{HealthState, Upstream};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(
             Method::GET,
@@ -141,7 +141,7 @@ fn bound(field: &str, v: &str, end_of_day: bool) -> Result<String, AppError> {
 
 async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<List>, AppError> {
     let now = state.clock.now();
     let offline = offline(&state);
@@ -226,7 +226,7 @@ pub(crate) fn not_found(receipt_id: &str) -> AppError {
 
 async fn one(
     State(state): State<AppState>,
-    Path(receipt_id): Path<String>,
+    ApiPath(receipt_id): ApiPath<String>,
 ) -> Result<ApiJson<OneReceipt>, AppError> {
     let now = state.clock.now();
     let offline = offline(&state);

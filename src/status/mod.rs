@@ -18,7 +18,7 @@ use crate::journal::delivery::{LaneBacklog, backlog};
 use crate::state::AppState;
 use crate::upstream::{Health, Upstream};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(Method::GET, "/healthz", Access::Public, get(healthz)),
         Route::new(Method::GET, "/readyz", Access::Public, get(readyz)),

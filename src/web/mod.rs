@@ -1,46 +1,48 @@
 //! The browser UI: static files from `ui/`, embedded at compile time (no build step), each
 //! with its content type and an ETag so a desk browser revalidates instead of re-downloading.
-//! `STANDIN_UI_DIR=ui` serves them from disk instead, for editing without rebuilding.
+//! `ui_dir` (`STANDIN_UI_DIR=ui`, or `--ui-dir ui`) serves them from disk instead, for editing
+//! without rebuilding: only regular files inside that directory, after resolving `..`,
+//! encoded slashes and symlinks.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 
 use crate::error::AppError;
-use crate::http::{Access, Route};
+use crate::http::{Access, ApiPath, Route};
 use crate::state::AppState;
 
 #[derive(RustEmbed)]
 #[folder = "ui/"]
 struct Assets;
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![
         Route::new(
             Method::GET,
             "/",
             Access::Public,
-            get(|State(st): State<AppState>, h: HeaderMap| async move {
-                asset("index.html", &h, demo(&st))
-            }),
+            get(
+                |State(st): State<AppState>, h: HeaderMap| async move { asset("index.html", &h, &st) },
+            ),
         ),
         Route::new(
             Method::GET,
             "/status",
             Access::Public,
-            get(|State(st): State<AppState>, h: HeaderMap| async move {
-                asset("status.html", &h, demo(&st))
-            }),
+            get(
+                |State(st): State<AppState>, h: HeaderMap| async move { asset("status.html", &h, &st) },
+            ),
         ),
         Route::new(
             Method::GET,
             "/ui/{*path}",
             Access::Public,
             get(
-                |State(st): State<AppState>, Path(path): Path<String>, h: HeaderMap| async move {
-                    asset(&path, &h, demo(&st))
+                |State(st): State<AppState>, ApiPath(path): ApiPath<String>, h: HeaderMap| async move {
+                    asset(&path, &h, &st)
                 },
             ),
         ),
@@ -71,17 +73,37 @@ fn demo(state: &AppState) -> bool {
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const CSP_DEMO: &str = "default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-fn asset(path: &str, headers: &HeaderMap, demo: bool) -> Response {
+/// The bytes of `path` under `dir`, if it names a regular file inside it: no absolute path,
+/// no `..`, and nothing that resolves (through a symlink) outside the directory.
+fn from_dir(dir: &std::path::Path, path: &str) -> Option<Vec<u8>> {
+    use std::path::{Component, Path};
+    let rel = Path::new(path);
+    if path.contains('\\')
+        || path.contains('\0')
+        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    let root = dir.canonicalize().ok()?;
+    let full = root.join(rel).canonicalize().ok()?;
+    if !full.starts_with(&root) || !full.is_file() {
+        return None;
+    }
+    std::fs::read(full).ok()
+}
+
+fn asset(path: &str, headers: &HeaderMap, state: &AppState) -> Response {
+    let demo = demo(state);
     if path
         .split('/')
         .any(|seg| seg == ".." || seg.starts_with('.'))
     {
         return AppError::NotFound("no such file".into()).into_response();
     }
-    let (bytes, etag) = match std::env::var_os("STANDIN_UI_DIR") {
-        Some(dir) => match std::fs::read(std::path::Path::new(&dir).join(path)) {
-            Ok(b) => (std::borrow::Cow::Owned(b), None),
-            Err(_) => return AppError::NotFound("no such file".into()).into_response(),
+    let (bytes, etag) = match &state.config.ui_dir {
+        Some(dir) => match from_dir(dir, path) {
+            Some(b) => (std::borrow::Cow::Owned(b), None),
+            None => return AppError::NotFound("no such file".into()).into_response(),
         },
         None => match Assets::get(path) {
             Some(f) => {

@@ -5,11 +5,12 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::{Access, Route};
+use crate::http::{Access, Route};
+use crate::state::AppState;
 
 pub const DOCUMENT: &str = include_str!("openapi.json");
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<AppState>> {
     vec![Route::new(
         Method::GET,
         "/api/openapi.json",

@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::state::AppState;
 use crate::store::Store;
 
+pub mod conn;
+
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -69,30 +71,40 @@ pub async fn launch(
     if let Some(interval) = sd_notify::watchdog_enabled() {
         workers.spawn(systemd::watchdog(state.clone(), interval));
     }
+    let limits = conn::Limits {
+        max_connections: state.config.http.max_connections.max(1),
+        max_connections_per_client: state.config.http.max_connections_per_client.max(1),
+        idle_timeout: Duration::from_secs(state.config.http.idle_timeout_secs.max(1)),
+    }
+    .within_descriptors();
+    let registry = conn::Registry::new(limits);
+    state.connections.set(registry.clone()).ok();
     let draining = state.draining.clone();
-    let (drain_tx, mut drain_rx) = watch::channel(false);
-    let server = axum::serve(
+    let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
+    let server = conn::serve(
         listener,
-        crate::http::app(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+        crate::app::app(state.clone()),
+        registry,
+        serve_stop_rx,
+    );
+    tokio::pin!(server);
+    let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");
         systemd::notify(&[NotifyState::Stopping]);
         draining.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(true);
-        let _ = drain_tx.send(true);
-    });
-    let server = server.into_future();
-    tokio::pin!(server);
-    let limit = async {
-        let _ = drain_rx.wait_for(|d| *d).await;
-        tokio::time::sleep(DRAIN_LIMIT).await;
+        let _ = serve_stop_tx.send(true);
     };
     tokio::select! {
-        res = &mut server => res.context("server failed")?,
-        _ = limit => tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway"),
+        _ = &mut server => anyhow::bail!("the listener stopped unexpectedly"),
+        _ = shutdown => {}
+    }
+    if tokio::time::timeout(DRAIN_LIMIT, &mut server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway");
     }
     workers.abort_all();
     while workers.join_next().await.is_some() {}

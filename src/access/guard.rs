@@ -1,5 +1,5 @@
-//! Who may call a route. Every route names one [`Access`]; this is the single place that
-//! enforces it. Each kind of credential opens only its own kind of route: a session cookie
+//! Who may call a route. Every route names one [`Access`] (in the route kit); this is the
+//! single place that enforces it. Each kind of credential opens only its own kind of route: a session cookie
 //! never opens a kiosk or sync route, a device token never a sync or staff route, and so on.
 
 use axum::extract::{Request, State};
@@ -8,28 +8,11 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::access::token::{digest_eq, sha256_hex};
-use crate::access::{Caller, Permission, allowed, kiosk, session};
+use super::token::{digest_eq, sha256_hex};
+use super::{Caller, Permission, allowed, kiosk, session};
 use crate::error::AppError;
+use crate::http::{Access, CSRF_HEADER};
 use crate::state::AppState;
-
-/// The header a browser sends the session's CSRF token in.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone (health, status, the UI's static assets, the OpenAPI document).
-    Public,
-    /// No credential, but only from the UI's own origin (signing in).
-    SameOrigin,
-    /// A staff session whose role has this permission. State-changing methods also need the
-    /// session's CSRF token and a same-origin request.
-    Staff(Permission),
-    /// A self-checkout kiosk's device token.
-    Kiosk,
-    /// The HQ sync job: a bearer token whose configured scopes include `sync`.
-    Sync,
-}
 
 pub async fn check(
     State((state, access)): State<(AppState, Access)>,
