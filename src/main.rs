@@ -1,4 +1,4 @@
-//! The `standin` command: serve, demo, simulate, migrate, check, backup.
+//! The `standin` command: serve, config, demo, simulate, migrate, check, backup.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use standin::config::{Config, LogFormat};
+use standin::config::{Config, Loaded, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -26,17 +26,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service.
-    Serve {
-        #[command(flatten)]
-        data: DataArgs,
-        /// Address to listen on (overrides `listen`).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Serve the UI from this directory instead of the built-in copy (overrides
-        /// `ui_dir`); only files inside it are served.
-        #[arg(long)]
-        ui_dir: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
+    /// Print the configuration `serve` would run with, given the same flags, environment and
+    /// file: every key, its value and where it came from (default, file, environment, flag),
+    /// secrets redacted. Warns on stderr about values that cannot be meant.
+    Config(ServeArgs),
     /// Run the simulator of central and the processor plus Standin wired to it.
     Demo(standin::demo::DemoArgs),
     /// Run the simulator of central and the processor alone.
@@ -55,6 +49,35 @@ enum Command {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on (overrides `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve the UI from this directory instead of the built-in copy (overrides `ui_dir`);
+    /// only files inside it are served.
+    #[arg(long)]
+    ui_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn load(&self, log_format: Option<LogFormat>) -> anyhow::Result<Loaded> {
+        let mut loaded = self.data.load_traced()?;
+        if let Some(l) = self.listen {
+            loaded.set_listen(l);
+        }
+        if let Some(d) = &self.ui_dir {
+            loaded.set_ui_dir(d.clone());
+        }
+        if let Some(f) = log_format {
+            loaded.set_log_format(f);
+        }
+        Ok(loaded)
+    }
+}
+
+#[derive(Args)]
 struct DataArgs {
     /// TOML config file (also `STANDIN_CONFIG`).
     #[arg(long, env = "STANDIN_CONFIG")]
@@ -66,11 +89,15 @@ struct DataArgs {
 
 impl DataArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        Ok(self.load_traced()?.config)
+    }
+
+    fn load_traced(&self) -> anyhow::Result<Loaded> {
+        let mut loaded = Config::load_traced(self.config.as_deref(), std::env::vars())?;
         if let Some(d) = &self.data_dir {
-            config.data_dir = d.clone();
+            loaded.set_data_dir(d.clone());
         }
-        Ok(config)
+        Ok(loaded)
     }
 }
 
@@ -87,23 +114,21 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            data,
-            listen,
-            ui_dir,
-        } => {
-            let mut config = data.load()?;
-            if let Some(l) = listen {
-                config.listen = l;
+        Command::Serve(args) => {
+            let config = args.load(cli.log_format)?.config;
+            init_tracing(config.log.format, &config.log.filter);
+            for warning in config.warnings() {
+                tracing::warn!("configuration: {warning}");
             }
-            if ui_dir.is_some() {
-                config.ui_dir = ui_dir;
-            }
-            init_tracing(
-                cli.log_format.unwrap_or(config.log.format),
-                &config.log.filter,
-            );
             runtime()?.block_on(standin::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(args) => {
+            let loaded = args.load(cli.log_format)?;
+            print!("{}", loaded.report());
+            for warning in loaded.config.warnings() {
+                eprintln!("standin: warning: {warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

@@ -4,16 +4,26 @@
 //! underscore in the environment (`STANDIN_CENTRAL__URL` sets `central.url`). Unknown keys are
 //! refused by name, and a wrongly typed value names its key, so a typo never silently runs
 //! with a default. Loading has no side effects: nothing is created or opened here.
+//!
+//! **One source of defaults:** [`Config::default()`]. Loading serializes it to a table and lays
+//! the file and then the environment over it, key by key, before deserializing; no struct has
+//! a serde default of its own. So a key left out takes the same value whether the file is
+//! absent, its section is absent, or the section is there without that key, from the file or
+//! from the environment. (A section-level `#[serde(default)]` on a type shared by two sections
+//! once gave `[central]` with only `url` a 0 ms timeout: `tests/config.rs` walks every key.)
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod report;
+pub use report::{Loaded, Origin};
 
 /// The whole configuration of `standin serve`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// The store this instance serves (as central knows it).
     pub store_id: String,
@@ -40,8 +50,8 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Read connections in the pool (the writer has its own).
     #[serde(deserialize_with = "de::from_str_or_native")]
@@ -53,8 +63,8 @@ pub struct DatabaseConfig {
     pub max_group: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest feed batch (`POST /sync/v1/feeds/{feed}/batches`); every other route declares
     /// its own, far smaller, limit in the route table.
@@ -74,8 +84,9 @@ pub struct HttpConfig {
     pub idle_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// `[central]` and `[payments]`: one type, two sets of defaults (both in `Config::default()`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL; absent means this upstream is not configured.
     pub url: Option<String>,
@@ -85,8 +96,8 @@ pub struct UpstreamConfig {
     pub health_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedsConfig {
     /// Pull feed batches from central (otherwise only HQ's push API brings them).
     #[serde(deserialize_with = "de::from_str_or_native")]
@@ -98,8 +109,8 @@ pub struct FeedsConfig {
     pub pull_page: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// Push the journal to central (`central.url`); the HQ sync job can pull it either way.
     #[serde(deserialize_with = "de::from_str_or_native")]
@@ -133,8 +144,8 @@ impl Default for JournalConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AccessConfig {
     /// A staff session ends after this long without a request.
     #[serde(deserialize_with = "de::from_str_or_native")]
@@ -175,13 +186,13 @@ impl Default for AccessConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
     pub simulator_url: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who holds it, for logs and audit ("hq-sync").
@@ -191,8 +202,8 @@ pub struct TokenConfig {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `human` or `json`.
     pub format: LogFormat,
@@ -200,7 +211,7 @@ pub struct LogConfig {
     pub filter: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -208,10 +219,21 @@ pub enum LogFormat {
     Json,
 }
 
-/// A string that never shows in `Debug` output or logs.
+/// A string that never shows in `Debug` output, logs or a serialized config (it serializes as
+/// `"[redacted]"` when set, so `standin config` and anything else that serializes a `Config`
+/// cannot leak it).
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
+/// What a secret shows instead of its value.
+pub const REDACTED: &str = "[redacted]";
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
@@ -332,7 +354,15 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
+        Ok(Self::load_traced(file, env)?.config)
+    }
+
+    /// As [`Config::load`], remembering where each key came from (for `standin config`).
+    pub fn load_traced(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let from_file = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.into(),
@@ -345,7 +375,8 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let mut from_env = Vec::new();
+        let mut from_env = toml::Table::new();
+        let mut env_vars = std::collections::BTreeMap::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("STANDIN_") else {
                 continue;
@@ -355,39 +386,71 @@ impl Config {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            set_path(&mut table, &path, value).map_err(|message| ConfigError::Key {
+            set_path(&mut from_env, &path, value).map_err(|message| ConfigError::Key {
                 key: path.join("."),
                 origin: format!(" (from {name})"),
                 message,
             })?;
-            from_env.push((path.join("."), name));
+            env_vars.insert(path.join("."), name);
         }
-        let de = toml::Value::Table(table);
-        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
-            let key = e.path().to_string();
-            let message = e.inner().to_string();
-            // A key set from the environment is named with its variable, so it can be found.
-            let origin = from_env
-                .iter()
-                .find(|(k, _)| key.starts_with(k.as_str()) || message.contains(&format!("`{k}`")))
-                .map(|(_, var)| format!(" (from {var})"))
-                .unwrap_or_default();
-            let key = if key == "." {
-                unknown_field(&message).unwrap_or(key)
-            } else {
-                key
-            };
-            ConfigError::Key {
-                key,
-                origin,
-                message,
-            }
+        // Defaults, then the file, then the environment, key by key: the one place a left-out
+        // key gets its value (see the module docs).
+        let mut table = defaults_table();
+        overlay(&mut table, from_file.clone());
+        overlay(&mut table, from_env);
+        let config = serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.inner().to_string();
+                // A key set from the environment is named with its variable, so it can be found.
+                let origin = env_vars
+                    .iter()
+                    .find(|(k, _)| {
+                        key.starts_with(k.as_str()) || message.contains(&format!("`{k}`"))
+                    })
+                    .map(|(_, var)| format!(" (from {var})"))
+                    .unwrap_or_default();
+                let key = if key == "." {
+                    unknown_field(&message).unwrap_or(key)
+                } else {
+                    key
+                };
+                ConfigError::Key {
+                    key,
+                    origin,
+                    message,
+                }
+            })?;
+        Ok(Loaded {
+            config,
+            file: file.map(Path::to_path_buf),
+            from_file,
+            env_vars,
+            flags: Default::default(),
         })
     }
 
     /// The SQLite database file inside the data directory.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("standin.db")
+    }
+}
+
+/// `Config::default()` as a TOML table: what every file and environment is laid over. Keys
+/// whose default is "not set" (`central.url`, `demo`) are absent from it.
+fn defaults_table() -> toml::Table {
+    toml::Table::try_from(Config::default()).expect("the default configuration serializes")
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -452,88 +515,4 @@ mod de {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_str(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("standin.toml");
-        std::fs::write(&path, toml_text).unwrap();
-        Config::load(
-            Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-    }
-
-    #[test]
-    fn no_file_runs_the_defaults() {
-        let c = Config::load(None, []).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.data_dir, PathBuf::from("./standin-data"));
-        assert!(c.central.url.is_none());
-    }
-
-    #[test]
-    fn file_then_environment_override() {
-        let c = load_str(
-            "store_id = \"s-42\"\n[central]\nurl = \"http://c\"\ntimeout_ms = 100\n",
-            &[
-                ("STANDIN_CENTRAL__TIMEOUT_MS", "250"),
-                ("STANDIN_FEEDS__PULL", "true"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.store_id, "s-42");
-        assert_eq!(c.central.url.as_deref(), Some("http://c"));
-        assert_eq!(c.central.timeout_ms, 250);
-        assert!(c.feeds.pull);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = load_str("[central]\nurll = \"x\"\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("urll"), "{e}");
-        let e = load_str("listen_addr = \"x\"\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("listen_addr"), "{e}");
-        let e = Config::load(None, [("STANDIN_BOGUS".into(), "1".into())]).unwrap_err();
-        assert!(
-            e.to_string().contains("bogus") && e.to_string().contains("STANDIN_BOGUS"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn malformed_value_names_the_key() {
-        let e = load_str("[database]\nread_connections = \"many\"\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("database.read_connections"), "{e}");
-        let e = Config::load(None, [("STANDIN_LISTEN".into(), "nowhere".into())]).unwrap_err();
-        assert!(
-            e.to_string().contains("listen") && e.to_string().contains("STANDIN_LISTEN"),
-            "{e}"
-        );
-        let e = load_str("store_id = [\n", &[]).unwrap_err();
-        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
-    }
-
-    #[test]
-    fn the_shipped_example_config_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/standin.toml");
-        let c = Config::load(Some(&path), []).unwrap();
-        let d = Config::default();
-        assert_eq!(
-            (c.listen, c.database.max_group, c.feeds.pull),
-            (d.listen, d.database.max_group, d.feeds.pull)
-        );
-    }
-
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let c = load_str("pepper = \"hunter2\"\n", &[]).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.pepper.expose(), "hunter2");
-    }
-}
+mod tests;
