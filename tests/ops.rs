@@ -128,3 +128,34 @@ async fn the_ui_is_embedded_with_types_and_etags() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     t.stop().await;
 }
+
+/// The served document states, for every route of the table, its body limit and every answer
+/// the guards and the server can give on any route (and 401/403 where a credential is needed).
+#[tokio::test]
+async fn openapi_states_every_routes_limit_and_the_answers_any_route_can_give() {
+    let t = TestStore::start().await;
+    let (s, doc) = t.get("/api/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    for route in standin::app::routes() {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let op = &doc["paths"][standin::app::openapi::doc_path(route.path)][&method];
+        assert_eq!(
+            op["x-body-limit-bytes"].as_u64(),
+            Some(route.body_limit.bytes(t.state.config.http.body_limit_bytes) as u64),
+            "{method} {}",
+            route.path
+        );
+        let mut statuses = standin::app::openapi::ANY_ROUTE.to_vec();
+        if !matches!(route.access, standin::http::Access::Public) {
+            statuses.push(403);
+        }
+        for status in statuses {
+            assert!(
+                op["responses"][status.to_string()].is_object(),
+                "{method} {} does not document {status}",
+                route.path
+            );
+        }
+    }
+    t.stop().await;
+}
