@@ -58,9 +58,16 @@ pub async fn request_guard(State(limit): State<usize>, req: Request, next: Next)
     };
     let found = match card_data::find_in_json(&bytes) {
         Ok(found) => found,
-        // Not JSON: the handler will refuse it, but its text is scanned all the same.
-        Err(()) => card_data::holds_card_number(&String::from_utf8_lossy(&bytes))
-            .then(|| Found::CardNumber("body".into())),
+        // Not JSON: the handler will refuse it, but its text is scanned all the same, as
+        // sent and percent-decoded (a form body).
+        Err(()) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let decoded = percent_encoding::percent_decode_str(&text.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            (card_data::holds_card_number(&text) || card_data::holds_card_number(&decoded))
+                .then(|| Found::CardNumber("body".into()))
+        }
     };
     if let Some(Found::FieldName(f) | Found::CardNumber(f)) = found {
         return refused(f);
