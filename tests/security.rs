@@ -76,6 +76,13 @@ fn utf8_percent(s: &str) -> String {
         .collect()
 }
 
+/// Sends `req`; its status and JSON body (null when it has none).
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let res = req.send().await.unwrap();
+    let s = res.status();
+    (s, res.json().await.unwrap_or(Value::Null))
+}
+
 fn refused(s: StatusCode, v: &Value) -> Option<String> {
     (s == StatusCode::UNPROCESSABLE_ENTITY && v["error"]["code"] == "card_data_refused")
         .then(|| v["error"]["field"].as_str().unwrap_or("").to_string())
@@ -93,9 +100,7 @@ async fn every_route_refuses_card_data_in_body_query_and_path() {
             let plain = fill(route.path, "x1");
             // The query string.
             let url = format!("{}{plain}?q={}", t.url, utf8_percent(&form));
-            let res = t.client.request(method.clone(), url).send().await.unwrap();
-            let s = res.status();
-            let v: Value = res.json().await.unwrap_or(Value::Null);
+            let (s, v) = answer(t.client.request(method.clone(), url)).await;
             assert_eq!(
                 refused(s, &v).as_deref(),
                 Some("q"),
@@ -107,9 +112,7 @@ async fn every_route_refuses_card_data_in_body_query_and_path() {
             // Each path parameter.
             if route.path.contains('{') {
                 let url = format!("{}{}", t.url, fill(route.path, &form));
-                let res = t.client.request(method.clone(), url).send().await.unwrap();
-                let s = res.status();
-                let v: Value = res.json().await.unwrap_or(Value::Null);
+                let (s, v) = answer(t.client.request(method.clone(), url)).await;
                 assert!(
                     refused(s, &v).is_some(),
                     "{} {} path {form:?}: {s} {v}",
@@ -120,15 +123,12 @@ async fn every_route_refuses_card_data_in_body_query_and_path() {
             // A JSON body, deep down, and a body that is not JSON.
             if route.method != axum::http::Method::GET {
                 let body = json!({"a": {"b": [1, {"c": form}]}});
-                let res = t
-                    .client
-                    .request(method.clone(), format!("{}{plain}", t.url))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                let s = res.status();
-                let v: Value = res.json().await.unwrap_or(Value::Null);
+                let (s, v) = answer(
+                    t.client
+                        .request(method.clone(), format!("{}{plain}", t.url))
+                        .json(&body),
+                )
+                .await;
                 assert_eq!(
                     refused(s, &v).as_deref(),
                     Some("a.b[1].c"),
@@ -136,16 +136,13 @@ async fn every_route_refuses_card_data_in_body_query_and_path() {
                     route.method,
                     route.path
                 );
-                let res = t
-                    .client
-                    .request(method.clone(), format!("{}{plain}", t.url))
-                    .header("content-type", "text/plain")
-                    .body(format!("note: {form}"))
-                    .send()
-                    .await
-                    .unwrap();
-                let s = res.status();
-                let v: Value = res.json().await.unwrap_or(Value::Null);
+                let (s, v) = answer(
+                    t.client
+                        .request(method.clone(), format!("{}{plain}", t.url))
+                        .header("content-type", "text/plain")
+                        .body(format!("note: {form}")),
+                )
+                .await;
                 assert_eq!(
                     refused(s, &v).as_deref(),
                     Some("body"),
@@ -497,17 +494,7 @@ async fn every_error_is_json_with_a_code() {
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["error"]["code"], code, "{path:.80}: {v}");
     }
-    let res = t
-        .client
-        .put(format!("{}/healthz", t.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["error"]["code"],
-        "method_not_allowed"
-    );
+    // 404 and 405 for unknown routes and methods: tests/ops.rs.
     let addr = t.url.trim_start_matches("http://").to_string();
     // A URI past hyper's own limit (64 KiB), answered by hyper before any service runs.
     let long = format!(
