@@ -571,12 +571,32 @@ pub struct FeedStatus {
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<String>,
+    /// The last time central answered a pull of this feed to the end (pull mode): the copy
+    /// was current as of then, even if no batch came.
+    pub checked_at: Option<String>,
+    /// How current central said HQ's data behind the feed was, in that answer (when it says).
+    pub source_as_of: Option<String>,
+}
+
+/// A pull of `feed` reached central's last batch at `now`; central said its data was current
+/// as of `source_as_of` (when it said).
+pub fn record_checked(
+    conn: &Connection,
+    feed: Feed,
+    now: &str,
+    source_as_of: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE feed_state SET checked_at = ?2, source_as_of = ?3 WHERE feed = ?1",
+        params![feed.as_str(), now, source_as_of],
+    )
+    .map(drop)
 }
 
 pub fn feed_status(conn: &Connection, feed: Feed) -> rusqlite::Result<FeedStatus> {
     conn.query_row(
         "SELECT last_batch, applied_at, records, snapshot_at, pending_id, pending_part,
-                pending_parts, pending_records, last_error, last_error_at
+                pending_parts, pending_records, last_error, last_error_at, checked_at, source_as_of
          FROM feed_state WHERE feed = ?1",
         [feed.as_str()],
         |r| {
@@ -598,6 +618,8 @@ pub fn feed_status(conn: &Connection, feed: Feed) -> rusqlite::Result<FeedStatus
                 },
                 last_error: r.get(8)?,
                 last_error_at: r.get(9)?,
+                checked_at: r.get(10)?,
+                source_as_of: r.get(11)?,
             })
         },
     )
@@ -611,6 +633,8 @@ pub fn feed_status(conn: &Connection, feed: Feed) -> rusqlite::Result<FeedStatus
             pending_snapshot: None,
             last_error: None,
             last_error_at: None,
+            checked_at: None,
+            source_as_of: None,
         })
     })
 }

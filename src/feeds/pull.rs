@@ -18,6 +18,9 @@ use crate::upstream::{Backoff, Upstream};
 #[derive(Deserialize)]
 struct Page {
     batches: Vec<Box<RawValue>>,
+    /// How current HQ's data behind the feed is, if central says (the simulator does).
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
 /// Runs until `shutdown` fires.
@@ -68,6 +71,7 @@ enum Pull {
 /// One round over every feed, each paged until central has nothing newer.
 async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull> {
     'feeds: for feed in Feed::ALL {
+        let mut checked: Option<(String, Option<String>)> = None;
         loop {
             let read = state
                 .store
@@ -130,10 +134,16 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull>
             state
                 .upstreams
                 .report(Upstream::Central, Ok(()), state.clock.now());
+            let n = body.batches.len();
+            if n < page {
+                // Central has nothing newer than this page: the copy is current as of now
+                // (once the page is applied, below).
+                let (now, as_of) = (state.clock.now_rfc3339(), body.as_of.clone());
+                checked = Some((now, as_of));
+            }
             if body.batches.is_empty() {
                 break;
             }
-            let n = body.batches.len();
             for raw in body.batches {
                 let bytes = axum::body::Bytes::from(raw.get().to_owned());
                 match receive_batch(state, feed, bytes, "central").await {
@@ -165,6 +175,15 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull>
             }
             if n < page {
                 break;
+            }
+        }
+        if let Some((now, as_of)) = checked.take() {
+            let record = move |c: &rusqlite::Connection| {
+                super::apply::record_checked(c, feed, &now, as_of.as_deref())
+                    .map_err(StoreError::from)
+            };
+            if let Err(e) = state.store.write(record).await {
+                tracing::warn!(%feed, error = %e, "cannot record the feed check");
             }
         }
     }

@@ -84,6 +84,8 @@ impl Freshness {
 struct ListQuery {
     q: Option<String>,
     due_within_hours: Option<String>,
+    /// The due-soon list's next page: the `next_after` of the page before.
+    after: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +94,12 @@ struct List {
     /// The due-soon list only: more orders were due than it holds (the earliest are shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<bool>,
+    /// The due-soon list only: how many open orders are due in the window in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+    /// The due-soon list only, when it was cut: pass as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
     #[serde(flatten)]
     freshness: Freshness,
 }
@@ -123,19 +131,27 @@ async fn list(
     if text.as_ref().is_some_and(|t| t.len() > 100) {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
+    let after = match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(store::DueCursor::parse(a).ok_or_else(|| {
+            AppError::bad_request("after", "the next_after of the page before")
+        })?),
+    };
     let Some(t) = text else {
         // The due-soon list can run to hundreds of orders: the blocking pool.
         let until = due.unwrap_or(now + Duration::hours(4));
-        let (orders, truncated, freshness) = state
+        let (due, freshness) = state
             .store
             .read(move |c| {
-                let due = store::due_before(c, until)?;
-                Ok::<_, AppError>((due.orders, Some(due.truncated), freshness(c, now)?))
+                let due = store::due_before(c, until, after.as_ref())?;
+                Ok::<_, AppError>((due, freshness(c, now)?))
             })
             .await?;
         return Ok(ApiJson(List {
-            orders,
-            truncated,
+            orders: due.orders,
+            truncated: Some(due.truncated),
+            total: Some(due.total),
+            next_after: due.next_after,
             freshness,
         })
         .into_response());
@@ -180,6 +196,8 @@ async fn search(state: &AppState, t: String, now: DateTime<Utc>) -> Result<Respo
         Found::Entries(orders) => Ok(ApiJson(List {
             orders,
             truncated: None,
+            total: None,
+            next_after: None,
             freshness: fresh,
         })
         .into_response()),

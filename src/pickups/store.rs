@@ -67,18 +67,34 @@ pub struct Line {
 pub struct Handover {
     pub at: String,
     pub by: String,
+    /// The employee's name from the staff replica (null when HQ no longer lists them).
+    pub by_name: Option<String>,
     pub lines: Vec<LineQty>,
     pub id_checked: bool,
+    /// Central's answer to this hand-over's journal entry, once it gave one (`accepted`,
+    /// `duplicate`, `rejected`, `conflict`); null while it waits to be sent.
+    pub central_outcome: Option<String>,
+    pub central_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NoShow {
     pub at: String,
     pub by: String,
+    pub by_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Conflict {
+    pub reason: Option<String>,
+}
+
+/// Central refused (rejected) or found in conflict a hand-over of this order: the desk shows
+/// the order as needing attention, for everyone, until a person sorts it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct CentralRefusal {
+    /// `rejected` or `conflict`.
+    pub outcome: String,
     pub reason: Option<String>,
 }
 
@@ -98,7 +114,8 @@ pub struct Summary {
     pub total_minor: i64,
     pub currency: String,
     pub requires_id_check: bool,
-    /// Central answered a hand-over of this order with a conflict (it had cancelled it).
+    /// Central answered a hand-over of this order with a conflict (it had cancelled it) or
+    /// rejected it.
     pub needs_attention: bool,
 }
 
@@ -111,6 +128,8 @@ pub struct Order {
     pub handovers: Vec<Handover>,
     pub no_show: Option<NoShow>,
     pub conflict: Option<Conflict>,
+    /// A hand-over central rejected or found in conflict (`conflict` covers only the latter).
+    pub central_refusal: Option<CentralRefusal>,
 }
 
 #[derive(serde::Deserialize)]
@@ -160,6 +179,7 @@ struct Actions {
     handovers: Vec<Handover>,
     no_show: Option<NoShow>,
     conflict: Option<Conflict>,
+    refusal: Option<CentralRefusal>,
 }
 
 /// The actions on each of `ids`: two queries whatever the number of orders (a list of 500
@@ -193,31 +213,55 @@ fn actions(conn: &Connection, ids: &[&str]) -> rusqlite::Result<HashMap<String, 
     // Each hand-over with central's answer to its journal entry: a conflict (central had
     // cancelled the order) puts the order in need of attention.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT h.order_id, h.at, h.by_employee, h.lines, h.id_checked, j.outcome = 'conflict', j.reason
+        "SELECT h.order_id, h.at, h.by_employee, h.lines, h.id_checked, j.outcome, j.reason,
+                (SELECT s.name FROM staff s WHERE s.employee_id = h.by_employee)
          FROM {handovers} ORDER BY h.id"
     ))?;
     let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
         let a = out.entry(r.get(0)?).or_default();
         let lines: String = r.get(3)?;
+        let outcome: Option<String> = r.get(5)?;
+        let reason: Option<String> = r.get(6)?;
+        match outcome.as_deref() {
+            Some("conflict") => {
+                a.conflict = Some(Conflict {
+                    reason: reason.clone(),
+                });
+                a.refusal = Some(CentralRefusal {
+                    outcome: "conflict".into(),
+                    reason: reason.clone(),
+                });
+            }
+            Some("rejected") => {
+                a.refusal = Some(CentralRefusal {
+                    outcome: "rejected".into(),
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
         a.handovers.push(Handover {
             at: r.get(1)?,
             by: r.get(2)?,
+            by_name: r.get(7)?,
             lines: serde_json::from_str(&lines).unwrap_or_default(),
             id_checked: r.get(4)?,
+            central_outcome: outcome,
+            central_reason: reason,
         });
-        if r.get::<_, Option<bool>>(5)?.unwrap_or(false) {
-            a.conflict = Some(Conflict { reason: r.get(6)? });
-        }
     }
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT n.order_id, n.at, n.by_employee FROM {no_shows}"
+        "SELECT n.order_id, n.at, n.by_employee,
+                (SELECT s.name FROM staff s WHERE s.employee_id = n.by_employee)
+         FROM {no_shows}"
     ))?;
     let mut rows = stmt.query([&key])?;
     while let Some(r) = rows.next()? {
         out.entry(r.get(0)?).or_default().no_show = Some(NoShow {
             at: r.get(1)?,
             by: r.get(2)?,
+            by_name: r.get(3)?,
         });
     }
     Ok(out)
@@ -275,7 +319,7 @@ pub fn summaries_where(
         let Some(a) = actions.remove(&s.order_id) else {
             continue;
         };
-        s.needs_attention = a.conflict.is_some();
+        s.needs_attention = a.refusal.is_some();
         let lines = if a.handovers.is_empty() {
             Vec::new()
         } else {
@@ -343,13 +387,14 @@ fn assemble(row: OrderRow, actions: Actions) -> Order {
         handovers,
         no_show,
         conflict,
+        refusal,
     } = actions;
     Order {
         summary: Summary {
             // From the lines themselves, as the columns were made from them at feed time.
             items: lines.iter().map(|l| l.qty).sum(),
             requires_id_check: lines.iter().any(|l| l.requires_id_check),
-            needs_attention: conflict.is_some(),
+            needs_attention: refusal.is_some(),
             status,
             ..row.summary
         },
@@ -357,6 +402,7 @@ fn assemble(row: OrderRow, actions: Actions) -> Order {
         handovers,
         no_show,
         conflict,
+        central_refusal: refusal,
     }
 }
 
@@ -493,22 +539,36 @@ pub const DUE_LIMIT: usize = 500;
 pub struct DueList {
     pub orders: Vec<Summary>,
     pub truncated: bool,
+    /// How many open orders are due in the window in all (this page and the others).
+    pub total: i64,
+    /// Where the next page starts (pass as `after`), when the list was cut.
+    pub next_after: Option<String>,
 }
 
-/// Open orders due before `until` (overdue ones included), earliest first, at most
-/// [`DUE_LIMIT`] of them.
-///
-/// Central's copy says `ready` until it hears of a hand-over, so during an outage orders the
-/// store has already given out are still open in the replica. They are left out in SQL, before
-/// the limit, so they never take a slot from an order still to prepare: an order with no
-/// hand-over here costs one index probe; one with hand-overs is kept only while some line of
-/// it has more ordered than handed over (the rule [`view`] applies to call it `handed_over`).
-/// One row past the limit is read to tell whether the list was cut.
-pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<DueList> {
-    let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM pickup_orders o
-         WHERE due_at <= ?1 AND status IN ('placed', 'ready')
+/// A page of the due-soon list starts after this order (the previous page's last): its due
+/// time and id, written `DUE_AT|ORDER_ID`, since orders share due slots.
+pub struct DueCursor {
+    pub due_at: String,
+    pub order_id: String,
+}
+
+impl DueCursor {
+    pub fn parse(s: &str) -> Option<DueCursor> {
+        let (due_at, order_id) = s.split_once('|')?;
+        (!due_at.is_empty() && !order_id.is_empty()).then(|| DueCursor {
+            due_at: due_at.to_string(),
+            order_id: order_id.to_string(),
+        })
+    }
+
+    fn of(s: &Summary) -> String {
+        format!("{}|{}", s.due_at, s.order_id)
+    }
+}
+
+/// The orders still open for the due-soon list: central's open states, no no-show here, and
+/// no hand-over here unless some line still has more ordered than handed over.
+const DUE_OPEN: &str = "due_at <= ?1 AND status IN ('placed', 'ready')
            AND NOT EXISTS (SELECT 1 FROM pickup_no_shows n WHERE n.order_id = o.order_id)
            AND (NOT EXISTS (SELECT 1 FROM pickup_handovers h WHERE h.order_id = o.order_id)
                 OR EXISTS (
@@ -517,18 +577,58 @@ pub fn due_before(conn: &Connection, until: DateTime<Utc>) -> rusqlite::Result<D
                         SELECT coalesce(sum(hl.value ->> '$.qty'), 0)
                         FROM pickup_handovers h, json_each(h.lines) hl
                         WHERE h.order_id = o.order_id
-                          AND hl.value ->> '$.line' = l.value ->> '$.line')))
-         ORDER BY due_at LIMIT {}",
+                          AND hl.value ->> '$.line' = l.value ->> '$.line')))";
+
+/// Open orders due before `until` (overdue ones included), earliest first (ties by order id),
+/// at most [`DUE_LIMIT`] of them, starting after `after` when given.
+///
+/// Central's copy says `ready` until it hears of a hand-over, so during an outage orders the
+/// store has already given out are still open in the replica. They are left out in SQL, before
+/// the limit, so they never take a slot from an order still to prepare: an order with no
+/// hand-over here costs one index probe; one with hand-overs is kept only while some line of
+/// it has more ordered than handed over (the rule [`view`] applies to call it `handed_over`).
+/// One row past the limit is read to tell whether the list was cut; only then (or on a later
+/// page) are all the open orders in the window counted.
+pub fn due_before(
+    conn: &Connection,
+    until: DateTime<Utc>,
+    after: Option<&DueCursor>,
+) -> rusqlite::Result<DueList> {
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM pickup_orders o
+         WHERE {DUE_OPEN}
+           AND (?2 IS NULL OR due_at > ?2 OR (due_at = ?2 AND order_id > ?3))
+         ORDER BY due_at, order_id LIMIT {}",
         DUE_LIMIT + 1
     ))?;
+    let (a_due, a_id) = match after {
+        Some(a) => (Some(a.due_at.as_str()), Some(a.order_id.as_str())),
+        None => (None, None),
+    };
     let mut rows: Vec<Summary> = stmt
-        .query_map(params![until], summary_from_row)?
+        .query_map(params![until, a_due, a_id], summary_from_row)?
         .collect::<Result<_, _>>()?;
     let truncated = rows.len() > DUE_LIMIT;
     rows.truncate(DUE_LIMIT);
+    let total = if truncated || after.is_some() {
+        conn.prepare_cached(&format!(
+            "SELECT count(*) FROM pickup_orders o WHERE {DUE_OPEN}"
+        ))?
+        .query_row(params![until], |r| r.get(0))?
+    } else {
+        rows.len() as i64
+    };
+    let next_after = if truncated {
+        rows.last().map(DueCursor::of)
+    } else {
+        None
+    };
     Ok(DueList {
         orders: summaries(conn, rows)?,
         truncated,
+        total,
+        next_after,
     })
 }
 

@@ -8,6 +8,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Permission;
@@ -42,6 +43,29 @@ struct Report {
     /// expired before they could be: money the store may not collect. Also payments that
     /// paid with no sale recorded for them an hour later (`paid_without_sale`).
     payments: Vec<NeedsPerson>,
+    /// The names of the staff who appear as actors above, by employee id, for people to read.
+    names: std::collections::BTreeMap<String, String>,
+}
+
+/// The staff replica's names for `ids` (those HQ still lists).
+fn staff_names<'a>(
+    c: &rusqlite::Connection,
+    ids: impl Iterator<Item = &'a str>,
+) -> rusqlite::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stmt = c.prepare_cached("SELECT name FROM staff WHERE employee_id = ?1")?;
+    for id in ids {
+        if out.contains_key(id) {
+            continue;
+        }
+        if let Some(name) = stmt
+            .query_row([id], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            out.insert(id.to_string(), name);
+        }
+    }
+    Ok(out)
 }
 
 async fn report(
@@ -59,10 +83,16 @@ async fn report(
         }
     };
     let now = state.clock.now();
-    let (items, refunds, payments) = state
+    let (items, refunds, payments, names) = state
         .store
         .read(move |c| {
-            Ok::<_, AppError>((set_aside(c)?, needing_a_person(c)?, needs_person(c, now)?))
+            let (items, refunds) = (set_aside(c)?, needing_a_person(c)?);
+            let actors = items
+                .iter()
+                .filter_map(|i| i.entry.actor.as_deref())
+                .chain(refunds.iter().map(|f| f.actor.as_str()));
+            let names = staff_names(c, actors)?;
+            Ok::<_, AppError>((items, refunds, needs_person(c, now)?, names))
         })
         .await?;
     let generated_at = state.clock.now_rfc3339();
@@ -86,6 +116,7 @@ async fn report(
             items,
             refunds,
             payments,
+            names,
         })
         .into_response()
     };

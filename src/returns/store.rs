@@ -321,7 +321,14 @@ pub struct ReturnBrief {
     pub return_id: String,
     pub taken_at: String,
     pub by: String,
+    /// The names from the staff replica, for people to read (null if HQ no longer lists them).
+    pub by_name: Option<String>,
     pub approved_by: Option<String>,
+    pub approved_by_name: Option<String>,
+    /// Central's answer to the return's journal entry (`accepted`, `duplicate`, `rejected`,
+    /// `conflict`), null while it waits; a refusal needs a person.
+    pub central_outcome: Option<String>,
+    pub central_reason: Option<String>,
     pub method: String,
     pub amount_minor: i64,
     pub refund_state: String,
@@ -491,8 +498,12 @@ pub fn refund_state(
 fn returns_of(conn: &Connection, receipt_id: &str) -> rusqlite::Result<Vec<ReturnBrief>> {
     let rows: Vec<(ReturnBrief, i64)> = conn
         .prepare_cached(
-            "SELECT return_id, taken_at, by_employee, approved_by, method, amount_minor, cash_minor
-             FROM returns WHERE receipt_id = ?1 ORDER BY taken_at, return_id",
+            "SELECT r.return_id, r.taken_at, r.by_employee, r.approved_by, r.method, r.amount_minor,
+                    r.cash_minor, j.outcome, j.reason,
+                    (SELECT s.name FROM staff s WHERE s.employee_id = r.by_employee),
+                    (SELECT s.name FROM staff s WHERE s.employee_id = r.approved_by)
+             FROM returns r LEFT JOIN journal j ON j.id = r.journal_id
+             WHERE r.receipt_id = ?1 ORDER BY r.taken_at, r.return_id",
         )?
         .query_map([receipt_id], |r| {
             Ok((
@@ -500,7 +511,11 @@ fn returns_of(conn: &Connection, receipt_id: &str) -> rusqlite::Result<Vec<Retur
                     return_id: r.get(0)?,
                     taken_at: r.get(1)?,
                     by: r.get(2)?,
+                    by_name: r.get(9)?,
                     approved_by: r.get(3)?,
+                    approved_by_name: r.get(10)?,
+                    central_outcome: r.get(7)?,
+                    central_reason: r.get(8)?,
                     method: r.get(4)?,
                     amount_minor: r.get(5)?,
                     refund_state: String::new(),

@@ -82,6 +82,8 @@ pub struct Taken {
     pub receipt_id: Option<String>,
     pub taken_at: String,
     pub taken_by: String,
+    /// The names from the staff replica, for the slip (null if HQ no longer lists them).
+    pub taken_by_name: Option<String>,
     pub lines: Vec<TakenLine>,
     pub refund_method: String,
     pub refund_amount_minor: i64,
@@ -93,6 +95,7 @@ pub struct Taken {
     pub refunds: Vec<refunds::RefundView>,
     pub override_used: bool,
     pub approved_by: Option<String>,
+    pub approved_by_name: Option<String>,
     pub override_reasons: serde_json::Value,
     /// Taken while central was not up (counted in the day's offline budget).
     pub offline: bool,
@@ -174,7 +177,18 @@ pub fn taken(c: &Connection, return_id: &str) -> rusqlite::Result<Option<Taken>>
             amount_minor: l.amount_minor,
         })
         .collect();
+    let name = |id: &str| -> rusqlite::Result<Option<String>> {
+        c.prepare_cached("SELECT name FROM staff WHERE employee_id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()
+    };
+    let (taken_by_name, approved_by_name) = (
+        name(&by)?,
+        approved_by.as_deref().map(name).transpose()?.flatten(),
+    );
     Ok(Some(Taken {
+        taken_by_name,
+        approved_by_name,
         refund_state: store::refund_state(c, &return_id, &method, cash)?,
         refunds: refunds::of_return(c, &return_id)?,
         override_used: approved_by.is_some(),

@@ -7,6 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -78,6 +79,11 @@ pub struct Status {
     /// Kiosk payments approved offline and not yet forwarded: count, total, oldest, the
     /// tightest forwarding deadline and its countdown, and what needs a person.
     pub payments: crate::payments::store::Exposure,
+    /// The store's currency (of its sales), for amounts that carry none of their own.
+    pub currency: Option<String>,
+    /// Central answers (heard from within the last two minutes) but some feed has stopped
+    /// bringing HQ's updates (`feeds.*.stalled`): the desk shows it amber, apart from down.
+    pub hq_updates_stalled: bool,
     /// Only under `standin demo`: where the simulator's controls are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<serde_json::Value>,
@@ -99,11 +105,53 @@ pub struct FeedFreshness {
     pub status: FeedStatus,
     /// Seconds since the last batch was applied; null before the first.
     pub age_secs: Option<i64>,
+    /// How current the store's copy is known to be: central's `as_of` for the feed when it
+    /// sends one, else the last time central answered a pull to the end, else the last
+    /// batch (pushed feeds); the latest of these and the last batch. Null before any.
+    pub data_as_of: Option<String>,
+    pub data_age_secs: Option<i64>,
+    /// Central answers, but this feed's data is older than [`STALL_SECS`] or its last pulled
+    /// batch was refused: HQ's updates are not arriving.
+    pub stalled: bool,
+}
+
+/// Data older than this while central answers means HQ's updates have stopped.
+pub const STALL_SECS: i64 = 10 * 60;
+/// Central counts as answering when heard from within this long.
+const HEARD_SECS: i64 = 120;
+
+fn parse_time(t: Option<&str>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl FeedFreshness {
+    fn of(status: FeedStatus, now: DateTime<Utc>, central_answers: bool) -> Self {
+        let age = |t: DateTime<Utc>| (now - t).num_seconds().max(0);
+        let applied = parse_time(status.applied_at.as_deref());
+        let known = parse_time(status.source_as_of.as_deref())
+            .or_else(|| parse_time(status.checked_at.as_deref()));
+        let data = match (known, applied) {
+            (Some(k), Some(a)) => Some(k.max(a)),
+            (k, a) => k.or(a),
+        };
+        let data_age_secs = data.map(age);
+        let stalled = central_answers
+            && (status.last_error.is_some()
+                || (status.checked_at.is_some() && data_age_secs.is_some_and(|a| a > STALL_SECS)));
+        Self {
+            age_secs: applied.map(age),
+            data_as_of: data.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            data_age_secs,
+            stalled,
+            status,
+        }
+    }
 }
 
 pub async fn current(state: &AppState) -> Result<Status, AppError> {
     let now = state.clock.now();
-    let (feeds, journal, refunds, payments) = state
+    let (feeds, journal, refunds, payments, currency) = state
         .store
         .read(move |c| {
             let feeds = Feed::ALL
@@ -123,6 +171,13 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                 c.query_row("SELECT coalesce(max(seq), 0) FROM journal", [], |r| {
                     r.get(0)
                 })?;
+            let currency: Option<String> = c
+                .query_row(
+                    "SELECT currency FROM receipts LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
             Ok::<_, AppError>((
                 feeds,
                 JournalStatus {
@@ -132,24 +187,24 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                 },
                 crate::returns::refunds::queue_status(c)?,
                 crate::payments::store::exposure(c, now)?,
+                currency,
             ))
         })
         .await?;
-    let feeds = feeds
-        .into_iter()
-        .map(|(f, status)| {
-            let age_secs = status
-                .applied_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0));
-            (f.as_str(), FeedFreshness { status, age_secs })
-        })
-        .collect();
-    let upstreams = Upstream::ALL
+    let upstreams: BTreeMap<&'static str, Health> = Upstream::ALL
         .into_iter()
         .filter_map(|u| state.upstreams.get(u).map(|h| (u.as_str(), h)))
         .collect();
+    let central_answers = upstreams.get("central").is_some_and(|h| {
+        h.configured
+            && h.state != crate::upstream::HealthState::Down
+            && h.last_success.is_some_and(|t| (now - t).num_seconds() <= HEARD_SECS)
+    });
+    let feeds: BTreeMap<&'static str, FeedFreshness> = feeds
+        .into_iter()
+        .map(|(f, status)| (f.as_str(), FeedFreshness::of(status, now, central_answers)))
+        .collect();
+    let hq_updates_stalled = feeds.values().any(|f| f.stalled);
     Ok(Status {
         store_id: state.config.store_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
@@ -159,6 +214,8 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
         journal,
         refunds,
         payments,
+        currency,
+        hq_updates_stalled,
         demo: state
             .config
             .demo

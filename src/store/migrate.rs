@@ -28,6 +28,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         13,
         include_str!("../../migrations/0013_payments_expired.sql"),
     ),
+    (14, include_str!("../../migrations/0014_feed_checked.sql")),
 ];
 
 /// The schema version this binary writes.
