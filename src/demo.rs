@@ -286,5 +286,14 @@ fn print_banner(url: &str, sim: &Simulator, creds_path: &Path) {
         "  take central down: curl -X PUT {}/admin/faults/central -d '{{\"mode\":\"down\"}}'",
         sim.admin_url()
     );
+    println!(
+        "  stall HQ's updates (central still answers): curl -X PUT {}/admin/central/feeds/stall -d '{{\"stalled\":true,\"since_secs_ago\":1800}}'",
+        sim.admin_url()
+    );
+    println!(
+        "  add a 44-line receipt, a 28-item order and 600 orders due: curl -X POST {}/admin/central/samples -d '{{\"receipt_lines\":44,\"order_lines\":28,\"due_orders\":600}}'",
+        sim.admin_url()
+    );
+    println!("  (the demo panel at the foot of the desk does both too)");
     println!("Ctrl-C stops both.");
 }

@@ -27,6 +27,9 @@ pub struct Doc {
 pub struct DocLine {
     pub line: u32,
     pub sku: String,
+    /// The item's barcode, when the feed carries it (a scanner at the desk reads either).
+    #[serde(default)]
+    pub upc: Option<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
@@ -292,6 +295,9 @@ pub struct Why {
 pub struct LineView {
     pub line: u32,
     pub sku: String,
+    /// The item's barcode (UPC/EAN), when the receipt feed carries one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upc: Option<String>,
     pub description: String,
     pub category: String,
     pub qty: i64,
@@ -432,6 +438,7 @@ pub fn view(conn: &Connection, l: &Loaded, now: DateTime<Utc>) -> rusqlite::Resu
             LineView {
                 line: d.line,
                 sku: d.sku.clone(),
+                upc: d.upc.clone(),
                 description: d.description.clone(),
                 category: d.category.clone(),
                 qty: d.qty,

@@ -33,6 +33,8 @@ pub(crate) fn router(ctx: AdminCtx) -> Router {
         .route("/admin/received", get(received))
         .route("/admin/central/reject", put(set_reject))
         .route("/admin/central/feeds/{feed}/batches", post(append_batch))
+        .route("/admin/central/feeds/stall", put(set_stall))
+        .route("/admin/central/samples", post(super::samples::add_samples))
         .route(
             "/admin/central/orders/{order_id}/cancel",
             post(cancel_order),
@@ -82,8 +84,11 @@ async fn info(AxState(ctx): AxState<AdminCtx>) -> Response {
 
 async fn faults(AxState(ctx): AxState<AdminCtx>) -> Response {
     let st = lock(&ctx.state);
-    axum::Json(json!({ "central": st.central_fault, "payments": st.payments_fault }))
-        .into_response()
+    let stalled = st.feeds_stalled.as_ref().map(|s| ts(s.since));
+    axum::Json(json!({
+        "central": st.central_fault, "payments": st.payments_fault, "feeds_stalled_since": stalled,
+    }))
+    .into_response()
 }
 
 async fn set_fault(
@@ -228,6 +233,30 @@ async fn append_batch(
     let batch = append_delta(&mut lock(&ctx.state), &feed, upserts, deletes);
     let batch = batch.ok_or_else(unknown_feed)?;
     Ok((StatusCode::CREATED, axum::Json(batch)).into_response())
+}
+
+/// `{"stalled": true, "since_secs_ago": n?}`: HQ's updates stop reaching central (central
+/// keeps answering, with no new batch and its data as of then); `{"stalled": false}` resumes.
+async fn set_stall(AxState(ctx): AxState<AdminCtx>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_body(&body)?;
+    let Some(stalled) = body.get("stalled").and_then(Value::as_bool) else {
+        return Err(invalid("stalled", "stalled must be true or false"));
+    };
+    let ago = match body.get("since_secs_ago") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| invalid("since_secs_ago", "a whole number of seconds"))?,
+    };
+    let mut st = lock(&ctx.state);
+    st.feeds_stalled = stalled.then(|| super::state::FeedStall {
+        since: chrono::Utc::now()
+            - chrono::Duration::seconds(i64::try_from(ago).unwrap_or(i64::MAX / 2)),
+        served: st.feeds.iter().map(|(f, b)| (*f, b.len())).collect(),
+    });
+    let since = st.feeds_stalled.as_ref().map(|s| ts(s.since));
+    drop(st);
+    Ok(axum::Json(json!({ "stalled": stalled, "since": since })).into_response())
 }
 
 async fn cancel_order(

@@ -68,6 +68,14 @@ async fn batches(
         return Err(unknown_store());
     }
     let all = st.feeds.get(feed.as_str()).ok_or_else(unknown_feed)?;
+    // How current HQ's data behind the feed is: now, unless HQ's updates have stopped.
+    let (all, as_of) = match &st.feeds_stalled {
+        Some(stall) => {
+            let served = stall.served.get(feed.as_str()).copied().unwrap_or(0);
+            (&all[..served.min(all.len())], stall.since)
+        }
+        None => (&all[..], chrono::Utc::now()),
+    };
     let start = usize::try_from(after).unwrap_or(usize::MAX).min(all.len());
     let end = start.saturating_add(limit as usize).min(all.len());
     let mut body = String::from(r#"{"batches":["#);
@@ -77,7 +85,7 @@ async fn batches(
         }
         body.push_str(b);
     }
-    body.push_str("]}");
+    body.push_str(&format!(r#"],"as_of":"{}"}}"#, super::generate::ts(as_of)));
     drop(st);
     Ok(json_text(body))
 }

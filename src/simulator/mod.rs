@@ -11,6 +11,7 @@ mod central;
 mod generate;
 mod payments;
 mod receipts;
+mod samples;
 pub use receipts::Receipts;
 mod state;
 mod upstream;
@@ -202,6 +203,7 @@ impl Simulator {
             central_fault: Fault::OK,
             payments_fault: Fault::OK,
             rng: generate::rng_for(cfg.seed, 6),
+            feeds_stalled: None,
         }));
         let central = UpstreamHandle::start(
             Upstream::Central,

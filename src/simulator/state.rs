@@ -274,6 +274,16 @@ pub(crate) struct State {
     pub payments_fault: Fault,
     /// Auth codes and refund ids.
     pub rng: ChaCha8Rng,
+    /// HQ's updates have stopped reaching central (`PUT /admin/central/feeds/stall`): central
+    /// still answers, but serves no batch past what each feed had then, and says its data is
+    /// as of `since`.
+    pub feeds_stalled: Option<FeedStall>,
+}
+
+pub(crate) struct FeedStall {
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// How many batches each feed had when the stall began.
+    pub served: BTreeMap<&'static str, usize>,
 }
 
 impl State {
