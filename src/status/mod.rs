@@ -106,8 +106,8 @@ pub struct FeedFreshness {
     /// Seconds since the last batch was applied; null before the first.
     pub age_secs: Option<i64>,
     /// How current the store's copy is known to be: central's `as_of` for the feed when it
-    /// sends one, else the last time central answered a pull to the end, else the last
-    /// batch (pushed feeds); the latest of these and the last batch. Null before any.
+    /// sends one, else the later of the last time central answered a pull to the end and the
+    /// last batch applied (pushed feeds). Null before any.
     pub data_as_of: Option<String>,
     pub data_age_secs: Option<i64>,
     /// Central answers, but this feed's data is older than [`STALL_SECS`] or its last pulled
@@ -129,12 +129,13 @@ impl FeedFreshness {
     fn of(status: FeedStatus, now: DateTime<Utc>, central_answers: bool) -> Self {
         let age = |t: DateTime<Utc>| (now - t).num_seconds().max(0);
         let applied = parse_time(status.applied_at.as_deref());
-        let known = parse_time(status.source_as_of.as_deref())
-            .or_else(|| parse_time(status.checked_at.as_deref()));
-        let data = match (known, applied) {
+        // Central's word on how current HQ's data is wins; without it, the copy is current as
+        // of the last answer to a pull, or the last batch (pushed feeds), whichever is later.
+        let checked = parse_time(status.checked_at.as_deref());
+        let data = parse_time(status.source_as_of.as_deref()).or(match (checked, applied) {
             (Some(k), Some(a)) => Some(k.max(a)),
             (k, a) => k.or(a),
-        };
+        });
         let data_age_secs = data.map(age);
         let stalled = central_answers
             && (status.last_error.is_some()
