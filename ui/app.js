@@ -4,9 +4,9 @@
 import { api, ApiError, setCsrf, signedOut, words } from "./api.js";
 import { refreshStatus } from "./status.js";
 import "./demo.js";
-import { initReturns, showReceipt, showReturns, showSlip } from "./returns.js";
+import { initReturns, findSale, receiptScan, receiptFilter, showReceipt, showReturns, showSlip } from "./returns.js";
 import {
-  agoSecs, clock, dueWords, el, money, paymentWords, plural, statusWords, when,
+  agoSecs, clock, deviceName, dueWords, el, laneName, money, paymentWords, personName, plural, statusWords, when,
 } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,13 +20,18 @@ let lastActivity = Date.now();
 let searchSeq = 0;
 let cachedSearch = null; // { q, orders, at }
 let dueTimer = null;
+let duePages = 1; // pages of the due-soon list the associate asked to see
+let noticeView = null; // the screen a notice belongs to
 
 // ---------- messages ----------
 
-function notice(text) {
+/** A notice for the screen `view` (the one showing, or the one about to show): it goes when
+ * the associate moves to another screen, so "Return taken" does not linger on Due soon. */
+function notice(text, view = document.body.dataset.view) {
   const n = $("notice");
   n.textContent = text ?? "";
   n.hidden = !text;
+  noticeView = text ? view : null;
 }
 
 function alertMsg(text) {
@@ -48,10 +53,33 @@ function clearMessages() {
 function focusSearch({ select = true, clear = false } = {}) {
   const q = $("q");
   if (clear) q.value = "";
+  // On a touch screen the box takes the focus (for the scanner) without popping up the
+  // on-screen keyboard; a tap on the box brings the keyboard (below).
   const coarse = window.matchMedia?.("(pointer: coarse)").matches;
-  if (coarse && !lastInputWasKeyboard) return;
+  if (coarse && !lastInputWasKeyboard) q.setAttribute("inputmode", "none");
   q.focus();
   if (select) q.select();
+}
+
+$("q").addEventListener("pointerdown", () => $("q").removeAttribute("inputmode"));
+$("q").addEventListener("blur", () => $("q").removeAttribute("inputmode"));
+
+// The one search box says what it does on each screen.
+const BOX = {
+  desk: ["Scan or search", "Pickup code, order number, customer name or last 4 of phone",
+    "A scanned pickup code opens its order; a scanned receipt opens the sale."],
+  returns: ["Find the sale", "Receipt barcode, order number, last 4 of phone, or a pickup code",
+    "A scanned receipt opens the sale."],
+  receipt: ["Scan an item", "Scan an item's barcode, or type to find a line",
+    "A scanned item is ticked on this receipt, and each further scan adds one. Typing shows only the lines that match."],
+};
+const BOX_OF = { desk: "desk", order: "desk", recon: "desk", returns: "returns", slip: "returns", receipt: "receipt" };
+
+function boxFor(view) {
+  const [label, placeholder, hint] = BOX[BOX_OF[view] ?? "desk"];
+  $("q-label").textContent = label;
+  $("q").placeholder = placeholder;
+  $("q-hint").textContent = hint;
 }
 
 document.addEventListener("keydown", () => {
@@ -66,6 +94,13 @@ document.addEventListener("pointerdown", () => {
 // ---------- views ----------
 
 function show(view) {
+  const before = document.body.dataset.view;
+  // Search text belongs to the screen it was typed on, and so does a notice.
+  if (before !== view) {
+    $("q").value = "";
+    if (noticeView !== view) notice(null);
+  }
+  boxFor(view);
   for (const v of ["signin", "desk", "order", "recon", "returns", "receipt", "slip"]) $(`view-${v}`).hidden = v !== view;
   $("topbar").hidden = view === "signin";
   document.body.dataset.view = view;
@@ -180,7 +215,16 @@ setInterval(async () => {
 $("search-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const q = $("q").value.trim();
+  const view = document.body.dataset.view;
   clearMessages();
+  if (view === "receipt") {
+    // An item on the open receipt: ticked (or one more); anything else is searched as usual.
+    if (!q || receiptScan(q)) return;
+  } else if (view === "returns" || view === "slip") {
+    if (q) findSale(q);
+    else focusSearch();
+    return;
+  }
   if (!q) {
     go("#/");
     focusSearch();
@@ -210,6 +254,10 @@ $("search-form").addEventListener("submit", async (ev) => {
   focusSearch();
 });
 
+$("q").addEventListener("input", () => {
+  if (document.body.dataset.view === "receipt") receiptFilter($("q").value);
+});
+
 $("results-clear").addEventListener("click", () => {
   $("q").value = "";
   go("#/");
@@ -228,6 +276,7 @@ document.addEventListener("keydown", (ev) => {
   q.value = "";
   q.focus();
   q.value = ev.key;
+  q.dispatchEvent(new Event("input"));
 });
 
 document.addEventListener("keydown", (ev) => {
@@ -239,7 +288,7 @@ document.addEventListener("keydown", (ev) => {
     const view = document.body.dataset.view;
     if (view === "receipt" || view === "slip") {
       go("#/returns");
-      document.getElementById("rq")?.focus();
+      focusSearch();
       return;
     }
     go("#/");
@@ -268,7 +317,8 @@ function orderRow(o, now) {
       el("span", { class: "small" }, open ? dueWords(o.due_at, now) : "")),
     el("span", { class: "who" },
       el("strong", {}, o.customer_name),
-      el("span", { class: "small" }, `${o.order_number} · code ${o.pickup_code} · phone …${o.phone_last4}`)),
+      el("span", { class: "keys" }, "Order ", el("span", { class: "number" }, o.order_number),
+        " · code ", el("span", { class: "code" }, o.pickup_code), ` · phone …${o.phone_last4}`)),
     el("span", { class: "flags" },
       badge(st.text, st.cls),
       o.payment_state !== "paid" ? badge(paymentWords(o.payment_state), "stop") : null,
@@ -329,28 +379,65 @@ function renderHours() {
 for (const b of document.querySelectorAll(".seg-btn")) {
   b.addEventListener("click", () => {
     dueHours = Number(b.dataset.hours);
+    duePages = 1;
     renderHours();
     loadDue();
   });
 }
 
+$("due-more").addEventListener("click", async () => {
+  const shown = document.querySelectorAll("#due-list .order-row").length;
+  duePages += 1;
+  await loadDue();
+  // The keyboard goes on from the first order just added.
+  document.querySelectorAll("#due-list .order-row")[shown]?.focus();
+});
+
+let dueLoading = 0;
+
+/** The due-soon list: its first page, and as many more as the associate asked to see. */
 async function loadDue() {
+  const seq = ++dueLoading;
+  const hours = dueHours;
   let data;
+  const orders = [];
   try {
-    data = await api("GET", `/api/v1/pickups?due_within_hours=${dueHours}`);
+    let after = null;
+    for (let page = 0; page < duePages; page += 1) {
+      const more = after ? `&after=${encodeURIComponent(after)}` : "";
+      data = await api("GET", `/api/v1/pickups?due_within_hours=${hours}${more}`);
+      orders.push(...data.orders);
+      after = data.next_after;
+      if (!after) break;
+    }
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) $("due-summary").textContent = words(e);
     return;
   }
+  if (seq !== dueLoading) return; // a newer load (another window, a refresh) is under way
   const now = new Date();
-  const orders = data.orders;
+  const total = data.total ?? orders.length;
   const todo = orders.filter((o) => o.status === "placed").length;
   const overdue = orders.filter((o) => new Date(o.due_at) < now).length;
-  const parts = [orders.length ? plural(orders.length, "order") : "No orders due"];
-  if (todo) parts.push(`${todo} not staged yet`);
+  const parts = [orders.length ? plural(total, "order") : "No orders due"];
+  if (todo) parts.push(`${todo} not staged yet${orders.length < total ? " of those shown" : ""}`);
   if (overdue) parts.push(`${overdue} overdue`);
   if (data.as_of) parts.push(`orders as of ${clock(data.as_of)}`);
   $("due-summary").textContent = parts.join(" · ");
+  // Cut: say where, and offer the rest.
+  const cut = $("due-cut");
+  const more = $("due-more");
+  const left = total - orders.length;
+  if (data.next_after && left > 0) {
+    const last = orders[orders.length - 1];
+    cut.hidden = false;
+    cut.textContent = `Showing the first ${orders.length.toLocaleString()} of ${total.toLocaleString()} orders due in the next ${hours} hours: due up to ${when(last.due_at, now)}. ${left.toLocaleString()} more are due after that.`;
+    more.hidden = false;
+    more.textContent = `Show the next ${Math.min(left, 500).toLocaleString()} orders (due after ${when(last.due_at, now)})`;
+  } else {
+    cut.hidden = true;
+    more.hidden = true;
+  }
   // Refreshing the list keeps the keyboard where it was.
   const focused = document.activeElement?.closest?.("#due-list .order-row")?.dataset.orderId;
   $("due-list").replaceChildren(...orders.map((o) => orderRow(o, now)));
@@ -443,8 +530,12 @@ function update() {
   const picked = chosen();
   const n = picked.reduce((a, x) => a + x.qty, 0);
   const all = current.lines.reduce((a, l) => a + l.remaining_qty, 0);
-  btn.textContent = n === 0 ? "Choose items to hand over" : n === all ? `Hand over everything (${plural(n, "item")})` : `Hand over ${plural(n, "item")}`;
-  btn.disabled = n === 0;
+  const label = n === 0 ? "Choose items to hand over" : n === all ? `Hand over everything (${plural(n, "item")})` : `Hand over ${plural(n, "item")}`;
+  for (const b of [btn, $("handover-btn-end")]) {
+    if (!b) continue;
+    b.textContent = label;
+    b.disabled = n === 0;
+  }
   const needId = picked.filter((x) => x.requires_id_check);
   const box = $("idcheck");
   box.hidden = needId.length === 0;
@@ -456,10 +547,19 @@ function orderError(text) {
   if (e) e.textContent = text ?? "";
 }
 
+/** Who did it, in words: the name from the staff list, else the employee id. */
+function byWho(x) {
+  return personName(x.by, x.by_name);
+}
+
 function stopReason(o) {
   switch (o.status) {
-    case "cancelled": return "This order was cancelled. Do not hand it over.";
-    case "handed_over": return "This order has been handed over. Nothing is left to hand over.";
+    case "cancelled": return "Stop: this order was cancelled. Do not hand it over.";
+    case "handed_over": {
+      const last = (o.handovers ?? []).at(-1);
+      const when_ = last ? ` on ${when(last.at)} by ${byWho(last)}` : "";
+      return `Stop: this order was already collected${when_}. Do not hand anything over.`;
+    }
     case "no_show": return o.payment_state === "pay_at_pickup"
       ? "This order is marked as a no-show, and it is not paid."
       : "This order is marked as a no-show. If the customer came after all, you can still hand it over.";
@@ -469,36 +569,43 @@ function stopReason(o) {
   }
 }
 
+/** Central refused or found in conflict a hand-over of this order: said on the order, to everyone. */
+function refusalWords(o) {
+  const r = o.central_refusal ?? (o.conflict ? { outcome: "conflict", reason: o.conflict.reason } : null);
+  if (!r && !o.needs_attention) return null;
+  const why = r?.reason ? ` (${String(r.reason).replace(/_/g, " ")})` : "";
+  const what = r?.outcome === "rejected" ? `central refused the hand-over${why}` : `central found the hand-over in conflict${why}: it may have cancelled the order`;
+  return `Needs attention: ${what}. A lead or manager sorts it out in Reconciliation; do not hand it over again.`;
+}
+
 function renderOrder(o) {
   const view = $("view-order");
   const st = statusWords(o.status);
   const open = OPEN.has(o.status);
   const stop = stopReason(o);
+  const attention = refusalWords(o);
   // A customer marked as a no-show may still turn up: the order can be handed over after all.
   const canHandOver = (open || o.status === "no_show") && o.payment_state !== "pay_at_pickup";
   const now = new Date();
+  // An order already collected (or refused by central) is a stop, never green.
+  const stateCls = attention || o.status === "handed_over" ? "stop" : st.cls;
+  const stateText = attention ? `${st.text}, refused by central` : st.text;
 
   const facts = el("dl", { class: "facts" },
     el("div", {}, el("dt", {}, "Pickup code"), el("dd", { class: "code" }, o.pickup_code)),
     el("div", {}, el("dt", {}, "Due"), el("dd", {}, when(o.due_at, now), open ? el("span", { class: "small" }, dueWords(o.due_at, now)) : null)),
-    el("div", {}, el("dt", {}, "State"), el("dd", {}, badge(st.text, st.cls))),
+    el("div", {}, el("dt", {}, "State"), el("dd", { id: "order-state" }, badge(stateText, stateCls))),
     el("div", {}, el("dt", {}, "Payment"), el("dd", {}, badge(paymentWords(o.payment_state), o.payment_state === "paid" ? "done" : "stop"))),
     el("div", {}, el("dt", {}, "Total"), el("dd", {}, money(o.total_minor, o.currency), el("span", { class: "small" }, plural(o.items, "item")))),
     el("div", {}, el("dt", {}, "Phone"), el("dd", {}, `…${o.phone_last4}`)));
 
   const parts = [
-    el("div", { class: "section-head" },
-      el("h1", { id: "order-h", tabindex: "-1" }, `${o.customer_name} · order ${o.order_number}`),
-      el("a", { class: "button secondary", href: "#/" }, "Back (Esc)")),
+    el("h1", { id: "order-h", tabindex: "-1" }, `${o.customer_name} · order ${o.order_number}`),
     facts,
     el("p", { class: "fresh small" }, `Order data as of ${clock(o.as_of)}, ${agoSecs(o.age_secs)}.`),
   ];
-  if (o.needs_attention || o.conflict) {
-    parts.push(el("p", { class: "callout stop", role: "note" },
-      el("strong", {}, "Needs attention: "),
-      `central refused the hand-over${o.conflict?.reason ? ` (${o.conflict.reason})` : ""}. A lead or manager will sort it out in Reconciliation.`));
-  }
-  if (stop) parts.push(el("p", { class: `callout ${o.status === "handed_over" ? "done" : "stop"}`, id: "order-stop" }, stop));
+  if (attention) parts.push(el("p", { class: "callout stop", id: "order-attention", role: "note" }, attention));
+  if (stop) parts.push(el("p", { class: `callout ${o.status === "no_show" && canHandOver ? "warn" : "stop"}`, id: "order-stop" }, stop));
 
   const rows = o.lines.map((l) => lineRow(o, l, canHandOver));
   const table = el("table", { class: "lines" },
@@ -511,7 +618,23 @@ function renderOrder(o) {
     el("tbody", {}, rows));
 
   const tickable = canHandOver && o.lines.some((l) => l.remaining_qty > 0);
+  // The hand-over comes first after the facts, so from the search box (where the scan
+  // landed) it is Tab, Tab, Enter; nothing sticks over the lines below.
   const form = el("form", { id: "handover-form", class: canHandOver ? "" : "readonly", novalidate: true },
+    el("div", { class: "actionbar" },
+      canHandOver ? el("div", { class: "idcheck", id: "idcheck", hidden: true },
+        el("input", { type: "checkbox", id: "id-checked", "aria-describedby": "idcheck-what" }),
+        el("label", { for: "id-checked" }, el("strong", {}, "ID checked: "), "I checked the customer's photo ID and they may have ",
+          el("span", { class: "what", id: "idcheck-what" }), ".")) : null,
+      el("p", { class: "form-error", id: "order-error", role: "alert" }),
+      el("div", { class: "actions" },
+        canHandOver ? el("button", { type: "submit", class: "button big primary", id: "handover-btn" }, "Hand over") : null,
+        open ? el("button", { type: "button", class: "button big secondary", id: "noshow-btn", onclick: askNoShow }, "Mark as no-show") : null,
+        el("a", { class: "button big secondary", href: "#/", id: "order-back" }, "Back (Esc)")),
+      el("div", { class: "confirm", id: "noshow-confirm", hidden: true },
+        el("p", {}, el("strong", {}, `Mark order ${o.order_number} as a no-show?`), " The customer did not come to collect it."),
+        el("button", { type: "button", class: "button big danger", id: "noshow-yes", onclick: doNoShow }, "Yes, mark as no-show"),
+        el("button", { type: "button", class: "button big secondary", onclick: cancelNoShow }, "Keep the order"))),
     el("fieldset", {},
       el("legend", { class: "visually-hidden" }, canHandOver ? "Tick what the customer takes" : "Items"),
       el("div", { class: "section-head lines-head" },
@@ -520,19 +643,9 @@ function renderOrder(o) {
           el("button", { type: "button", class: "button secondary", onclick: () => tickAll(true) }, "Tick all"),
           el("button", { type: "button", class: "button secondary", onclick: () => tickAll(false) }, "Untick all")) : null),
       table),
-    el("div", { class: "actionbar" },
-      canHandOver ? el("div", { class: "idcheck", id: "idcheck", hidden: true },
-        el("input", { type: "checkbox", id: "id-checked", "aria-describedby": "idcheck-what" }),
-        el("label", { for: "id-checked" }, el("strong", {}, "ID checked: "), "I checked the customer's photo ID and they may have ",
-          el("span", { class: "what", id: "idcheck-what" }), ".")) : null,
-      el("p", { class: "form-error", id: "order-error", role: "alert" }),
-      open || canHandOver ? el("div", { class: "actions" },
-        canHandOver ? el("button", { type: "submit", class: "button big primary", id: "handover-btn" }, "Hand over") : null,
-        open ? el("button", { type: "button", class: "button big secondary", id: "noshow-btn", onclick: askNoShow }, "Mark as no-show") : null) : null,
-      el("div", { class: "confirm", id: "noshow-confirm", hidden: true },
-        el("p", {}, el("strong", {}, `Mark order ${o.order_number} as a no-show?`), " The customer did not come to collect it."),
-        el("button", { type: "button", class: "button big danger", id: "noshow-yes", onclick: doNoShow }, "Yes, mark as no-show"),
-        el("button", { type: "button", class: "button big secondary", onclick: cancelNoShow }, "Keep the order"))));
+    // A long order: the button again below its last line, so nobody scrolls back up for it.
+    canHandOver && o.lines.length > 8 ? el("div", { class: "actionbar end" },
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "button big primary", id: "handover-btn-end" }, "Hand over"))) : null);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     doHandOver();
@@ -543,9 +656,12 @@ function renderOrder(o) {
   const history = [];
   for (const h of o.handovers ?? []) {
     const n = h.lines.reduce((a, x) => a + x.qty, 0);
-    history.push(el("li", {}, `${when(h.at, now)}: ${plural(n, "item")} handed over by ${h.by}${h.id_checked ? ", ID checked" : ""}`));
+    const refused = h.central_outcome === "rejected" || h.central_outcome === "conflict";
+    history.push(el("li", { class: refused ? "refused" : null },
+      `${when(h.at, now)}: ${plural(n, "item")} handed over by ${byWho(h)}${h.id_checked ? ", ID checked" : ""}`,
+      refused ? el("strong", {}, ` — ${h.central_outcome === "rejected" ? "refused" : "in conflict"} by central${h.central_reason ? ` (${String(h.central_reason).replace(/_/g, " ")})` : ""}`) : null));
   }
-  if (o.no_show) history.push(el("li", {}, `${when(o.no_show.at, now)}: marked as a no-show by ${o.no_show.by}`));
+  if (o.no_show) history.push(el("li", {}, `${when(o.no_show.at, now)}: marked as a no-show by ${byWho(o.no_show)}`));
   if (history.length) parts.push(el("section", { "aria-labelledby": "history-h" }, el("h2", { id: "history-h" }, "What happened"), el("ul", { class: "history" }, history)));
 
   view.replaceChildren(...parts);
@@ -614,7 +730,7 @@ async function doHandOver() {
   if (o.status === "handed_over") {
     current = null;
     go("#/");
-    notice(`Handed over ${what}. Done.`);
+    notice(`Handed over ${what}. Done.`, "desk");
     focusSearch({ clear: true });
   } else {
     current = o;
@@ -684,7 +800,7 @@ async function doNoShow() {
   refreshStatus();
   current = null;
   go("#/");
-  notice(`Order ${o.order_number} (${o.customer_name}) is marked as a no-show.`);
+  notice(`Order ${o.order_number} (${o.customer_name}) is marked as a no-show.`, "desk");
   focusSearch({ clear: true });
 }
 
@@ -700,6 +816,8 @@ const OUTCOME_WORDS = {
   declined_after_forward: "Card declined after the sale", expired: "Never reached the processor",
   paid_without_sale: "Paid, but no sale recorded",
 };
+
+const LANE_WORDS = { payments: "Payments", returns: "Returns", pickups: "Pickups", audit: "Audit" };
 
 function kindWords(kind) {
   if (KIND_WORDS[kind]) return KIND_WORDS[kind];
@@ -748,7 +866,7 @@ async function showRecon() {
   // they could be sent: money the store may not collect, with the basket, lane and time.
   const payments = (data.payments ?? []).map((p) => ({
     seq: "", occurred_at: p.created_at, lane: "payments", kind: `payment.${p.status}`,
-    actor: p.device_id, device: `lane ${p.lane}`, outcome: p.status, reason: p.reason,
+    actor: laneName(p.lane) || deviceName(p.device_id), kiosk: true, device: null, outcome: p.status, reason: p.reason,
     body: { basket_id: p.basket_id, amount_minor: p.amount_minor, receipt_id: p.sale?.receipt_id, payment: true },
   }));
   data.items = [...data.items, ...(data.refunds ?? []), ...payments];
@@ -763,8 +881,8 @@ async function showRecon() {
       el("thead", {}, el("tr", {}, ...["When", "What", "Who", "Outcome", "Reason", "Details"].map((t) => el("th", { scope: "col" }, t)))),
       el("tbody", {}, data.items.map((it) => el("tr", { dataset: { seq: String(it.seq) } },
         el("td", {}, when(it.occurred_at, now)),
-        el("td", {}, `${kindWords(it.kind)}`, el("div", { class: "small" }, it.seq === "" ? `${it.lane} lane` : `${it.lane} lane · #${it.seq}`)),
-        el("td", {}, it.actor ?? "—", it.device ? el("div", { class: "small" }, it.device) : null),
+        el("td", {}, `${kindWords(it.kind)}`, el("div", { class: "small" }, it.seq === "" ? `${LANE_WORDS[it.lane] ?? it.lane}` : `${LANE_WORDS[it.lane] ?? it.lane} · entry ${it.seq}`)),
+        el("td", {}, it.kiosk ? it.actor : personName(it.actor, data.names?.[it.actor]), it.device ? el("div", { class: "small" }, deviceName(it.device)) : null),
         el("td", {}, badge(OUTCOME_WORDS[it.outcome] ?? it.outcome, "stop")),
         el("td", {}, it.reason ? String(it.reason).replace(/_/g, " ") : ""),
         el("td", { class: "small" }, bodyWords(it.body),

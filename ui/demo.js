@@ -34,7 +34,18 @@ async function call(method, path, body) {
 
 function render(faults) {
   const body = panel.querySelector(".demo-body");
-  body.replaceChildren(...UPSTREAMS.map(([name, label]) => {
+  const stalled = Boolean(faults?.feeds_stalled_since);
+  // HQ's updates: central keeps answering, but no new data reaches it (the amber case).
+  const hq = el("div", { class: "demo-row", role: "group", "aria-label": "HQ's updates in the simulator" },
+    el("span", { class: "demo-name" }, "HQ's updates"),
+    el("button", { type: "button", class: "demo-btn", "aria-pressed": String(!stalled), dataset: { stall: "off" },
+      onclick: () => setStall(false) }, "Flowing"),
+    el("button", { type: "button", class: "demo-btn", "aria-pressed": String(stalled), dataset: { stall: "on" },
+      title: "Central answers, with its data as of 30 minutes ago", onclick: () => setStall(true) }, "Stalled"));
+  const samples = el("div", { class: "demo-row" },
+    el("button", { type: "button", class: "demo-btn wide", id: "demo-samples", onclick: addSamples },
+      "Add a 44-line receipt, a 28-item order and 600 orders due"));
+  body.replaceChildren(hq, samples, ...UPSTREAMS.map(([name, label]) => {
     const current = modeKey(faults?.[name]);
     return el("div", { class: "demo-row", role: "group", "aria-label": `${label} in the simulator` },
       el("span", { class: "demo-name" }, label),
@@ -72,12 +83,32 @@ async function setFault(name, label, m) {
   await refresh();
 }
 
+async function setStall(on) {
+  try {
+    await call("PUT", "/admin/central/feeds/stall", on ? { stalled: true, since_secs_ago: 1800 } : { stalled: false });
+    say(on ? "HQ's updates have stopped reaching central (as of 30 minutes ago). The banner turns amber within a few seconds."
+      : "HQ's updates flow again.");
+  } catch (e) {
+    say(`Could not change HQ's updates: ${e.message}`);
+  }
+  await refresh();
+}
+
+async function addSamples() {
+  try {
+    const r = await call("POST", "/admin/central/samples", { receipt_lines: 44, order_lines: 28, due_orders: 600 });
+    say(`Added receipt ${r.receipt.receipt_id} (44 lines), order ${r.order.order_number} (pickup code ${r.order.pickup_code}, 28 items) and 600 orders due in the next day. They arrive with the next feed pull (a few seconds).`);
+  } catch (e) {
+    say(`Could not add the samples: ${e.message}`);
+  }
+}
+
 function mount(url) {
   base = url.replace(/\/$/, "");
   panel = document.getElementById("demo");
   if (!panel) return;
   panel.replaceChildren(
-    el("summary", {}, "Demo: break central or the card processor"),
+    el("summary", {}, "Demo: break central or the card processor, add long receipts"),
     el("p", { class: "small" }, "This panel exists only in standin demo. It drives the simulator; the store keeps working."),
     el("div", { class: "demo-body" }),
     el("p", { class: "demo-msg", role: "status", "aria-live": "polite" }),

@@ -100,3 +100,26 @@ export function el(tag, attrs = {}, ...children) {
   }
   return e;
 }
+
+/** A till or kiosk lane in words: "register-4" → "Register 4", "sco-3" → "Self-checkout 3". */
+export function laneName(lane) {
+  if (!lane) return "";
+  const m = /^(register|sco|kiosk|desk)-0*(\d+)$/i.exec(String(lane));
+  if (!m) return String(lane);
+  const kind = { register: "Register", sco: "Self-checkout", kiosk: "Self-checkout", desk: "Desk" }[m[1].toLowerCase()];
+  return `${kind} ${m[2]}`;
+}
+
+/** Where a journal entry was made, in words: a desk's network address is "Service desk",
+ * a kiosk's id ("sco-01") its lane. */
+export function deviceName(device) {
+  if (!device) return "";
+  const d = String(device);
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(d) || d.includes(":")) return "Service desk";
+  return laneName(d);
+}
+
+/** A person's name where we have it, else their employee id. */
+export function personName(id, name) {
+  return name || id || "—";
+}

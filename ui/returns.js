@@ -4,7 +4,7 @@
 // Routes: #/returns · #/returns/search/TEXT · #/receipt/ID · #/return-slip
 import { api, ApiError, words } from "./api.js";
 import { refreshStatus } from "./status.js";
-import { agoSecs, clock, el, money, plural, when } from "./format.js";
+import { agoSecs, clock, el, laneName, money, personName, plural, when } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +15,10 @@ const REASONS = [
   ["wrong_item", "Wrong item or size"],
   ["other", "Other"],
 ];
+
+function reasonOptions() {
+  return [el("option", { value: "" }, "Choose why…"), ...REASONS.map(([v, t]) => el("option", { value: v }, t))];
+}
 
 const REFUSAL_WORDS = {
   not_returnable: () => "Cannot be returned",
@@ -53,20 +57,12 @@ function newRequestId() {
 
 export function initReturns(context) {
   ctx = context;
-  $("returns-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const q = $("rq").value.trim();
-    if (!q) {
-      $("rq").focus();
-      return;
-    }
-    searchText(q);
-  });
   $("card-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     searchCard();
   });
-  $("nr-reason").replaceChildren(...REASONS.map(([v, t]) => el("option", { value: v }, t)));
+  $("nr-reason").replaceChildren(...reasonOptions());
+  $("nr-reason").addEventListener("change", () => $("nr-reason").removeAttribute("aria-invalid"));
   $("no-receipt-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     takeNoReceipt(null);
@@ -84,13 +80,21 @@ export async function showReturns(q) {
   ctx.show("returns");
   document.title = "Standin — returns";
   const list = $("receipt-results");
+  $("pickup-offer").hidden = true;
   if (!q) {
     $("receipt-results-h").textContent = "";
     list.replaceChildren();
+    ctx.focusSearch();
     return;
   }
-  $("rq").value = q;
+  $("q").value = q;
   await searchText(q, { stay: true });
+}
+
+/** The Returns screen's search (the one box at the top): a sale, or else the pickup order the
+ * text names, offered as such. */
+export function findSale(q) {
+  return searchText(q);
 }
 
 async function searchText(q, { stay = false } = {}) {
@@ -107,9 +111,31 @@ async function searchText(q, { stay = false } = {}) {
     return;
   }
   if (!stay) history.replaceState(null, "", `#/returns/search/${encodeURIComponent(q)}`);
+  const offer = data.receipts.length ? null : await pickupOffer(q);
   renderResults(data.receipts, data.receipts.length
     ? `${plural(data.receipts.length, "sale")} match “${q}”`
-    : `No sale matches “${q}”. Scan the receipt's barcode, or search by the card.`);
+    : offer ? `No sale matches “${q}”, but it is a pickup order.`
+      : `No sale matches “${q}”. Scan the receipt's barcode, or search by the card.`);
+  const box = $("pickup-offer");
+  box.hidden = !offer;
+  box.replaceChildren(...(offer ? [offer] : []));
+  if (offer) box.querySelector("a")?.focus();
+}
+
+/** A pickup code or order number typed on Returns: the order it names, to open instead. */
+async function pickupOffer(q) {
+  let orders;
+  try {
+    orders = (await api("GET", `/api/v1/pickups?q=${encodeURIComponent(q)}`)).orders;
+  } catch {
+    return null;
+  }
+  const key = q.trim().toUpperCase();
+  const o = orders.find((x) => x.pickup_code === key || x.order_number.toUpperCase() === key);
+  if (!o) return null;
+  return el("div", { class: "callout warn pickup-offer", id: "pickup-offer-card" },
+    el("p", {}, `“${q}” is the ${o.pickup_code === key ? "pickup code" : "number"} of pickup order ${o.order_number} for ${o.customer_name}, not a sale.`),
+    el("a", { class: "button big primary", href: `#/order/${encodeURIComponent(o.order_id)}`, id: "open-pickup" }, `Open pickup order ${o.order_number}`));
 }
 
 async function searchCard() {
@@ -149,10 +175,10 @@ function renderResults(receipts, heading) {
   $("receipt-results-h").textContent = heading;
   $("receipt-results").replaceChildren(...receipts.map((r) => el("li", {},
     el("a", { class: "order-row receipt-row", href: `#/receipt/${encodeURIComponent(r.receipt_id)}`, dataset: { receiptId: r.receipt_id } },
-      el("span", { class: "due" }, el("strong", {}, when(r.sold_at, now)), el("span", { class: "small" }, r.lane ?? "")),
+      el("span", { class: "due" }, el("strong", {}, when(r.sold_at, now)), el("span", { class: "small" }, laneName(r.lane))),
       el("span", { class: "who" },
         el("strong", {}, `Receipt ${r.receipt_id}`),
-        el("span", { class: "small" }, [r.order_number ? `order ${r.order_number}` : null, r.customer_phone_last4 ? `phone …${r.customer_phone_last4}` : null,
+        el("span", { class: "keys" }, [r.order_number ? `order ${r.order_number}` : null, r.customer_phone_last4 ? `phone …${r.customer_phone_last4}` : null,
           r.tenders.map(tenderWords).join(" + ")].filter(Boolean).join(" · "))),
       el("span", { class: "flags" }, money(r.total_minor, r.currency)),
       el("span", { class: "items" }, plural(r.items, "item"))))));
@@ -180,7 +206,90 @@ export async function showReceipt(id) {
   receipt = r;
   requestId = newRequestId();
   document.title = `Standin — receipt ${r.receipt_id}`;
+  filterText = "";
+  onlyTicked = false;
   renderReceipt(r);
+  ctx.focusSearch();
+}
+
+// ---------- finding lines on a long receipt: scan an item, or type ----------
+
+let filterText = ""; // what the box says, as typed
+let onlyTicked = false; // after a scan: only the ticked lines, until "Show all lines"
+
+function lineMatches(l, text) {
+  const t = text.toLowerCase();
+  return l.description.toLowerCase().includes(t) || l.sku.startsWith(text) || (l.upc ?? "").startsWith(text);
+}
+
+/** Shows the lines the box or a scan asks for, and says how many of how many. */
+function applyFilter() {
+  if (!receipt) return;
+  const rows = document.querySelectorAll("#view-receipt tbody tr[data-line]");
+  let shown = 0;
+  for (const tr of rows) {
+    const l = receipt.lines.find((x) => x.line === Number(tr.dataset.line));
+    const ticked = tr.querySelector(".line-check")?.checked;
+    const visible = filterText ? lineMatches(l, filterText) : !onlyTicked || ticked;
+    tr.hidden = !visible;
+    if (visible) shown += 1;
+  }
+  const status = $("line-filter-status");
+  const all = $("show-all-lines");
+  if (!status) return;
+  const total = receipt.lines.length;
+  if (filterText) status.textContent = `${shown} of ${plural(total, "line")} match “${filterText}”.`;
+  else if (onlyTicked) status.textContent = `Showing the ${plural(shown, "ticked line")} of ${total}.`;
+  else status.textContent = total > 8 ? `${plural(total, "line")}: scan an item to tick it, or type to find it.` : "";
+  all.hidden = !(filterText || onlyTicked);
+  all.textContent = `Show all ${plural(total, "line")}`;
+}
+
+/** Typing in the box on a receipt: only the lines that match. */
+export function receiptFilter(text) {
+  filterText = text.trim();
+  applyFilter();
+}
+
+/** A scan on an open receipt: the item's line is ticked, one more unit per further scan.
+ * False when the code is no item on this receipt (the desk then searches it as usual). */
+export function receiptScan(code) {
+  if (!receipt) return false;
+  const c = code.trim();
+  const l = receipt.lines.find((x) => x.sku === c || (x.upc && x.upc === c));
+  if (!l) return false;
+  const box = $("q");
+  box.value = "";
+  filterText = "";
+  const say = $("line-filter-status");
+  if (l.returnable_qty < 1) {
+    returnError(`${l.description}: ${l.refusal ? (REFUSAL_WORDS[l.refusal.code] ?? (() => l.refusal.message))(l) : "cannot be returned"}.`);
+    applyFilter();
+    return true;
+  }
+  returnError("");
+  const check = $(`rline-${l.line}`);
+  const input = $(`rline-${l.line}-qty`);
+  let n = 1;
+  if (!check.checked) {
+    check.checked = true;
+    if (input) input.value = "1";
+  } else if (input) {
+    n = Math.min(l.returnable_qty, (Number(input.value) || 0) + 1);
+    if (n === Number(input.value)) returnError(`All ${l.returnable_qty} of ${l.description} that can come back are ticked already.`);
+    input.value = String(n);
+  } else {
+    returnError(`${l.description} is ticked already (1 bought).`);
+  }
+  onlyTicked = true;
+  applyFilter();
+  const row = document.querySelector(`#view-receipt tr[data-line="${l.line}"]`);
+  for (const r of document.querySelectorAll("#view-receipt tr.scanned")) r.classList.remove("scanned");
+  row.classList.add("scanned");
+  row.scrollIntoView({ block: "nearest" });
+  update();
+  if (say) say.textContent = `Ticked ${l.description}: ${n} of ${l.returnable_qty}. ${say.textContent}`;
+  return true;
 }
 
 function lineRow(r, l) {
@@ -209,8 +318,9 @@ function lineRow(r, l) {
   } else {
     qty = el("span", { class: "qty-fixed" }, can ? "1" : "—");
   }
-  const reason = can ? el("select", { id: `${id}-reason`, class: "reason", "aria-label": `Why ${l.description} comes back` },
-    REASONS.map(([v, t]) => el("option", { value: v }, t))) : null;
+  // No reason is chosen for the associate: an unread default would become data.
+  const reason = can ? el("select", { id: `${id}-reason`, class: "reason", "aria-label": `Why ${l.description} comes back`,
+    onchange: (ev) => ev.target.removeAttribute("aria-invalid") }, reasonOptions()) : null;
   const bought = l.returned_qty ? `${l.qty} bought, ${l.returned_qty} returned` : `${l.qty} bought`;
   return el("tr", { class: can ? "" : "done", dataset: { line: String(l.line) } },
     el("td", { class: "pick" }, check),
@@ -235,7 +345,7 @@ function chosen() {
     if (qty < 1) continue;
     const amount = l.next_unit_refunds_minor.slice(0, qty).reduce((a, x) => a + x, 0);
     const reasonBox = document.getElementById(`rline-${line}-reason`);
-    const reason = REASONS.find(([v]) => v === reasonBox?.value)?.[1] ?? "Other";
+    const reason = REASONS.find(([v]) => v === reasonBox?.value)?.[1] ?? null;
     out.push({ line, qty, reason, amount, description: l.description });
   }
   return out;
@@ -265,7 +375,9 @@ function update() {
   $("refund-total").textContent = money(total, receipt.currency);
   $("refund-items").textContent = n ? plural(n, "item") : "Tick the items coming back";
   btn.disabled = n === 0;
+  const noReason = picked.filter((x) => !x.reason).length;
   btn.textContent = n === 0 ? "Choose items to return" : `Take the return · refund ${money(total, receipt.currency)}`;
+  if (noReason) $("refund-items").textContent = `${plural(n, "item")} · choose why for ${plural(noReason, "line")}`;
   const mgr = needsManager(total);
   $("needs-manager").hidden = !mgr || n === 0;
   $("needs-manager").textContent = mgr ? `Needs a manager's approval: ${mgr}.` : "";
@@ -282,7 +394,7 @@ function renderReceipt(r) {
       el("h1", { id: "receipt-h", tabindex: "-1" }, `Receipt ${r.receipt_id}`),
       el("a", { class: "button secondary", href: "#/returns" }, "Back (Esc)")),
     el("dl", { class: "facts" },
-      el("div", {}, el("dt", {}, "Sold"), el("dd", {}, when(r.sold_at, now), el("span", { class: "small" }, r.lane ?? ""))),
+      el("div", {}, el("dt", {}, "Sold"), el("dd", {}, when(r.sold_at, now), el("span", { class: "small" }, laneName(r.lane)))),
       el("div", {}, el("dt", {}, "Total"), el("dd", {}, money(r.total_minor, r.currency), el("span", { class: "small" }, plural(r.items, "item")))),
       el("div", {}, el("dt", {}, "Paid with"), el("dd", {}, r.tenders.map(tenderWords).join(" + "))),
       r.order_number ? el("div", {}, el("dt", {}, "Order"), el("dd", {}, r.order_number)) : null),
@@ -295,6 +407,22 @@ function renderReceipt(r) {
       r.offline_refund_budget_minor != null
         ? `${money(r.offline_refunded_today_minor, r.currency)} of today's ${money(r.offline_refund_budget_minor, r.currency)} offline budget used.` : ""));
   }
+  const refused = (r.returns ?? []).filter((x) => x.central_outcome === "rejected" || x.central_outcome === "conflict");
+  if (refused.length) {
+    parts.push(el("p", { class: "callout stop", id: "receipt-attention", role: "note" },
+      el("strong", {}, "Needs attention: "),
+      `central ${refused.some((x) => x.central_outcome === "rejected") ? "refused" : "found in conflict"} ${plural(refused.length, "return")} taken here on this receipt`
+      + `${refused[0].central_reason ? ` (${String(refused[0].central_reason).replace(/_/g, " ")})` : ""}. A lead or manager sorts it out in Reconciliation.`));
+  }
+  const filterBar = el("div", { class: "line-filter" },
+    el("p", { id: "line-filter-status", role: "status", "aria-live": "polite" }),
+    el("button", { type: "button", class: "button secondary", id: "show-all-lines", hidden: true, onclick: () => {
+      filterText = "";
+      onlyTicked = false;
+      $("q").value = "";
+      applyFilter();
+      ctx.focusSearch();
+    } }, "Show all lines"));
   const table = el("table", { class: "lines" },
     el("caption", { class: "visually-hidden" }, "Items on this receipt"),
     el("thead", {}, el("tr", {},
@@ -309,6 +437,7 @@ function renderReceipt(r) {
   const form = el("form", { id: "return-form", novalidate: true },
     el("fieldset", {},
       el("legend", { class: "lines-title" }, returnable ? "Tick what the customer brings back" : "Nothing on this receipt can be returned"),
+      filterBar,
       table),
     el("fieldset", { class: "methods" },
       el("legend", {}, "Refund"),
@@ -331,12 +460,17 @@ function renderReceipt(r) {
   if (r.returns?.length) {
     parts.push(el("section", { "aria-labelledby": "rhistory-h" },
       el("h2", { id: "rhistory-h" }, "Returned here before"),
-      el("ul", { class: "history" }, r.returns.map((x) => el("li", {},
-        `${when(x.taken_at, now)}: ${plural(x.lines.reduce((a, l) => a + l.qty, 0), "item")}, ${money(x.amount_minor, r.currency)} by ${x.by}`
-        + `${x.approved_by ? `, approved by ${x.approved_by}` : ""} (${x.method.replace("_", " ")}, ${x.refund_state.replace(/_/g, " ")})`)))));
+      el("ul", { class: "history" }, r.returns.map((x) => {
+        const bad = x.central_outcome === "rejected" || x.central_outcome === "conflict";
+        return el("li", { class: bad ? "refused" : null },
+          `${when(x.taken_at, now)}: ${plural(x.lines.reduce((a, l) => a + l.qty, 0), "item")}, ${money(x.amount_minor, r.currency)} by ${personName(x.by, x.by_name)}`
+          + `${x.approved_by ? `, approved by ${personName(x.approved_by, x.approved_by_name)}` : ""} (${x.method.replace("_", " ")}, ${x.refund_state.replace(/_/g, " ")})`,
+          bad ? el("strong", {}, ` — ${x.central_outcome === "rejected" ? "refused" : "in conflict"} by central`) : null);
+      }))));
   }
   view.replaceChildren(...parts);
   update();
+  applyFilter();
 }
 
 function returnError(text) {
@@ -356,8 +490,14 @@ async function takeNoReceipt(override) {
     (!sku ? $("nr-sku") : $("nr-qty")).focus();
     return;
   }
+  const reason = REASONS.find(([v]) => v === $("nr-reason").value)?.[1];
+  if (!reason) {
+    err.textContent = "Choose why the item comes back.";
+    $("nr-reason").setAttribute("aria-invalid", "true");
+    $("nr-reason").focus();
+    return;
+  }
   if (!override) requestId = newRequestId();
-  const reason = REASONS.find(([v]) => v === $("nr-reason").value)?.[1] ?? "Other";
   const body = { lines: [{ sku, qty, reason }], refund: { method: "store_credit" }, request_id: requestId };
   if (override) body.override = override;
   let done;
@@ -391,6 +531,16 @@ async function takeReturn(override) {
   const picked = chosen();
   if (!picked.length) {
     returnError(RETURN_WORDS.no_lines);
+    return;
+  }
+  const missing = picked.filter((x) => !x.reason);
+  if (missing.length) {
+    for (const x of missing) $(`rline-${x.line}-reason`)?.setAttribute("aria-invalid", "true");
+    returnError(`Choose why ${missing.map((x) => x.description).join(", ")} ${missing.length === 1 ? "comes" : "come"} back.`);
+    const first = $(`rline-${missing[0].line}-reason`);
+    const row = first?.closest("tr");
+    if (row?.hidden) { filterText = ""; onlyTicked = true; applyFilter(); }
+    first?.focus();
     return;
   }
   const body = {
@@ -528,8 +678,9 @@ export function showSlip() {
         el("dt", {}, "Return"), el("dd", {}, s.return_id),
         el("dt", {}, "Taken"), el("dd", {}, new Date(s.taken_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })),
         el("dt", {}, "Receipt"), el("dd", {}, s.receipt_id ?? "none"),
-        el("dt", {}, "By"), el("dd", {}, s.taken_by),
-        s.approved_by ? el("dt", {}, "Approved by") : null, s.approved_by ? el("dd", { id: "slip-approved" }, `${s.approved_by} (manager override)`) : null),
+        el("dt", {}, "By"), el("dd", { id: "slip-by" }, personName(s.taken_by, s.taken_by_name)),
+        s.approved_by ? el("dt", {}, "Approved by") : null,
+        s.approved_by ? el("dd", { id: "slip-approved" }, `${personName(s.approved_by, s.approved_by_name)} (manager override)`) : null),
       el("table", { class: "slip-lines" },
         el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Item"), el("th", { scope: "col" }, "Qty"), el("th", { scope: "col" }, "Reason"), el("th", { scope: "col" }, "Refund"))),
         el("tbody", {}, s.lines.map((l) => el("tr", {},

@@ -1,6 +1,6 @@
 // The banner on every screen and the status board (/status): everything from /api/v1/status,
 // polled every 3 s. Other modules subscribe with onStatus(cb).
-import { agoSecs, clock, secsBetween, plural } from "./format.js";
+import { agoSecs, clock, money, secsBetween, plural } from "./format.js";
 
 export { ago } from "./format.js";
 
@@ -32,7 +32,7 @@ export function latestStatus() {
 
 function stateWord(h) {
   if (!h || !h.configured) return "not set up";
-  return { up: "up", degraded: "trouble", down: "DOWN", unknown: "checking" }[h.state] ?? h.state;
+  return { up: "up", degraded: "trouble", down: "down", unknown: "checking" }[h.state] ?? h.state;
 }
 
 function stateClass(h) {
@@ -47,57 +47,106 @@ function sinceSecs(s, h) {
   return h?.since ? secsBetween(h.since, s.now) : null;
 }
 
-/** "Orders as of 10:42, 3 min ago". */
+/** The feeds the desk lives on: orders and receipts. */
+const DESK_FEEDS = ["pickup_orders", "receipts"];
+
+/** How current the desk's data is: the older of orders and receipts ("data as of"). */
+export function dataAsOf(s) {
+  const fs = DESK_FEEDS.map((n) => s.feeds?.[n]).filter(Boolean);
+  if (!fs.length || fs.some((f) => !f.data_as_of && !f.applied_at)) return null;
+  return fs.map((f) => f.data_as_of ?? f.applied_at).sort()[0];
+}
+
+/** "Orders as of 10:42, 3 min ago" — how current the orders are (kept for the order view). */
 export function ordersFreshness(s) {
   const f = s.feeds?.pickup_orders;
-  if (!f || !f.applied_at) return { text: "No orders loaded yet", stale: true };
-  return { text: `Orders as of ${clock(f.applied_at)}, ${agoSecs(f.age_secs)}`, stale: f.age_secs > STALE.pickup_orders };
+  const at = f?.data_as_of ?? f?.applied_at;
+  if (!at) return { text: "No orders loaded yet", stale: true };
+  const age = f.data_age_secs ?? f.age_secs;
+  return { text: `Orders as of ${clock(at)}, ${agoSecs(age)}`, stale: age > STALE.pickup_orders };
+}
+
+/** When Standin last heard from central, in words: "heard just now", "last heard 10:42 (12 min ago)". */
+export function heardWords(s) {
+  const c = s.upstreams?.central;
+  if (!c?.configured) return "Central not set up";
+  if (!c.last_success) return "Not heard from central yet";
+  const secs = secsBetween(c.last_success, s.now);
+  return secs < 60 ? "Heard from central just now" : `Last heard from central ${clock(c.last_success)} (${agoSecs(secs)})`;
+}
+
+/** The outage the store is in, and what it changes at the desk. */
+export function outage(s) {
+  const c = s.upstreams?.central, p = s.upstreams?.payments;
+  const centralDown = c?.configured && c.state === "down";
+  const centralTrouble = c?.configured && c.state === "degraded";
+  const payDown = p?.configured && p.state === "down";
+  const payTrouble = p?.configured && p.state === "degraded";
+  const stalled = !centralDown && s.hq_updates_stalled;
+  const asOf = dataAsOf(s);
+  const notes = [];
+  if (centralDown) {
+    notes.push(`Central down since ${clock(c.since)}: keep serving customers. Hand-overs and returns are saved here and sent to central when it is back. Large refunds need a manager's PIN, returns without a receipt get store credit only, and orders placed after ${clock(asOf)} are not here yet.`);
+  } else if (centralTrouble) {
+    notes.push("Central is slow or failing: keep working, everything is saved here first.");
+  } else if (stalled) {
+    notes.push(`Central answers, but HQ's updates stopped: orders and receipts are as of ${clock(asOf)}. Newer orders and sales are not here yet. Tell your lead.`);
+  }
+  if (payDown) {
+    notes.push("Card processor down: card refunds are queued and reach the customer's card when it is back (tell them). Cash and store credit refunds as usual; kiosks approve card payments offline within limits.");
+  } else if (payTrouble) {
+    notes.push("Card processor is slow or failing: card refunds may be queued.");
+  }
+  // Red only when central is down; anything else that is wrong is amber.
+  const level = centralDown ? "down" : (centralTrouble || stalled || payDown || payTrouble) ? "warn"
+    : [c, p].every((h) => h?.configured && h.state === "up") ? "up" : "unknown";
+  return { level, notes, stalled, centralDown, payDown };
 }
 
 function setText(node, text) {
   if (node && node.textContent !== text) node.textContent = text;
 }
 
+function chipText(name, h, s) {
+  const st = stateClass(h);
+  const since = h && h.configured && h.state !== "up" && h.state !== "unknown" ? ` since ${clock(h.since)}` : "";
+  let word = stateWord(h);
+  if (name === "central" && h?.state === "up" && s.hq_updates_stalled) word = "up, updates stopped";
+  return `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${word}${since}`;
+}
+
 function renderBanner(s) {
   const banner = document.getElementById("banner");
   if (!banner) return;
-  const ups = UPSTREAM_ORDER.map((n) => [n, s.upstreams?.[n]]);
-  const states = ups.map(([, h]) => stateClass(h));
-  const fresh = ordersFreshness(s);
-  const worst = states.includes("down") ? "down" : states.includes("degraded") || fresh.stale ? "warn" : states.every((x) => x === "up") ? "up" : "unknown";
-  banner.className = `banner ${worst}`;
-  for (const [name, h] of ups) {
+  const o = outage(s);
+  banner.className = `banner ${o.level}`;
+  for (const name of UPSTREAM_ORDER) {
+    const h = s.upstreams?.[name];
     const chip = document.getElementById(`chip-${name}`);
     if (!chip) continue;
-    const st = stateClass(h);
-    chip.className = `chip ${st}`;
-    const since = h && h.state !== "up" && h.configured ? ` since ${clock(h.since)}` : "";
-    setText(chip, `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${stateWord(h)}${since}`);
+    let cls = stateClass(h);
+    if (name === "central" && o.stalled && cls === "up") cls = "degraded";
+    chip.className = `chip ${cls}`;
+    setText(chip, chipText(name, h, s));
   }
-  setText(document.getElementById("banner-fresh"), fresh.text);
+  setText(document.getElementById("banner-heard"), `${heardWords(s)} ·`);
+  const asOf = dataAsOf(s);
+  setText(document.getElementById("banner-fresh"), asOf ? `data as of ${clock(asOf)}` : "no data loaded yet");
+  const notes = document.getElementById("banner-notes");
+  if (notes) notes.className = `banner-notes ${o.level}`;
   // The kiosk payment queue: approved offline, waiting for the processor, with its deadline.
   const queue = document.getElementById("banner-queue");
   const q = s.payments;
   if (queue) {
     queue.hidden = !(q?.count > 0);
     if (q?.count > 0) {
-      queue.className = `chip ${q.deadline_warning ? "down" : "degraded"}`;
-      setText(queue, `${plural(q.count, "card payment", "card payments")} waiting (${money(q.total_minor)}), oldest ${waited(q.oldest_age_secs)}, send within ${countdown(q.tightest_deadline_secs)}`);
+      queue.classList.toggle("urgent", Boolean(q.deadline_warning));
+      setText(queue, `${plural(q.count, "card payment", "card payments")} waiting for the processor (${money(q.total_minor, s.currency ?? "USD")}), oldest ${waited(q.oldest_age_secs)}, send within ${countdown(q.tightest_deadline_secs)}.`);
     }
   }
   const note = document.getElementById("banner-note");
   if (note) {
-    const c = s.upstreams?.central, p = s.upstreams?.payments;
-    let text = "";
-    if (c?.configured && c.state === "down") {
-      text = "Working offline: keep serving customers. Everything you do is saved here and sent to central when it is back.";
-    } else if (c?.configured && c.state === "degraded") {
-      text = "Central is slow or failing. Keep working: everything is saved here first.";
-    } else if (p?.configured && p.state === "down") {
-      text = "The card processor is down: card payments are approved offline within the store's limits.";
-    } else if (fresh.stale) {
-      text = "Order data is old: HQ's updates are not arriving. Tell your lead.";
-    }
+    const text = o.notes.join(" ");
     setText(note, text);
     note.hidden = !text;
   }
@@ -135,7 +184,24 @@ function renderBoard(s) {
       const since = document.createElement("div");
       since.className = "since";
       since.textContent = h.configured ? `since ${clock(h.since)} (${agoSecs(sinceSecs(s, h))})` : "no address configured";
-      div.append(title, st, since);
+      const heard = document.createElement("div");
+      heard.className = "heard";
+      heard.textContent = !h.configured ? "" : h.last_success
+        ? `Last heard from ${name === "central" ? "central" : "the processor"} ${clock(h.last_success)} (${agoSecs(secsBetween(h.last_success, s.now))})`
+        : "Not heard from yet";
+      const what = document.createElement("div");
+      what.className = "what";
+      const o = outage(s);
+      if (name === "central" && o.stalled && h.state === "up") {
+        div.className = "upstream degraded";
+        st.textContent = "! up, HQ's updates stopped";
+        what.textContent = `Data as of ${clock(dataAsOf(s))}: newer orders and sales are not here.`;
+      } else if (name === "central" && h.state === "down") {
+        what.textContent = "The desk keeps working: hand-overs and returns wait here for central.";
+      } else if (name === "payments" && h.state === "down") {
+        what.textContent = "Card refunds are queued; kiosks approve card payments offline within limits.";
+      }
+      div.append(title, st, since, heard, what);
       return div;
     }));
   }
@@ -143,15 +209,18 @@ function renderBoard(s) {
   if (feeds && s.feeds) {
     feeds.replaceChildren(...FEED_ORDER.filter((n) => s.feeds[n]).map((name) => {
       const f = s.feeds[name];
+      const asOf = f.data_as_of ?? f.applied_at;
       const tr = cells(document.createElement("tr"), [
         FEED_NAMES[name] ?? name,
         f.records.toLocaleString(),
-        f.applied_at ? `${clock(f.applied_at)} · ${agoSecs(f.age_secs)}` : "never loaded",
+        asOf ? `${clock(asOf)} · ${agoSecs(f.data_age_secs ?? f.age_secs)}${f.stalled ? " · updates stopped" : ""}` : "never loaded",
+        f.applied_at ? `${clock(f.applied_at)} · ${agoSecs(f.age_secs)}` : "never",
       ]);
+      tr.dataset.feed = name;
       if (f.last_error) {
         tr.className = "error";
         tr.title = f.last_error;
-      } else if (!f.applied_at || f.age_secs > (STALE[name] ?? Infinity)) {
+      } else if (f.stalled || !asOf) {
         tr.className = "stale";
       }
       return tr;
@@ -177,10 +246,6 @@ function renderBoard(s) {
   setText(document.getElementById("updated"), `Store ${s.store_id} · Standin ${s.version} · updated ${clock(s.now)}`);
 }
 
-/** "$12.34" for minor units (the store's currency is shown by the kiosks; this is a count). */
-function money(minor) {
-  return (minor / 100).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-}
 
 /** "5 h 12 min" from seconds. */
 function countdown(secs) {
@@ -195,7 +260,7 @@ function renderExposure(s) {
   if (!body || !p) return;
   const rows = [
     ["Approved offline, not yet sent", p.count ? plural(p.count, "payment", "payments") : "none"],
-    ["Total", money(p.total_minor)],
+    ["Total", money(p.total_minor, s.currency ?? "USD")],
     ["Oldest", p.count ? `${clock(p.oldest_at)} · waiting ${waited(p.oldest_age_secs)}` : "—"],
     ["Must reach the processor within", p.count ? countdown(p.tightest_deadline_secs) : "—"],
   ];
@@ -216,7 +281,8 @@ function renderUnreachable() {
   const banner = document.getElementById("banner");
   if (!banner) return;
   banner.className = "banner down";
-  setText(document.getElementById("banner-fresh"), "Cannot reach Standin on this server. Check the network.");
+  setText(document.getElementById("banner-heard"), "Cannot reach Standin on this server. Check the network.");
+  setText(document.getElementById("banner-fresh"), "");
   for (const name of UPSTREAM_ORDER) {
     const chip = document.getElementById(`chip-${name}`);
     if (chip) {

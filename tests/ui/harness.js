@@ -1,9 +1,11 @@
 // What the browser tests share: the real `standin demo` binary on free ports, Debian's
-// Chromium driven by playwright-core, sign-in, screenshots into test-artifacts/ui/.
+// Chromium driven by playwright-core, sign-in, screenshots into test-artifacts/ui/FILE/ (one
+// folder per test file, so files never overwrite each other's), axe-core's WCAG checks.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -36,14 +38,14 @@ export async function until(what, fn, ms = 15_000, every = 100) {
 }
 
 /** Starts `standin demo` (small data set, ports chosen by the OS) and waits for its credentials. */
-export async function startDemo() {
+export async function startDemo({ pickupOrders = 200 } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
   const dir = mkdtempSync(join(tmpdir(), "standin-ui-"));
   const data = join(dir, "data");
   const log = [];
   const child = spawn(BIN, [
     "demo", "--listen", "127.0.0.1:0", "--data-dir", data,
-    "--receipts", "500", "--pickup-orders", "200", "--simulator-listen", "127.0.0.1:0",
+    "--receipts", "500", "--pickup-orders", String(pickupOrders), "--simulator-listen", "127.0.0.1:0",
   ], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
   for (const s of [child.stdout, child.stderr]) s.on("data", (b) => log.push(b.toString()));
   let exited = null;
@@ -84,9 +86,16 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 }
 
+/** The two desk screens every point is tried on: a 1280×800 desktop, and a 1024×768 touch
+ * screen (the common service-desk terminal). */
+export const SCREENS = [
+  { name: "1280x800", viewport: { width: 1280, height: 800 }, touch: false },
+  { name: "1024x768-touch", viewport: { width: 1024, height: 768 }, touch: true },
+];
+
 /** A fresh browser context (its own cookies) and page, recording page errors and CSP refusals. */
-export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport, locale: "en-US", timezoneId: "UTC" });
+export async function newPage(browser, viewport = { width: 1280, height: 800 }, { touch = false } = {}) {
+  const context = await browser.newContext({ viewport, locale: "en-US", timezoneId: "UTC", hasTouch: touch });
   const page = await context.newPage();
   page.problems = [];
   page.on("pageerror", (e) => page.problems.push(`page error: ${e.message}`));
@@ -97,14 +106,42 @@ export async function newPage(browser, viewport = { width: 1280, height: 800 }) 
   return page;
 }
 
-let shots = 0;
-/** Saves what the page shows to test-artifacts/ui/NN-name.png. */
+/** The test file calling in: its name ("desk" for desk.test.js) is its screenshots' folder. */
+function callerFile() {
+  for (const line of String(new Error().stack).split("\n")) {
+    const m = /([\w.-]+)\.test\.js/.exec(line);
+    if (m) return m[1];
+  }
+  return basename(process.argv[1] ?? "ui", ".js");
+}
+
+const shots = new Map();
+/** Saves what the page shows to test-artifacts/ui/FILE/NN-name.png (numbered per test file). */
 export async function shot(page, name) {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  shots += 1;
-  const path = join(ARTIFACTS, `${String(shots).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path });
+  const file = callerFile();
+  const dir = join(ARTIFACTS, file);
+  mkdirSync(dir, { recursive: true });
+  const n = (shots.get(file) ?? 0) + 1;
+  shots.set(file, n);
+  const path = join(dir, `${String(n).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path, fullPage: false });
   return path;
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+/** axe-core's WCAG 2.2 A and AA rules on the page as it is now: the violations, in words. */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate((tags) => window.axe.run(document, { runOnly: { type: "tag", values: tags } }), AXE_TAGS);
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
+}
+
+/** Fails the test when axe-core finds any WCAG 2.2 AA violation on the page now. */
+export async function assertAxe(page, where) {
+  const found = await axeViolations(page);
+  if (found.length) throw new Error(`axe-core: ${found.length} violation(s) on ${where}:\n${found.join("\n")}`);
 }
 
 export function who(demo, role) {
