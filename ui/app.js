@@ -66,7 +66,7 @@ $("q").addEventListener("blur", () => $("q").removeAttribute("inputmode"));
 
 // The one search box says what it does on each screen.
 const BOX = {
-  desk: ["Scan or search", "Pickup code, order number, customer name or last 4 of phone",
+  desk: ["Scan or search", "Pickup code, order number, name or phone's last 4",
     "A scanned pickup code opens its order; a scanned receipt opens the sale."],
   returns: ["Find the sale", "Receipt barcode, order number, last 4 of phone, or a pickup code",
     "A scanned receipt opens the sale."],
@@ -99,6 +99,7 @@ function show(view) {
   if (before !== view) {
     $("q").value = "";
     if (noticeView !== view) notice(null);
+    window.scrollTo(0, 0);
   }
   boxFor(view);
   for (const v of ["signin", "desk", "order", "recon", "returns", "receipt", "slip"]) $(`view-${v}`).hidden = v !== view;
@@ -557,7 +558,7 @@ function stopReason(o) {
     case "cancelled": return "Stop: this order was cancelled. Do not hand it over.";
     case "handed_over": {
       const last = (o.handovers ?? []).at(-1);
-      const when_ = last ? ` on ${when(last.at)} by ${byWho(last)}` : "";
+      const when_ = last ? ` at ${when(last.at)} by ${byWho(last)}` : "";
       return `Stop: this order was already collected${when_}. Do not hand anything over.`;
     }
     case "no_show": return o.payment_state === "pay_at_pickup"
@@ -886,7 +887,8 @@ async function showRecon() {
         el("td", {}, badge(OUTCOME_WORDS[it.outcome] ?? it.outcome, "stop")),
         el("td", {}, it.reason ? String(it.reason).replace(/_/g, " ") : ""),
         el("td", { class: "small" }, bodyWords(it.body),
-          it.body?.order_id ? el("div", {}, el("a", { href: `#/order/${encodeURIComponent(it.body.order_id)}` }, "Open the order")) : null))))));
+          it.body?.order_id ? el("div", {}, el("a", { href: `#/order/${encodeURIComponent(it.body.order_id)}` }, "Open the order")) : null,
+          it.body?.receipt_id && !it.body?.payment ? el("div", {}, el("a", { href: `#/receipt/${encodeURIComponent(it.body.receipt_id)}` }, "Open the receipt")) : null))))));
 }
 
 // ---------- start ----------

@@ -72,7 +72,7 @@ export function heardWords(s) {
   if (!c?.configured) return "Central not set up";
   if (!c.last_success) return "Not heard from central yet";
   const secs = secsBetween(c.last_success, s.now);
-  return secs < 60 ? "Heard from central just now" : `Last heard from central ${clock(c.last_success)} (${agoSecs(secs)})`;
+  return secs < 60 && c.state === "up" ? "Heard from central just now" : `Last heard from central ${clock(c.last_success)} (${agoSecs(secs)})`;
 }
 
 /** The outage the store is in, and what it changes at the desk. */
@@ -84,18 +84,30 @@ export function outage(s) {
   const payTrouble = p?.configured && p.state === "degraded";
   const stalled = !centralDown && s.hq_updates_stalled;
   const asOf = dataAsOf(s);
+  // Each: a one-line head (the banner stays short on a small screen) and what it changes.
   const notes = [];
   if (centralDown) {
-    notes.push(`Central down since ${clock(c.since)}: keep serving customers. Hand-overs and returns are saved here and sent to central when it is back. Large refunds need a manager's PIN, returns without a receipt get store credit only, and orders placed after ${clock(asOf)} are not here yet.`);
+    notes.push({ head: `Central down since ${clock(c.since)}: keep serving customers, everything is saved here.`, more: [
+      "Hand-overs and returns are saved here and sent to central when it is back.",
+      "Refunds above the associate's offline limit need a manager's PIN.",
+      "Returns without a receipt get store credit only.",
+      `Orders and sales after ${clock(asOf)} are not here yet.`] });
   } else if (centralTrouble) {
-    notes.push("Central is slow or failing: keep working, everything is saved here first.");
+    notes.push({ head: "Central is slow or failing: keep working, everything is saved here first.", more: [
+      "Hand-overs and returns are saved here and sent to central when it answers."] });
   } else if (stalled) {
-    notes.push(`Central answers, but HQ's updates stopped: orders and receipts are as of ${clock(asOf)}. Newer orders and sales are not here yet. Tell your lead.`);
+    notes.push({ head: `Central answers, but HQ's updates stopped: data as of ${clock(asOf)}.`, more: [
+      `Orders and sales after ${clock(asOf)} are not here yet: a customer's new order may be missing.`,
+      "Hand-overs and returns still reach central.",
+      "Tell your lead."] });
   }
   if (payDown) {
-    notes.push("Card processor down: card refunds are queued and reach the customer's card when it is back (tell them). Cash and store credit refunds as usual; kiosks approve card payments offline within limits.");
+    notes.push({ head: "Card processor down: card refunds are queued.", more: [
+      "A card refund reaches the customer's card when the processor is back: tell them.",
+      "Cash and store credit refunds as usual.",
+      "Kiosks approve card payments offline, within HQ's limits."] });
   } else if (payTrouble) {
-    notes.push("Card processor is slow or failing: card refunds may be queued.");
+    notes.push({ head: "Card processor slow or failing: card refunds may be queued.", more: [] });
   }
   // Red only when central is down; anything else that is wrong is amber.
   const level = centralDown ? "down" : (centralTrouble || stalled || payDown || payTrouble) ? "warn"
@@ -146,9 +158,17 @@ function renderBanner(s) {
   }
   const note = document.getElementById("banner-note");
   if (note) {
-    const text = o.notes.join(" ");
-    setText(note, text);
-    note.hidden = !text;
+    setText(document.getElementById("banner-note-head"), o.notes.map((n) => n.head).join(" "));
+    const body = document.getElementById("banner-note-body");
+    const items = o.notes.flatMap((n) => n.more);
+    if (body.textContent !== items.join("")) {
+      body.replaceChildren(...items.map((t) => {
+        const li = document.createElement("li");
+        li.textContent = t;
+        return li;
+      }));
+    }
+    note.hidden = !o.notes.length;
   }
 }
 
@@ -194,7 +214,7 @@ function renderBoard(s) {
       const o = outage(s);
       if (name === "central" && o.stalled && h.state === "up") {
         div.className = "upstream degraded";
-        st.textContent = "! up, HQ's updates stopped";
+        st.textContent = "! no updates";
         what.textContent = `Data as of ${clock(dataAsOf(s))}: newer orders and sales are not here.`;
       } else if (name === "central" && h.state === "down") {
         what.textContent = "The desk keeps working: hand-overs and returns wait here for central.";

@@ -38,7 +38,8 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await signIn(desk, demo, associate, { screenshot: "signin" });
     assert.equal(await desk.locator("#nav-recon").isVisible(), false, "no reconciliation link for an associate");
     await desk.locator("#due-list .order-row").first().waitFor();
-    assert.match(await desk.locator("#banner-fresh").innerText(), /^Orders as of \d{1,2}:\d\d( [AP]M)?, (just now|\d+ min ago)$/);
+    assert.match(await desk.locator("#banner-heard").innerText(), /^Heard from central just now ·$/);
+    assert.match(await desk.locator("#banner-fresh").innerText(), /^data as of \d{1,2}:\d\d( [AP]M)?$/);
     await shot(desk, "due-soon");
 
     // A paid, open order due soon; one that needs an ID check if there is one.
@@ -88,7 +89,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     assert.notEqual(await desk.evaluate(() => document.activeElement?.id), "q");
     await desk.keyboard.type(first.pickup_code, { delay: 5 });
     await desk.keyboard.press("Enter");
-    await desk.locator("#order-stop").filter({ hasText: "handed over" }).waitFor();
+    await desk.locator("#order-stop").filter({ hasText: "already collected" }).waitFor();
     assert.equal(await desk.locator("#handover-btn").count(), 0);
 
     // The rejected entry reaches reconciliation (set aside) before the next test reads it.
@@ -137,9 +138,9 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await desk.locator('#demo button[data-upstream="central"][data-mode="down"][aria-pressed="true"]').waitFor();
     assert.equal((await simulator(demo, "GET", "/admin/faults")).central.mode, "down", "the panel reached the simulator");
 
-    await desk.locator("#chip-central").filter({ hasText: "Central DOWN" }).waitFor({ timeout: 20_000 });
+    await desk.locator("#chip-central").filter({ hasText: "Central down" }).waitFor({ timeout: 20_000 });
     assert.match(await desk.locator("#banner").getAttribute("class"), /\bdown\b/);
-    assert.match(await desk.locator("#banner-note").innerText(), /Working offline/);
+    assert.match(await desk.locator("#banner-note").innerText(), /Central down since .*keep serving customers/);
     assert.match(await desk.locator("#chip-payments").innerText(), /Card processor up/);
     await shot(desk, "central-down");
 
@@ -175,7 +176,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
       (await desk.locator(`#due-list [data-order-id="${second.order_id}"]`).count()) === 0
       && (await desk.locator("#due-list .order-row").count()) > 0);
     assert.equal((await apiGet(desk, `/api/v1/pickups/${second.order_id}`)).body.status, "handed_over");
-    assert.match(await desk.locator("#chip-central").innerText(), /Central DOWN/);
+    assert.match(await desk.locator("#chip-central").innerText(), /Central down/);
     await shot(desk, "handed-over-offline");
 
     // The status board, from across the room: central down, the hand-over waiting for it.
@@ -243,7 +244,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     if (await desk.locator("#idcheck").isVisible()) await desk.check("#id-checked");
     await desk.click("#handover-btn");
     await desk.locator("#order-error").filter({ hasText: "already handed over" }).waitFor();
-    await desk.locator("#order-stop").filter({ hasText: "has been handed over" }).waitFor();
+    await desk.locator("#order-stop").filter({ hasText: "already collected" }).waitFor();
     await shot(desk, "refused-already-handed-over");
     assert.deepEqual(tablet.problems, []);
     await tablet.context().close();

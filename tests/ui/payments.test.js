@@ -39,15 +39,15 @@ describe("kiosk payments at the desk", () => {
     await signIn(desk, demo, who(demo, "associate"));
     const chip = desk.locator("#banner-queue");
     await chip.filter({ hasText: "1 card payment waiting" }).waitFor({ timeout: 20_000 });
-    assert.match(await chip.innerText(), /25\.99/);
+    assert.match(await chip.innerText(), /\$25\.99/);
     assert.match(await chip.innerText(), /send within/);
-    assert.match(await desk.locator("#chip-payments").innerText(), /Card processor DOWN/);
+    assert.match(await desk.locator("#chip-payments").innerText(), /Card processor down/);
     await shot(desk, "payment-queue-banner");
 
     const board = await newPage(browser);
     await board.goto(`${demo.url}/status`);
     await until("the board to show the held payment", async () => /1 payment/.test(await board.locator("#exposure").innerText()));
-    assert.match(await board.locator("#exposure").innerText(), /25\.99/);
+    assert.match(await board.locator("#exposure").innerText(), /\$25\.99/);
     await shot(board, "payment-queue-board");
 
     await simulator(demo, "PUT", "/admin/faults/payments", { mode: "ok" });

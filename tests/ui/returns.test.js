@@ -100,8 +100,8 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator(`#receipt-results [data-receipt-id="${byCard.receipt.receipt_id}"]`).waitFor();
     assert.match(await desk.locator("#receipt-results-h").innerText(), new RegExp(`paid with .+ …${byCard.card.last4}`));
     await shot(desk, "returns-by-card");
-    await desk.fill("#rq", receipt.receipt_id);
-    await desk.press("#rq", "Enter");
+    await desk.fill("#q", receipt.receipt_id);
+    await desk.press("#q", "Enter");
     await desk.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
     await desk.locator("#offline-limits").filter({ hasText: "Central is down" }).waitFor();
     await shot(desk, "returns-receipt-offline");
@@ -131,7 +131,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.fill("#manager-pin", manager.pin);
     await desk.press("#manager-pin", "Enter");
     await desk.locator("#view-slip").waitFor();
-    await desk.locator("#slip-approved").filter({ hasText: manager.employee_id }).waitFor();
+    await desk.locator("#slip-approved").filter({ hasText: "manager override" }).waitFor();
     assert.equal(await desk.locator("#slip-total").innerText(), total);
     assert.match(await desk.locator("#slip-state").innerText(), /To the original payment|Cash|Store credit/);
     await shot(desk, "returns-slip");
@@ -147,6 +147,9 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     const l = after.lines.find((x) => x.line === line.line);
     assert.equal(l.returned_here_qty, 1);
     assert.equal(after.returns[0].approved_by, manager.employee_id);
+    // The slip names the manager, as people know them, not by employee id.
+    assert.ok(after.returns[0].approved_by_name);
+    assert.equal(await desk.locator("#slip-approved").innerText(), `${after.returns[0].approved_by_name} (manager override)`);
     assert.equal(usd(after.returns[0].amount_minor), total);
 
     // The receipt scanned into the desk's one search box opens the sale again: the line now
