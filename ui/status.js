@@ -72,7 +72,7 @@ export function heardWords(s) {
   if (!c?.configured) return "Central not set up";
   if (!c.last_success) return "Not heard from central yet";
   const secs = secsBetween(c.last_success, s.now);
-  return secs < 60 && c.state === "up" ? "Heard from central just now" : `Last heard from central ${clock(c.last_success)} (${agoSecs(secs)})`;
+  return secs < 60 && c.state === "up" ? "Heard from central just now" : `Central last heard ${clock(c.last_success)}`;
 }
 
 /** The outage the store is in, and what it changes at the desk. */
@@ -122,9 +122,8 @@ function setText(node, text) {
 function chipText(name, h, s) {
   const st = stateClass(h);
   const since = h && h.configured && h.state !== "up" && h.state !== "unknown" ? ` since ${clock(h.since)}` : "";
-  let word = stateWord(h);
-  if (name === "central" && h?.state === "up" && s.hq_updates_stalled) word = "up, updates stopped";
-  return `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${word}${since}`;
+  if (name === "central" && h?.state === "up" && s.hq_updates_stalled) return "! Central up, updates stopped";
+  return `${ICON[st] ?? "…"} ${UPSTREAM_NAMES[name]} ${stateWord(h)}${since}`;
 }
 
 function renderBanner(s) {
