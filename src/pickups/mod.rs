@@ -131,12 +131,13 @@ async fn list(
     if text.as_ref().is_some_and(|t| t.len() > 100) {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
-    let after = match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        None => None,
-        Some(a) => Some(store::DueCursor::parse(a).ok_or_else(|| {
-            AppError::bad_request("after", "the next_after of the page before")
-        })?),
-    };
+    let after =
+        match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            None => None,
+            Some(a) => Some(store::DueCursor::parse(a).ok_or_else(|| {
+                AppError::bad_request("after", "the next_after of the page before")
+            })?),
+        };
     let Some(t) = text else {
         // The due-soon list can run to hundreds of orders: the blocking pool.
         let until = due.unwrap_or(now + Duration::hours(4));

@@ -58,10 +58,7 @@ fn staff_names<'a>(
         if out.contains_key(id) {
             continue;
         }
-        if let Some(name) = stmt
-            .query_row([id], |r| r.get::<_, String>(0))
-            .optional()?
-        {
+        if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
             out.insert(id.to_string(), name);
         }
     }

@@ -170,7 +170,12 @@ pub(crate) async fn add_samples(
         });
         // Spread over the next 23 hours, the earliest within minutes.
         let due = now + Duration::minutes(5 + (i as i64 * 23 * 60) / due_orders.max(1) as i64);
-        orders.push(fresh_order(&mut rng, vec![line], due, if i % 3 == 0 { "placed" } else { "ready" }));
+        orders.push(fresh_order(
+            &mut rng,
+            vec![line],
+            due,
+            if i % 3 == 0 { "placed" } else { "ready" },
+        ));
     }
     if due_orders > 0 {
         out["due_orders"] = json!(due_orders);

@@ -173,11 +173,7 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
                     r.get(0)
                 })?;
             let currency: Option<String> = c
-                .query_row(
-                    "SELECT currency FROM receipts LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT currency FROM receipts LIMIT 1", [], |r| r.get(0))
                 .optional()?;
             Ok::<_, AppError>((
                 feeds,
@@ -199,7 +195,8 @@ pub async fn current(state: &AppState) -> Result<Status, AppError> {
     let central_answers = upstreams.get("central").is_some_and(|h| {
         h.configured
             && h.state != crate::upstream::HealthState::Down
-            && h.last_success.is_some_and(|t| (now - t).num_seconds() <= HEARD_SECS)
+            && h.last_success
+                .is_some_and(|t| (now - t).num_seconds() <= HEARD_SECS)
     });
     let feeds: BTreeMap<&'static str, FeedFreshness> = feeds
         .into_iter()
