@@ -476,6 +476,29 @@ async fn handed_over_orders_never_crowd_due_orders_off_the_due_soon_list() {
         .collect();
     assert_eq!(ids(&v), all_open[..500]);
     assert_eq!(v["truncated"], true);
+    // It says how many are due in all, and where the rest starts: the next page holds them.
+    assert_eq!(v["total"], 554);
+    let after = v["next_after"]
+        .as_str()
+        .expect("a cursor for the rest")
+        .to_string();
+    let (s, rest) = d
+        .get(&format!(
+            "/api/v1/pickups?due_within_hours=4&after={}",
+            after.replace('|', "%7C").replace(':', "%3A")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rest}");
+    assert_eq!(ids(&rest), all_open[500..]);
+    assert_eq!(
+        (&rest["truncated"], &rest["total"]),
+        (&json!(false), &json!(554))
+    );
+    assert!(rest.get("next_after").is_none(), "{rest}");
+    let (s, v) = d
+        .get("/api/v1/pickups?due_within_hours=4&after=nonsense")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     // A search is not the due-soon list and does not carry the flag.
     let (_, v) = d.get("/api/v1/pickups?q=WD0001").await;
     assert!(v.get("truncated").is_none(), "{v}");
@@ -842,6 +865,11 @@ async fn a_hand_over_of_an_order_central_cancelled_offline_surfaces_as_a_conflic
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(order["conflict"]["reason"], "order_cancelled");
+    assert_eq!(order["central_refusal"]["outcome"], "conflict");
+    assert_eq!(order["handovers"][0]["central_outcome"], "conflict");
+    // People are named as the staff list names them.
+    let name = order["handovers"][0]["by_name"].as_str().expect("a name");
+    assert!(!name.is_empty() && name != manager.employee_id);
     assert_eq!(
         order["status"], "handed_over",
         "what the store did stays on record"
@@ -862,6 +890,7 @@ async fn a_hand_over_of_an_order_central_cancelled_offline_surfaces_as_a_conflic
         Some(manager.employee_id.as_str()),
         "who handed it over"
     );
+    assert_eq!(r["names"][&manager.employee_id].as_str(), Some(name));
     assert!(
         item["body"]["lines"]
             .as_array()
@@ -891,4 +920,76 @@ fn d_number(t: &TestStore, order_id: &str) -> String {
             |r| r.get(0),
         )
         .unwrap()
+}
+
+/// A hand-over central rejects (not only one it finds in conflict) puts the order in need of
+/// attention for everyone who opens or finds it, not only in a lead's reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_central_rejects_needs_attention_on_the_order() {
+    let sim = simulator(30, 40).await;
+    let (central, payments) = (sim.central_url(), sim.payments_url());
+    let t = TestStore::start_with(move |c| {
+        c.central.url = Some(central);
+        c.payments.url = Some(payments);
+        c.feeds.pull = true;
+        c.feeds.pull_interval_secs = 1;
+        c.central.health_interval_secs = 1;
+        c.journal.retry_base_ms = 50;
+        c.journal.retry_cap_ms = 300;
+        c.journal.idle_poll_ms = 50;
+        c.pepper = standin::config::Secret::new(PEPPER);
+    })
+    .await;
+    t.wait_for_status("feeds", |s| {
+        s["feeds"]["staff"]["snapshot_at"].is_string()
+            && s["feeds"]["pickup_orders"]["snapshot_at"].is_string()
+    })
+    .await;
+    common::sim::admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/central/reject",
+        json!({"kinds": ["pickup.handed_over"]}),
+    )
+    .await;
+    let creds = sim.credentials().clone();
+    let associate = creds.staff.iter().find(|s| s.role == "associate").unwrap();
+    let (s, _, b) = sign_in(&t, &associate.employee_id, &associate.pin).await;
+    assert_eq!(s, StatusCode::OK);
+    let d = Desk {
+        t: &t,
+        b: b.unwrap(),
+    };
+    let order_id: String = t
+        .db()
+        .query_row("SELECT order_id FROM pickup_orders WHERE status IN ('placed','ready') AND payment_state = 'paid' ORDER BY due_at LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let (s, v) = d.hand_over(&order_id, json!([]), true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["needs_attention"], false, "not answered yet");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let order = loop {
+        let (_, v) = d.get(&format!("/api/v1/pickups/{order_id}")).await;
+        if v["needs_attention"] == true {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rejection surfaced: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(order["central_refusal"]["outcome"], "rejected");
+    assert!(
+        order["conflict"].is_null(),
+        "a rejection is not a conflict: {order}"
+    );
+    assert_eq!(order["handovers"][0]["central_outcome"], "rejected");
+    // Found by its number, the list entry says so too.
+    let (_, v) = d
+        .get(&format!("/api/v1/pickups?q={}", d_number(&t, &order_id)))
+        .await;
+    assert_eq!(v["orders"][0]["needs_attention"], true, "{v}");
+    t.stop().await;
+    sim.shutdown().await;
 }

@@ -189,3 +189,101 @@ async fn central_down_is_told_apart_from_the_processor_and_reads_go_on() {
     t.stop().await;
     sim.shutdown().await;
 }
+
+/// Central answering but HQ's updates stopped is told apart from a quiet feed: the store's data
+/// is as of when HQ last updated central, not as of the last answer, and status says the feeds
+/// stalled while central is up; once updates flow again it is current as of now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_at_hq_is_told_apart_from_a_quiet_feed() {
+    let sim = simulator(30, 20).await;
+    let t = standin_pulling_from(&sim).await;
+    t.wait_for_status("all five feeds", loaded).await;
+    // Quiet: no new batch, yet the data is current as of the last answer.
+    let s = t
+        .wait_for_status("a check after the load", |s| {
+            s["feeds"]["pickup_orders"]["checked_at"].is_string()
+                && s["feeds"]["pickup_orders"]["data_age_secs"].as_i64() < Some(5)
+        })
+        .await;
+    assert_eq!(s["hq_updates_stalled"], false, "{s}");
+    assert_eq!(s["currency"], "USD");
+
+    admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/central/feeds/stall",
+        json!({"stalled": true, "since_secs_ago": 1800}),
+    )
+    .await;
+    let s = t
+        .wait_for_status("the stall seen", |s| s["hq_updates_stalled"] == true)
+        .await;
+    assert_eq!(s["upstreams"]["central"]["state"], "up", "central answers");
+    let f = &s["feeds"]["pickup_orders"];
+    assert_eq!(f["stalled"], true, "{f}");
+    assert!(f["data_age_secs"].as_i64().unwrap() >= 1790, "{f}");
+    assert!(f["checked_at"].is_string());
+
+    admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/admin/central/feeds/stall",
+        json!({"stalled": false}),
+    )
+    .await;
+    let s = t
+        .wait_for_status("updates flowing", |s| s["hq_updates_stalled"] == false)
+        .await;
+    assert!(
+        s["feeds"]["pickup_orders"]["data_age_secs"]
+            .as_i64()
+            .unwrap()
+            < 60
+    );
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+/// The simulator's samples arrive through the feeds like any change from HQ: a receipt of
+/// many lines (with barcodes), an order of many items, and orders due over the next day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_arrive_through_the_feeds() {
+    let sim = simulator(30, 20).await;
+    let t = standin_pulling_from(&sim).await;
+    t.wait_for_status("all five feeds", loaded).await;
+    let added = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/admin/central/samples",
+        json!({"receipt_lines": 44, "order_lines": 28, "due_orders": 30}),
+    )
+    .await;
+    t.wait_for_status("the samples", |s| {
+        // 20 seeded, the big order, 30 due.
+        s["feeds"]["pickup_orders"]["records"] == 51 && s["feeds"]["receipts"]["records"] == 31
+    })
+    .await;
+    let receipt_id = added["receipt"]["receipt_id"].as_str().unwrap();
+    let (lines, upcs): (i64, i64) = t
+        .db()
+        .query_row(
+            "SELECT json_array_length(doc, '$.lines'),
+                    (SELECT count(*) FROM json_each(doc, '$.lines') l WHERE length(l.value ->> '$.upc') = 12)
+             FROM receipts WHERE receipt_id = ?1",
+            [receipt_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((lines, upcs), (44, 44));
+    let items: i64 = t
+        .db()
+        .query_row(
+            "SELECT items FROM pickup_orders WHERE order_id = ?1",
+            [added["order"]["order_id"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(items, 28);
+    t.stop().await;
+    sim.shutdown().await;
+}
