@@ -84,11 +84,12 @@ async fn info(AxState(ctx): AxState<AdminCtx>) -> Response {
 
 async fn faults(AxState(ctx): AxState<AdminCtx>) -> Response {
     let st = lock(&ctx.state);
-    let stalled = st.feeds_stalled.as_ref().map(|s| ts(s.since));
-    axum::Json(json!({
-        "central": st.central_fault, "payments": st.payments_fault, "feeds_stalled_since": stalled,
-    }))
-    .into_response()
+    let mut body = json!({ "central": st.central_fault, "payments": st.payments_fault });
+    // Only while HQ's updates are stalled: since when.
+    if let Some(stall) = &st.feeds_stalled {
+        body["feeds_stalled_since"] = json!(ts(stall.since));
+    }
+    axum::Json(body).into_response()
 }
 
 async fn set_fault(
