@@ -4,7 +4,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  apiGet, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
+  apiGet, assertAxe, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
 } from "./harness.js";
 
 const OPEN = ["placed", "ready", "partially_handed_over"];
@@ -35,12 +35,14 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await desk.locator("#signin-error").filter({ hasText: "do not match" }).waitFor();
     assert.equal(await desk.evaluate(() => document.activeElement?.id), "pin");
     await shot(desk, "signin-refused");
+    await assertAxe(desk, "signin-refused");
     await signIn(desk, demo, associate, { screenshot: "signin" });
     assert.equal(await desk.locator("#nav-recon").isVisible(), false, "no reconciliation link for an associate");
     await desk.locator("#due-list .order-row").first().waitFor();
     assert.match(await desk.locator("#banner-heard").innerText(), /^Heard from central just now ·$/);
     assert.match(await desk.locator("#banner-fresh").innerText(), /^data as of \d{1,2}:\d\d( [AP]M)?$/);
     await shot(desk, "due-soon");
+    await assertAxe(desk, "due-soon");
 
     // A paid, open order due soon; one that needs an ID check if there is one.
     const due = (await apiGet(desk, "/api/v1/pickups?due_within_hours=4")).body.orders;
@@ -61,6 +63,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     assert.equal(await desk.evaluate(() => document.activeElement?.id), "q", "the box keeps focus for the next scan");
     assert.match(await desk.locator("#view-order .fresh").innerText(), /^Order data as of .+, (just now|\d+ min ago)\.$/);
     await shot(desk, "order");
+    await assertAxe(desk, "order");
 
     if (first.requires_id_check) {
       // Without the explicit confirmation the desk says what to do, in plain words.
@@ -68,6 +71,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
       await desk.click("#handover-btn");
       await desk.locator("#order-error").filter({ hasText: "ID check" }).waitFor();
       await shot(desk, "order-id-check-needed");
+      await assertAxe(desk, "order-id-check-needed");
       await desk.check("#id-checked");
     }
     await desk.click("#handover-btn");
@@ -78,6 +82,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
       (await desk.locator("#due-list .order-row").count()) > 0 && (await desk.locator(row).count()) === 0);
     assert.equal(await desk.evaluate(() => document.activeElement?.id), "q", "back in the search box after the hand-over");
     await shot(desk, "handed-over");
+    await assertAxe(desk, "handed-over");
 
     const after = (await apiGet(desk, `/api/v1/pickups/${first.order_id}`)).body;
     assert.equal(after.status, "handed_over");
@@ -105,6 +110,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await desk.locator("#recon-refused").filter({ hasText: "Only leads and managers" }).waitFor();
     assert.equal(await desk.locator("#recon-csv").isVisible(), false);
     await shot(desk, "reconciliation-refused");
+    await assertAxe(desk, "reconciliation-refused");
 
     const lead = await newPage(browser);
     await signIn(lead, demo, who(demo, "lead"));
@@ -113,6 +119,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await line.waitFor();
     assert.match(await line.innerText(), /Refused by central/);
     await shot(lead, "reconciliation");
+    await assertAxe(lead, "reconciliation");
     const href = await lead.locator("#recon-csv").getAttribute("href");
     const csv = await lead.evaluate(async (h) => {
       const r = await fetch(h);
@@ -143,6 +150,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     assert.match(await desk.locator("#banner-note").innerText(), /Central down since .*keep serving customers/);
     assert.match(await desk.locator("#chip-payments").innerText(), /Card processor up/);
     await shot(desk, "central-down");
+    await assertAxe(desk, "central-down");
 
     // Search by the customer's name (a prefix) for another paid order due soon.
     const due = (await apiGet(desk, "/api/v1/pickups?due_within_hours=4")).body.orders;
@@ -155,6 +163,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     if (await desk.locator("#view-order").isHidden()) {
       await desk.locator(hit).waitFor();
       await shot(desk, "search-results");
+      await assertAxe(desk, "search-results");
       await desk.click(hit);
     }
     await desk.locator("#order-h").filter({ hasText: second.order_number }).waitFor();
@@ -170,6 +179,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     }, 10_000, 0);
     if (second.requires_id_check) assert.equal(await desk.isChecked("#id-checked"), true);
     await shot(desk, "order-offline");
+    await assertAxe(desk, "order-offline");
     await desk.keyboard.press("Enter");
     await desk.locator("#notice").filter({ hasText: second.order_number }).waitFor();
     await until("the second order to leave the due-soon list", async () =>
@@ -178,6 +188,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     assert.equal((await apiGet(desk, `/api/v1/pickups/${second.order_id}`)).body.status, "handed_over");
     assert.match(await desk.locator("#chip-central").innerText(), /Central down/);
     await shot(desk, "handed-over-offline");
+    await assertAxe(desk, "handed-over-offline");
 
     // The status board, from across the room: central down, the hand-over waiting for it.
     const board = await newPage(browser);
@@ -186,6 +197,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await until("the pickups lane to show a waiting entry", async () =>
       /Pickups\s+1\s/.test(await board.locator("#lanes").innerText()));
     await shot(board, "status-board");
+    await assertAxe(board, "status-board");
     assert.deepEqual(board.problems, []);
     await board.context().close();
 
@@ -207,12 +219,14 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await tablet.uncheck(`#line-${kept.line}`);
     if (await tablet.locator("#idcheck").isVisible()) await tablet.check("#id-checked");
     await shot(tablet, "tablet-order");
+    await assertAxe(tablet, "tablet-order");
     await tablet.click("#handover-btn");
     await tablet.locator("#notice").filter({ hasText: "still to collect" }).waitFor();
     const partly = (await apiGet(tablet, `/api/v1/pickups/${third.order_id}`)).body;
     assert.equal(partly.status, "partially_handed_over");
     assert.equal(partly.lines.find((l) => l.line === kept.line).remaining_qty, kept.remaining_qty);
     await shot(tablet, "tablet-partly-handed-over");
+    await assertAxe(tablet, "tablet-partly-handed-over");
 
     // No-show, by order number: asked once more before it is recorded.
     const fourth = due.find((o) => OPEN.includes(o.status) && ![first, second, third].some((x) => x.order_id === o.order_id));
@@ -246,6 +260,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     await desk.locator("#order-error").filter({ hasText: "already handed over" }).waitFor();
     await desk.locator("#order-stop").filter({ hasText: "already collected" }).waitFor();
     await shot(desk, "refused-already-handed-over");
+    await assertAxe(desk, "refused-already-handed-over");
     assert.deepEqual(tablet.problems, []);
     await tablet.context().close();
 

@@ -1,7 +1,7 @@
 // The words the desk puts on screen, without a browser: ages, due times, money, states.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { agoSecs, dueWords, money, plural, statusWords } from "../../ui/format.js";
+import { agoSecs, deviceName, dueWords, laneName, money, personName, plural, statusWords } from "../../ui/format.js";
 
 describe("desk wording", () => {
   it("says how old data is at a glance", () => {
@@ -32,5 +32,16 @@ describe("desk wording", () => {
     assert.equal(money(9300, "USD").replace(/\s/g, ""), "$93.00");
     assert.equal(plural(1, "item"), "1 item");
     assert.equal(plural(4, "entry", "entries"), "4 entries");
+  });
+
+  it("names lanes, desks and people instead of their ids", () => {
+    assert.equal(laneName("register-4"), "Register 4");
+    assert.equal(laneName("sco-03"), "Self-checkout 3");
+    assert.equal(laneName("back-office"), "back-office");
+    assert.equal(deviceName("127.0.0.1"), "Service desk");
+    assert.equal(deviceName("::1"), "Service desk");
+    assert.equal(deviceName("sco-01"), "Self-checkout 1");
+    assert.equal(personName("E12345", "Ana Lopez"), "Ana Lopez");
+    assert.equal(personName("E12345", null), "E12345");
   });
 });

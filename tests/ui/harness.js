@@ -156,7 +156,10 @@ export async function signIn(page, demo, person, { screenshot } = {}) {
   await page.locator("#view-signin").waitFor();
   await page.fill("#employee_id", person.employee_id);
   await page.fill("#pin", person.pin);
-  if (screenshot) await shot(page, screenshot);
+  if (screenshot) {
+    await shot(page, screenshot);
+    await assertAxe(page, screenshot);
+  }
   await page.press("#pin", "Enter");
   await page.locator("#view-desk").waitFor();
 }

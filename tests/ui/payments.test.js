@@ -4,7 +4,7 @@
 // the processor comes back and the queue empties.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who } from "./harness.js";
+import { assertAxe, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who } from "./harness.js";
 
 describe("kiosk payments at the desk", () => {
   let demo, browser;
@@ -43,12 +43,14 @@ describe("kiosk payments at the desk", () => {
     assert.match(await chip.innerText(), /send within/);
     assert.match(await desk.locator("#chip-payments").innerText(), /Card processor down/);
     await shot(desk, "payment-queue-banner");
+    await assertAxe(desk, "payment-queue-banner");
 
     const board = await newPage(browser);
     await board.goto(`${demo.url}/status`);
     await until("the board to show the held payment", async () => /1 payment/.test(await board.locator("#exposure").innerText()));
     assert.match(await board.locator("#exposure").innerText(), /\$25\.99/);
     await shot(board, "payment-queue-board");
+    await assertAxe(board, "payment-queue-board");
 
     await simulator(demo, "PUT", "/admin/faults/payments", { mode: "ok" });
     await until("the payment to be forwarded", async () => (await status(demo)).payments.count === 0, 60_000, 250);

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  apiGet, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
+  apiGet, assertAxe, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
 } from "./harness.js";
 
 const usd = (minor) => new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" }).format(minor / 100);
@@ -100,11 +100,13 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator(`#receipt-results [data-receipt-id="${byCard.receipt.receipt_id}"]`).waitFor();
     assert.match(await desk.locator("#receipt-results-h").innerText(), new RegExp(`paid with .+ …${byCard.card.last4}`));
     await shot(desk, "returns-by-card");
+    await assertAxe(desk, "returns-by-card");
     await desk.fill("#q", receipt.receipt_id);
     await desk.press("#q", "Enter");
     await desk.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
     await desk.locator("#offline-limits").filter({ hasText: "Central is down" }).waitFor();
     await shot(desk, "returns-receipt-offline");
+    await assertAxe(desk, "returns-receipt-offline");
 
     // Keyboard: the line's box, its reason.
     await desk.focus(`#rline-${line.line}`);
@@ -114,11 +116,13 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator("#needs-manager").filter({ hasText: "manager" }).waitFor();
     const total = await desk.locator("#refund-total").innerText();
     await shot(desk, "returns-ticked");
+    await assertAxe(desk, "returns-ticked");
 
     await desk.click("#return-btn");
     await desk.locator("#override-dialog[open]").waitFor();
     assert.match(await desk.locator("#override-reasons").innerText(), /above the \$50\.00 an associate may refund/);
     await shot(desk, "returns-override-dialog");
+    await assertAxe(desk, "returns-override-dialog");
 
     // A wrong PIN: said in the dialog, the associate stays signed in.
     await desk.fill("#manager-id", manager.employee_id);
@@ -127,6 +131,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator("#override-error").filter({ hasText: "do not match" }).waitFor();
     assert.equal(await desk.evaluate(() => document.activeElement?.id), "manager-pin");
     await shot(desk, "returns-override-refused");
+    await assertAxe(desk, "returns-override-refused");
 
     await desk.fill("#manager-pin", manager.pin);
     await desk.press("#manager-pin", "Enter");
@@ -135,12 +140,14 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     assert.equal(await desk.locator("#slip-total").innerText(), total);
     assert.match(await desk.locator("#slip-state").innerText(), /To the original payment|Cash|Store credit/);
     await shot(desk, "returns-slip");
+    await assertAxe(desk, "returns-slip");
     // Printed, the slip stands alone.
     await desk.emulateMedia({ media: "print" });
     assert.equal(await desk.locator("#banner").isVisible(), false);
     assert.equal(await desk.locator("#print-slip").isVisible(), false);
     assert.equal(await desk.locator("#slip").isVisible(), true);
     await shot(desk, "returns-slip-print");
+    await assertAxe(desk, "returns-slip-print");
     await desk.emulateMedia({ media: "screen" });
 
     const after = (await apiGet(desk, `/api/v1/receipts/${receipt.receipt_id}`)).body;
@@ -167,6 +174,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     assert.match(await row.innerText(), /1 returned|returned/);
     await desk.locator("#rhistory-h").waitFor();
     await shot(desk, "returns-receipt-after");
+    await assertAxe(desk, "returns-receipt-after");
     await desk.keyboard.press("Escape");
     await desk.locator("#view-returns").waitFor();
 
@@ -179,6 +187,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await desk.locator("#view-slip").waitFor();
     assert.match(await desk.locator("#slip-state").innerText(), /Store credit: Issued as store credit/);
     await shot(desk, "returns-no-receipt-slip");
+    await assertAxe(desk, "returns-no-receipt-slip");
     await desk.click("#slip-done");
     await desk.locator("#view-returns").waitFor();
 
@@ -189,6 +198,7 @@ describe("a return at the desk with central down", { timeout: 120_000 }, () => {
     await tablet.locator("#receipt-h").filter({ hasText: receipt.receipt_id }).waitFor();
     assert.equal(await tablet.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, "no sideways scrolling");
     await shot(tablet, "returns-tablet");
+    await assertAxe(tablet, "returns-tablet");
     await tablet.context().close();
 
     // Central back: the return reaches it, once.
