@@ -111,6 +111,8 @@ function show(view) {
     else a.removeAttribute("aria-current");
   }
   if (view !== "desk") stopDuePolling();
+  // A new screen: its one search box has the focus (the scanner types there either way).
+  if (before !== view && view !== "signin" && view !== "slip" && !document.querySelector("dialog[open]")) focusSearch({ select: false });
 }
 
 function route() {

@@ -269,6 +269,8 @@ describe("the desk at the pace of a queue", { timeout: 600_000 }, () => {
         await page.click("#open-pickup");
         await page.locator("#order-h").filter({ hasText: o.order_number }).waitFor();
         assert.equal(await page.inputValue("#q"), "", "no Returns text on the order");
+        assert.equal(await page.evaluate(() => document.activeElement?.id), "q", "the order screen's box has the focus");
+        assert.deepEqual(await searchBoxes(page), ["q"]);
         assert.deepEqual(page.problems, []);
         await page.context().close();
       });
