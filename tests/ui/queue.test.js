@@ -449,6 +449,27 @@ describe("the desk at the pace of a queue", { timeout: 600_000 }, () => {
     await lead.context().close();
   });
 
+  it("lets a person try it by hand from the demo panel: HQ's updates stalled, and the samples added", async (t) => {
+    t.after(allWell);
+    const page = await newPage(browser, SCREENS[1].viewport, { touch: true });
+    await signIn(page, demo, who(demo, "associate"));
+    await page.locator("#demo summary").click();
+    await page.locator('#demo button[data-stall="on"]').click();
+    await page.locator("#chip-central").filter({ hasText: "updates stopped" }).waitFor({ timeout: 30_000 });
+    assert.match(await page.locator("#banner").getAttribute("class"), /\bwarn\b/);
+    await page.locator('#demo button[data-stall="on"][aria-pressed="true"]').waitFor();
+    await shot(page, "demo-panel-stalled");
+    await assertAxe(page, "the demo panel, HQ's updates stalled");
+    await page.locator('#demo button[data-stall="off"]').click();
+    await page.locator("#banner.up").waitFor({ timeout: 30_000 });
+    const before = (await status(demo)).feeds.receipts.records;
+    await page.click("#demo-samples");
+    await page.locator(".demo-msg").filter({ hasText: "44 lines" }).waitFor();
+    await until("the panel's samples in the store", async () => (await status(demo)).feeds.receipts.records === before + 1, 30_000, 250);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   it("keeps each test file's screenshots in a folder of its own", async () => {
     const page = await newPage(browser);
     await page.goto(`${demo.url}/status`);
