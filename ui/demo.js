@@ -45,7 +45,7 @@ function render(faults) {
   const samples = el("div", { class: "demo-row" },
     el("button", { type: "button", class: "demo-btn wide", id: "demo-samples", onclick: addSamples },
       "Add a 44-line receipt, a 28-item order and 600 orders due"));
-  body.replaceChildren(hq, samples, ...UPSTREAMS.map(([name, label]) => {
+  body.replaceChildren(...UPSTREAMS.map(([name, label]) => {
     const current = modeKey(faults?.[name]);
     return el("div", { class: "demo-row", role: "group", "aria-label": `${label} in the simulator` },
       el("span", { class: "demo-name" }, label),
@@ -57,7 +57,7 @@ function render(faults) {
         dataset: { upstream: name, mode: m.key },
         onclick: () => setFault(name, label, m),
       }, m.label)));
-  }));
+  }), hq, samples);
 }
 
 async function refresh() {
