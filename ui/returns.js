@@ -3,7 +3,7 @@
 // override when the offline limits need one, and a printable return slip.
 // Routes: #/returns · #/returns/search/TEXT · #/receipt/ID · #/return-slip
 import { api, ApiError, words } from "./api.js";
-import { refreshStatus } from "./status.js";
+import { latestStatus, refreshStatus } from "./status.js";
 import { agoSecs, clock, el, laneName, money, personName, plural, when } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -406,6 +406,13 @@ function renderReceipt(r) {
       `refunds above ${money(r.refund_cap_associate_minor, r.currency)} need a manager. `,
       r.offline_refund_budget_minor != null
         ? `${money(r.offline_refunded_today_minor, r.currency)} of today's ${money(r.offline_refund_budget_minor, r.currency)} offline budget used.` : ""));
+  }
+  // The card processor down changes one thing here: a refund to a card waits for it.
+  const processor = latestStatus()?.upstreams?.payments;
+  if (cards.length && processor?.configured && processor.state === "down") {
+    parts.push(el("p", { class: "callout warn", id: "processor-down" },
+      el("strong", {}, "Card processor down: "),
+      "a refund to the card is queued and reaches the customer's card when the processor is back. Tell the customer; cash and store credit go as usual."));
   }
   const refused = (r.returns ?? []).filter((x) => x.central_outcome === "rejected" || x.central_outcome === "conflict");
   if (refused.length) {

@@ -331,6 +331,13 @@ describe("the desk at the pace of a queue", { timeout: 600_000 }, () => {
       assert.match(await board.locator('.upstream[data-upstream="payments"] .what').innerText(), /Card refunds are queued/);
       await shot(page, `${name}-desk`);
       await assertAxe(page, `the desk, processor down (${name})`);
+      // On a card sale, the return screen says what changes: the card refund is queued.
+      await page.goto(`${demo.url}/#/receipt/${samples.receipt.receipt_id}`);
+      await page.locator("#processor-down").filter({ hasText: "queued" }).waitFor();
+      await shot(page, `${name}-receipt`);
+      await assertAxe(page, `a card receipt, processor down (${name})`);
+      await page.goto(`${demo.url}/#/`);
+      await page.locator("#view-desk").waitFor();
       await shot(board, `${name}-board`);
       await assertAxe(board, `the board, processor down (${name})`);
     });
