@@ -120,6 +120,8 @@ const shots = new Map();
 export async function shot(page, name) {
   const file = callerFile();
   const dir = join(ARTIFACTS, file);
+  // A run starts its file's folder afresh: no picture left from an earlier run.
+  if (!shots.has(file)) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const n = (shots.get(file) ?? 0) + 1;
   shots.set(file, n);
