@@ -51,7 +51,11 @@ pub async fn probe(
     let timeout = std::time::Duration::from_millis(cfg.timeout_ms.max(1));
     loop {
         if state.upstreams.permit(which, state.clock.now()) {
-            let outcome = match state.http.get(&url).timeout(timeout).send().await {
+            let outcome = match with_token(state.http.get(&url), &cfg.token)
+                .timeout(timeout)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err((
                     format!("health answered HTTP {}", r.status()),
@@ -76,6 +80,18 @@ pub async fn probe(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Adds the upstream's bearer token (`central.token`), when one is configured.
+pub fn with_token(
+    req: reqwest::RequestBuilder,
+    token: &crate::config::Secret,
+) -> reqwest::RequestBuilder {
+    if token.is_empty() {
+        req
+    } else {
+        req.bearer_auth(token.expose())
     }
 }
 
