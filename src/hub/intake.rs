@@ -14,7 +14,7 @@ use crate::journal::delivery::Outcome;
 pub enum Incoming {
     /// Well formed; `body_canonical` is what its hash covers.
     Entry {
-        entry: Entry,
+        entry: Box<Entry>,
         body_canonical: String,
     },
     /// Has an id but not the shape of an entry: rejected (`invalid_entry`), kept as sent.
@@ -31,7 +31,7 @@ impl Incoming {
         Some(match serde_json::from_value::<Entry>(raw.clone()) {
             Ok(entry) => Incoming::Entry {
                 body_canonical: canonical_json(&entry.body),
-                entry,
+                entry: Box::new(entry),
             },
             Err(_) => Incoming::Unreadable {
                 id,
