@@ -134,7 +134,12 @@ impl TestPg {
             self.port,
             self.dir.path().display()
         );
-        let log = self.dir.path().join("pg.log").to_string_lossy().into_owned();
+        let log = self
+            .dir
+            .path()
+            .join("pg.log")
+            .to_string_lossy()
+            .into_owned();
         run(
             as_pg(
                 &self.bin.join("pg_ctl"),
