@@ -94,8 +94,8 @@ pub struct UpstreamConfig {
     pub timeout_ms: u64,
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub health_interval_secs: u64,
-    /// Sent as `Authorization: Bearer` on every call to this upstream: for central, the
-    /// store's own token from `standin hub store add`. The processor takes none today.
+    /// Sent as `Authorization: Bearer` on every call to this upstream when set: for central,
+    /// the store's own token from `standin hub store add`. A secret (redacted when printed).
     pub token: Secret,
 }
 

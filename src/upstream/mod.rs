@@ -83,15 +83,26 @@ pub async fn probe(
     }
 }
 
-/// Adds the upstream's bearer token (`central.token`), when one is configured.
+/// Adds the upstream's bearer token (`central.token`, `payments.token`), when one is set.
 pub fn with_token(
     req: reqwest::RequestBuilder,
     token: &crate::config::Secret,
 ) -> reqwest::RequestBuilder {
-    if token.is_empty() {
-        req
-    } else {
-        req.bearer_auth(token.expose())
+    req.bearer_auth_if(token)
+}
+
+/// [`with_token`] as a method, for request chains.
+pub trait BearerIfSet {
+    fn bearer_auth_if(self, token: &crate::config::Secret) -> Self;
+}
+
+impl BearerIfSet for reqwest::RequestBuilder {
+    fn bearer_auth_if(self, token: &crate::config::Secret) -> Self {
+        if token.is_empty() {
+            self
+        } else {
+            self.bearer_auth(token.expose())
+        }
     }
 }
 
