@@ -355,3 +355,58 @@ async fn readiness_follows_postgresql_and_the_schema() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("schema version 0"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_racing_one_batch_land_it_once() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    // A second, independent hub over the same database (another process behind the LB).
+    let config = standin::hub::HubConfig {
+        database_url: standin::config::Secret::new(hub.pg.url.clone()),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    let state = standin::hub::HubState::new(config).unwrap();
+    tokio::spawn(standin::hub::launch(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let entries = Chain::new("s1").take(50);
+    let mut sends = Vec::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 {
+            hub.url.clone()
+        } else {
+            other.clone()
+        };
+        let (client, token, entries) = (hub.client.clone(), token.clone(), entries.clone());
+        sends.push(tokio::spawn(async move {
+            let res = client
+                .post(format!("{url}/v1/stores/s1/journal"))
+                .bearer_auth(token)
+                .json(&json!({ "entries": entries }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let body: serde_json::Value = res.json().await.unwrap();
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["outcome"] == "accepted")
+                .count()
+        }));
+    }
+    let mut accepted = 0;
+    for s in sends {
+        accepted += s.await.unwrap();
+    }
+    assert_eq!(accepted, 50, "each entry accepted by exactly one request");
+    let rows = hub.rows("s1").await;
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows.iter().map(|r| r.2).sum::<i32>(), 8 * 50);
+    assert_eq!(hub.verified("s1").await, (50, None));
+}
