@@ -33,6 +33,9 @@ pub enum HubCommand {
     /// (API.md), each with the `store_id` it is for (policy without one: every store);
     /// `{"deleted": true, KEY, "store_id"}` removes one. All lines land or none.
     Import { feed: String, file: PathBuf },
+    /// PostgreSQL (a private cluster), the hub, three Standin stores wired to it, and the
+    /// simulator as the card processor; prints each store's desk and the hub.
+    Demo(super::demo::HubDemoArgs),
     /// Serve central's paths for every registered store.
     Serve {
         /// Address to listen on (overrides `listen`).
@@ -54,7 +57,8 @@ impl HubArgs {
         if let Some(url) = &self.database_url {
             config.database_url = crate::config::Secret::new(url.clone());
         }
-        if config.database_url.is_empty() {
+        // The demo runs its own PostgreSQL.
+        if config.database_url.is_empty() && !matches!(self.command, HubCommand::Demo(_)) {
             anyhow::bail!("no database URL: pass --database-url or set STANDIN_HUB__DATABASE_URL");
         }
         if let HubCommand::Serve { listen: Some(l) } = &self.command {
@@ -97,6 +101,7 @@ pub async fn run(command: HubCommand, config: HubConfig) -> anyhow::Result<()> {
                 done.lines, done.changed
             );
         }
+        HubCommand::Demo(args) => super::demo::run(args).await?,
         HubCommand::Serve { .. } => {
             let listen = config.listen;
             let state = HubState::new(config)?;

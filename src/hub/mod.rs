@@ -6,8 +6,10 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod feeds;
 pub mod intake;
