@@ -24,8 +24,11 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("database URL is not valid: {e}"))?;
+    // Bounded waits: a batch stuck behind another process's lock on its store, or a
+    // statement PostgreSQL cannot finish, ends as a 503 the store retries, not a hung request.
     pg.application_name("standin-hub")
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        .options("-c lock_timeout=10000 -c statement_timeout=30000");
     let mgr = Manager::from_config(
         pg,
         NoTls,

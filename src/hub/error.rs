@@ -18,6 +18,9 @@ pub enum HubError {
     /// 400 `invalid_json`.
     #[error("body is not JSON: {0}")]
     BadJson(String),
+    /// 413 `body_too_large` (or a body that could not be read).
+    #[error("request body too large or unreadable")]
+    TooLarge,
     /// 422 `invalid_body` / `invalid_query`, naming the field.
     #[error("{message}")]
     Invalid {
@@ -51,6 +54,7 @@ impl HubError {
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
             Self::BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),

@@ -138,7 +138,8 @@ fn judge(
     if e.store_id != store {
         return (Outcome::Rejected, Some("store_mismatch"), false);
     }
-    if e.seq < 1 {
+    // A chain is numbered from 1; i64::MAX leaves no room for a successor to check.
+    if e.seq < 1 || e.seq == i64::MAX {
         return (Outcome::Rejected, Some("invalid_entry"), false);
     }
     let recomputed = entry_hash(
@@ -170,7 +171,7 @@ fn judge(
     };
     let after_disagrees = known
         .chain
-        .get(&(e.seq + 1))
+        .get(&e.seq.saturating_add(1))
         .is_some_and(|l| l.prev_hash != e.hash);
     if taken || before_disagrees || after_disagrees {
         return (Outcome::Rejected, Some("chain_fork"), true);

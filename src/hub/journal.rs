@@ -9,9 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio_postgres::Transaction;
@@ -23,10 +21,13 @@ use crate::journal::delivery::Outcome;
 pub async fn post_journal(
     State(state): State<HubState>,
     Path(store): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, HubError> {
-    super::auth::require_store(&state, &headers, &store).await?;
+    // The token first: a stranger's body is never read.
+    super::auth::require_store(&state, request.headers(), &store).await?;
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| HubError::TooLarge)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
     let Some(raw) = body.get("entries").and_then(Value::as_array) else {
@@ -142,7 +143,11 @@ async fn read_known(
     let mut orders = Vec::new();
     for i in incoming {
         if let Incoming::Entry { entry, .. } = i {
-            seqs.extend([entry.seq - 1, entry.seq, entry.seq + 1]);
+            seqs.extend([
+                entry.seq.saturating_sub(1),
+                entry.seq,
+                entry.seq.saturating_add(1),
+            ]);
             if entry.kind == "pickup.handed_over" {
                 if let Some(o) = entry.body.get("order_id").and_then(Value::as_str) {
                     orders.push(o.to_owned());

@@ -117,7 +117,8 @@ impl From<tokio_postgres::Error> for DbError {
                     || *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED
                     || *c == SqlState::TOO_MANY_CONNECTIONS
-                    || *c == SqlState::QUERY_CANCELED =>
+                    || *c == SqlState::QUERY_CANCELED
+                    || *c == SqlState::LOCK_NOT_AVAILABLE =>
             {
                 Self::Transient(e.to_string())
             }
@@ -135,6 +136,9 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
+/// Largest request body (a journal batch of `max_entries_per_request` entries fits).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
 /// Central's paths plus operations, as one router (tests call this).
 pub fn app(state: HubState) -> Router {
     Router::new()
@@ -149,7 +153,7 @@ pub fn app(state: HubState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
-        .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

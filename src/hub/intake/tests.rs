@@ -192,3 +192,13 @@ fn the_verified_prefix_stops_at_a_gap_and_at_a_broken_link() {
     let (v, broken) = advance(start, links(&[&stranger]));
     assert_eq!((v.0, broken), (0, Some(1)));
 }
+
+#[test]
+fn seqs_at_the_ends_of_the_range_are_refused_not_a_panic() {
+    for seq in [i64::MIN, -1, 0, i64::MAX] {
+        let mut e = chain("s1", 1).remove(0);
+        e.seq = seq;
+        let d = decide("s1", &incoming(&[e]), &mut Known::default());
+        assert_eq!(d[0].reason.as_deref(), Some("invalid_entry"), "seq {seq}");
+    }
+}
