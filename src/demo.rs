@@ -16,7 +16,7 @@ use crate::feeds::Feed;
 use crate::simulator::{DemoCredentials, SimConfig, Simulator};
 
 /// The demo's pepper is fixed so PINs keep working across restarts of the same demo.
-const DEMO_PEPPER: &str = "standin-demo-pepper-not-for-production";
+pub(crate) const DEMO_PEPPER: &str = "standin-demo-pepper-not-for-production";
 const CREDENTIALS_FILE: &str = "demo-credentials.json";
 
 #[derive(clap::Args, Debug)]
@@ -216,7 +216,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Waits until every feed's first snapshot has switched in.
-async fn wait_for_feeds(state: &crate::state::AppState) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_feeds(state: &crate::state::AppState) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_report = Instant::now();
     loop {

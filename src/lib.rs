@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod feeds;
 pub mod http;
+pub mod hub;
 pub mod journal;
 pub mod metrics;
 pub mod payments;

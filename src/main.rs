@@ -1,4 +1,4 @@
-//! The `standin` command: serve, config, demo, simulate, migrate, check, backup.
+//! The `standin` command: serve, config, demo, simulate, migrate, check, backup, hub.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -40,6 +40,8 @@ enum Command {
     Migrate(DataArgs),
     /// Verify the database (integrity, feed bookkeeping); exits non-zero on any damage.
     Check(DataArgs),
+    /// The hub: central's side of the contract on PostgreSQL (HQ runs it, not the store).
+    Hub(standin::hub::cli::HubArgs),
     /// Write a consistent copy of the database to PATH (safe while serving).
     Backup {
         path: PathBuf,
@@ -170,6 +172,12 @@ fn run() -> anyhow::Result<ExitCode> {
                 println!("{}: {} problem(s)", path.display(), problems.len());
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Hub(args) => {
+            let config = args.load()?;
+            init_tracing(cli.log_format.unwrap_or_default(), &config.log_filter);
+            runtime()?.block_on(standin::hub::cli::run(args.command, config))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Backup { path, data } => {
             let config = data.load()?;

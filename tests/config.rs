@@ -22,7 +22,9 @@ const PACKAGED_DIFFERS: &[(&str, &str, &str)] = &[(
 /// Keys the packaged file leaves commented out because they have no default: not set.
 const NOT_SET_BY_DEFAULT: &[&str] = &[
     "central.url",
+    "central.token",
     "payments.url",
+    "payments.token",
     "pepper",
     "tokens",
     "demo",

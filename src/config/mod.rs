@@ -94,6 +94,9 @@ pub struct UpstreamConfig {
     pub timeout_ms: u64,
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub health_interval_secs: u64,
+    /// Sent as `Authorization: Bearer` on every call to this upstream when set: for central,
+    /// the store's own token from `standin hub store add`. A secret (redacted when printed).
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -307,6 +310,7 @@ impl UpstreamConfig {
             url: None,
             timeout_ms,
             health_interval_secs: 5,
+            token: Secret::default(),
         }
     }
 }
@@ -382,7 +386,8 @@ impl Config {
                 continue;
             };
             // STANDIN_CONFIG names the file itself; it is not a key.
-            if rest == "CONFIG" || rest.is_empty() {
+            // STANDIN_HUB__… configure the hub (src/hub/config.rs), not a store.
+            if rest == "CONFIG" || rest.is_empty() || rest.starts_with("HUB_") {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();

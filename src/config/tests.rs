@@ -77,6 +77,9 @@ fn the_shipped_example_config_loads() {
 
 #[test]
 fn secrets_do_not_debug_print() {
+    let c = load_str("[central]\ntoken = \"tok-secret\"\n", &[]).unwrap();
+    assert_eq!(c.central.token.expose(), "tok-secret");
+    assert!(!format!("{c:?}").contains("tok-secret"));
     let c = load_str("pepper = \"hunter2\"\n", &[]).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(c.pepper.expose(), "hunter2");

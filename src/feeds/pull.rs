@@ -90,12 +90,11 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull>
                 "{base}/v1/stores/{}/feeds/{feed}/batches",
                 state.config.store_id
             );
-            let res = state
-                .http
-                .get(&url)
-                .query(&[("after", after.to_string()), ("limit", page.to_string())])
-                .send()
-                .await;
+            let res =
+                crate::upstream::with_token(state.http.get(&url), &state.config.central.token)
+                    .query(&[("after", after.to_string()), ("limit", page.to_string())])
+                    .send()
+                    .await;
             let res = match res {
                 Ok(r) => r,
                 Err(e) => {

@@ -17,7 +17,7 @@ use super::delivery::{self, Delivered, EntryRef, Outcome, Via};
 use super::{Entry, Lane};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
+use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after, with_token};
 
 #[derive(Serialize)]
 struct Push<'a> {
@@ -126,9 +126,7 @@ async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {
         .write(move |c| delivery::count_attempt(c, &seqs).map_err(StoreError::from))
         .await;
 
-    let sent = state
-        .http
-        .post(url)
+    let sent = with_token(state.http.post(url), &state.config.central.token)
         .timeout(Duration::from_millis(
             state.config.central.timeout_ms.max(1),
         ))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
-use crate::upstream::{Upstream, describe_reqwest, retry_after};
+use crate::upstream::{BearerIfSet, Upstream, describe_reqwest, retry_after};
 
 /// How one send to the processor ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,7 @@ pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
     let res = state
         .http
         .post(url)
+        .bearer_auth_if(&state.config.payments.token)
         .header("Idempotency-Key", key)
         .json(body)
         .timeout(budget(state))
@@ -131,7 +132,10 @@ pub async fn probe(state: AppState) {
         return;
     };
     let url = format!("{}/v1/health", base.trim_end_matches('/'));
-    let res = state.http.get(url).timeout(budget(&state)).send().await;
+    let res = crate::upstream::with_token(state.http.get(url), &state.config.payments.token)
+        .timeout(budget(&state))
+        .send()
+        .await;
     let now = state.clock.now();
     match res {
         Ok(r) if r.status().is_success() => state.upstreams.report(Upstream::Payments, Ok(()), now),
@@ -178,6 +182,7 @@ pub async fn reverse(
     let res = state
         .http
         .post(url)
+        .bearer_auth_if(&state.config.payments.token)
         .header("Idempotency-Key", format!("{payment_id}.reversal"))
         .json(&body)
         .timeout(budget(state))

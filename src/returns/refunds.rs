@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
-use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after};
+use crate::upstream::{Backoff, BearerIfSet, Upstream, describe_reqwest, retry_after};
 
 /// Refund keys being sent right now (`AppState::refunds_in_flight`), so the desk's request
 /// and the worker never send the same key at the same time. The key makes a second send
@@ -226,6 +226,7 @@ async fn send_one(state: &AppState, key: &str, body: &str) -> Sent {
     let res = state
         .http
         .post(&url)
+        .bearer_auth_if(&state.config.payments.token)
         .header("idempotency-key", key)
         .header("content-type", "application/json")
         .body(body.to_string())

@@ -51,7 +51,11 @@ pub async fn probe(
     let timeout = std::time::Duration::from_millis(cfg.timeout_ms.max(1));
     loop {
         if state.upstreams.permit(which, state.clock.now()) {
-            let outcome = match state.http.get(&url).timeout(timeout).send().await {
+            let outcome = match with_token(state.http.get(&url), &cfg.token)
+                .timeout(timeout)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err((
                     format!("health answered HTTP {}", r.status()),
@@ -75,6 +79,29 @@ pub async fn probe(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Adds the upstream's bearer token (`central.token`, `payments.token`), when one is set.
+pub fn with_token(
+    req: reqwest::RequestBuilder,
+    token: &crate::config::Secret,
+) -> reqwest::RequestBuilder {
+    req.bearer_auth_if(token)
+}
+
+/// [`with_token`] as a method, for request chains.
+pub trait BearerIfSet {
+    fn bearer_auth_if(self, token: &crate::config::Secret) -> Self;
+}
+
+impl BearerIfSet for reqwest::RequestBuilder {
+    fn bearer_auth_if(self, token: &crate::config::Secret) -> Self {
+        if token.is_empty() {
+            self
+        } else {
+            self.bearer_auth(token.expose())
         }
     }
 }

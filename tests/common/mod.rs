@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod hub;
 pub mod people;
+pub mod pg;
 pub mod sim;
 
 use std::path::PathBuf;

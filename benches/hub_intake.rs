@@ -1,0 +1,198 @@
+//! Journal entries landed per second through the hub (HTTP, auth, hash checks, one
+//! transaction per batch, verified prefix) next to PostgreSQL's own multi-row INSERT of the
+//! same rows into the same schema, in the same run, on the same throwaway cluster.
+//!
+//! `cargo bench --bench hub_intake`; `BENCH_STORES` (default 64) stores of `BENCH_ENTRIES`
+//! (default 1,000) entries each, pushed in batches of 100 (Standin's `journal.batch_size`)
+//! by `BENCH_CONCURRENCY` (default 8) stores at a time. Goal: hub ≥ 0.5 of the baseline.
+
+#[path = "../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use standin::journal::chain::{GENESIS, Hashed, canonical_json, entry_hash};
+
+const BATCH: usize = 100;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn chain(store: &str, n: usize) -> Vec<Value> {
+    let mut prev = GENESIS.to_string();
+    (1..=n as i64)
+        .map(|seq| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let body = json!({ "amount_minor": 1000 + seq, "payment_id": format!("p{seq}"), "tender": "card" });
+            let hash = entry_hash(
+                &prev,
+                &Hashed {
+                    seq,
+                    id: &id,
+                    lane: "payments",
+                    kind: "payment.approved_offline",
+                    occurred_at: "2026-12-06T09:00:00.000Z",
+                    store_id: store,
+                    actor: Some("kiosk-1"),
+                    device: Some("kiosk-1"),
+                    body: &canonical_json(&body),
+                },
+            );
+            let e = json!({
+                "seq": seq, "id": id, "lane": "payments", "kind": "payment.approved_offline",
+                "occurred_at": "2026-12-06T09:00:00.000Z", "store_id": store, "actor": "kiosk-1",
+                "device": "kiosk-1", "body": body, "prev_hash": prev, "hash": hash,
+            });
+            prev = hash;
+            e
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (stores, per_store, concurrency) = (
+        env("BENCH_STORES", 64),
+        env("BENCH_ENTRIES", 1_000),
+        env("BENCH_CONCURRENCY", 8),
+    );
+    let Some(pg) = tokio::task::spawn_blocking(pg::TestPg::start)
+        .await
+        .unwrap()
+    else {
+        println!("hub_intake skipped: no PostgreSQL");
+        return;
+    };
+    let admin = pg.client().await;
+    admin.batch_execute("CREATE DATABASE hub").await.unwrap();
+    admin
+        .batch_execute("CREATE DATABASE baseline")
+        .await
+        .unwrap();
+    let base_url = pg.url.rsplit_once('/').unwrap().0.to_owned();
+    let (hub_url, baseline_url) = (format!("{base_url}/hub"), format!("{base_url}/baseline"));
+    for url in [&hub_url, &baseline_url] {
+        let mut c = standin::hub::db::connect(url).await.unwrap();
+        standin::hub::db::migrate(&mut c).await.unwrap();
+    }
+    let ids: Vec<String> = (0..stores).map(|i| format!("bench-{i:05}")).collect();
+    let chains: Vec<Vec<Value>> = ids.iter().map(|s| chain(s, per_store)).collect();
+    let total = stores * per_store;
+    println!(
+        "{stores} stores x {per_store} entries = {total}, batches of {BATCH}, {concurrency} at once"
+    );
+
+    // Through the hub, over HTTP.
+    let config = standin::hub::HubConfig {
+        database_url: standin::config::Secret::new(hub_url.clone()),
+        intake_at_once: concurrency,
+        pool_size: concurrency + 2,
+        ..Default::default()
+    };
+    let state = standin::hub::HubState::new(config).unwrap();
+    let hub_db = standin::hub::db::connect(&hub_url).await.unwrap();
+    let mut tokens = Vec::new();
+    for s in &ids {
+        tokens.push(standin::hub::auth::add_store(&hub_db, s).await.unwrap());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(standin::hub::launch(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::new();
+    for ((store, token), entries) in ids.iter().zip(&tokens).zip(&chains) {
+        let (client, url, store, token) =
+            (client.clone(), url.clone(), store.clone(), token.clone());
+        let entries = entries.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await.unwrap();
+            for batch in entries.chunks(BATCH) {
+                loop {
+                    let res = client
+                        .post(format!("{url}/v1/stores/{store}/journal"))
+                        .bearer_auth(&token)
+                        .json(&json!({ "entries": batch }))
+                        .send()
+                        .await
+                        .unwrap();
+                    if res.status().is_success() {
+                        break;
+                    }
+                    assert_eq!(res.status(), 503, "{}", res.text().await.unwrap());
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let hub_secs = started.elapsed().as_secs_f64();
+    let landed: i64 = hub_db
+        .query_one(
+            "SELECT count(*) FROM journal_entries WHERE outcome = 'accepted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(landed as usize, total, "every entry landed once");
+
+    // PostgreSQL's own multi-row INSERT of the same rows, same batches, same concurrency.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (store, entries) in ids.iter().zip(&chains) {
+        let (url, store, entries, sem) = (
+            baseline_url.clone(),
+            store.clone(),
+            entries.clone(),
+            sem.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await.unwrap();
+            let mut c = standin::hub::db::connect(&url).await.unwrap();
+            for batch in entries.chunks(BATCH) {
+                let col = |f: &str| -> Vec<String> {
+                    batch.iter().map(|e| e[f].as_str().unwrap_or_default().to_owned()).collect()
+                };
+                let seqs: Vec<i64> = batch.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+                let bodies: Vec<String> = batch.iter().map(|e| canonical_json(&e["body"])).collect();
+                let tx = c.transaction().await.unwrap();
+                tx.execute(
+                    "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor,
+                         device, body_canonical, body, prev_hash, hash, outcome)
+                     SELECT $1, id, seq, lane, kind, occ, actor, device, b, b::jsonb, prev, hash, 'accepted'
+                     FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+                          AS t(id, seq, lane, kind, occ, actor, device, b, prev, hash)",
+                    &[&store, &col("id"), &seqs, &col("lane"), &col("kind"), &col("occurred_at"),
+                      &col("actor"), &col("device"), &bodies, &col("prev_hash"), &col("hash")],
+                )
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let base_secs = started.elapsed().as_secs_f64();
+    let (hub_rate, base_rate) = (total as f64 / hub_secs, total as f64 / base_secs);
+    println!("hub intake:      {hub_rate:>9.0} entries/s ({hub_secs:.2} s)");
+    println!("postgres INSERT: {base_rate:>9.0} entries/s ({base_secs:.2} s)");
+    println!("ratio: {:.2} (goal >= 0.5)", hub_rate / base_rate);
+}

@@ -1,0 +1,117 @@
+//! Each store authenticates with its own bearer token (issued by `standin hub store add`,
+//! kept only as SHA-256) and may use only its own `{store}` paths.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::{HeaderMap, header};
+
+use super::{HubError, HubState};
+use crate::access::token::sha256_hex;
+
+/// Token hash → store id, for tokens already seen valid: the hot paths then ask PostgreSQL
+/// nothing to authenticate. Tokens are never revoked by the hub today, so a hit stays true;
+/// misses are not cached.
+#[derive(Default)]
+pub struct TokenCache(Mutex<HashMap<String, String>>);
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    fn put(&self, hash: String, store: String) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a fleet is thousands of stores, not millions.
+        if m.len() > 200_000 {
+            m.clear();
+        }
+        m.insert(hash, store);
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Succeeds when the request's token is `store`'s own.
+pub async fn require_store(
+    state: &HubState,
+    headers: &HeaderMap,
+    store: &str,
+) -> Result<(), HubError> {
+    let token = bearer(headers).ok_or(HubError::Unauthorized)?;
+    let hash = sha256_hex(token);
+    let owner = match state.tokens.get(&hash) {
+        Some(s) => s,
+        None => {
+            let client = state
+                .pool
+                .get()
+                .await
+                .map_err(|e| state.db_error(store, e))?;
+            let row = client
+                .query_opt(
+                    "SELECT store_id FROM stores WHERE token_sha256 = $1",
+                    &[&hash],
+                )
+                .await
+                .map_err(|e| state.db_error(store, e))?;
+            let Some(row) = row else {
+                return Err(HubError::Unauthorized);
+            };
+            let owner: String = row.get(0);
+            state.tokens.put(hash, owner.clone());
+            owner
+        }
+    };
+    if owner == store {
+        Ok(())
+    } else {
+        Err(HubError::Forbidden)
+    }
+}
+
+/// Registers `store`, returning its new token (shown once; only its hash is kept).
+pub async fn add_store(client: &tokio_postgres::Client, store: &str) -> anyhow::Result<String> {
+    if store.is_empty() || store.len() > 128 || store.chars().any(|c| c.is_control() || c == '/') {
+        anyhow::bail!("a store id is 1 to 128 characters, without '/' or control characters");
+    }
+    let token = crate::access::token::generate();
+    let n = client
+        .execute(
+            "INSERT INTO stores (store_id, token_sha256) VALUES ($1, $2)
+             ON CONFLICT (store_id) DO NOTHING",
+            &[&store, &sha256_hex(&token)],
+        )
+        .await?;
+    if n == 0 {
+        anyhow::bail!("store {store} is already registered");
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_is_read_case_insensitively_and_empty_is_none() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! The hub's configuration: a TOML file (`--config`, also `STANDIN_HUB_CONFIG`) plus
+//! `STANDIN_HUB__KEY` environment overrides (`STANDIN_HUB__DATABASE_URL`), then flags.
+//! Kept apart from the store's `Config`: a hub and a store share no key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::Secret;
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// `postgres://user:password@host:port/db` or key=value form; a secret (it may hold a
+    /// password), so it never shows in Debug output.
+    pub database_url: Secret,
+    pub listen: SocketAddr,
+    /// Connections each hub process keeps to PostgreSQL.
+    pub pool_size: usize,
+    /// Journal batches landing at once per hub process; beyond it the hub answers 503 with
+    /// a `Retry-After` spread per store rather than queueing on PostgreSQL.
+    pub intake_at_once: usize,
+    /// Retry-After = min + a per-store share of spread (from the store id's hash) + jitter.
+    pub retry_after_min_secs: u64,
+    pub retry_after_spread_secs: u64,
+    /// Most records and bytes (of records) in one feed batch or snapshot part.
+    pub batch_records: usize,
+    pub batch_bytes: usize,
+    /// Most journal entries in one intake request.
+    pub max_entries_per_request: usize,
+    pub log_filter: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::default(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            pool_size: 16,
+            intake_at_once: 8,
+            retry_after_min_secs: 2,
+            retry_after_spread_secs: 20,
+            batch_records: 500,
+            batch_bytes: 1024 * 1024,
+            max_entries_per_request: 5_000,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("database_url", &self.database_url)
+            .field("listen", &self.listen)
+            .field("pool_size", &self.pool_size)
+            .field("intake_at_once", &self.intake_at_once)
+            .field("batch_records", &self.batch_records)
+            .field("batch_bytes", &self.batch_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubConfig {
+    /// Loads `file` (if any), then `STANDIN_HUB__…` overrides from `env`. Errors name the key.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read hub config {}: {e}", p.display()))?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    anyhow::anyhow!("hub config {} is not valid TOML: {e}", p.display())
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("STANDIN_HUB__") else {
+                continue;
+            };
+            // A number or boolean as TOML would write it; anything else is a string.
+            let v = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| !v.is_str() && !v.is_table() && !v.is_array())
+                .unwrap_or(toml::Value::String(value));
+            table.insert(key.to_ascii_lowercase(), v);
+        }
+        serde_path_to_error::deserialize::<_, HubConfig>(toml::Value::Table(table))
+            .map_err(|e| anyhow::anyhow!("hub config key `{}`: {}", e.path(), e.inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_and_types_follow_the_key() {
+        let env = [
+            ("STANDIN_HUB__DATABASE_URL".into(), "postgres://h/db".into()),
+            ("STANDIN_HUB__INTAKE_AT_ONCE".into(), "3".into()),
+            ("STANDIN_OTHER".into(), "x".into()),
+        ];
+        let c = HubConfig::load(None, env).unwrap();
+        assert_eq!(c.database_url.expose(), "postgres://h/db");
+        assert_eq!(c.intake_at_once, 3);
+        assert!(!format!("{c:?}").contains("postgres://h/db"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let env = [("STANDIN_HUB__POOL".into(), "3".into())];
+        let e = HubConfig::load(None, env).unwrap_err().to_string();
+        assert!(e.contains("pool"), "{e}");
+    }
+}

@@ -1,0 +1,120 @@
+//! PostgreSQL: the connection pool and the hub's migrations.
+//!
+//! Client: tokio-postgres with deadpool-postgres. Async on the runtime the hub already runs,
+//! small (no ORM, no compile-time query checking that would need a database to build the
+//! binary), and pipelining-capable; deadpool adds only a bounded pool with wait timeouts.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// Numbered migrations, embedded; each is applied once, in order, in one transaction with
+/// the row that records it. Never edit one that has shipped: add the next.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "core",
+    include_str!("../../migrations/hub/0001_core.sql"),
+)];
+
+/// The schema version this binary needs (readiness compares it with the database's).
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("database URL is not valid: {e}"))?;
+    // Bounded waits: a batch stuck behind another process's lock on its store, or a
+    // statement PostgreSQL cannot finish, ends as a 503 the store retries, not a hung request.
+    pg.application_name("standin-hub")
+        .connect_timeout(Duration::from_secs(5))
+        .options("-c lock_timeout=10000 -c statement_timeout=30000");
+    let mgr = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(mgr)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        // A request waits this long for a connection, then the hub answers 503.
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()?)
+}
+
+/// One connection outside any pool (the CLI's one-shot commands).
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies what is missing; returns the schema version now in force. Safe to run from
+/// several processes at once: the version table is locked for the whole transaction.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<i32> {
+    client
+        .batch_execute(
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS hub_schema_version (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("LOCK TABLE hub_schema_version IN EXCLUSIVE MODE")
+        .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM hub_schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
+    if current > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the database's hub schema is version {current}, newer than this binary's {SCHEMA_VERSION}"
+        );
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("hub migration {version} ({name}): {e}"))?;
+        tx.execute(
+            "INSERT INTO hub_schema_version (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(SCHEMA_VERSION)
+}
+
+/// The schema version in the database (0 before the first migration).
+pub async fn schema_version(client: &tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('hub_schema_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM hub_schema_version",
+            &[],
+        )
+        .await?
+        .get(0))
+}

@@ -1,0 +1,210 @@
+//! The intake's rules, as plain functions over plain data: what HQ answers for each entry
+//! of a batch, given what it already holds for the store. No I/O here ([`super::journal`]
+//! reads what these need and writes what they decide, in one transaction).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::journal::Entry;
+use crate::journal::chain::{GENESIS, Hashed, canonical_json, entry_hash};
+use crate::journal::delivery::Outcome;
+
+/// One entry of a request, as read.
+pub enum Incoming {
+    /// Well formed; `body_canonical` is what its hash covers.
+    Entry {
+        entry: Box<Entry>,
+        body_canonical: String,
+    },
+    /// Has an id but not the shape of an entry: rejected (`invalid_entry`), kept as sent.
+    Unreadable { id: String, raw: Value },
+}
+
+impl Incoming {
+    pub fn read(raw: &Value) -> Option<Incoming> {
+        let id = raw
+            .get("id")?
+            .as_str()
+            .filter(|s| !s.is_empty())?
+            .to_owned();
+        Some(match serde_json::from_value::<Entry>(raw.clone()) {
+            Ok(entry) => Incoming::Entry {
+                body_canonical: canonical_json(&entry.body),
+                entry: Box::new(entry),
+            },
+            Err(_) => Incoming::Unreadable {
+                id,
+                raw: raw.clone(),
+            },
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Incoming::Entry { entry, .. } => &entry.id,
+            Incoming::Unreadable { id, .. } => id,
+        }
+    }
+}
+
+/// A place in the chain already taken by a landed entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What HQ holds that the rules need: answers already given by id, landed entries at the
+/// seqs around the batch's, and the store's orders HQ has cancelled.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub answers: HashMap<String, (Outcome, Option<String>)>,
+    pub chain: HashMap<i64, Link>,
+    pub cancelled_orders: HashSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub id: String,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// A new row to write (false for a re-sent entry).
+    pub new: bool,
+    /// Two different entries claim one place in the chain: flag the store.
+    pub fork: bool,
+}
+
+/// Decides every entry in order; `known` is updated as entries land, so a batch that
+/// carries the same id twice, or two entries for one seq, is judged like two batches.
+pub fn decide(store: &str, incoming: &[Incoming], known: &mut Known) -> Vec<Decision> {
+    incoming
+        .iter()
+        .map(|i| decide_one(store, i, known))
+        .collect()
+}
+
+fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
+    let id = incoming.id().to_owned();
+    if let Some((outcome, reason)) = known.answers.get(&id) {
+        // The first answer stands; an accepted entry sent again is a duplicate.
+        let (outcome, reason) = match outcome {
+            Outcome::Accepted | Outcome::Duplicate => (Outcome::Duplicate, None),
+            o => (*o, reason.clone()),
+        };
+        return Decision {
+            id,
+            outcome,
+            reason,
+            new: false,
+            fork: false,
+        };
+    }
+    let (outcome, reason, fork) = match incoming {
+        Incoming::Unreadable { .. } => (Outcome::Rejected, Some("invalid_entry"), false),
+        Incoming::Entry {
+            entry,
+            body_canonical,
+        } => judge(store, entry, body_canonical, known),
+    };
+    let reason = reason.map(str::to_owned);
+    known.answers.insert(id.clone(), (outcome, reason.clone()));
+    if let (Incoming::Entry { entry, .. }, true) = (incoming, outcome != Outcome::Rejected) {
+        known.chain.insert(
+            entry.seq,
+            Link {
+                id: id.clone(),
+                prev_hash: entry.prev_hash.clone(),
+                hash: entry.hash.clone(),
+            },
+        );
+    }
+    Decision {
+        id,
+        outcome,
+        reason,
+        new: true,
+        fork,
+    }
+}
+
+fn judge(
+    store: &str,
+    e: &Entry,
+    body_canonical: &str,
+    known: &Known,
+) -> (Outcome, Option<&'static str>, bool) {
+    if e.store_id != store {
+        return (Outcome::Rejected, Some("store_mismatch"), false);
+    }
+    // A chain is numbered from 1; i64::MAX leaves no room for a successor to check.
+    if e.seq < 1 || e.seq == i64::MAX {
+        return (Outcome::Rejected, Some("invalid_entry"), false);
+    }
+    let recomputed = entry_hash(
+        &e.prev_hash,
+        &Hashed {
+            seq: e.seq,
+            id: &e.id,
+            lane: e.lane.as_str(),
+            kind: &e.kind,
+            occurred_at: &e.occurred_at,
+            store_id: &e.store_id,
+            actor: e.actor.as_deref(),
+            device: e.device.as_deref(),
+            body: body_canonical,
+        },
+    );
+    if recomputed != e.hash {
+        return (Outcome::Rejected, Some("hash_mismatch"), false);
+    }
+    // Its place, and its neighbours' links to it, must agree with what already landed.
+    let taken = known.chain.get(&e.seq).is_some_and(|l| l.id != e.id);
+    let before_disagrees = if e.seq == 1 {
+        e.prev_hash != GENESIS
+    } else {
+        known
+            .chain
+            .get(&(e.seq - 1))
+            .is_some_and(|l| l.hash != e.prev_hash)
+    };
+    let after_disagrees = known
+        .chain
+        .get(&e.seq.saturating_add(1))
+        .is_some_and(|l| l.prev_hash != e.hash);
+    if taken || before_disagrees || after_disagrees {
+        return (Outcome::Rejected, Some("chain_fork"), true);
+    }
+    if e.kind == "pickup.handed_over"
+        && e.body
+            .get("order_id")
+            .and_then(Value::as_str)
+            .is_some_and(|o| known.cancelled_orders.contains(o))
+    {
+        return (Outcome::Conflict, Some("order_cancelled"), false);
+    }
+    (Outcome::Accepted, None, false)
+}
+
+/// Walks the chain up from the verified prefix `(seq, hash)` over landed links in seq order
+/// (`links` sorted by seq, starting after `seq`): returns the new prefix, and the seq of a
+/// broken link if one stops it.
+pub fn advance(
+    mut verified: (i64, String),
+    links: impl IntoIterator<Item = (i64, String, String)>,
+) -> ((i64, String), Option<i64>) {
+    for (seq, prev_hash, hash) in links {
+        if seq != verified.0 + 1 {
+            break;
+        }
+        if prev_hash != verified.1 {
+            return (verified, Some(seq));
+        }
+        verified = (seq, hash);
+    }
+    (verified, None)
+}
+
+#[cfg(test)]
+mod tests;

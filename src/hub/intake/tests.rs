@@ -1,0 +1,204 @@
+use serde_json::json;
+
+use super::*;
+use crate::journal::Lane;
+
+/// A store's chain of `n` entries, hashed the way the store hashes them.
+fn chain(store: &str, n: i64) -> Vec<Entry> {
+    let mut prev = GENESIS.to_string();
+    (1..=n)
+        .map(|seq| {
+            let e = entry(
+                store,
+                seq,
+                &prev,
+                json!({ "n": seq, "order_id": format!("o{seq}") }),
+            );
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
+fn entry(store: &str, seq: i64, prev: &str, body: Value) -> Entry {
+    // Entries of the store's real chain carry "n"; any other is a stranger with its own id.
+    let id = if body.get("n").is_some() {
+        format!("{store}-e{seq}")
+    } else {
+        format!("{store}-x{seq}")
+    };
+    let body_c = canonical_json(&body);
+    let hash = entry_hash(
+        prev,
+        &Hashed {
+            seq,
+            id: &id,
+            lane: "pickups",
+            kind: "pickup.handed_over",
+            occurred_at: "2026-01-01T00:00:00Z",
+            store_id: store,
+            actor: Some("e1"),
+            device: None,
+            body: &body_c,
+        },
+    );
+    Entry {
+        seq,
+        id,
+        lane: Lane::Pickups,
+        kind: "pickup.handed_over".into(),
+        occurred_at: "2026-01-01T00:00:00Z".into(),
+        store_id: store.into(),
+        actor: Some("e1".into()),
+        device: None,
+        body,
+        prev_hash: prev.into(),
+        hash,
+    }
+}
+
+fn incoming(entries: &[Entry]) -> Vec<Incoming> {
+    entries
+        .iter()
+        .map(|e| Incoming::read(&serde_json::to_value(e).unwrap()).unwrap())
+        .collect()
+}
+
+fn outcomes(d: &[Decision]) -> Vec<(Outcome, Option<&str>)> {
+    d.iter().map(|d| (d.outcome, d.reason.as_deref())).collect()
+}
+
+#[test]
+fn a_chain_is_accepted_then_answered_duplicate() {
+    let c = chain("s1", 3);
+    let mut known = Known::default();
+    let first = decide("s1", &incoming(&c), &mut known);
+    assert!(
+        first
+            .iter()
+            .all(|d| d.outcome == Outcome::Accepted && d.new)
+    );
+    let again = decide("s1", &incoming(&c), &mut known);
+    assert!(
+        again
+            .iter()
+            .all(|d| d.outcome == Outcome::Duplicate && !d.new)
+    );
+}
+
+#[test]
+fn a_changed_body_is_a_hash_mismatch() {
+    let mut c = chain("s1", 2);
+    c[1].body = json!({ "n": 999 });
+    let d = decide("s1", &incoming(&c), &mut Known::default());
+    assert_eq!(
+        outcomes(&d),
+        vec![
+            (Outcome::Accepted, None),
+            (Outcome::Rejected, Some("hash_mismatch"))
+        ]
+    );
+}
+
+#[test]
+fn a_second_entry_for_one_seq_is_a_fork() {
+    let c = chain("s1", 2);
+    // A self-consistent entry for seq 2 with other content (a forged or replayed store).
+    let other = {
+        let mut e = entry("s1", 2, &c[0].hash, json!({ "forged": true }));
+        e.id = "s1-other".into();
+        let body_c = canonical_json(&e.body);
+        e.hash = entry_hash(
+            &e.prev_hash,
+            &Hashed {
+                seq: 2,
+                id: &e.id,
+                lane: "pickups",
+                kind: &e.kind,
+                occurred_at: &e.occurred_at,
+                store_id: "s1",
+                actor: e.actor.as_deref(),
+                device: None,
+                body: &body_c,
+            },
+        );
+        e
+    };
+    let mut known = Known::default();
+    decide("s1", &incoming(&c), &mut known);
+    let d = decide("s1", &incoming(&[other]), &mut known);
+    assert_eq!(d[0].reason.as_deref(), Some("chain_fork"));
+    assert!(d[0].fork);
+}
+
+#[test]
+fn a_link_that_disagrees_with_its_landed_neighbour_is_a_fork() {
+    let c = chain("s1", 3);
+    let mut known = Known::default();
+    decide("s1", &incoming(&[c[0].clone(), c[2].clone()]), &mut known);
+    // seq 2 from another chain: its prev_hash is not seq 1's hash.
+    let stranger = entry("s1", 2, GENESIS, json!({}));
+    let d = decide("s1", &incoming(&[stranger]), &mut known);
+    assert_eq!(d[0].reason.as_deref(), Some("chain_fork"));
+    // The real seq 2 still lands.
+    let d = decide("s1", &incoming(&[c[1].clone()]), &mut known);
+    assert_eq!(d[0].outcome, Outcome::Accepted);
+}
+
+#[test]
+fn another_stores_entry_and_a_cancelled_order() {
+    let c = chain("s2", 1);
+    let d = decide("s1", &incoming(&c), &mut Known::default());
+    assert_eq!(d[0].reason.as_deref(), Some("store_mismatch"));
+    let mut known = Known::default();
+    known.cancelled_orders.insert("o1".into());
+    let d = decide("s2", &incoming(&c), &mut known);
+    assert_eq!(
+        outcomes(&d),
+        vec![(Outcome::Conflict, Some("order_cancelled"))]
+    );
+    // A conflict is answered the same when re-sent.
+    let d = decide("s2", &incoming(&c), &mut known);
+    assert_eq!(
+        outcomes(&d),
+        vec![(Outcome::Conflict, Some("order_cancelled"))]
+    );
+}
+
+#[test]
+fn an_entry_without_its_shape_is_rejected_not_a_panic() {
+    let raw = json!({ "id": "x", "seq": "not a number" });
+    let inc = vec![Incoming::read(&raw).unwrap()];
+    let d = decide("s1", &inc, &mut Known::default());
+    assert_eq!(d[0].reason.as_deref(), Some("invalid_entry"));
+    assert!(Incoming::read(&json!({ "seq": 1 })).is_none());
+}
+
+#[test]
+fn the_verified_prefix_stops_at_a_gap_and_at_a_broken_link() {
+    let c = chain("s1", 4);
+    let links = |es: &[&Entry]| {
+        es.iter()
+            .map(|e| (e.seq, e.prev_hash.clone(), e.hash.clone()))
+            .collect::<Vec<_>>()
+    };
+    let start = (0, GENESIS.to_string());
+    let (v, broken) = advance(start.clone(), links(&[&c[0], &c[1], &c[3]]));
+    assert_eq!((v.0, broken), (2, None));
+    assert_eq!(v.1, c[1].hash);
+    let (v, broken) = advance(v, links(&[&c[2], &c[3]]));
+    assert_eq!((v.0, broken), (4, None));
+    let stranger = entry("s1", 1, "ff", json!({}));
+    let (v, broken) = advance(start, links(&[&stranger]));
+    assert_eq!((v.0, broken), (0, Some(1)));
+}
+
+#[test]
+fn seqs_at_the_ends_of_the_range_are_refused_not_a_panic() {
+    for seq in [i64::MIN, -1, 0, i64::MAX] {
+        let mut e = chain("s1", 1).remove(0);
+        e.seq = seq;
+        let d = decide("s1", &incoming(&[e]), &mut Known::default());
+        assert_eq!(d[0].reason.as_deref(), Some("invalid_entry"), "seq {seq}");
+    }
+}

@@ -1,0 +1,342 @@
+//! `POST /v1/stores/{store}/journal`: a batch lands in one PostgreSQL transaction, and the
+//! answer is sent only after COMMIT. Per entry: `accepted`, `duplicate` (never a second
+//! row: the primary key is store + entry id), `rejected` (`hash_mismatch`, `chain_fork`,
+//! `store_mismatch`, `invalid_entry`) or `conflict` (`order_cancelled`), in the shape the
+//! store's uplink reads (`src/journal/uplink.rs`).
+//!
+//! The store's row is locked for the transaction, so one store's batches land one at a time
+//! across every hub process, while different stores land in parallel.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio_postgres::Transaction;
+
+use super::intake::{self, Decision, Incoming, Known, Link};
+use super::{DbError, HubError, HubState};
+use crate::journal::delivery::Outcome;
+
+pub async fn post_journal(
+    State(state): State<HubState>,
+    Path(store): Path<String>,
+    request: Request,
+) -> Result<Response, HubError> {
+    // The token first: a stranger's body is never read.
+    super::auth::require_store(&state, request.headers(), &store).await?;
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| HubError::TooLarge)?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
+    let Some(raw) = body.get("entries").and_then(Value::as_array) else {
+        return Err(HubError::invalid("entries", "entries must be an array"));
+    };
+    if raw.len() > state.config.max_entries_per_request {
+        return Err(HubError::invalid(
+            "entries",
+            format!(
+                "at most {} entries per request",
+                state.config.max_entries_per_request
+            ),
+        ));
+    }
+    let mut incoming = Vec::with_capacity(raw.len());
+    for (i, e) in raw.iter().enumerate() {
+        incoming.push(Incoming::read(e).ok_or_else(|| {
+            HubError::invalid(format!("entries[{i}].id"), "each entry needs a string id")
+        })?);
+    }
+    // Politeness: a bounded number of intake transactions reach PostgreSQL at once.
+    let Ok(_permit) = state.intake_permits.clone().try_acquire_owned() else {
+        state.metrics.refused_busy();
+        return Err(HubError::Busy(state.retry_after(&store)));
+    };
+    let decisions = land(&state, &store, &incoming).await.map_err(|e| {
+        let err = state.db_error(&store, e);
+        if matches!(err, HubError::Unavailable { .. }) {
+            state.metrics.refused_unavailable();
+        }
+        err
+    })?;
+    state.metrics.count(&decisions);
+    let results: Vec<Value> = decisions
+        .iter()
+        .map(|d| {
+            let mut r = json!({ "id": d.id, "outcome": d.outcome.as_str() });
+            if let Some(reason) = &d.reason {
+                r["reason"] = json!(reason);
+            }
+            r
+        })
+        .collect();
+    Ok(axum::Json(json!({ "results": results })).into_response())
+}
+
+/// Decides and writes one batch; returns after COMMIT.
+pub async fn land(
+    state: &HubState,
+    store: &str,
+    incoming: &[Incoming],
+) -> Result<Vec<Decision>, DbError> {
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
+            &[&store],
+        )
+        .await?
+    else {
+        return Err(DbError::Bug(format!("store {store} vanished")));
+    };
+    let verified: (i64, String) = (row.get(0), row.get(1));
+    let mut known = read_known(&tx, store, incoming).await?;
+    let decisions = intake::decide(store, incoming, &mut known);
+    insert_new(&tx, store, incoming, &decisions).await?;
+    let resent: Vec<&str> = decisions
+        .iter()
+        .filter(|d| !d.new)
+        .map(|d| d.id.as_str())
+        .collect();
+    if !resent.is_empty() {
+        tx.execute(
+            "UPDATE journal_entries SET arrivals = arrivals + 1
+             WHERE store_id = $1 AND id = ANY($2)",
+            &[&store, &resent],
+        )
+        .await?;
+    }
+    let fork = decisions
+        .iter()
+        .zip(incoming)
+        .find(|(d, _)| d.fork)
+        .map(|(_, i)| match i {
+            Incoming::Entry { entry, .. } => format!("chain_fork at seq {}", entry.seq),
+            Incoming::Unreadable { .. } => "chain_fork".to_owned(),
+        });
+    let (new_verified, broken) = advance_prefix(&tx, store, verified.clone()).await?;
+    let flag = fork.or(broken.map(|s| format!("chain broken at seq {s}")));
+    tx.execute(
+        "UPDATE stores SET verified_seq = $2, verified_hash = $3, last_contact_at = now(),
+             flagged_at = CASE WHEN $4::text IS NULL THEN flagged_at ELSE coalesce(flagged_at, now()) END,
+             flag_reason = coalesce($4::text, flag_reason)
+         WHERE store_id = $1",
+        &[&store, &new_verified.0, &new_verified.1, &flag],
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(f) = &flag {
+        tracing::warn!(store, flag = %f, "store flagged: its journal chain does not verify");
+    }
+    Ok(decisions)
+}
+
+async fn read_known(
+    tx: &Transaction<'_>,
+    store: &str,
+    incoming: &[Incoming],
+) -> Result<Known, tokio_postgres::Error> {
+    let ids: Vec<&str> = incoming.iter().map(Incoming::id).collect();
+    let mut seqs = BTreeSet::new();
+    let mut orders = Vec::new();
+    for i in incoming {
+        if let Incoming::Entry { entry, .. } = i {
+            seqs.extend([
+                entry.seq.saturating_sub(1),
+                entry.seq,
+                entry.seq.saturating_add(1),
+            ]);
+            if entry.kind == "pickup.handed_over" {
+                if let Some(o) = entry.body.get("order_id").and_then(Value::as_str) {
+                    orders.push(o.to_owned());
+                }
+            }
+        }
+    }
+    let seqs: Vec<i64> = seqs.into_iter().collect();
+    let mut known = Known::default();
+    for r in tx
+        .query(
+            "SELECT id, outcome, reason FROM journal_entries WHERE store_id = $1 AND id = ANY($2)",
+            &[&store, &ids],
+        )
+        .await?
+    {
+        let outcome = match r.get::<_, &str>(1) {
+            "accepted" => Outcome::Accepted,
+            "conflict" => Outcome::Conflict,
+            _ => Outcome::Rejected,
+        };
+        known.answers.insert(r.get(0), (outcome, r.get(2)));
+    }
+    for r in tx
+        .query(
+            "SELECT seq, id, prev_hash, hash FROM journal_entries
+             WHERE store_id = $1 AND seq = ANY($2) AND outcome <> 'rejected'",
+            &[&store, &seqs],
+        )
+        .await?
+    {
+        known.chain.insert(
+            r.get(0),
+            Link {
+                id: r.get(1),
+                prev_hash: r.get(2),
+                hash: r.get(3),
+            },
+        );
+    }
+    if !orders.is_empty() {
+        for r in tx
+            .query(
+                "SELECT key FROM feed_records
+                 WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
+                   AND NOT deleted AND record->>'status' = 'cancelled'",
+                &[&store, &orders],
+            )
+            .await?
+        {
+            known.cancelled_orders.insert(r.get(0));
+        }
+    }
+    Ok(known)
+}
+
+/// All new rows in one statement (arrays unnested), whatever the batch size.
+async fn insert_new(
+    tx: &Transaction<'_>,
+    store: &str,
+    incoming: &[Incoming],
+    decisions: &[Decision],
+) -> Result<(), tokio_postgres::Error> {
+    #[derive(Default)]
+    struct Cols {
+        id: Vec<String>,
+        seq: Vec<Option<i64>>,
+        lane: Vec<Option<String>>,
+        kind: Vec<Option<String>>,
+        occurred_at: Vec<Option<String>>,
+        actor: Vec<Option<String>>,
+        device: Vec<Option<String>>,
+        body_canonical: Vec<Option<String>>,
+        body: Vec<String>,
+        prev_hash: Vec<Option<String>>,
+        hash: Vec<Option<String>>,
+        outcome: Vec<&'static str>,
+        reason: Vec<Option<String>>,
+    }
+    let mut c = Cols::default();
+    for (d, i) in decisions.iter().zip(incoming).filter(|(d, _)| d.new) {
+        c.id.push(d.id.clone());
+        c.outcome.push(d.outcome.as_str());
+        c.reason.push(d.reason.clone());
+        match i {
+            Incoming::Entry {
+                entry: e,
+                body_canonical,
+            } => {
+                c.seq.push(Some(e.seq));
+                c.lane.push(Some(e.lane.as_str().to_owned()));
+                c.kind.push(Some(e.kind.clone()));
+                c.occurred_at.push(Some(e.occurred_at.clone()));
+                c.actor.push(e.actor.clone());
+                c.device.push(e.device.clone());
+                c.body_canonical.push(Some(body_canonical.clone()));
+                c.body.push(body_canonical.clone());
+                c.prev_hash.push(Some(e.prev_hash.clone()));
+                c.hash.push(Some(e.hash.clone()));
+            }
+            Incoming::Unreadable { raw, .. } => {
+                // Kept whole, as sent, for the person who looks at it.
+                c.seq.push(None);
+                c.lane.push(None);
+                c.kind.push(None);
+                c.occurred_at.push(None);
+                c.actor.push(None);
+                c.device.push(None);
+                c.body_canonical.push(None);
+                c.body.push(raw.to_string());
+                c.prev_hash.push(None);
+                c.hash.push(None);
+            }
+        }
+    }
+    if c.id.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
+             body_canonical, body, prev_hash, hash, outcome, reason)
+         SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical, body::jsonb,
+             prev_hash, hash, outcome, reason
+         FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+             $14::text[])
+             AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body,
+                  prev_hash, hash, outcome, reason)",
+        &[
+            &store,
+            &c.id,
+            &c.seq,
+            &c.lane,
+            &c.kind,
+            &c.occurred_at,
+            &c.actor,
+            &c.device,
+            &c.body_canonical,
+            &c.body,
+            &c.prev_hash,
+            &c.hash,
+            &c.outcome,
+            &c.reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the store's verified prefix over every contiguous landed link after it.
+async fn advance_prefix(
+    tx: &Transaction<'_>,
+    store: &str,
+    mut verified: (i64, String),
+) -> Result<((i64, String), Option<i64>), tokio_postgres::Error> {
+    const PAGE: i64 = 2_000;
+    loop {
+        let rows = tx
+            .query(
+                "SELECT seq, prev_hash, hash FROM journal_entries
+                 WHERE store_id = $1 AND seq > $2 AND seq <= $2 + $3 AND outcome <> 'rejected'
+                 ORDER BY seq",
+                &[&store, &verified.0, &PAGE],
+            )
+            .await?;
+        let full = rows.len() as i64 == PAGE;
+        let links = rows
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0), r.get(1), r.get(2)));
+        let before = verified.0;
+        let (next, broken) = intake::advance(verified, links);
+        verified = next;
+        if broken.is_some() || !full || verified.0 < before + PAGE {
+            return Ok((verified, broken));
+        }
+    }
+}
+
+/// Per-store verified prefix and flags, for `/v1/fleet` and the tests.
+pub async fn verified(
+    client: &tokio_postgres::Client,
+) -> Result<HashMap<String, (i64, Option<String>)>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT store_id, verified_seq, flag_reason FROM stores",
+            &[],
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
+}

@@ -1,0 +1,107 @@
+//! The hub's counters, per process (Prometheus sums them over processes). Per-store detail
+//! (verified seq, flags) is in `GET /v1/fleet`'s JSON, never in labels: 5,000 stores would
+//! be 5,000 series.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::intake::Decision;
+use crate::journal::delivery::Outcome;
+
+/// Reasons the intake gives, each with its own counter (a fixed, small label set).
+pub const REASONS: [&str; 5] = [
+    "hash_mismatch",
+    "chain_fork",
+    "store_mismatch",
+    "invalid_entry",
+    "order_cancelled",
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    by_reason: [AtomicU64; REASONS.len()],
+    busy: AtomicU64,
+    unavailable: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count(&self, decisions: &[Decision]) {
+        for d in decisions {
+            if !d.new {
+                self.duplicates.fetch_add(1, Relaxed);
+                continue;
+            }
+            match d.outcome {
+                Outcome::Accepted => {
+                    self.accepted.fetch_add(1, Relaxed);
+                }
+                _ => {
+                    let i = d
+                        .reason
+                        .as_deref()
+                        .and_then(|r| REASONS.iter().position(|x| *x == r));
+                    if let Some(i) = i {
+                        self.by_reason[i].fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn refused_busy(&self) {
+        self.busy.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_unavailable(&self) {
+        self.unavailable.fetch_add(1, Relaxed);
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self, intake_in_use: usize, intake_limit: usize) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "standin_hub_journal_entries_accepted_total",
+            "Journal entries landed as accepted (each once).",
+            self.accepted.load(Relaxed),
+        );
+        counter(
+            "standin_hub_journal_duplicates_total",
+            "Journal entries that arrived again and were answered from the first landing.",
+            self.duplicates.load(Relaxed),
+        );
+        counter(
+            "standin_hub_intake_refused_busy_total",
+            "Journal requests answered 503 because the intake was at its limit.",
+            self.busy.load(Relaxed),
+        );
+        counter(
+            "standin_hub_intake_refused_unavailable_total",
+            "Journal requests answered 503 because PostgreSQL was unavailable.",
+            self.unavailable.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP standin_hub_journal_set_aside_total Journal entries rejected or in conflict, by reason.\n# TYPE standin_hub_journal_set_aside_total counter"
+        );
+        for (i, r) in REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "standin_hub_journal_set_aside_total{{reason=\"{r}\"}} {}",
+                self.by_reason[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP standin_hub_intake_in_flight Journal transactions running now.\n# TYPE standin_hub_intake_in_flight gauge\nstandin_hub_intake_in_flight {intake_in_use}\n# HELP standin_hub_intake_limit Journal transactions allowed at once.\n# TYPE standin_hub_intake_limit gauge\nstandin_hub_intake_limit {intake_limit}"
+        );
+        out
+    }
+}

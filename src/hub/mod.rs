@@ -1,0 +1,187 @@
+//! The hub: central's side of the contract (API.md) on PostgreSQL, for retailers without
+//! their own intake. It lands every store's journal exactly once and verifies each store's
+//! hash chain ([`journal`]), serves each store its feeds from what HQ imports ([`feeds`]),
+//! and answers a reconnecting fleet politely (a bounded intake, 503 with a per-store
+//! `Retry-After`). Hub processes keep no state of their own: run as many as needed.
+
+pub mod auth;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod feeds;
+pub mod intake;
+pub mod journal;
+pub mod metrics;
+pub mod ops;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+pub use config::HubConfig;
+pub use error::HubError;
+
+/// Cheap to clone; what every handler shares.
+#[derive(Clone)]
+pub struct HubState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: HubConfig,
+    pub pool: deadpool_postgres::Pool,
+    /// Bounds the journal transactions this process runs at once (`intake_at_once`).
+    pub intake_permits: Arc<tokio::sync::Semaphore>,
+    pub metrics: metrics::Metrics,
+    pub tokens: auth::TokenCache,
+}
+
+impl std::ops::Deref for HubState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl HubState {
+    /// A state over a new pool; connects lazily, so a hub starts while PostgreSQL is down.
+    pub fn new(config: HubConfig) -> anyhow::Result<Self> {
+        if config.database_url.is_empty() {
+            anyhow::bail!("no database URL: pass --database-url or set STANDIN_HUB__DATABASE_URL");
+        }
+        let pool = db::pool(config.database_url.expose(), config.pool_size)?;
+        Ok(Self(Arc::new(Shared {
+            intake_permits: Arc::new(tokio::sync::Semaphore::new(config.intake_at_once.max(1))),
+            config,
+            pool,
+            metrics: metrics::Metrics::default(),
+            tokens: auth::TokenCache::default(),
+        })))
+    }
+
+    /// Seconds a refused store should wait: a per-store share of the spread (so a fleet
+    /// refused at once comes back spread out, each store at its own offset) plus jitter.
+    pub fn retry_after(&self, store: &str) -> u64 {
+        retry_after_secs(
+            store,
+            self.config.retry_after_min_secs,
+            self.config.retry_after_spread_secs,
+            rand::random::<u64>(),
+        )
+    }
+
+    /// A PostgreSQL failure as the store sees it: 503 with `Retry-After` when the database
+    /// is away or shedding load, 500 for anything else (a bug, logged).
+    pub fn db_error(&self, store: &str, e: impl Into<DbError>) -> HubError {
+        match e.into() {
+            DbError::Transient(detail) => HubError::Unavailable {
+                retry_after: self.retry_after(store),
+                detail,
+            },
+            DbError::Bug(detail) => HubError::Internal(detail),
+        }
+    }
+}
+
+/// `min + (hash(store) mod spread) + jitter`, jitter up to a fifth of the spread.
+pub fn retry_after_secs(store: &str, min: u64, spread: u64, random: u64) -> u64 {
+    let h = Sha256::digest(store.as_bytes());
+    let share = u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8]));
+    let spread = spread.max(1);
+    let jitter = random % (spread / 5).max(1);
+    min + share % spread + jitter
+}
+
+pub enum DbError {
+    Transient(String),
+    Bug(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            // No code: the connection broke or could not be made.
+            None => Self::Transient(e.to_string()),
+            Some(c)
+                if *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CRASH_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::TOO_MANY_CONNECTIONS
+                    || *c == SqlState::QUERY_CANCELED
+                    || *c == SqlState::LOCK_NOT_AVAILABLE =>
+            {
+                Self::Transient(e.to_string())
+            }
+            Some(_) => Self::Bug(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+/// Largest request body (a journal batch of `max_entries_per_request` entries fits).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Central's paths plus operations, as one router (tests call this).
+pub fn app(state: HubState) -> Router {
+    Router::new()
+        .route("/v1/health", get(ops::health))
+        .route(
+            "/v1/stores/{store}/feeds/{feed}/batches",
+            get(feeds::get_batches),
+        )
+        .route("/v1/stores/{store}/journal", post(journal::post_journal))
+        .route("/v1/fleet", get(ops::fleet))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn launch(
+    state: HubState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_differs_between_stores_and_stays_in_range() {
+        let values: std::collections::HashSet<u64> = (0..200)
+            .map(|i| retry_after_secs(&format!("store-{i:04}"), 2, 20, 0))
+            .collect();
+        assert!(values.len() >= 15, "only {} distinct values", values.len());
+        for i in 0..200u64 {
+            let v = retry_after_secs(&format!("store-{i}"), 2, 20, i * 7919);
+            assert!((2..2 + 20 + 4).contains(&v), "{v}");
+        }
+    }
+}

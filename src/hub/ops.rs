@@ -1,0 +1,86 @@
+//! Operations: liveness, readiness (PostgreSQL reachable, schema current), metrics, the
+//! fleet's verified prefixes, and central's own health path.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{HubError, HubState, db};
+
+/// `GET /v1/health`: central is up while the process serves (the store's probe).
+pub async fn health() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+pub async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+/// 200 once PostgreSQL answers and its schema is the one this binary needs; 503 with the
+/// reason otherwise.
+pub async fn readyz(State(state): State<HubState>) -> Response {
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response()
+    };
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return not_ready(format!("PostgreSQL unreachable: {e}")),
+    };
+    match db::schema_version(&client).await {
+        Ok(v) if v == db::SCHEMA_VERSION => {
+            axum::Json(json!({ "status": "ready", "schema_version": v })).into_response()
+        }
+        Ok(v) => not_ready(format!(
+            "schema version {v}, this binary needs {} (run standin hub migrate)",
+            db::SCHEMA_VERSION
+        )),
+        Err(e) => not_ready(format!("PostgreSQL error: {e}")),
+    }
+}
+
+pub async fn metrics(State(state): State<HubState>) -> Response {
+    let limit = state.config.intake_at_once.max(1);
+    let in_use = limit.saturating_sub(state.intake_permits.available_permits());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(in_use, limit),
+    )
+        .into_response()
+}
+
+/// `GET /v1/fleet`: every store's verified prefix, flag and last contact.
+pub async fn fleet(State(state): State<HubState>) -> Result<Response, HubError> {
+    let client = state.pool.get().await.map_err(|e| state.db_error("", e))?;
+    let rows = client
+        .query(
+            "SELECT store_id, verified_seq, flag_reason,
+                    to_char(flagged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(last_contact_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM stores ORDER BY store_id",
+            &[],
+        )
+        .await
+        .map_err(|e| state.db_error("", e))?;
+    let stores: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "store_id": r.get::<_, String>(0),
+                "verified_seq": r.get::<_, i64>(1),
+                "flag_reason": r.get::<_, Option<String>>(2),
+                "flagged_at": r.get::<_, Option<String>>(3),
+                "last_contact_at": r.get::<_, Option<String>>(4),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "stores": stores })).into_response())
+}
+
+pub async fn not_found() -> HubError {
+    HubError::NotFound("not_found", "no such route".into())
+}

@@ -1,0 +1,412 @@
+//! The hub on a real PostgreSQL: journal intake exactly once and verified, each store only
+//! on its own paths, feeds numbered stably, politeness and operations.
+
+mod common;
+
+use common::hub::{Chain, TestHub, entry, order};
+use reqwest::StatusCode;
+use serde_json::json;
+
+macro_rules! hub {
+    ($tweak:expr) => {
+        match TestHub::start_with($tweak).await {
+            Some(h) => h,
+            None => return,
+        }
+    };
+    () => {
+        hub!(|_| {})
+    };
+}
+
+#[tokio::test]
+async fn a_batch_lands_once_and_a_resend_is_a_duplicate() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let entries = Chain::new("s1").take(3);
+    assert_eq!(hub.outcomes("s1", &token, &entries).await, ["accepted"; 3]);
+    assert_eq!(hub.outcomes("s1", &token, &entries).await, ["duplicate"; 3]);
+    // One entry again inside a new batch, with a new one after it.
+    let again = vec![entries[2].clone()];
+    assert_eq!(hub.outcomes("s1", &token, &again).await, ["duplicate"]);
+    let rows = hub.rows("s1").await;
+    assert_eq!(rows.len(), 3, "one row per entry: {rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "accepted"));
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [2, 2, 3]);
+    assert_eq!(hub.verified("s1").await, (3, None));
+}
+
+#[tokio::test]
+async fn a_changed_entry_is_rejected_as_a_hash_mismatch() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut entries = Chain::new("s1").take(2);
+    entries[1]["body"]["n"] = json!(999);
+    assert_eq!(
+        hub.outcomes("s1", &token, &entries).await,
+        ["accepted", "rejected:hash_mismatch"]
+    );
+    // Re-sent, it gets the same answer and still one row.
+    assert_eq!(
+        hub.outcomes("s1", &token, &entries[1..]).await,
+        ["rejected:hash_mismatch"]
+    );
+    assert_eq!(hub.rows("s1").await.len(), 2);
+    assert_eq!(hub.verified("s1").await.0, 1);
+}
+
+#[tokio::test]
+async fn two_entries_for_one_place_in_the_chain_are_a_fork_and_flag_the_store() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut chain = Chain::new("s1");
+    let first = chain.take(2);
+    assert_eq!(hub.outcomes("s1", &token, &first).await, ["accepted"; 2]);
+    // A self-consistent second seq 2 (a restored backup, a forged store).
+    let fork = entry(
+        "s1",
+        2,
+        first[0]["hash"].as_str().unwrap(),
+        "audit.note",
+        json!({ "other": 1 }),
+    );
+    assert_eq!(
+        hub.outcomes("s1", &token, &[fork]).await,
+        ["rejected:chain_fork"]
+    );
+    let (seq, flag) = hub.verified("s1").await;
+    assert_eq!(seq, 2);
+    assert!(flag.unwrap_or_default().contains("chain_fork"));
+    let (status, fleet) = hub.get("/v1/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fleet.contains("chain_fork at seq 2"), "{fleet}");
+}
+
+#[tokio::test]
+async fn lanes_out_of_seq_order_advance_the_verified_prefix_only_when_contiguous() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let e = Chain::new("s1").take(5);
+    assert_eq!(
+        hub.outcomes("s1", &token, &[e[2].clone(), e[4].clone()])
+            .await,
+        ["accepted"; 2]
+    );
+    assert_eq!(hub.verified("s1").await.0, 0);
+    assert_eq!(
+        hub.outcomes("s1", &token, &[e[0].clone()]).await,
+        ["accepted"]
+    );
+    assert_eq!(hub.verified("s1").await.0, 1);
+    assert_eq!(
+        hub.outcomes("s1", &token, &[e[1].clone()]).await,
+        ["accepted"]
+    );
+    assert_eq!(hub.verified("s1").await.0, 3);
+    assert_eq!(
+        hub.outcomes("s1", &token, &[e[3].clone()]).await,
+        ["accepted"]
+    );
+    assert_eq!(hub.verified("s1").await, (5, None));
+}
+
+#[tokio::test]
+async fn a_store_uses_only_its_own_paths() {
+    let hub = hub!();
+    let t1 = hub.add_store("s1").await;
+    let t2 = hub.add_store("s2").await;
+    let entries = Chain::new("s1").take(1);
+    let (status, body) = hub.post_journal("s1", &t2, &entries).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "forbidden");
+    let (status, _) = hub.batches("s1", &t2, "pickup_orders", 0).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = hub.post_journal("s1", "not-a-token", &entries).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // Another store's entry sent on one's own path is refused, not landed under it.
+    assert_eq!(
+        hub.outcomes("s2", &t2, &entries).await,
+        ["rejected:store_mismatch"]
+    );
+    assert_eq!(hub.outcomes("s1", &t1, &entries).await, ["accepted"]);
+    assert!(hub.rows("s2").await.iter().all(|r| r.1 == "rejected"));
+}
+
+#[tokio::test]
+async fn a_hand_over_of_an_order_hq_cancelled_is_a_conflict() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    hub.import(
+        "pickup_orders",
+        &[order("s1", "o1", "cancelled"), order("s1", "o2", "ready")],
+    )
+    .await;
+    let mut chain = Chain::new("s1");
+    let e = vec![
+        chain.next("pickup.handed_over", json!({ "order_id": "o1" })),
+        chain.next("pickup.handed_over", json!({ "order_id": "o2" })),
+    ];
+    assert_eq!(
+        hub.outcomes("s1", &token, &e).await,
+        ["conflict:order_cancelled", "accepted"]
+    );
+    // A conflict landed: it is in the chain, and the prefix passes it.
+    assert_eq!(hub.verified("s1").await.0, 2);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_the_error_shape_and_nothing_lands() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/s1/journal", hub.url))
+        .bearer_auth(&token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    let (status, body) = hub.post_journal("s1", &token, &[json!({ "seq": 1 })]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "entries[0].id");
+    let (_, body) = hub
+        .post_journal("s1", &token, &[json!({ "id": "x", "seq": "one" })])
+        .await;
+    assert_eq!(body["results"][0]["reason"], "invalid_entry");
+    assert_eq!(hub.verified("s1").await.0, 0);
+}
+
+#[tokio::test]
+async fn feeds_start_with_a_snapshot_in_parts_then_deltas_numbered_stably() {
+    let hub = hub!(|c| c.batch_records = 2);
+    let t1 = hub.add_store("s1").await;
+    let t2 = hub.add_store("s2").await;
+    let orders: Vec<_> = (1..=5)
+        .map(|i| order("s1", &format!("o{i}"), "ready"))
+        .collect();
+    hub.import("pickup_orders", &orders).await;
+    hub.import("pickup_orders", &[order("s2", "x1", "ready")])
+        .await;
+    let (status, first) = hub.batches("s1", &t1, "pickup_orders", 0).await;
+    assert_eq!(status, StatusCode::OK);
+    let batches = first["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 3, "{first}");
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b["batch"], i + 1);
+        assert_eq!(b["kind"], "snapshot");
+        assert_eq!(b["snapshot"]["part"], i + 1);
+        assert_eq!(b["snapshot"]["parts"], 3);
+        assert_eq!(b["snapshot"]["id"], batches[0]["snapshot"]["id"]);
+    }
+    let ids: Vec<_> = batches
+        .iter()
+        .flat_map(|b| b["upserts"].as_array().unwrap().iter())
+        .map(|r| r["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["o1", "o2", "o3", "o4", "o5"],
+        "s2's order is not s1's"
+    );
+    // The same numbers answer the same batches, however often asked.
+    assert_eq!(hub.batches("s1", &t1, "pickup_orders", 0).await.1, first);
+    assert_eq!(
+        hub.batches("s1", &t1, "pickup_orders", 3).await.1["batches"],
+        json!([])
+    );
+    // A change becomes the next delta; re-importing the same file changes nothing.
+    assert_eq!(hub.import("pickup_orders", &orders).await, 0);
+    let changed = order("s1", "o2", "cancelled");
+    hub.import(
+        "pickup_orders",
+        &[
+            changed,
+            json!({ "store_id": "s1", "order_id": "o5", "deleted": true }),
+        ],
+    )
+    .await;
+    let (_, next) = hub.batches("s1", &t1, "pickup_orders", 3).await;
+    let delta = &next["batches"][0];
+    assert_eq!(delta["batch"], 4);
+    assert_eq!(delta["kind"], "delta");
+    assert_eq!(delta["upserts"][0]["status"], "cancelled");
+    assert_eq!(delta["deletes"], json!(["o5"]));
+    assert_eq!(hub.batches("s1", &t1, "pickup_orders", 3).await.1, next);
+    // The other store got only its own.
+    let (_, other) = hub.batches("s2", &t2, "pickup_orders", 0).await;
+    assert_eq!(other["batches"].as_array().unwrap().len(), 1);
+    assert_eq!(other["batches"][0]["upserts"][0]["order_id"], "x1");
+    // A policy record without a store reaches every store.
+    hub.import(
+        "policy",
+        &[json!({ "key": "offline_max_hours", "value": 6 })],
+    )
+    .await;
+    for (s, t) in [("s1", &t1), ("s2", &t2)] {
+        let (_, p) = hub.batches(s, t, "policy", 0).await;
+        assert_eq!(p["batches"][0]["upserts"][0]["value"], 6, "{s}: {p}");
+    }
+    let (status, body) = hub.batches("s1", &t1, "nope", 0).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "unknown_feed");
+}
+
+#[tokio::test]
+async fn a_full_intake_answers_503_with_retry_after_spread_per_store() {
+    let hub = hub!(|c| c.intake_at_once = 1);
+    let mut waits = std::collections::HashSet::new();
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(hub.add_store(&format!("s{i}")).await);
+    }
+    // Hold the only permit, as a long transaction would.
+    let held = hub
+        .state
+        .intake_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .unwrap();
+    for (i, t) in tokens.iter().enumerate() {
+        let store = format!("s{i}");
+        let entries = Chain::new(&store).take(1);
+        let res = hub
+            .client
+            .post(format!("{}/v1/stores/{store}/journal", hub.url))
+            .bearer_auth(t)
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ra: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((2..=30).contains(&ra), "{ra}");
+        waits.insert(ra);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "busy");
+    }
+    assert!(
+        waits.len() >= 3,
+        "the fleet is told to come back at once: {waits:?}"
+    );
+    drop(held);
+    let entries = Chain::new("s0").take(1);
+    assert_eq!(hub.outcomes("s0", &tokens[0], &entries).await, ["accepted"]);
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_intake_refused_busy_total 8"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("standin_hub_journal_entries_accepted_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_postgresql_and_the_schema() {
+    let hub = hub!();
+    assert_eq!(hub.get("/healthz").await.0, StatusCode::OK);
+    let (status, body) = hub.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    hub.pg.stop_immediate();
+    let (status, body) = hub.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(hub.get("/healthz").await.0, StatusCode::OK);
+    hub.pg.start_again();
+    // The pool reconnects: ready again, without restarting the hub.
+    let mut ready = false;
+    for _ in 0..50 {
+        if hub.get("/readyz").await.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready);
+    // A fresh database without the schema is not ready.
+    let client = hub.pg.client().await;
+    client.batch_execute("CREATE DATABASE bare").await.unwrap();
+    let config = standin::hub::HubConfig {
+        database_url: standin::config::Secret::new(format!(
+            "{}/bare",
+            hub.pg.url.rsplit_once('/').unwrap().0
+        )),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+    let state = standin::hub::HubState::new(config).unwrap();
+    tokio::spawn(standin::hub::launch(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let res = reqwest::get(url).await.unwrap();
+    let (status, body) = (res.status(), res.text().await.unwrap());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("schema version 0"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_racing_one_batch_land_it_once() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    // A second, independent hub over the same database (another process behind the LB).
+    let config = standin::hub::HubConfig {
+        database_url: standin::config::Secret::new(hub.pg.url.clone()),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    let state = standin::hub::HubState::new(config).unwrap();
+    tokio::spawn(standin::hub::launch(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let entries = Chain::new("s1").take(50);
+    let mut sends = Vec::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 {
+            hub.url.clone()
+        } else {
+            other.clone()
+        };
+        let (client, token, entries) = (hub.client.clone(), token.clone(), entries.clone());
+        sends.push(tokio::spawn(async move {
+            let res = client
+                .post(format!("{url}/v1/stores/s1/journal"))
+                .bearer_auth(token)
+                .json(&json!({ "entries": entries }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let body: serde_json::Value = res.json().await.unwrap();
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["outcome"] == "accepted")
+                .count()
+        }));
+    }
+    let mut accepted = 0;
+    for s in sends {
+        accepted += s.await.unwrap();
+    }
+    assert_eq!(accepted, 50, "each entry accepted by exactly one request");
+    let rows = hub.rows("s1").await;
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows.iter().map(|r| r.2).sum::<i32>(), 8 * 50);
+    assert_eq!(hub.verified("s1").await, (50, None));
+}
