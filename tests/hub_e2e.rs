@@ -1,6 +1,8 @@
 //! End to end: three real Standin stores against a real hub process and PostgreSQL. Feeds
-//! flow down (imported with `standin hub import`, pulled by each store), journals flow up
-//! through lanes out of seq order, while the hub is SIGKILLed and restarted and PostgreSQL
+//! flow down (orders, staff, kiosks and policy imported with `standin hub import`, pulled by
+//! each store), journals flow up through lanes out of seq order (hand-overs, stand-in
+//! payments, kiosk sales and returns done over HTTP by a desk and a kiosk at each store,
+//! besides entries appended directly), while the hub is SIGKILLed and restarted and PostgreSQL
 //! is stopped hard and restarted. Then, read from PostgreSQL: every entry landed exactly
 //! once, every store's chain verifies, every feed record reached its store.
 
@@ -12,8 +14,9 @@ use std::time::{Duration, Instant};
 use common::TestStore;
 use common::binary::{BIN, free_port};
 use common::hub::order;
+use common::people::{ASSOCIATE, Browser, KIOSK_1, browser, device_record, staff_record};
 use common::pg::TestPg;
-use serde_json::json;
+use serde_json::{Value, json};
 use standin::config::Secret;
 use standin::journal::chain::{GENESIS, Hashed, entry_hash};
 use standin::journal::{Entry, Lane, NewEntry};
@@ -114,6 +117,69 @@ fn act(store: &TestStore, store_id: &str, round: usize) -> Vec<Entry> {
     written
 }
 
+/// What a desk and a kiosk do at `store` in a round, over HTTP as they would: a hand-over of
+/// a ready order, a stand-in payment, the kiosk's sale on it (a local receipt), and a return
+/// against that receipt. Each is journaled by the store itself.
+async fn desk_and_kiosk(t: &TestStore, store: &str, desk: &Browser, round: usize) {
+    let staff_post = |path: String, body: Value| {
+        t.client
+            .post(format!("{}{path}", t.url))
+            .header("cookie", &desk.cookie)
+            .header("x-csrf-token", &desk.csrf)
+            .json(&body)
+            .send()
+    };
+    let res = staff_post(
+        format!("/api/v1/pickups/{store}-o{}/handover", round - 1),
+        json!({"lines": [], "id_checked": true, "request_id": format!("{store}-h{round}")}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        res.status().is_success(),
+        "hand-over: {}",
+        res.text().await.unwrap()
+    );
+    let key = format!("{store}-k{round}");
+    let (s, paid) = t
+        .kiosk_post(
+            KIOSK_1.1,
+            "/kiosk/v1/payments",
+            &json!({"idempotency_key": key, "basket_id": format!("basket-{key}"), "amount_minor": 1200,
+                    "currency": "EUR", "tender": {"kind": "card_token", "token": "tok_e2e", "brand": "visa",
+                    "last4": "4242", "exp_month": 12, "exp_year": 2029, "entry_mode": "contactless"}}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "payment: {paid}");
+    assert_eq!(paid["status"], "approved_offline", "{paid}");
+    let receipt = format!("{store}-R{round}");
+    let (s, sold) = t
+        .kiosk_post(
+            KIOSK_1.1,
+            "/kiosk/v1/sales",
+            &json!({"sale_id": format!("{store}-sale{round}"), "receipt_id": receipt,
+                    "sold_at": chrono::Utc::now().to_rfc3339(),
+                    "lines": [{"line": 1, "sku": "SKU-1", "description": "Kettle", "category": "household",
+                               "qty": 1, "unit_price_minor": 1192, "discount_minor": 0, "tax_minor": 8,
+                               "returnable": true, "return_window_days": 30, "returned_qty": 0}],
+                    "tenders": [{"payment_id": paid["payment_id"], "amount_minor": 1200}]}),
+        )
+        .await;
+    assert!(s.is_success(), "sale: {sold}");
+    let res = staff_post(
+        "/api/v1/returns".into(),
+        json!({"receipt_id": receipt, "lines": [{"line": 1, "qty": 1, "reason": "damaged"}],
+               "refund": {"method": "original_tender"}, "request_id": format!("{store}-ret{round}")}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        res.status().is_success(),
+        "return: {}",
+        res.text().await.unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_restart() {
     let Some(pg) = tokio::task::spawn_blocking(TestPg::start).await.unwrap() else {
@@ -136,6 +202,36 @@ async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_rest
     std::fs::write(&file, lines).unwrap();
     let out = hub_cli(&db, &["import", "pickup_orders", file.to_str().unwrap()]);
     assert!(out.contains("12 records changed"), "{out}");
+    // Staff and a kiosk per store, and one policy for every store, as HQ's systems hand them in.
+    let with_store = |mut r: Value, s: &str| {
+        r["store_id"] = json!(s);
+        r.to_string()
+    };
+    let staff: Vec<String> = STORES
+        .iter()
+        .map(|s| with_store(staff_record(&ASSOCIATE, true), s))
+        .collect();
+    let devices: Vec<String> = STORES
+        .iter()
+        .map(|s| with_store(device_record(KIOSK_1, true), s))
+        .collect();
+    let policy: Vec<String> = [
+        ("offline_tx_cap_minor", json!(50_000)),
+        ("offline_exposure_cap_minor", json!(1_000_000)),
+        ("offline_max_hours", json!(24)),
+        ("offline_tenders", json!(["card_token", "p2pe"])),
+        ("forward_deadline_hours", json!(48)),
+        ("refund_cap_associate_minor", json!(5_000)),
+        ("offline_refund_budget_minor", json!(100_000)),
+    ]
+    .iter()
+    .map(|(k, v)| json!({"key": k, "value": v}).to_string())
+    .collect();
+    for (feed, records) in [("staff", staff), ("devices", devices), ("policy", policy)] {
+        let file = dir.path().join(format!("{feed}.jsonl"));
+        std::fs::write(&file, records.join("\n") + "\n").unwrap();
+        hub_cli(&db, &["import", feed, file.to_str().unwrap()]);
+    }
 
     let port = free_port();
     let hub_url = format!("http://127.0.0.1:{port}");
@@ -160,17 +256,27 @@ async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_rest
             .await,
         );
     }
-    // Feeds flow down: each store holds its own four orders (snapshot in two parts).
+    // Feeds flow down: each store holds its own four orders (snapshot in two parts), its
+    // staff, its kiosk and the policy.
     for t in &stores {
-        wait_until("orders at every store", 60, async || {
-            t.status().await["feeds"]["pickup_orders"]["records"] == 4
+        wait_until("feeds at every store", 60, async || {
+            let st = t.status().await;
+            st["feeds"]["pickup_orders"]["records"] == 4
+                && st["feeds"]["staff"]["records"] == 1
+                && st["feeds"]["devices"]["records"] == 1
+                && st["feeds"]["policy"]["records"] == 7
         })
         .await;
+    }
+    let mut desks = Vec::new();
+    for t in &stores {
+        desks.push(browser(t, &ASSOCIATE).await);
     }
 
     let mut written: Vec<Vec<Entry>> = vec![Vec::new(); 3];
     for (i, t) in stores.iter().enumerate() {
         written[i].extend(act(t, STORES[i], 1));
+        desk_and_kiosk(t, STORES[i], &desks[i], 1).await;
     }
     let client = pg.client().await;
     wait_until("some entries landed", 60, async || {
@@ -186,6 +292,7 @@ async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_rest
     hub.kill_9();
     for (i, t) in stores.iter().enumerate() {
         written[i].extend(act(t, STORES[i], 2));
+        desk_and_kiosk(t, STORES[i], &desks[i], 2).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // PostgreSQL goes down hard while the hub comes back: the hub answers 503 meanwhile.
@@ -195,6 +302,7 @@ async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_rest
     pg.start_again();
     for (i, t) in stores.iter().enumerate() {
         written[i].extend(act(t, STORES[i], 3));
+        desk_and_kiosk(t, STORES[i], &desks[i], 3).await;
     }
 
     // The stores see every entry settled; then what each store wrote is its whole journal
@@ -294,6 +402,16 @@ async fn three_stores_land_exactly_once_through_a_hub_kill_and_a_postgresql_rest
             conflicts >= 3,
             "{s}: hand-overs of the cancelled order: {conflicts}"
         );
+        // What the desk and the kiosk did over HTTP landed too, each action three times.
+        for kind in [
+            "pickup.handed_over",
+            "payment.approved_offline",
+            "sale.recorded",
+            "return.taken",
+        ] {
+            let n = journal.iter().filter(|j| j.2 == kind).count();
+            assert!(n >= 3, "{s}: {kind} landed {n} times");
+        }
         let flag: Option<String> = client
             .query_one("SELECT flag_reason FROM stores WHERE store_id = $1", &[s])
             .await
