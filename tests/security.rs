@@ -665,10 +665,24 @@ async fn a_client_holding_sockets_cannot_starve_the_others() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
-    // Never more open than the caps allow.
+    // Never more open than the caps allow, and /metrics says what was done.
     let (open, evicted, _) = t.state.connections.get().unwrap().counts();
     assert!(open <= 100, "{open} open");
     assert!(evicted >= 500, "{evicted} evicted");
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let closed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("standin_http_connections_closed_idle_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(closed >= 500, "{closed}");
     // A slow head is closed within the idle timeout (plus scheduling slack).
     let mut s = slow.pop().unwrap();
     let mut buf = [0u8; 16];

@@ -59,6 +59,9 @@ async fn metrics(
     payments(&mut out, &status);
     writer(&mut out, state.store.writer_stats());
     name_searches(&mut out, &state.pickup_names);
+    if let Some(registry) = state.connections.get() {
+        connections(&mut out, registry);
+    }
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out.finish()).into_response())
 }
 
@@ -257,6 +260,28 @@ fn payments(out: &mut Exposition, status: &Status) {
     if let Some(s) = p.tightest_deadline_secs {
         out.sample("standin_payments_deadline_seconds", &[], s);
     }
+}
+
+fn connections(out: &mut Exposition, registry: &crate::server::conn::Registry) {
+    let (open, evicted, refused) = registry.counts();
+    out.family(
+        "standin_http_connections_open",
+        Kind::Gauge,
+        "Client connections open now (capped by http.max_connections and per address).",
+    );
+    out.sample("standin_http_connections_open", &[], open);
+    out.family(
+        "standin_http_connections_closed_idle_total",
+        Kind::Counter,
+        "Idle connections closed to make room for a newcomer at a cap (a client hoarding sockets).",
+    );
+    out.sample("standin_http_connections_closed_idle_total", &[], evicted);
+    out.family(
+        "standin_http_connections_refused_total",
+        Kind::Counter,
+        "Newcomers refused with a 503 because every connection in the way was busy.",
+    );
+    out.sample("standin_http_connections_refused_total", &[], refused);
 }
 
 fn name_searches(out: &mut Exposition, names: &crate::pickups::names::Names) {
