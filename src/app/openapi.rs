@@ -62,9 +62,10 @@ pub fn document(feed_batch_limit: usize) -> Value {
         };
         let limit = route.body_limit.bytes(feed_batch_limit);
         op.insert("x-body-limit-bytes".into(), json!(limit));
-        if let Some(schema) = op.get_mut("requestBody").and_then(|b| {
-            b.pointer_mut("/content/application~1json/schema")
-        }) {
+        if let Some(schema) = op
+            .get_mut("requestBody")
+            .and_then(|b| b.pointer_mut("/content/application~1json/schema"))
+        {
             refuse_unknown_fields(schema, &mut refs);
         }
         if let Some(body) = op.get_mut("requestBody").and_then(Value::as_object_mut) {
