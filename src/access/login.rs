@@ -194,6 +194,10 @@ fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> AppError {
     }
 }
 
+/// The longest employee id or PIN sign-in takes, in characters (`maxLength` in the OpenAPI
+/// document).
+pub const CREDENTIAL_MAX_CHARS: usize = 64;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
@@ -218,7 +222,7 @@ async fn log_in(
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Response, AppError> {
     for (field, v) in [("employee_id", &creds.employee_id), ("pin", &creds.pin)] {
-        if v.trim().is_empty() || v.len() > 64 {
+        if !crate::http::is_short_text(v, CREDENTIAL_MAX_CHARS) {
             return Err(AppError::invalid(
                 "invalid_field",
                 field,

@@ -25,13 +25,17 @@ pub enum BatchKind {
 #[serde(deny_unknown_fields)]
 pub struct SnapshotPart {
     pub id: String,
+    // `1` or `1.0`: JSON (and the OpenAPI document's "integer") make no difference.
+    #[serde(deserialize_with = "crate::http::whole_number")]
     pub part: u32,
+    #[serde(deserialize_with = "crate::http::whole_number")]
     pub parts: u32,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope<'a> {
+    #[serde(deserialize_with = "crate::http::whole_number")]
     batch: u64,
     kind: BatchKind,
     #[serde(default)]

@@ -38,7 +38,38 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        from_json(&bytes).map(ApiJson)
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(mut value) => {
+                integral_numbers(&mut value);
+                serde_path_to_error::deserialize(&value)
+                    .map(ApiJson)
+                    .map_err(|e| json_body_error(&e))
+            }
+            // Not JSON: the same 400 as any body that does not parse.
+            Err(_) => from_json(&bytes).map(ApiJson),
+        }
+    }
+}
+
+/// Writes every number with no fractional part (`2.0`, `1e3`) as the integer it is, so a
+/// field the server reads as an integer takes it. JSON, and the OpenAPI document's JSON Schema
+/// `"type": "integer"`, make no difference between `2` and `2.0`; serde does. Numbers past
+/// what an integer type holds stay as they are (and are refused by the field's type).
+pub fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Below 2^53 every integer is exact in an f64.
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 
@@ -222,4 +253,32 @@ where
             }
         }
     }
+}
+
+/// A whole number read from JSON written either way (`3` or `3.0`), for a type that borrows
+/// from the body and so cannot go through [`integral_numbers`] (`#[serde(deserialize_with)]`).
+pub fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                .map(|f| f as u64)
+        })
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {n}")))
+}
+
+/// Whether a text field holds something besides whitespace and at most `max` characters.
+/// Characters (Unicode scalar values), not bytes: that is how the OpenAPI document's
+/// `maxLength` counts, and the document states each such field as `minLength: 1`,
+/// `maxLength: max`, `pattern: \S` (`tests/openapi.rs` holds the two together).
+pub fn is_short_text(v: &str, max: usize) -> bool {
+    !v.trim().is_empty() && v.chars().count() <= max
 }

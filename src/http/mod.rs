@@ -15,7 +15,7 @@ pub use errors::{
 };
 pub use extract::{
     ApiJson, ApiPath, ApiQuery, ClientAddr, RawBody, deadline, describe_json_error, from_json,
-    json_body_error,
+    integral_numbers, is_short_text, json_body_error, whole_number,
 };
 pub use guard::{CARD_DATA_MESSAGE, request_guard};
 pub use route::{Access, BodyLimit, CSRF_HEADER, Permission, Route};

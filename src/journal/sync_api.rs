@@ -16,7 +16,7 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 /// The longest reason an acknowledgement may give one entry, in bytes.
-const REASON_MAX: usize = 1024;
+pub const REASON_MAX: usize = 1024;
 /// The ack's body limit: its largest page ([`MAX_LIMIT`] results), each with a reason of
 /// [`REASON_MAX`] bytes, escaped, and its seq and outcome.
 const ACK_BODY_LIMIT: usize = MAX_LIMIT * (2 * REASON_MAX + 256);

@@ -143,9 +143,11 @@ pub(crate) fn kiosk(caller: &Caller) -> Result<(String, String), AppError> {
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(Value, T), AppError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
         AppError::bad_request("body", format!("not valid JSON: {}", e.classify_name()))
     })?;
+    // `2.0` is the integer 2, as for every JSON body (`crate::http::integral_numbers`).
+    crate::http::integral_numbers(&mut value);
     let typed = serde_path_to_error::deserialize(&value).map_err(|e| json_body_error(&e))?;
     Ok((value, typed))
 }
@@ -198,8 +200,15 @@ struct TenderRequest {
 
 const TENDER_KINDS: [&str; 4] = ["card_token", "p2pe", "app_pay", "gift_card"];
 
+/// The largest payment a kiosk may ask for, in minor units (`maximum` in the OpenAPI document).
+pub const MAX_PAYMENT_MINOR: i64 = 100_000_000;
+/// The longest id or brand a kiosk sends, in characters (`maxLength` in the OpenAPI document).
+pub const SHORT_FIELD_MAX_CHARS: usize = 128;
+/// The longest processor token or P2PE ciphertext, in characters (ASCII in practice).
+pub const SECRET_MAX: usize = 4096;
+
 pub(crate) fn short_field(field: &str, v: &str) -> Result<(), AppError> {
-    if v.trim().is_empty() || v.len() > 128 {
+    if !crate::http::is_short_text(v, SHORT_FIELD_MAX_CHARS) {
         return Err(AppError::invalid(
             "invalid_field",
             field,
@@ -218,11 +227,11 @@ impl PaymentRequest {
     ) -> Result<NewPayment, AppError> {
         short_field("idempotency_key", &self.idempotency_key)?;
         short_field("basket_id", &self.basket_id)?;
-        if !(1..=100_000_000).contains(&self.amount_minor) {
+        if !(1..=MAX_PAYMENT_MINOR).contains(&self.amount_minor) {
             return Err(AppError::invalid(
                 "invalid_field",
                 "amount_minor",
-                "must be from 1 to 100000000",
+                format!("must be from 1 to {MAX_PAYMENT_MINOR}"),
             ));
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -240,13 +249,23 @@ impl PaymentRequest {
                 "one of card_token, p2pe, app_pay, gift_card",
             ));
         }
+        // Neither secret is ever longer, whichever one the tender's kind uses.
+        for (field, v) in [("token", &t.token), ("ciphertext", &t.ciphertext)] {
+            if v.as_ref().is_some_and(|s| s.chars().count() > SECRET_MAX) {
+                return Err(AppError::invalid(
+                    "invalid_field",
+                    format!("tender.{field}"),
+                    format!("at most {SECRET_MAX} characters"),
+                ));
+            }
+        }
         let (secret_field, secret) = if t.kind == "p2pe" {
             ("ciphertext", t.ciphertext.as_deref())
         } else {
             ("token", t.token.as_deref())
         };
         match secret {
-            Some(s) if !s.trim().is_empty() && s.len() <= 4096 => {}
+            Some(s) if crate::http::is_short_text(s, SECRET_MAX) => {}
             _ => {
                 return Err(AppError::invalid(
                     "invalid_field",

@@ -15,7 +15,10 @@ use crate::http::{ApiJson, RawBody};
 use crate::journal::{self, Lane, NewEntry};
 use crate::state::AppState;
 
+// Unknown fields are refused (422 `unknown_field`) as on every other route; the lines are a
+// receipt's lines and, like the receipts feed's, may carry more.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SaleRequest {
     sale_id: String,
     receipt_id: String,
@@ -27,6 +30,7 @@ struct SaleRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SaleTender {
     payment_id: String,
     amount_minor: i64,
@@ -50,6 +54,19 @@ pub(super) async fn record(
             "invalid_field",
             "tenders",
             "a sale is paid by at least one payment",
+        ));
+    }
+    // A tender is one payment for exactly its amount, and no payment is outside this range
+    // (`POST /kiosk/v1/payments`); the OpenAPI document states the same range.
+    if let Some(i) = req
+        .tenders
+        .iter()
+        .position(|t| !(1..=super::MAX_PAYMENT_MINOR).contains(&t.amount_minor))
+    {
+        return Err(AppError::invalid(
+            "invalid_field",
+            format!("tenders[{i}].amount_minor"),
+            format!("from 1 to {}", super::MAX_PAYMENT_MINOR),
         ));
     }
     let sold_at = crate::feeds::records::utc_time("sold_at", &req.sold_at)

@@ -127,10 +127,14 @@ async fn list(
             }
         },
     };
-    let text = q.q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if text.as_ref().is_some_and(|t| t.len() > 100) {
+    // Counted as sent, in characters, as the OpenAPI document's `maxLength` counts.
+    if q.q
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > QUERY_MAX_CHARS)
+    {
         return Err(AppError::bad_request("q", "at most 100 characters"));
     }
+    let text = q.q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let after =
         match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
             None => None,
@@ -293,6 +297,11 @@ async fn one(
     Ok(ApiJson(found))
 }
 
+/// The longest search text (`q`) the desk's searches take, in characters.
+pub const QUERY_MAX_CHARS: usize = 100;
+/// The longest hand-over `request_id`, in characters.
+pub const HANDOVER_REQUEST_ID_MAX_CHARS: usize = 64;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HandOverBody {
@@ -362,9 +371,19 @@ async fn hand_over(
     let (store_id, now_s) = (state.config.store_id.clone(), state.clock.now_rfc3339());
     let actor = caller.actor().ok_or(AppError::Unauthorized)?;
     if let Some(id) = &body.request_id
-        && !(1..=64).contains(&id.chars().count())
+        && !(1..=HANDOVER_REQUEST_ID_MAX_CHARS).contains(&id.chars().count())
     {
         return Err(AppError::bad_request("request_id", "1 to 64 characters"));
+    }
+    // No order line holds more units than the feed takes; the OpenAPI document states the
+    // same range.
+    let most = crate::feeds::records::MAX_LINE_QTY;
+    if let Some(i) = body.lines.iter().position(|l| l.qty > most) {
+        return Err(AppError::invalid(
+            "too_many",
+            format!("lines[{i}].qty"),
+            format!("at most {most}"),
+        ));
     }
     let request_hash = body.request_id.as_ref().map(|_| body.request_hash());
     // Decided on the writer, against the order as it is at that moment: two desks handing

@@ -14,6 +14,7 @@ pub struct OrderLine {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LineQty {
     pub line: u32,
     pub qty: i64,

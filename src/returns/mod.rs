@@ -145,11 +145,15 @@ async fn list(
 ) -> Result<ApiJson<List>, AppError> {
     let now = state.clock.now();
     let offline = offline(&state);
+    // Counted as sent, in characters, as the OpenAPI document's `maxLength` counts.
+    if q.q
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > crate::pickups::QUERY_MAX_CHARS)
+    {
+        return Err(AppError::bad_request("q", "at most 100 characters"));
+    }
     let text = q.q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let receipts_by = if let Some(t) = text {
-        if t.len() > 100 {
-            return Err(AppError::bad_request("q", "at most 100 characters"));
-        }
         Search::Text(t)
     } else {
         let brand = q

@@ -1,6 +1,7 @@
 //! Taking a return: the request, the checks and the writes (one transaction on the writer,
 //! with its journal entry), the refund split, and the answer.
 
+use crate::feeds::records::MAX_LINE_QTY;
 use std::net::IpAddr;
 
 use axum::Extension;
@@ -59,6 +60,9 @@ pub struct AskLine {
     pub qty: i64,
     pub reason: String,
 }
+
+/// The longest return `request_id`, in characters (`maxLength` in the OpenAPI document).
+pub const RETURN_REQUEST_ID_MAX_CHARS: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,12 +353,21 @@ pub(super) async fn take(
     let role = *role;
     let actor = caller.actor().ok_or(AppError::Unauthorized)?;
     if let Some(id) = &body.request_id
-        && (id.is_empty() || id.len() > 100)
+        && !(1..=RETURN_REQUEST_ID_MAX_CHARS).contains(&id.chars().count())
     {
         return Err(AppError::bad_request("request_id", "1 to 100 characters"));
     }
     if body.lines.len() > 200 {
         return Err(AppError::bad_request("lines", "at most 200 lines"));
+    }
+    // No line holds more units than the receipts feed takes, so no return can ask for more;
+    // the OpenAPI document states the same range.
+    if let Some(i) = body.lines.iter().position(|l| l.qty > MAX_LINE_QTY) {
+        return Err(AppError::invalid(
+            "invalid_line",
+            format!("lines[{i}].qty"),
+            format!("at most {MAX_LINE_QTY}"),
+        ));
     }
     let request_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&json!({"receipt_id": body.receipt_id, "lines": body.lines,
