@@ -298,11 +298,20 @@ async fn a_heartbeat_is_taken_with_204_and_the_newest_is_kept() {
         let latest = c.latest_heartbeat().await;
         assert_eq!(latest["seq"], 1, "{}: {latest}", c.name);
         assert_eq!(latest["journal"]["pending"], 7, "{}", c.name);
-        assert_eq!(latest["payments"]["offline_total_minor"], 123456, "{}", c.name);
+        assert_eq!(
+            latest["payments"]["offline_total_minor"], 123456,
+            "{}",
+            c.name
+        );
         // Same sent_at: the higher seq wins.
         let (status, _) = c.heartbeat(&heartbeat("2026-12-06T10:00:05Z", 2, 8)).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{}", c.name);
-        assert_eq!(c.latest_heartbeat().await["journal"]["pending"], 8, "{}", c.name);
+        assert_eq!(
+            c.latest_heartbeat().await["journal"]["pending"],
+            8,
+            "{}",
+            c.name
+        );
     })
     .await;
 }
@@ -317,12 +326,22 @@ async fn a_bad_heartbeat_is_refused_in_the_error_shape() {
         let mut no_time = heartbeat("2026-12-06T10:00:00Z", 1, 0);
         no_time.as_object_mut().unwrap().remove("sent_at");
         let (status, body) = c.heartbeat(&no_time).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}: {body}", c.name);
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {body}",
+            c.name
+        );
         assert!(body["error"]["message"].is_string(), "{}", c.name);
         let mut bad_state = heartbeat("2026-12-06T10:00:00Z", 1, 0);
         bad_state["upstreams"]["central"]["state"] = json!("sideways");
         let (status, body) = c.heartbeat(&bad_state).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}: {body}", c.name);
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {body}",
+            c.name
+        );
         assert_eq!(body["error"]["code"], "invalid_body", "{}", c.name);
         let mut other = heartbeat("2026-12-06T10:00:00Z", 1, 0);
         other["store_id"] = json!("store-0002");

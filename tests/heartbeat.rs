@@ -31,7 +31,12 @@ async fn status(State(c): State<Central>, body: axum::Json<Value>) -> Response {
         .unwrap()
         .push((Instant::now(), body.0, refuse));
     if refuse {
-        (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "3")], "{}").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "3")],
+            "{}",
+        )
+            .into_response()
     } else {
         StatusCode::NO_CONTENT.into_response()
     }
@@ -40,7 +45,10 @@ async fn status(State(c): State<Central>, body: axum::Json<Value>) -> Response {
 async fn start_central() -> (String, Central) {
     let c = Central::default();
     let app = Router::new()
-        .route("/v1/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/v1/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/v1/stores/{store}/status", post(status))
         .with_state(c.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,7 +82,14 @@ async fn heartbeats_follow_the_interval_honour_retry_after_and_never_resend_old_
     central.refuse.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(5);
     let first_refused = loop {
-        if let Some(at) = central.seen.lock().unwrap().iter().find(|s| s.2).map(|s| s.0) {
+        if let Some(at) = central
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.2)
+            .map(|s| s.0)
+        {
             break at;
         }
         assert!(Instant::now() < deadline, "no heartbeat came to be refused");
@@ -96,7 +111,10 @@ async fn heartbeats_follow_the_interval_honour_retry_after_and_never_resend_old_
             w[1] - w[0]
         );
     }
-    assert!(refused[0] == first_refused && refused.len() <= 3, "{refused:?}");
+    assert!(
+        refused[0] == first_refused && refused.len() <= 3,
+        "{refused:?}"
+    );
 
     // Back: the next heartbeat is a fresh one, and only one goes at a time.
     central.refuse.store(false, Ordering::SeqCst);
@@ -126,13 +144,21 @@ async fn heartbeats_follow_the_interval_honour_retry_after_and_never_resend_old_
     let epoch = chrono::Utc::now();
     let now = Instant::now();
     for (at, body, _) in &seen {
-        let sent: chrono::DateTime<chrono::Utc> = body["sent_at"].as_str().unwrap().parse().unwrap();
+        let sent: chrono::DateTime<chrono::Utc> =
+            body["sent_at"].as_str().unwrap().parse().unwrap();
         let arrived = epoch - chrono::Duration::from_std(now - *at).unwrap();
         let lag = (arrived - sent).num_milliseconds();
-        assert!(lag < 1500, "a stale heartbeat: built {lag} ms before it arrived");
+        assert!(
+            lag < 1500,
+            "a stale heartbeat: built {lag} ms before it arrived"
+        );
         assert_eq!(body["store_id"], "store-0001");
     }
     let after: Vec<&Instant> = seen.iter().filter(|s| s.0 > back).map(|s| &s.0).collect();
-    assert!(after.len() <= 4, "a burst after the return: {}", after.len());
+    assert!(
+        after.len() <= 4,
+        "a burst after the return: {}",
+        after.len()
+    );
     t.stop().await;
 }

@@ -100,7 +100,14 @@ async fn states_filters_and_totals() {
         return;
     };
     let mut tokens = std::collections::HashMap::new();
-    for s in ["s-ok", "s-offline", "s-backlog", "s-never", "s-quiet", "s-forged"] {
+    for s in [
+        "s-ok",
+        "s-offline",
+        "s-backlog",
+        "s-never",
+        "s-quiet",
+        "s-forged",
+    ] {
         tokens.insert(s, hub.add_store(s).await);
     }
     let post = async |s: &str, body: Value| {
@@ -148,7 +155,14 @@ async fn states_filters_and_totals() {
     // Worst first.
     assert_eq!(
         ids(&f),
-        ["s-never", "s-quiet", "s-offline", "s-backlog", "s-forged", "s-ok"]
+        [
+            "s-never",
+            "s-quiet",
+            "s-offline",
+            "s-backlog",
+            "s-forged",
+            "s-ok"
+        ]
     );
     let t = &f["totals"];
     assert_eq!(t["stores"], 6);
@@ -183,7 +197,11 @@ async fn states_filters_and_totals() {
     // A silent store that speaks again is back at once; a journal push counts as contact.
     post("s-quiet", beat("s-quiet", 2, "up", "up", 0, 0)).await;
     let _ = hub
-        .outcomes("s-never", &tokens["s-never"], &Chain::new("s-never").take(1))
+        .outcomes(
+            "s-never",
+            &tokens["s-never"],
+            &Chain::new("s-never").take(1),
+        )
         .await;
     let (_, f) = fleet(&hub, "?state=silent").await;
     assert!(ids(&f).is_empty(), "{f}");

@@ -214,7 +214,9 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
     println!();
     println!("  ==> FLEET PAGE:  {hub_url}/fleet   <== every store, live");
     println!();
-    println!("  hub:            {hub_url} (fleet JSON: {hub_url}/v1/fleet, metrics: {hub_url}/metrics)");
+    println!(
+        "  hub:            {hub_url} (fleet JSON: {hub_url}/v1/fleet, metrics: {hub_url}/metrics)"
+    );
     println!("  PostgreSQL:     {}", cluster.url);
     println!(
         "  processor:      {} (simulator admin {})",

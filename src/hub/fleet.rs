@@ -43,8 +43,7 @@ pub async fn post_status(
     let body = axum::body::to_bytes(request.into_body(), MAX_HEARTBEAT_BYTES)
         .await
         .map_err(|_| HubError::TooLarge)?;
-    let raw: Value =
-        serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
+    let raw: Value = serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
     if !raw.is_object() {
         return Err(HubError::invalid("body", "a heartbeat is a JSON object"));
     }

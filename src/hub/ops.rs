@@ -46,15 +46,12 @@ pub async fn readyz(State(state): State<HubState>) -> Response {
 pub async fn metrics(State(state): State<HubState>) -> Response {
     let limit = state.config.intake_at_once.max(1);
     let in_use = limit.saturating_sub(state.intake_permits.available_permits());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        {
-            let fleet = super::fleet::read(&state).await.ok();
-            let mut text = state.metrics.render(in_use, limit);
-            text.push_str(&super::fleet::render_metrics(fleet.as_ref()));
-            text
-        },
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let fleet = super::fleet::read(&state).await.ok();
+        let mut text = state.metrics.render(in_use, limit);
+        text.push_str(&super::fleet::render_metrics(fleet.as_ref()));
+        text
+    })
         .into_response()
 }
 

@@ -190,7 +190,10 @@ async fn heartbeat(
     let beat: crate::status::heartbeat::Heartbeat = serde_path_to_error::deserialize(&body)
         .map_err(|e| invalid(e.path().to_string(), e.inner().to_string()))?;
     if beat.store_id != store {
-        return Err(invalid("store_id", "store_id must be the store of the path"));
+        return Err(invalid(
+            "store_id",
+            "store_id must be the store of the path",
+        ));
     }
     let mut st = lock(&state);
     let now = chrono::Utc::now();
