@@ -17,6 +17,14 @@ struct Central {
     url: String,
     token: String,
     client: reqwest::Client,
+    /// Where the newest heartbeat per store is read back: the simulator's admin API, or
+    /// the hub's `/v1/fleet`.
+    readback: Readback,
+}
+
+enum Readback {
+    Simulator(String),
+    Hub,
 }
 
 impl Central {
@@ -50,6 +58,36 @@ impl Central {
             .await
     }
 
+    async fn heartbeat(&self, body: &Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/stores/{STORE}/status"), body.to_string())
+            .await
+    }
+
+    /// The newest heartbeat central keeps for the store, as the store sent it.
+    async fn latest_heartbeat(&self) -> Value {
+        let get = |url: String| async move {
+            let res = reqwest::get(url).await.unwrap();
+            assert!(res.status().is_success(), "{}", self.name);
+            res.json::<Value>().await.unwrap()
+        };
+        match &self.readback {
+            Readback::Simulator(admin) => {
+                let all = get(format!("{admin}/admin/heartbeats")).await;
+                all["stores"][STORE]["latest"].clone()
+            }
+            Readback::Hub => {
+                let fleet = get(format!("{}/v1/fleet", self.url)).await;
+                fleet["stores"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["store_id"] == STORE)
+                    .unwrap()["reported"]
+                    .clone()
+            }
+        }
+    }
+
     async fn batches(&self, feed: &str, after: u64) -> (StatusCode, Value) {
         self.get(&format!(
             "/v1/stores/{STORE}/feeds/{feed}/batches?after={after}&limit=100"
@@ -81,6 +119,7 @@ async fn centrals(run: impl AsyncFn(&Central)) {
         url: sim.central_url(),
         token: "unused-by-the-simulator".into(),
         client: reqwest::Client::new(),
+        readback: Readback::Simulator(sim.admin_url()),
     };
     run(&c).await;
     sim.shutdown().await;
@@ -101,6 +140,7 @@ async fn centrals(run: impl AsyncFn(&Central)) {
             url: hub.url.clone(),
             token,
             client: reqwest::Client::new(),
+            readback: Readback::Hub,
         };
         run(&c).await;
         hub.stop().await;
@@ -221,6 +261,93 @@ async fn errors_have_the_contract_shape() {
         let (status, body) = c.get("/v1/nowhere").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{}", c.name);
         assert!(body["error"]["code"].is_string(), "{}", c.name);
+    })
+    .await;
+}
+
+/// A heartbeat in API.md's shape, at `sent_at` with `seq`.
+fn heartbeat(sent_at: &str, seq: u64, pending: i64) -> Value {
+    json!({
+        "store_id": STORE, "sent_at": sent_at, "version": "0.1.0", "seq": seq,
+        "upstreams": {
+            "central": {"state": "up", "since": "2026-12-06T09:00:00Z"},
+            "payments": {"state": "down", "since": "2026-12-06T09:55:00Z"}
+        },
+        "journal": {"pending": pending, "oldest_pending_at": "2026-12-06T09:55:01Z",
+            "lanes": {"payments": {"pending": pending, "oldest_pending_at": "2026-12-06T09:55:01Z"},
+                      "audit": {"pending": 0, "oldest_pending_at": null}}},
+        "payments": {"offline_count": 57, "offline_total_minor": 123456, "currency": "USD",
+                     "tightest_deadline": "2026-12-07T09:55:00Z"},
+        "refunds": {"queued": 2, "queued_total_minor": 4599},
+        "feeds": {"receipts": {"last_batch": 12, "age_secs": 30}},
+        "a_field_from_a_later_store": {"kept": true}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_is_taken_with_204_and_the_newest_is_kept() {
+    centrals(async |c| {
+        let (status, body) = c.heartbeat(&heartbeat("2026-12-06T10:00:00Z", 5, 40)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}: {body}", c.name);
+        // Newer by sent_at wins even with a lower seq (the store restarted).
+        let (status, _) = c.heartbeat(&heartbeat("2026-12-06T10:00:05Z", 1, 7)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", c.name);
+        // An older one arriving late does not replace it.
+        let (status, _) = c.heartbeat(&heartbeat("2026-12-06T09:59:00Z", 9, 99)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", c.name);
+        let latest = c.latest_heartbeat().await;
+        assert_eq!(latest["seq"], 1, "{}: {latest}", c.name);
+        assert_eq!(latest["journal"]["pending"], 7, "{}", c.name);
+        assert_eq!(
+            latest["payments"]["offline_total_minor"], 123456,
+            "{}",
+            c.name
+        );
+        // Same sent_at: the higher seq wins.
+        let (status, _) = c.heartbeat(&heartbeat("2026-12-06T10:00:05Z", 2, 8)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", c.name);
+        assert_eq!(
+            c.latest_heartbeat().await["journal"]["pending"],
+            8,
+            "{}",
+            c.name
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_heartbeat_is_refused_in_the_error_shape() {
+    centrals(async |c| {
+        let path = format!("/v1/stores/{STORE}/status");
+        let (status, body) = c.post(&path, "{oops".into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", c.name);
+        assert_eq!(body["error"]["code"], "invalid_json", "{}", c.name);
+        let mut no_time = heartbeat("2026-12-06T10:00:00Z", 1, 0);
+        no_time.as_object_mut().unwrap().remove("sent_at");
+        let (status, body) = c.heartbeat(&no_time).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {body}",
+            c.name
+        );
+        assert!(body["error"]["message"].is_string(), "{}", c.name);
+        let mut bad_state = heartbeat("2026-12-06T10:00:00Z", 1, 0);
+        bad_state["upstreams"]["central"]["state"] = json!("sideways");
+        let (status, body) = c.heartbeat(&bad_state).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {body}",
+            c.name
+        );
+        assert_eq!(body["error"]["code"], "invalid_body", "{}", c.name);
+        let mut other = heartbeat("2026-12-06T10:00:00Z", 1, 0);
+        other["store_id"] = json!("store-0002");
+        let (status, body) = c.heartbeat(&other).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", c.name);
+        assert_eq!(body["error"]["field"], "store_id", "{}", c.name);
     })
     .await;
 }

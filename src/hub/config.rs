@@ -31,6 +31,12 @@ pub struct HubConfig {
     /// Most journal entries in one intake request.
     pub max_entries_per_request: usize,
     pub log_filter: String,
+    /// The stores' central health interval (their `central.health_interval_secs`), for
+    /// stores whose heartbeat does not say its own (`interval_secs`).
+    pub health_interval_secs: u64,
+    /// A store is `silent` in the fleet view after this many health intervals without any
+    /// contact (heartbeat or journal): N = 3 by default, 15 s at the stores' default 5 s.
+    pub silent_after_intervals: u64,
 }
 
 impl Default for HubConfig {
@@ -46,6 +52,8 @@ impl Default for HubConfig {
             batch_bytes: 1024 * 1024,
             max_entries_per_request: 5_000,
             log_filter: "info".into(),
+            health_interval_secs: 5,
+            silent_after_intervals: 3,
         }
     }
 }

@@ -11,11 +11,18 @@ use tokio_postgres::NoTls;
 
 /// Numbered migrations, embedded; each is applied once, in order, in one transaction with
 /// the row that records it. Never edit one that has shipped: add the next.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../../migrations/hub/0001_core.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../../migrations/hub/0001_core.sql"),
+    ),
+    (
+        2,
+        "fleet",
+        include_str!("../../migrations/hub/0002_fleet.sql"),
+    ),
+];
 
 /// The schema version this binary needs (readiness compares it with the database's).
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

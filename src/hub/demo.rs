@@ -21,6 +21,7 @@ use crate::simulator::{DemoCredentials, SimConfig, Simulator};
 
 const MARKER: &str = "standin-hub-demo";
 const STORES: usize = 3;
+const STORE_HEALTH_INTERVAL_SECS: u64 = 2;
 
 #[derive(clap::Args, Debug)]
 pub struct HubDemoArgs {
@@ -154,6 +155,8 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
     let hub_config = HubConfig {
         database_url: Secret::new(cluster.url.clone()),
         listen: args.listen,
+        // The demo's stores check central (and send their heartbeat) every 2 s.
+        health_interval_secs: STORE_HEALTH_INTERVAL_SECS,
         ..HubConfig::default()
     };
     let hub_state = HubState::new(hub_config)?;
@@ -181,7 +184,7 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
         };
         config.central.url = Some(hub_url.clone());
         config.central.token = Secret::new(token.clone());
-        config.central.health_interval_secs = 2;
+        config.central.health_interval_secs = STORE_HEALTH_INTERVAL_SECS;
         config.payments.url = Some(processor.payments_url());
         config.payments.health_interval_secs = 2;
         config.feeds.pull = true;
@@ -208,7 +211,12 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
 
     println!();
     println!("Standin hub demo is running.");
-    println!("  hub:            {hub_url} (fleet: {hub_url}/v1/fleet, metrics: {hub_url}/metrics)");
+    println!();
+    println!("  ==> FLEET PAGE:  {hub_url}/fleet   <== every store, live");
+    println!();
+    println!(
+        "  hub:            {hub_url} (fleet JSON: {hub_url}/v1/fleet, metrics: {hub_url}/metrics)"
+    );
     println!("  PostgreSQL:     {}", cluster.url);
     println!(
         "  processor:      {} (simulator admin {})",

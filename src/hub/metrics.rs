@@ -24,6 +24,7 @@ pub struct Metrics {
     by_reason: [AtomicU64; REASONS.len()],
     busy: AtomicU64,
     unavailable: AtomicU64,
+    heartbeats: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +49,10 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeats.fetch_add(1, Relaxed);
     }
 
     pub fn refused_busy(&self) {
@@ -86,6 +91,11 @@ impl Metrics {
             "standin_hub_intake_refused_unavailable_total",
             "Journal requests answered 503 because PostgreSQL was unavailable.",
             self.unavailable.load(Relaxed),
+        );
+        counter(
+            "standin_hub_heartbeats_total",
+            "Store heartbeats (POST /v1/stores/{store}/status) taken.",
+            self.heartbeats.load(Relaxed),
         );
         let _ = writeln!(
             out,

@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod feeds;
+pub mod fleet;
 pub mod intake;
 pub mod journal;
 pub mod metrics;
@@ -148,7 +149,11 @@ pub fn app(state: HubState) -> Router {
             get(feeds::get_batches),
         )
         .route("/v1/stores/{store}/journal", post(journal::post_journal))
-        .route("/v1/fleet", get(ops::fleet))
+        .route("/v1/stores/{store}/status", post(fleet::post_status))
+        .route("/v1/fleet", get(fleet::get_fleet))
+        .route("/fleet", get(fleet::page))
+        .route("/fleet/fleet.js", get(fleet::page_js))
+        .route("/fleet/fleet.css", get(fleet::page_css))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

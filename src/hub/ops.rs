@@ -1,5 +1,5 @@
-//! Operations: liveness, readiness (PostgreSQL reachable, schema current), metrics, the
-//! fleet's verified prefixes, and central's own health path.
+//! Operations: liveness, readiness (PostgreSQL reachable, schema current), metrics (with the
+//! fleet gauges of [`super::fleet`]), and central's own health path.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -46,39 +46,13 @@ pub async fn readyz(State(state): State<HubState>) -> Response {
 pub async fn metrics(State(state): State<HubState>) -> Response {
     let limit = state.config.intake_at_once.max(1);
     let in_use = limit.saturating_sub(state.intake_permits.available_permits());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(in_use, limit),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let fleet = super::fleet::read(&state).await.ok();
+        let mut text = state.metrics.render(in_use, limit);
+        text.push_str(&super::fleet::render_metrics(fleet.as_ref()));
+        text
+    })
         .into_response()
-}
-
-/// `GET /v1/fleet`: every store's verified prefix, flag and last contact.
-pub async fn fleet(State(state): State<HubState>) -> Result<Response, HubError> {
-    let client = state.pool.get().await.map_err(|e| state.db_error("", e))?;
-    let rows = client
-        .query(
-            "SELECT store_id, verified_seq, flag_reason,
-                    to_char(flagged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char(last_contact_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM stores ORDER BY store_id",
-            &[],
-        )
-        .await
-        .map_err(|e| state.db_error("", e))?;
-    let stores: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "store_id": r.get::<_, String>(0),
-                "verified_seq": r.get::<_, i64>(1),
-                "flag_reason": r.get::<_, Option<String>>(2),
-                "flagged_at": r.get::<_, Option<String>>(3),
-                "last_contact_at": r.get::<_, Option<String>>(4),
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "stores": stores })).into_response())
 }
 
 pub async fn not_found() -> HubError {

@@ -48,6 +48,12 @@ pub async fn launch(
     if state.config.journal.push && state.config.central.url.is_some() {
         workers.spawn(crate::journal::uplink::run(state.clone(), stop_rx.clone()));
     }
+    if state.config.central.url.is_some() {
+        workers.spawn(crate::status::heartbeat::run(
+            state.clone(),
+            stop_rx.clone(),
+        ));
+    }
     workers.spawn(crate::returns::refunds::run(state.clone(), stop_rx.clone()));
     workers.spawn(crate::journal::retention::run(
         state.clone(),

@@ -31,6 +31,7 @@ pub(crate) fn router(ctx: AdminCtx) -> Router {
         .route("/admin/faults", get(faults))
         .route("/admin/faults/{upstream}", put(set_fault))
         .route("/admin/received", get(received))
+        .route("/admin/heartbeats", get(heartbeats))
         .route("/admin/central/reject", put(set_reject))
         .route("/admin/central/feeds/{feed}/batches", post(append_batch))
         .route("/admin/central/feeds/stall", put(set_stall))
@@ -276,4 +277,20 @@ async fn cancel_order(
     let batch = append_delta(&mut st, "pickup_orders", vec![order], Vec::new());
     drop(st);
     Ok((StatusCode::CREATED, axum::Json(batch)).into_response())
+}
+
+/// The newest heartbeat each store sent, how many arrived, and when the last did.
+async fn heartbeats(AxState(ctx): AxState<AdminCtx>) -> Response {
+    let st = lock(&ctx.state);
+    let stores: serde_json::Map<String, Value> = st
+        .heartbeats
+        .iter()
+        .map(|(store, r)| {
+            (
+                store.clone(),
+                json!({ "latest": r.latest, "received": r.received, "last_contact": ts(r.last_contact) }),
+            )
+        })
+        .collect();
+    axum::Json(json!({ "stores": stores })).into_response()
 }

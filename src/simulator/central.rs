@@ -19,6 +19,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/stores/{store}/feeds/{feed}/batches", get(batches))
         .route("/v1/stores/{store}/journal", post(journal))
+        .route("/v1/stores/{store}/status", post(heartbeat))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
@@ -173,4 +174,42 @@ fn order_cancelled(st: &State, entry: &Value) -> bool {
         .as_str()
         .and_then(|o| st.orders.get(o))
         .is_some_and(|o| o["status"] == "cancelled")
+}
+
+/// `POST /v1/stores/{store}/status`: keeps the newest heartbeat per store (any store: the
+/// simulator has no tokens), answers 204.
+async fn heartbeat(
+    AxState(state): AxState<Shared>,
+    Path(store): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_body(&body)?;
+    if !body.is_object() {
+        return Err(invalid("body", "a heartbeat is a JSON object"));
+    }
+    let beat: crate::status::heartbeat::Heartbeat = serde_path_to_error::deserialize(&body)
+        .map_err(|e| invalid(e.path().to_string(), e.inner().to_string()))?;
+    if beat.store_id != store {
+        return Err(invalid(
+            "store_id",
+            "store_id must be the store of the path",
+        ));
+    }
+    let mut st = lock(&state);
+    let now = chrono::Utc::now();
+    let rec = st
+        .heartbeats
+        .entry(store)
+        .or_insert_with(|| super::state::HeartbeatRecord {
+            latest: beat.clone(),
+            received: 0,
+            last_contact: now,
+        });
+    rec.received += 1;
+    rec.last_contact = now;
+    if (beat.sent_at, beat.seq) >= (rec.latest.sent_at, rec.latest.seq) {
+        rec.latest = beat;
+    }
+    drop(st);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -204,6 +204,7 @@ impl Simulator {
             payments_fault: Fault::OK,
             rng: generate::rng_for(cfg.seed, 6),
             feeds_stalled: None,
+            heartbeats: BTreeMap::new(),
         }));
         let central = UpstreamHandle::start(
             Upstream::Central,

@@ -278,6 +278,15 @@ pub(crate) struct State {
     /// still answers, but serves no batch past what each feed had then, and says its data is
     /// as of `since`.
     pub feeds_stalled: Option<FeedStall>,
+    /// The newest heartbeat per store (by `sent_at`, then `seq`), how many arrived, and the
+    /// last contact (`GET /admin/heartbeats`).
+    pub heartbeats: BTreeMap<String, HeartbeatRecord>,
+}
+
+pub(crate) struct HeartbeatRecord {
+    pub latest: crate::status::heartbeat::Heartbeat,
+    pub received: u64,
+    pub last_contact: chrono::DateTime<chrono::Utc>,
 }
 
 pub(crate) struct FeedStall {

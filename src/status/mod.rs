@@ -1,5 +1,7 @@
 //! Operations endpoints: liveness, readiness, and the store's status as JSON.
 
+pub mod heartbeat;
+
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;

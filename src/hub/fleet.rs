@@ -1,0 +1,525 @@
+//! The fleet: each store's heartbeat in (`POST /v1/stores/{store}/status`), and HQ's view of
+//! every store out (`GET /v1/fleet` as JSON, `GET /fleet` as a page for an operations room,
+//! fleet gauges in `/metrics`).
+//!
+//! A store's state, one of, worst first:
+//! - `silent`: no contact (heartbeat or journal) for more than `silent_after_intervals` of its
+//!   health intervals (the heartbeat's `interval_secs`, else the hub's `health_interval_secs`),
+//!   or never heard from;
+//! - `offline`: it reports central or the card processor `down` (trading on stand-in);
+//! - `backlog`: it reports journal entries waiting for central;
+//! - `ok`.
+//!
+//! Filters (`?state=a,b`, any of) also take `exposure` (offline-approved payments not yet
+//! forwarded), `set_aside` (entries HQ rejected or found in conflict) and `flagged` (a chain
+//! that does not verify); they match what the store last reported even while it is silent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{DbError, HubError, HubState};
+use crate::status::heartbeat::{Heartbeat, UpstreamState};
+
+/// Largest heartbeat body.
+pub const MAX_HEARTBEAT_BYTES: usize = 256 * 1024;
+
+/// Set-aside entries listed per store (the count is always whole).
+const SET_ASIDE_LISTED: i64 = 10;
+
+/// `POST /v1/stores/{store}/status`: keeps the newest heartbeat (by `sent_at`, then `seq`)
+/// and the time of contact; 204.
+pub async fn post_status(
+    State(state): State<HubState>,
+    Path(store): Path<String>,
+    request: Request,
+) -> Result<Response, HubError> {
+    super::auth::require_store(&state, request.headers(), &store).await?;
+    let body = axum::body::to_bytes(request.into_body(), MAX_HEARTBEAT_BYTES)
+        .await
+        .map_err(|_| HubError::TooLarge)?;
+    let raw: Value = serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
+    if !raw.is_object() {
+        return Err(HubError::invalid("body", "a heartbeat is a JSON object"));
+    }
+    let beat: Heartbeat = serde_path_to_error::deserialize(&raw)
+        .map_err(|e| HubError::invalid(e.path().to_string(), e.inner().to_string()))?;
+    if beat.store_id != store {
+        return Err(HubError::invalid(
+            "store_id",
+            "store_id must be the store of the path",
+        ));
+    }
+    let seq = i64::try_from(beat.seq).unwrap_or(i64::MAX);
+    let sent_at = beat.sent_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let body = raw.to_string();
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| state.db_error(&store, e))?;
+    client
+        .execute(
+            "INSERT INTO store_status AS s (store_id, sent_at, seq, body)
+             VALUES ($1, $2::text::timestamptz, $3, $4::text::jsonb)
+             ON CONFLICT (store_id) DO UPDATE SET
+                 last_contact = now(),
+                 heartbeats = s.heartbeats + 1,
+                 received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN now() ELSE s.received_at END,
+                 body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN excluded.body ELSE s.body END,
+                 seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN excluded.seq ELSE s.seq END,
+                 sent_at = greatest(excluded.sent_at, s.sent_at)",
+            &[&store, &sent_at, &seq, &body],
+        )
+        .await
+        .map_err(|e| state.db_error(&store, e))?;
+    state.metrics.heartbeat();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreState {
+    Silent,
+    Offline,
+    Backlog,
+    Ok,
+}
+
+impl StoreState {
+    pub const ALL: [StoreState; 4] = [Self::Silent, Self::Offline, Self::Backlog, Self::Ok];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silent => "silent",
+            Self::Offline => "offline",
+            Self::Backlog => "backlog",
+            Self::Ok => "ok",
+        }
+    }
+}
+
+/// The filters `?state=` takes.
+pub const FILTERS: [&str; 7] = [
+    "silent",
+    "offline",
+    "backlog",
+    "exposure",
+    "set_aside",
+    "flagged",
+    "ok",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetAside {
+    pub id: String,
+    pub seq: Option<i64>,
+    pub kind: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub landed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStore {
+    pub store_id: String,
+    pub state: StoreState,
+    /// Every filter this store matches.
+    pub flags: Vec<&'static str>,
+    /// The last heartbeat or journal request from the store; null if never.
+    pub last_contact: Option<String>,
+    pub since_contact_secs: Option<i64>,
+    /// No contact for longer than this makes the store silent.
+    pub silent_after_secs: u64,
+    /// HQ's verified prefix of the store's journal chain.
+    pub verified_seq: i64,
+    /// Why the chain does not verify, when it does not.
+    pub flag_reason: Option<String>,
+    /// Entries HQ rejected or found in conflict: the count, and the newest few.
+    pub set_aside_count: i64,
+    pub set_aside: Vec<SetAside>,
+    /// What the store last reported, as it sent it (null before its first heartbeat).
+    pub reported: Option<Value>,
+    pub reported_at: Option<String>,
+    #[serde(skip)]
+    pub beat: Option<Heartbeat>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub stores: usize,
+    /// Stores by state (each store in one).
+    pub by_state: BTreeMap<&'static str, usize>,
+    /// Stores matching each filter (a store may match several).
+    pub by_flag: BTreeMap<&'static str, usize>,
+    /// Journal entries the stores report waiting for central.
+    pub backlog: i64,
+    /// Offline-approved payments not yet forwarded: count, and total per currency.
+    pub offline_payments: i64,
+    pub offline_exposure_minor: BTreeMap<String, i64>,
+    /// Entries HQ set aside (rejected or conflict), all stores.
+    pub set_aside: i64,
+}
+
+pub struct Fleet {
+    pub now: DateTime<Utc>,
+    pub stores: Vec<FleetStore>,
+    pub totals: Totals,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn from_epoch(secs: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros((secs * 1e6) as i64).unwrap_or_default()
+}
+
+/// A currency as a label value: three capital letters, else `other` (bounded cardinality).
+fn currency_label(c: Option<&str>) -> String {
+    match c {
+        Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_owned(),
+        _ => "other".into(),
+    }
+}
+
+/// Reads every store and computes states and totals.
+pub async fn read(state: &HubState) -> Result<Fleet, DbError> {
+    let client = state.pool.get().await?;
+    let now = Utc::now();
+    let rows = client
+        .query(
+            "SELECT s.store_id, s.verified_seq, s.flag_reason,
+                    extract(epoch FROM greatest(s.last_contact_at, h.last_contact))::float8,
+                    h.body::text,
+                    extract(epoch FROM h.received_at)::float8
+             FROM stores s LEFT JOIN store_status h ON h.store_id = s.store_id
+             ORDER BY s.store_id",
+            &[],
+        )
+        .await?;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for r in client
+        .query(
+            "SELECT store_id, count(*) FROM journal_entries
+             WHERE outcome IN ('rejected', 'conflict') GROUP BY store_id",
+            &[],
+        )
+        .await?
+    {
+        counts.insert(r.get(0), r.get(1));
+    }
+    let default_interval = state.config.health_interval_secs.max(1);
+    let n = state.config.silent_after_intervals.max(1);
+    let mut totals = Totals::default();
+    let mut stores = Vec::with_capacity(rows.len());
+    for r in rows {
+        let store_id: String = r.get(0);
+        let last_contact = r.get::<_, Option<f64>>(3).map(from_epoch);
+        let reported: Option<Value> = r
+            .get::<_, Option<&str>>(4)
+            .and_then(|b| serde_json::from_str(b).ok());
+        let beat: Option<Heartbeat> = reported
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let interval = beat
+            .as_ref()
+            .and_then(|b| b.interval_secs)
+            .filter(|i| *i > 0)
+            .unwrap_or(default_interval);
+        let silent_after_secs = interval.saturating_mul(n);
+        let since = last_contact.map(|t| (now - t).num_seconds().max(0));
+        let silent = since.is_none_or(|s| s > silent_after_secs as i64);
+        let down = |u: &str| {
+            beat.as_ref()
+                .and_then(|b| b.upstreams.get(u))
+                .is_some_and(|u| u.state == UpstreamState::Down)
+        };
+        let offline = down("central") || down("payments");
+        let backlog = beat.as_ref().is_some_and(|b| b.journal.pending > 0);
+        let exposure = beat.as_ref().is_some_and(|b| b.payments.offline_count > 0);
+        let set_aside_count = counts.get(&store_id).copied().unwrap_or(0);
+        let flag_reason: Option<String> = r.get(2);
+        let st = if silent {
+            StoreState::Silent
+        } else if offline {
+            StoreState::Offline
+        } else if backlog {
+            StoreState::Backlog
+        } else {
+            StoreState::Ok
+        };
+        let flags: Vec<&'static str> = [
+            ("silent", silent),
+            ("offline", offline),
+            ("backlog", backlog),
+            ("exposure", exposure),
+            ("set_aside", set_aside_count > 0),
+            ("flagged", flag_reason.is_some()),
+            ("ok", st == StoreState::Ok),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| f)
+        .collect();
+        totals.stores += 1;
+        *totals.by_state.entry(st.as_str()).or_default() += 1;
+        for f in &flags {
+            *totals.by_flag.entry(f).or_default() += 1;
+        }
+        totals.set_aside += set_aside_count;
+        if let Some(b) = &beat {
+            totals.backlog += b.journal.pending.max(0);
+            if b.payments.offline_count > 0 {
+                totals.offline_payments += b.payments.offline_count;
+                *totals
+                    .offline_exposure_minor
+                    .entry(currency_label(b.payments.currency.as_deref()))
+                    .or_default() += b.payments.offline_total_minor;
+            }
+        }
+        stores.push(FleetStore {
+            store_id,
+            state: st,
+            flags,
+            last_contact: last_contact.map(ts),
+            since_contact_secs: since,
+            silent_after_secs,
+            verified_seq: r.get(1),
+            flag_reason,
+            set_aside_count,
+            set_aside: Vec::new(),
+            reported_at: r.get::<_, Option<f64>>(5).map(|t| ts(from_epoch(t))),
+            reported,
+            beat,
+        });
+    }
+    for s in StoreState::ALL {
+        totals.by_state.entry(s.as_str()).or_default();
+    }
+    for f in FILTERS {
+        totals.by_flag.entry(f).or_default();
+    }
+    Ok(Fleet {
+        now,
+        stores,
+        totals,
+    })
+}
+
+/// The newest set-aside entries of `stores`, up to [`SET_ASIDE_LISTED`] each.
+async fn fill_set_aside(state: &HubState, stores: &mut [FleetStore]) -> Result<(), DbError> {
+    let ids: Vec<&str> = stores
+        .iter()
+        .filter(|s| s.set_aside_count > 0)
+        .map(|s| s.store_id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT store_id, id, seq, kind, outcome, reason, extract(epoch FROM landed_at)::float8
+             FROM (SELECT *, row_number() OVER (PARTITION BY store_id
+                                                ORDER BY landed_at DESC, id) AS n
+                   FROM journal_entries
+                   WHERE outcome IN ('rejected', 'conflict') AND store_id = ANY($1)) t
+             WHERE n <= $2 ORDER BY store_id, landed_at DESC, id",
+            &[&ids, &SET_ASIDE_LISTED],
+        )
+        .await?;
+    let mut by: HashMap<String, Vec<SetAside>> = HashMap::new();
+    for r in rows {
+        by.entry(r.get(0)).or_default().push(SetAside {
+            id: r.get(1),
+            seq: r.get(2),
+            kind: r.get(3),
+            outcome: r.get(4),
+            reason: r.get(5),
+            landed_at: ts(from_epoch(r.get(6))),
+        });
+    }
+    for s in stores {
+        if let Some(v) = by.remove(&s.store_id) {
+            s.set_aside = v;
+        }
+    }
+    Ok(())
+}
+
+/// `?state=a,b` (or repeated): the filters asked for; 422 naming an unknown one.
+fn filters(query: &[(String, String)]) -> Result<Vec<&'static str>, HubError> {
+    let mut out = Vec::new();
+    for (k, v) in query {
+        if k != "state" {
+            continue;
+        }
+        for want in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let Some(f) = FILTERS.iter().find(|f| **f == want) else {
+                return Err(HubError::Invalid {
+                    code: "invalid_query",
+                    field: "state".into(),
+                    message: format!("state must be one or more of {}", FILTERS.join(", ")),
+                });
+            };
+            out.push(*f);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /v1/fleet[?state=silent,offline,backlog,exposure,set_aside,flagged,ok]`: totals over
+/// the whole fleet, and the stores matching any filter given (all without one), worst first.
+pub async fn get_fleet(
+    State(state): State<HubState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, HubError> {
+    let wanted = filters(&query)?;
+    let fleet = read(&state).await.map_err(|e| state.db_error("", e))?;
+    let mut stores: Vec<FleetStore> = fleet
+        .stores
+        .into_iter()
+        .filter(|s| wanted.is_empty() || s.flags.iter().any(|f| wanted.contains(f)))
+        .collect();
+    stores.sort_by(|a, b| a.state.cmp(&b.state).then(a.store_id.cmp(&b.store_id)));
+    fill_set_aside(&state, &mut stores)
+        .await
+        .map_err(|e| state.db_error("", e))?;
+    Ok(axum::Json(json!({
+        "generated_at": ts(fleet.now),
+        "health_interval_secs": state.config.health_interval_secs.max(1),
+        "silent_after_intervals": state.config.silent_after_intervals.max(1),
+        "filter": wanted,
+        "totals": fleet.totals,
+        "stores": stores,
+    }))
+    .into_response())
+}
+
+const PAGE_HTML: &str = include_str!("../../ui/hub/fleet.html");
+const PAGE_JS: &str = include_str!("../../ui/hub/fleet.js");
+const PAGE_CSS: &str = include_str!("../../ui/hub/fleet.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /fleet`: the operations-room page (reads `/v1/fleet`).
+pub async fn page() -> Response {
+    asset("text/html; charset=utf-8", PAGE_HTML)
+}
+
+pub async fn page_js() -> Response {
+    asset("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+pub async fn page_css() -> Response {
+    asset("text/css; charset=utf-8", PAGE_CSS)
+}
+
+/// The fleet gauges for `/metrics`: fixed label sets (states, filters, currencies), never a
+/// store id. Every hub process reports the same fleet: aggregate with `max`, not `sum`.
+pub fn render_metrics(fleet: Option<&Fleet>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: Vec<(String, i64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    gauge(
+        "standin_hub_fleet_read_ok",
+        "1 when the fleet gauges below could be read from PostgreSQL at this scrape.",
+        vec![(String::new(), i64::from(fleet.is_some()))],
+    );
+    let Some(f) = fleet else { return out };
+    let t = &f.totals;
+    gauge(
+        "standin_hub_fleet_stores",
+        "Registered stores by state (silent, offline, backlog, ok; each store in one).",
+        t.by_state
+            .iter()
+            .map(|(s, n)| (format!("{{state=\"{s}\"}}"), *n as i64))
+            .collect(),
+    );
+    gauge(
+        "standin_hub_fleet_stores_matching",
+        "Stores matching each fleet filter (a store may match several).",
+        t.by_flag
+            .iter()
+            .map(|(s, n)| (format!("{{filter=\"{s}\"}}"), *n as i64))
+            .collect(),
+    );
+    gauge(
+        "standin_hub_fleet_backlog_entries",
+        "Journal entries the stores last reported waiting for central.",
+        vec![(String::new(), t.backlog)],
+    );
+    gauge(
+        "standin_hub_fleet_offline_payments",
+        "Offline-approved payments the stores last reported not yet forwarded.",
+        vec![(String::new(), t.offline_payments)],
+    );
+    gauge(
+        "standin_hub_fleet_offline_exposure_minor",
+        "Their total, in minor units, by currency.",
+        t.offline_exposure_minor
+            .iter()
+            .map(|(c, v)| (format!("{{currency=\"{c}\"}}"), *v))
+            .collect(),
+    );
+    gauge(
+        "standin_hub_fleet_set_aside_entries",
+        "Journal entries HQ rejected or found in conflict, all stores.",
+        vec![(String::new(), t.set_aside)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_read_from_a_list_and_an_unknown_one_is_named() {
+        let q = |s: &str| vec![("state".to_owned(), s.to_owned())];
+        assert_eq!(
+            filters(&q("silent, offline")).unwrap(),
+            ["silent", "offline"]
+        );
+        assert!(filters(&[]).unwrap().is_empty());
+        match filters(&q("sleepy")) {
+            Err(HubError::Invalid { field, .. }) => assert_eq!(field, "state"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn currency_labels_are_bounded() {
+        assert_eq!(currency_label(Some("USD")), "USD");
+        assert_eq!(currency_label(Some("usd\"}")), "other");
+        assert_eq!(currency_label(None), "other");
+    }
+}

@@ -1,0 +1,315 @@
+//! The fleet view at the hub, on a real PostgreSQL: heartbeats in (tokens, newest kept),
+//! `GET /v1/fleet`'s states, filters and totals, the fleet gauges, the page; and a real
+//! Standin store's own heartbeat reaching the hub.
+
+mod common;
+
+use common::hub::{Chain, TestHub};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn beat(store: &str, seq: u64, central: &str, payments: &str, pending: i64, offline: i64) -> Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    json!({
+        "store_id": store, "sent_at": now, "version": "0.1.0", "seq": seq,
+        "upstreams": {
+            "central": {"state": central, "since": "2026-12-06T09:00:00Z"},
+            "payments": {"state": payments, "since": "2026-12-06T09:55:00Z"}
+        },
+        "journal": {"pending": pending, "oldest_pending_at": null,
+                    "lanes": {"payments": {"pending": pending, "oldest_pending_at": null}}},
+        "payments": {"offline_count": offline, "offline_total_minor": offline * 1000,
+                     "currency": "USD", "tightest_deadline": null},
+        "refunds": {"queued": 0, "queued_total_minor": 0},
+        "feeds": {}
+    })
+}
+
+async fn send(hub: &TestHub, store: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/{store}/status", hub.url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn fleet(hub: &TestHub, query: &str) -> (StatusCode, Value) {
+    let (status, text) = hub.get(&format!("/v1/fleet{query}")).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn ids(f: &Value) -> Vec<String> {
+    f["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["store_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn store<'a>(f: &'a Value, id: &str) -> &'a Value {
+    f["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["store_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {f}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_needs_the_stores_own_token() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let a = hub.add_store("store-a").await;
+    let _b = hub.add_store("store-b").await;
+    let body = beat("store-b", 1, "up", "up", 0, 0);
+    let (status, err) = send(&hub, "store-b", &a, &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(err["error"]["code"], "forbidden");
+    let (status, err) = send(&hub, "store-b", "not-a-token", &body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(err["error"]["code"], "unauthorized");
+    // Nothing landed for store-b.
+    let (_, f) = fleet(&hub, "").await;
+    assert!(store(&f, "store-b")["reported"].is_null(), "{f}");
+    let (status, _) = send(&hub, "store-a", &a, &beat("store-a", 1, "up", "up", 0, 0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let big = json!({ "store_id": "store-a", "sent_at": "2026-12-06T10:00:00Z", "seq": 2,
+                      "padding": "x".repeat(300 * 1024) });
+    let (status, err) = send(&hub, "store-a", &a, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err["error"]["code"], "body_too_large");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn states_filters_and_totals() {
+    let Some(hub) = TestHub::start_with(|c| {
+        c.health_interval_secs = 1;
+        c.silent_after_intervals = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut tokens = std::collections::HashMap::new();
+    for s in [
+        "s-ok",
+        "s-offline",
+        "s-backlog",
+        "s-never",
+        "s-quiet",
+        "s-forged",
+    ] {
+        tokens.insert(s, hub.add_store(s).await);
+    }
+    let post = async |s: &str, body: Value| {
+        let (status, b) = send(&hub, s, &tokens[s], &body).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{s}: {b}");
+    };
+    post("s-quiet", beat("s-quiet", 1, "up", "up", 3, 0)).await;
+    // s-quiet goes silent: more than 2 intervals of 1 s without contact.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    post("s-ok", beat("s-ok", 1, "up", "up", 0, 0)).await;
+    post("s-offline", beat("s-offline", 1, "up", "down", 12, 4)).await;
+    post("s-backlog", beat("s-backlog", 1, "degraded", "up", 500, 0)).await;
+    post("s-forged", beat("s-forged", 1, "up", "up", 0, 0)).await;
+    // One forged entry at HQ: set aside (rejected, hash_mismatch) and listed.
+    let mut chain = Chain::new("s-forged");
+    let mut entries = chain.take(2);
+    entries[1]["body"] = json!({"n": "changed after hashing"});
+    let outcomes = hub
+        .outcomes("s-forged", &tokens["s-forged"], &entries)
+        .await;
+    assert_eq!(outcomes, ["accepted", "rejected:hash_mismatch"]);
+
+    let (status, f) = fleet(&hub, "").await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    let state = |id: &str| store(&f, id)["state"].as_str().unwrap().to_owned();
+    assert_eq!(state("s-ok"), "ok");
+    assert_eq!(state("s-offline"), "offline");
+    assert_eq!(state("s-backlog"), "backlog");
+    assert_eq!(state("s-never"), "silent");
+    assert_eq!(state("s-quiet"), "silent");
+    assert_eq!(state("s-forged"), "ok");
+    assert!(store(&f, "s-never")["last_contact"].is_null());
+    assert!(store(&f, "s-quiet")["since_contact_secs"].as_i64().unwrap() >= 2);
+    assert_eq!(store(&f, "s-quiet")["silent_after_secs"], 2);
+    // What it last reported stays visible while silent.
+    assert_eq!(store(&f, "s-quiet")["reported"]["journal"]["pending"], 3);
+    assert_eq!(store(&f, "s-forged")["verified_seq"], 1);
+    assert_eq!(store(&f, "s-forged")["set_aside_count"], 1);
+    let listed = &store(&f, "s-forged")["set_aside"][0];
+    assert_eq!(
+        (listed["outcome"].as_str(), listed["reason"].as_str()),
+        (Some("rejected"), Some("hash_mismatch"))
+    );
+    assert_eq!(listed["id"], entries[1]["id"]);
+    // Worst first.
+    assert_eq!(
+        ids(&f),
+        [
+            "s-never",
+            "s-quiet",
+            "s-offline",
+            "s-backlog",
+            "s-forged",
+            "s-ok"
+        ]
+    );
+    let t = &f["totals"];
+    assert_eq!(t["stores"], 6);
+    assert_eq!(
+        t["by_state"],
+        json!({"silent": 2, "offline": 1, "backlog": 1, "ok": 2})
+    );
+    assert_eq!(t["backlog"], 3 + 12 + 500);
+    assert_eq!(t["offline_payments"], 4);
+    assert_eq!(t["offline_exposure_minor"], json!({"USD": 4000}));
+    assert_eq!(t["set_aside"], 1);
+    assert_eq!(t["by_flag"]["backlog"], 3, "s-quiet's last report counts");
+
+    for (q, want) in [
+        ("silent", vec!["s-never", "s-quiet"]),
+        ("offline", vec!["s-offline"]),
+        ("backlog", vec!["s-quiet", "s-offline", "s-backlog"]),
+        ("exposure", vec!["s-offline"]),
+        ("set_aside", vec!["s-forged"]),
+        ("offline,set_aside", vec!["s-offline", "s-forged"]),
+    ] {
+        let (status, g) = fleet(&hub, &format!("?state={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {g}");
+        assert_eq!(ids(&g), want, "?state={q}");
+        assert_eq!(g["totals"], f["totals"], "totals are the whole fleet's");
+    }
+    let (status, err) = fleet(&hub, "?state=sleepy").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["error"]["code"], "invalid_query");
+    assert_eq!(err["error"]["field"], "state");
+
+    // A silent store that speaks again is back at once; a journal push counts as contact.
+    post("s-quiet", beat("s-quiet", 2, "up", "up", 0, 0)).await;
+    let _ = hub
+        .outcomes(
+            "s-never",
+            &tokens["s-never"],
+            &Chain::new("s-never").take(1),
+        )
+        .await;
+    let (_, f) = fleet(&hub, "?state=silent").await;
+    assert!(ids(&f).is_empty(), "{f}");
+
+    // Metrics: totals and counts by state, no store id in any label.
+    let (status, metrics) = hub.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "standin_hub_fleet_read_ok 1",
+        "standin_hub_fleet_stores{state=\"offline\"} 1",
+        "standin_hub_fleet_stores{state=\"silent\"} 0",
+        "standin_hub_fleet_backlog_entries 512",
+        "standin_hub_fleet_offline_exposure_minor{currency=\"USD\"} 4000",
+        "standin_hub_fleet_set_aside_entries 1",
+        "standin_hub_heartbeats_total 6",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("s-ok"), "a store id in a label");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_assets_are_served_and_errors_are_json() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let (status, html) = hub.get("/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("/fleet/fleet.js") && html.contains("<title>"));
+    let (status, js) = hub.get("/fleet/fleet.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(js.contains("/v1/fleet"));
+    let (status, css) = hub.get("/fleet/fleet.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(css.contains(".tile"));
+    // PostgreSQL gone: the fleet answers 503 JSON with Retry-After, metrics say so.
+    hub.pg.stop_immediate();
+    let res = hub
+        .client
+        .get(format!("{}/v1/fleet", hub.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "database_unavailable");
+    let (status, metrics) = hub.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("standin_hub_fleet_read_ok 0"), "{metrics}");
+    hub.pg.start_again();
+    hub.stop().await;
+}
+
+/// A real Standin store pointed at the hub with its token: its own heartbeat lands, with
+/// central up and its backlog; taking a lane from 0 to >0 sends one at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_store_reports_itself_to_the_hub() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let token = hub.add_store("store-0001").await;
+    let url = hub.url.clone();
+    let t = TestStore::start_with(move |c| {
+        c.central.url = Some(url);
+        c.central.token = standin::config::Secret::new(token);
+        c.central.timeout_ms = 1000;
+        // Long: only a change of state sends a heartbeat inside this test.
+        c.central.health_interval_secs = 30;
+        c.journal.push = false;
+        c.feeds.pull = false;
+    })
+    .await;
+    let first = wait_for_report(&hub, |r| r["upstreams"]["central"]["state"] == "up").await;
+    assert_eq!(first["store_id"], "store-0001");
+    assert_eq!(first["journal"]["pending"], 0);
+    assert_eq!(first["interval_secs"], 30);
+    // A lane goes from 0 to >0: a change of state, reported well before the interval.
+    append_entries(
+        &t.db_path(),
+        standin::journal::Lane::Audit,
+        "audit.login",
+        3,
+    );
+    let started = std::time::Instant::now();
+    let later = wait_for_report(&hub, |r| r["journal"]["pending"] == 3).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(later["seq"].as_u64().unwrap() > first["seq"].as_u64().unwrap());
+    assert_eq!(later["journal"]["lanes"]["audit"]["pending"], 3);
+    let (_, f) = fleet(&hub, "?state=backlog").await;
+    assert_eq!(ids(&f), ["store-0001"]);
+    t.stop().await;
+    hub.stop().await;
+}
+
+async fn wait_for_report(hub: &TestHub, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, f) = fleet(hub, "").await;
+        let r = &store(&f, "store-0001")["reported"];
+        if !r.is_null() && pred(r) {
+            return r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such report; last: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
