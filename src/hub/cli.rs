@@ -36,12 +36,48 @@ pub enum HubCommand {
     /// PostgreSQL (a private cluster), the hub, three Standin stores wired to it, and the
     /// simulator as the card processor; prints each store's desk and the hub.
     Demo(super::demo::HubDemoArgs),
+    /// N virtual stores (own hash-chained journals, feed cursors, heartbeats, Standin's
+    /// breaker and backoff) against hub processes it runs, through an outage, a hub SIGKILL
+    /// and a PostgreSQL restart; prints politeness, drain and exactly-once figures.
+    FleetSim(FleetSimArgs),
     /// Serve central's paths for every registered store.
     Serve {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+}
+
+#[derive(Args)]
+pub struct FleetSimArgs {
+    /// Virtual stores.
+    #[arg(long, default_value_t = 100)]
+    pub stores: usize,
+    /// Entries each store journals during the outage.
+    #[arg(long, default_value_t = 40)]
+    pub entries: usize,
+    /// How long the hub is away, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub outage_secs: u64,
+    /// Hub processes to spread the stores over (1 or 2).
+    #[arg(long, default_value_t = 2)]
+    pub hubs: usize,
+    /// Journal batches landing at once per hub process.
+    #[arg(long, default_value_t = 8)]
+    pub intake_at_once: usize,
+    /// Do not SIGKILL a hub process mid-drain.
+    #[arg(long)]
+    pub no_kill: bool,
+    /// Do not restart PostgreSQL mid-drain (always so with --database-url).
+    #[arg(long)]
+    pub no_pg_restart: bool,
+    /// Skip PostgreSQL's own INSERT ceiling.
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// Where the private PostgreSQL cluster and the hub log go (a temporary directory if
+    /// not given; kept when given).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +94,10 @@ impl HubArgs {
             config.database_url = crate::config::Secret::new(url.clone());
         }
         // The demo runs its own PostgreSQL.
-        if config.database_url.is_empty() && !matches!(self.command, HubCommand::Demo(_)) {
+        // The demo and the fleet simulator can run their own PostgreSQL.
+        if config.database_url.is_empty()
+            && !matches!(self.command, HubCommand::Demo(_) | HubCommand::FleetSim(_))
+        {
             anyhow::bail!("no database URL: pass --database-url or set STANDIN_HUB__DATABASE_URL");
         }
         if let HubCommand::Serve { listen: Some(l) } = &self.command {
@@ -102,6 +141,36 @@ pub async fn run(command: HubCommand, config: HubConfig) -> anyhow::Result<()> {
             );
         }
         HubCommand::Demo(args) => super::demo::run(args).await?,
+        HubCommand::FleetSim(a) => {
+            // A private directory unless one is given; removed afterwards when ours.
+            let (work_dir, ours) = match a.work_dir {
+                Some(d) => (d, false),
+                None => {
+                    let d = std::env::temp_dir().join(format!(
+                        "standin-fleet-sim-{}",
+                        uuid::Uuid::now_v7().simple()
+                    ));
+                    (d, true)
+                }
+            };
+            let mut plan =
+                super::fleet_sim::Plan::new(a.stores, std::env::current_exe()?, work_dir.clone());
+            plan.entries_per_store = a.entries;
+            plan.outage = std::time::Duration::from_secs(a.outage_secs);
+            plan.hubs = a.hubs.clamp(1, 2);
+            plan.intake_at_once = a.intake_at_once.max(1);
+            plan.kill_hub = !a.no_kill;
+            plan.restart_postgres = !a.no_pg_restart;
+            plan.ceiling = !a.no_ceiling;
+            plan.database_url = (!url.is_empty()).then_some(url);
+            let report = super::fleet_sim::run(plan).await;
+            if ours {
+                let _ = std::fs::remove_dir_all(&work_dir);
+            }
+            let report = report?;
+            report.print();
+            anyhow::ensure!(report.exactly_once(), "not every entry landed exactly once");
+        }
         HubCommand::Serve { .. } => {
             let listen = config.listen;
             let state = HubState::new(config)?;

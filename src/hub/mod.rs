@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod feeds;
 pub mod fleet;
+pub mod fleet_sim;
 pub mod intake;
 pub mod journal;
 pub mod metrics;

@@ -88,6 +88,33 @@ pub fn append(
         )?
         .query_row([], |r| r.get(0))?;
     let prev_hash = last_hash(conn)?;
+    let sealed = seal(seq, prev_hash, store_id, now, entry);
+    let body = chain::canonical_json(&sealed.body);
+    conn.prepare_cached(
+        "INSERT INTO journal (seq, id, lane, kind, occurred_at, store_id, actor, device, body, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        sealed.seq,
+        sealed.id,
+        sealed.lane.as_str(),
+        sealed.kind,
+        sealed.occurred_at,
+        sealed.store_id,
+        sealed.actor,
+        sealed.device,
+        body,
+        sealed.prev_hash,
+        sealed.hash
+    ])?;
+    Ok(sealed)
+}
+
+/// Makes `entry` the chain's entry number `seq` after `prev_hash`: a fresh UUIDv7 id and the
+/// hash over its canonical encoding ([`chain::entry_hash`]). [`append`] seals every entry
+/// this way; the fleet simulator (`standin hub fleet-sim`) seals its virtual stores' entries
+/// with it too, so what they send is what a store sends.
+pub fn seal(seq: i64, prev_hash: String, store_id: &str, now: &str, entry: NewEntry) -> Entry {
     let body = chain::canonical_json(&entry.body);
     let id = uuid::Uuid::now_v7().to_string();
     let hash = chain::entry_hash(
@@ -104,24 +131,7 @@ pub fn append(
             body: &body,
         },
     );
-    conn.prepare_cached(
-        "INSERT INTO journal (seq, id, lane, kind, occurred_at, store_id, actor, device, body, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        seq,
-        id,
-        entry.lane.as_str(),
-        entry.kind,
-        now,
-        store_id,
-        entry.actor,
-        entry.device,
-        body,
-        prev_hash,
-        hash
-    ])?;
-    Ok(Entry {
+    Entry {
         seq,
         id,
         lane: entry.lane,
@@ -133,7 +143,7 @@ pub fn append(
         body: entry.body,
         prev_hash,
         hash,
-    })
+    }
 }
 
 /// The hash the next entry chains to: the newest entry's, else what retention pruned last,

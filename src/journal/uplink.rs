@@ -17,7 +17,7 @@ use super::delivery::{self, Delivered, EntryRef, Outcome, Via};
 use super::{Entry, Lane};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::upstream::{Backoff, Upstream, describe_reqwest, retry_after, with_token};
+use crate::upstream::{Backoff, Upstream, Upstreams, describe_reqwest, retry_after, with_token};
 
 #[derive(Serialize)]
 struct Push<'a> {
@@ -37,7 +37,7 @@ struct PushResult {
     reason: Option<String>,
 }
 
-enum Round {
+pub enum Round {
     /// Nothing pending: wait for an append or the idle poll.
     Idle,
     /// The breaker holds central back for now: nothing was sent.
@@ -70,24 +70,10 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         }
         let round = round(&state, &url, cfg.batch_size.max(1)).await;
         let now = state.clock.now();
-        // One sleep that honours both the backoff and the breaker: stacking two independent
-        // jitters would bunch a fleet of stores together (tests/fleet_politeness.rs).
-        let (wait, wake_on_append) = match round {
-            Round::Delivered => {
-                backoff.reset();
-                continue;
-            }
-            Round::Idle => (idle, true),
-            Round::Held => (
-                state.upstreams.next_permit_in(Upstream::Central, now, idle),
-                false,
-            ),
-            Round::Failed(ra) => (
-                state
-                    .upstreams
-                    .next_permit_in(Upstream::Central, now, backoff.next_delay(ra)),
-                false,
-            ),
+        let Some((wait, wake_on_append)) =
+            next_wait(&state.upstreams, &mut backoff, round, now, idle)
+        else {
+            continue;
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -95,6 +81,35 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// After a round: how long to sleep before the next, and whether an append may cut the sleep
+/// short; `None` to go again at once (the backoff starts over). One sleep that honours both
+/// the backoff and the breaker: stacking two independent jitters would bunch a fleet of
+/// stores together (tests/fleet_politeness.rs). Needs no `AppState`, so the fleet simulator
+/// (`standin hub fleet-sim`) runs the same rule.
+pub fn next_wait(
+    upstreams: &Upstreams,
+    backoff: &mut Backoff,
+    round: Round,
+    now: chrono::DateTime<chrono::Utc>,
+    idle: Duration,
+) -> Option<(Duration, bool)> {
+    Some(match round {
+        Round::Delivered => {
+            backoff.reset();
+            return None;
+        }
+        Round::Idle => (idle, true),
+        Round::Held => (
+            upstreams.next_permit_in(Upstream::Central, now, idle),
+            false,
+        ),
+        Round::Failed(ra) => (
+            upstreams.next_permit_in(Upstream::Central, now, backoff.next_delay(ra)),
+            false,
+        ),
+    })
 }
 
 async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {

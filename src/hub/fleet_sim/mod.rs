@@ -1,0 +1,844 @@
+//! `standin hub fleet-sim`: N virtual stores against real hub processes on a real
+//! PostgreSQL, over real HTTP, through a nationwide outage.
+//!
+//! Each store ([`store::VStore`]) keeps its own hash-chained journal sealed with
+//! [`crate::journal::seal`], pulls its feeds with `after=n` cursors, sends a heartbeat, and
+//! talks to the hub only through Standin's own breaker ([`crate::upstream::Upstreams`]),
+//! backoff and the uplink's sleep rule. The run ([`run`]):
+//!
+//! 1. PostgreSQL (a private cluster unless a URL is given), the schema, every store
+//!    registered (`store add`) and a small feed set imported (`import`);
+//! 2. one or two `standin hub serve` processes, stores spread over them;
+//! 3. the stores start and pull; then the hub goes away (its processes stopped) for the
+//!    outage, while every store journals its entries at random moments;
+//! 4. the hub comes back; while the fleet drains, one hub process is SIGKILLed (a third of
+//!    the backlog in) and PostgreSQL is stopped hard and restarted (two thirds in);
+//! 5. once every store's backlog has landed: what landed is read back from PostgreSQL and
+//!    every store's chain re-verified with [`crate::journal::chain`], entry by entry against
+//!    what the store generated.
+
+pub mod store;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+
+use self::store::{Policy, VStore};
+use super::cluster::{Cluster, find_or_install_bin};
+use crate::journal::Entry;
+use crate::journal::chain::{GENESIS, Hashed, canonical_json, entry_hash};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub stores: usize,
+    /// Entries each store journals during the outage.
+    pub entries_per_store: usize,
+    pub outage: Duration,
+    /// Time with the hub up before the outage (first pulls, heartbeats).
+    pub warmup: Duration,
+    /// Hub processes (stores spread round-robin over them).
+    pub hubs: usize,
+    pub kill_hub: bool,
+    /// Needs the simulator's own cluster (no `database_url`).
+    pub restart_postgres: bool,
+    pub intake_at_once: usize,
+    /// The `standin` binary to run `hub serve` from.
+    pub standin_bin: PathBuf,
+    /// An existing, migrated or empty database; `None`: a private cluster under `work_dir`.
+    pub database_url: Option<String>,
+    pub work_dir: PathBuf,
+    /// Also measure PostgreSQL's own multi-row INSERT of the same rows (a second database).
+    pub ceiling: bool,
+    /// Give up waiting for the drain after this long past the hub's return.
+    pub give_up_after: Duration,
+    pub policy: Policy,
+    pub quiet: bool,
+}
+
+impl Plan {
+    pub fn new(stores: usize, standin_bin: PathBuf, work_dir: PathBuf) -> Self {
+        Self {
+            stores,
+            entries_per_store: 40,
+            outage: Duration::from_secs(60),
+            warmup: Duration::from_secs(3),
+            hubs: 2,
+            kill_hub: true,
+            restart_postgres: true,
+            intake_at_once: 8,
+            standin_bin,
+            database_url: None,
+            work_dir,
+            ceiling: true,
+            give_up_after: Duration::from_secs(900),
+            policy: Policy::default(),
+            quiet: false,
+        }
+    }
+}
+
+/// Counters the stores share.
+pub struct Stats {
+    t0: Instant,
+    per_second: Mutex<Vec<u32>>,
+    landed_per_second: Mutex<Vec<u64>>,
+    latencies: Mutex<Vec<(u64, Duration)>>,
+    pub landed: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub push_503: AtomicU64,
+    pub push_failed: AtomicU64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            per_second: Mutex::default(),
+            landed_per_second: Mutex::default(),
+            latencies: Mutex::default(),
+            landed: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            push_503: AtomicU64::new(0),
+            push_failed: AtomicU64::new(0),
+        }
+    }
+
+    fn second(&self) -> i64 {
+        self.t0.elapsed().as_secs() as i64
+    }
+
+    fn count_sender(&self, s: i64) {
+        bump(&mut self.per_second.lock().expect("stats"), s, 1u32);
+    }
+
+    fn landed(&self, n: u64) {
+        self.landed.fetch_add(n, Ordering::Relaxed);
+        bump(
+            &mut self.landed_per_second.lock().expect("stats"),
+            self.second(),
+            n,
+        );
+    }
+
+    fn intake_latency(&self, d: Duration) {
+        let ms = self.t0.elapsed().as_millis() as u64;
+        self.latencies.lock().expect("stats").push((ms, d));
+    }
+}
+
+fn bump<T: Copy + Default + std::ops::AddAssign>(v: &mut Vec<T>, s: i64, n: T) {
+    let i = s.max(0) as usize;
+    if v.len() <= i {
+        v.resize(i + 1, T::default());
+    }
+    v[i] += n;
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub stores: usize,
+    pub hubs: usize,
+    pub outage_secs: f64,
+    /// Largest share of stores sending in one second during the outage (its first second
+    /// left out: every store was already talking when the hub went) and after its return.
+    pub max_share_outage: f64,
+    pub max_share_recovery: f64,
+    /// From the hub's return to the last store's backlog landed.
+    pub drain_secs: f64,
+    pub generated: u64,
+    pub landed_after_return: u64,
+    pub drain_rate: f64,
+    /// The busiest second's landings after the return.
+    pub peak_rate: f64,
+    /// PostgreSQL's own multi-row INSERT of the same rows, entries/s (if measured).
+    pub ceiling_rate: Option<f64>,
+    pub intake_p50_ms: f64,
+    pub intake_p99_ms: f64,
+    pub intake_requests: usize,
+    pub push_503: u64,
+    pub push_failed: u64,
+    pub duplicates: u64,
+    /// Seconds after the return the hub process was SIGKILLed and PostgreSQL restarted, and
+    /// whether each happened while the backlog was still draining.
+    pub hub_killed_at: Option<(f64, bool)>,
+    pub postgres_restarted_at: Option<(f64, bool)>,
+    pub feed_records_received: u64,
+    pub heartbeats_accepted: u64,
+    pub heartbeat_unsupported: bool,
+    /// Per-store problems found when reading back from PostgreSQL; empty: exactly once,
+    /// every chain verified.
+    pub problems: Vec<String>,
+    pub stores_verified: usize,
+    pub entries_verified: u64,
+}
+
+impl Report {
+    pub fn exactly_once(&self) -> bool {
+        self.problems.is_empty()
+            && self.stores_verified == self.stores
+            && self.entries_verified == self.generated
+    }
+
+    pub fn print(&self) {
+        println!(
+            "fleet: {} stores over {} hub process(es), {:.0} s outage, {} entries generated",
+            self.stores, self.hubs, self.outage_secs, self.generated
+        );
+        println!(
+            "busiest second, share of stores sending: outage {:.1} %, recovery {:.1} % (goal <= 15 %)",
+            self.max_share_outage * 100.0,
+            self.max_share_recovery * 100.0
+        );
+        println!(
+            "return to last backlog landed: {:.1} s; {:.0} entries/s landed over the drain, busiest second {:.0}/s",
+            self.drain_secs, self.drain_rate, self.peak_rate
+        );
+        if let Some(c) = self.ceiling_rate {
+            println!(
+                "postgres multi-row INSERT of the same rows: {c:.0} entries/s; drain/ceiling {:.2}, busiest second/ceiling {:.2} (goal >= 0.5)",
+                self.drain_rate / c,
+                self.peak_rate / c
+            );
+        }
+        println!(
+            "intake while draining: {} answered pushes, p50 {:.0} ms, p99 {:.0} ms; {} answered 503, {} failed in transport",
+            self.intake_requests,
+            self.intake_p50_ms,
+            self.intake_p99_ms,
+            self.push_503,
+            self.push_failed
+        );
+        let when = |w: Option<(f64, bool)>| match w {
+            Some((t, true)) => format!("{t:.1} s after the return, mid-drain"),
+            Some((t, false)) => format!("{t:.1} s after the return, after the drain"),
+            None => "not done".into(),
+        };
+        println!(
+            "hub SIGKILL: {}; PostgreSQL restart: {}",
+            when(self.hub_killed_at),
+            when(self.postgres_restarted_at)
+        );
+        println!(
+            "exactly once: {} generated, {} landed and re-verified in PostgreSQL over {} stores ({} answered duplicate): {}",
+            self.generated,
+            self.entries_verified,
+            self.stores_verified,
+            self.duplicates,
+            if self.exactly_once() {
+                "OK, every chain verified".to_owned()
+            } else {
+                format!("FAILED: {}", self.problems.join("; "))
+            }
+        );
+        println!(
+            "feeds: {} records received; heartbeats: {}",
+            self.feed_records_received,
+            if self.heartbeat_unsupported {
+                "hub answers 404 (not supported yet), stores went on without".to_owned()
+            } else {
+                format!("{} accepted", self.heartbeats_accepted)
+            }
+        );
+    }
+}
+
+/// A `standin hub serve` process on a fixed port.
+struct HubProc {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl HubProc {
+    fn spawn(plan: &Plan, db: &str, port: u16, log: &std::path::Path) -> anyhow::Result<HubProc> {
+        let mut p = HubProc { port, child: None };
+        p.start(plan, db, log)?;
+        Ok(p)
+    }
+
+    fn start(&mut self, plan: &Plan, db: &str, log: &std::path::Path) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(&plan.standin_bin)
+            .args([
+                "hub",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .env("STANDIN_HUB__DATABASE_URL", db)
+            .env(
+                "STANDIN_HUB__INTAKE_AT_ONCE",
+                plan.intake_at_once.to_string(),
+            )
+            .env(
+                "STANDIN_HUB__POOL_SIZE",
+                (plan.intake_at_once + 4).to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot run {}", plan.standin_bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops it as an operator would (SIGTERM, in-flight requests finish).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL: no goodbye, transactions cut mid-way.
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn wait_ready(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = client
+                .get(format!("http://127.0.0.1:{}/readyz", self.port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "hub on port {} not ready in 30 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn say(plan: &Plan, msg: impl std::fmt::Display) {
+    if !plan.quiet {
+        eprintln!("fleet-sim: {msg}");
+    }
+}
+
+/// Runs the plan end to end; the report says what happened, including any store whose
+/// journal did not land exactly once (an error is returned only when the run itself could
+/// not be carried out).
+pub async fn run(plan: Plan) -> anyhow::Result<Report> {
+    anyhow::ensure!(plan.stores > 0 && plan.hubs > 0, "no stores or no hubs");
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    std::fs::create_dir_all(&plan.work_dir)?;
+    // PostgreSQL.
+    let cluster = match &plan.database_url {
+        Some(_) => None,
+        None => {
+            let bin = tokio::task::spawn_blocking(find_or_install_bin)
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            let dir = plan.work_dir.join("pg");
+            let port = free_port()?;
+            say(&plan, format!("PostgreSQL in {}", dir.display()));
+            Some(
+                tokio::task::spawn_blocking(move || Cluster::create(bin, &dir, port))
+                    .await?
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+    };
+    let db = match (&plan.database_url, &cluster) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => c.url.clone(),
+        (None, None) => unreachable!("a cluster when no URL"),
+    };
+    let cluster = cluster.map(Arc::new);
+    let mut admin = super::db::connect(&db).await?;
+    super::db::migrate(&mut admin).await?;
+
+    // Stores and feeds.
+    let run_tag = uuid::Uuid::now_v7().simple().to_string();
+    let ids: Vec<String> = (0..plan.stores)
+        .map(|i| format!("sim-{}-{i:05}", &run_tag[20..]))
+        .collect();
+    say(&plan, format!("registering {} stores", ids.len()));
+    let mut tokens = Vec::with_capacity(ids.len());
+    for id in &ids {
+        tokens.push(super::auth::add_store(&admin, id).await?);
+    }
+    let policy_lines = format!("{}\n", json!({ "key": "offline_max_hours", "value": 6 }));
+    super::feeds::import(
+        &mut admin,
+        crate::feeds::Feed::Policy,
+        policy_lines.as_bytes(),
+    )
+    .await?;
+    let orders: String = ids
+        .iter()
+        .map(|s| format!("{}\n", order(s, &format!("{s}-o1"))))
+        .collect();
+    super::feeds::import(
+        &mut admin,
+        crate::feeds::Feed::PickupOrders,
+        orders.as_bytes(),
+    )
+    .await?;
+    drop(admin);
+
+    // Hub processes.
+    let log = plan.work_dir.join("hub.log");
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build()?;
+    let mut hubs = Vec::new();
+    for _ in 0..plan.hubs {
+        hubs.push(HubProc::spawn(&plan, &db, free_port()?, &log)?);
+    }
+    for h in &hubs {
+        h.wait_ready(&client).await?;
+    }
+    say(&plan, format!("{} hub process(es) ready", hubs.len()));
+
+    let stats = Arc::new(Stats::new());
+    let policy = Arc::new(plan.policy.clone());
+    let stores: Vec<Arc<VStore>> = ids
+        .iter()
+        .zip(tokens)
+        .enumerate()
+        .map(|(i, (id, token))| {
+            let base = format!("http://127.0.0.1:{}", hubs[i % hubs.len()].port);
+            Arc::new(VStore::new(
+                id.clone(),
+                token,
+                base,
+                &policy,
+                rand::random(),
+            ))
+        })
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in &stores {
+        let phase = Duration::from_millis(rand::random::<u64>() % 2_000);
+        for which in 0..4u8 {
+            let (s, client, policy, stats, stop) = (
+                s.clone(),
+                client.clone(),
+                policy.clone(),
+                stats.clone(),
+                stop_rx.clone(),
+            );
+            tasks.spawn(async move {
+                tokio::time::sleep(phase).await;
+                match which {
+                    0 => s.uplink(&client, &policy, &stats, &stop).await,
+                    1 => s.probe(&client, &policy, &stats, &stop).await,
+                    2 => s.pull(&client, &policy, &stats, &stop).await,
+                    _ => s.heartbeat_loop(&client, &policy, &stats, &stop).await,
+                }
+            });
+        }
+    }
+    tokio::time::sleep(plan.warmup).await;
+
+    // The outage: the hub processes go away; every store journals meanwhile.
+    let outage_from = stats.second();
+    say(&plan, format!("hub down for {:?}", plan.outage));
+    for h in &mut hubs {
+        h.stop();
+    }
+    let per_store = plan.entries_per_store;
+    let outage = plan.outage;
+    let mut generators = tokio::task::JoinSet::new();
+    for s in &stores {
+        let s = s.clone();
+        generators.spawn(async move {
+            let mut at: Vec<u64> = (0..per_store)
+                .map(|_| rand::random::<u64>() % (outage.as_millis() as u64).max(1))
+                .collect();
+            at.sort_unstable();
+            let start = Instant::now();
+            for (n, ms) in at.into_iter().enumerate() {
+                let due = Duration::from_millis(ms);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+                s.append(n as u64);
+            }
+            s.generated_all.store(true, Ordering::Relaxed);
+        });
+    }
+    while generators.join_next().await.is_some() {}
+    let generated = (plan.stores * plan.entries_per_store) as u64;
+    let landed_before = stats.landed.load(Ordering::Relaxed);
+
+    // The return.
+    for h in &mut hubs {
+        h.start(&plan, &db, &log)?;
+    }
+    let returned = Instant::now();
+    let return_second = stats.second();
+    say(&plan, "hub back; the fleet drains");
+    let mut report = Report {
+        stores: plan.stores,
+        hubs: plan.hubs,
+        outage_secs: plan.outage.as_secs_f64(),
+        generated,
+        ..Report::default()
+    };
+    let mut last_landed = returned;
+    let mut seen = landed_before;
+    loop {
+        let landed = stats.landed.load(Ordering::Relaxed);
+        if landed != seen {
+            seen = landed;
+            last_landed = Instant::now();
+        }
+        let drained = landed >= generated;
+        let t = returned.elapsed().as_secs_f64();
+        if plan.kill_hub && report.hub_killed_at.is_none() && (landed * 3 >= generated || drained) {
+            say(&plan, format!("SIGKILL hub process 1 at {t:.1} s"));
+            hubs[0].kill_9();
+            report.hub_killed_at = Some((t, !drained));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            hubs[0].start(&plan, &db, &log)?;
+        }
+        if plan.restart_postgres
+            && report.postgres_restarted_at.is_none()
+            && (landed * 3 >= generated * 2 || drained)
+            && let Some(c) = &cluster
+        {
+            say(&plan, format!("PostgreSQL stopped hard at {t:.1} s"));
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || c2.stop_immediate()).await?;
+            report.postgres_restarted_at = Some((t, !drained));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || c2.start())
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            say(&plan, "PostgreSQL back");
+        }
+        let disruptions_done = (!plan.kill_hub || report.hub_killed_at.is_some())
+            && (!plan.restart_postgres
+                || cluster.is_none()
+                || report.postgres_restarted_at.is_some());
+        let set_aside: u64 = stores
+            .iter()
+            .map(|s| s.set_aside.load(Ordering::Relaxed))
+            .sum();
+        if (drained || landed + set_aside >= generated) && disruptions_done {
+            break;
+        }
+        if returned.elapsed() > plan.give_up_after {
+            report.problems.push(format!(
+                "gave up: {landed} of {generated} landed after {t:.0} s"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One last heartbeat and pull round per store, then stop.
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    for h in &hubs {
+        h.wait_ready(&client).await?;
+    }
+    for s in &stores {
+        s.heartbeat(&client, &policy, &stats).await;
+        if s.pull_all(&client, &policy, &stats).await.is_err() {
+            report
+                .problems
+                .push(format!("{}: the last feed pull failed", s.id));
+        }
+    }
+
+    // Figures.
+    report.drain_secs = last_landed.duration_since(returned).as_secs_f64();
+    report.landed_after_return = stats.landed.load(Ordering::Relaxed) - landed_before;
+    report.drain_rate = report.landed_after_return as f64 / report.drain_secs.max(0.001);
+    {
+        let per = stats.per_second.lock().expect("stats");
+        let share = |from: i64, to: i64| -> f64 {
+            (from.max(0)..to.max(0))
+                .filter_map(|s| per.get(s as usize))
+                .map(|&n| n as f64 / plan.stores as f64)
+                .fold(0.0, f64::max)
+        };
+        report.max_share_outage = share(outage_from + 1, return_second);
+        let drained_second = return_second + report.drain_secs.ceil() as i64 + 1;
+        report.max_share_recovery = share(return_second, drained_second);
+        let landed = stats.landed_per_second.lock().expect("stats");
+        report.peak_rate = (return_second.max(0) as usize..landed.len())
+            .map(|s| landed[s] as f64)
+            .fold(0.0, f64::max);
+        let from_ms = (return_second as u64) * 1000;
+        let mut lat: Vec<Duration> = stats
+            .latencies
+            .lock()
+            .expect("stats")
+            .iter()
+            .filter(|(at, _)| *at >= from_ms)
+            .map(|(_, d)| *d)
+            .collect();
+        lat.sort_unstable();
+        report.intake_requests = lat.len();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        report.intake_p50_ms = pct(0.50);
+        report.intake_p99_ms = pct(0.99);
+    }
+    report.push_503 = stats.push_503.load(Ordering::Relaxed);
+    report.push_failed = stats.push_failed.load(Ordering::Relaxed);
+    report.duplicates = stats.duplicates.load(Ordering::Relaxed);
+    report.feed_records_received = stores
+        .iter()
+        .map(|s| s.feed_records.load(Ordering::Relaxed))
+        .sum();
+    report.heartbeats_accepted = stores
+        .iter()
+        .map(|s| s.heartbeats_accepted.load(Ordering::Relaxed))
+        .sum();
+    report.heartbeat_unsupported = stores
+        .iter()
+        .any(|s| s.heartbeat_unsupported.load(Ordering::Relaxed));
+    for s in &stores {
+        let n = s.set_aside.load(Ordering::Relaxed);
+        if n > 0 {
+            report
+                .problems
+                .push(format!("{}: {n} entries set aside by the hub", s.id));
+        }
+    }
+
+    // Exactly once, read back from PostgreSQL.
+    let (client_pg, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    verify(&client_pg, &stores, &mut report).await?;
+    drop(hubs);
+
+    if plan.ceiling {
+        let all: Vec<Vec<Entry>> = stores.iter().map(|s| s.entries()).collect();
+        let base = db.rsplit_once('/').map_or(db.as_str(), |(b, _)| b);
+        let name = format!("fleet_ceiling_{}", &run_tag[20..]);
+        // A new connection: PostgreSQL's restart ended the first one.
+        client_pg
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let url = format!("{base}/{name}");
+        report.ceiling_rate = Some(
+            insert_ceiling(
+                &url,
+                &all,
+                plan.policy.batch_size,
+                plan.intake_at_once * plan.hubs,
+            )
+            .await?,
+        );
+    }
+    drop(cluster);
+    Ok(report)
+}
+
+/// A pickup order record in API.md's shape.
+fn order(store: &str, order_id: &str) -> serde_json::Value {
+    json!({
+        "store_id": store, "order_id": order_id, "order_number": format!("N-{order_id}"),
+        "pickup_code": "PC1", "customer": { "name": "Ann Lee", "phone_last4": "1234" },
+        "due_at": "2026-12-06T12:00:00Z", "status": "ready", "payment_state": "paid",
+        "lines": [{ "line": 1, "sku": "SKU1", "description": "Kettle", "qty": 1,
+                    "unit_price_minor": 2500, "requires_id_check": false }],
+        "total_minor": 2500, "currency": "EUR", "updated_at": "2026-12-06T08:00:00Z",
+    })
+}
+
+/// Reads every store's landed entries back from PostgreSQL and checks them against what
+/// the store generated: the same ids at the same seqs, each once, accepted, the chain
+/// re-verified link by link from the genesis hash, and the hub's verified prefix complete.
+async fn verify(
+    pg: &tokio_postgres::Client,
+    stores: &[Arc<VStore>],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for s in stores {
+        let generated = s.entries();
+        let rows = pg
+            .query(
+                "SELECT seq, id, lane, kind, occurred_at, actor, device, body_canonical,
+                        prev_hash, hash, outcome
+                 FROM journal_entries WHERE store_id = $1 ORDER BY seq, id",
+                &[&s.id],
+            )
+            .await?;
+        let mut problems = Vec::new();
+        if rows.len() != generated.len() {
+            problems.push(format!(
+                "{} rows for {} entries generated",
+                rows.len(),
+                generated.len()
+            ));
+        }
+        let mut prev = GENESIS.to_string();
+        let mut ok = 0u64;
+        for (i, r) in rows.iter().enumerate() {
+            let seq: i64 = r.get(0);
+            let id: String = r.get(1);
+            let (lane, kind): (String, String) = (r.get(2), r.get(3));
+            let occurred_at: Option<String> = r.get(4);
+            let (actor, device): (Option<String>, Option<String>) = (r.get(5), r.get(6));
+            let body: String = r.get(7);
+            let (prev_hash, hash, outcome): (String, String, String) =
+                (r.get(8), r.get(9), r.get(10));
+            let Some(g) = generated.get(i) else {
+                problems.push(format!("seq {seq}: an entry the store never generated"));
+                break;
+            };
+            if seq != i as i64 + 1 || id != g.id {
+                problems.push(format!(
+                    "seq {seq} (id {id}): not the store's entry {}",
+                    g.seq
+                ));
+                break;
+            }
+            if outcome != "accepted" {
+                problems.push(format!("seq {seq}: {outcome}"));
+            }
+            let recomputed = entry_hash(
+                &prev_hash,
+                &Hashed {
+                    seq,
+                    id: &id,
+                    lane: &lane,
+                    kind: &kind,
+                    occurred_at: occurred_at.as_deref().unwrap_or_default(),
+                    store_id: &s.id,
+                    actor: actor.as_deref(),
+                    device: device.as_deref(),
+                    body: &body,
+                },
+            );
+            if prev_hash != prev || recomputed != hash || hash != g.hash {
+                problems.push(format!("seq {seq}: the chain breaks here"));
+                break;
+            }
+            prev = hash;
+            ok += 1;
+        }
+        let verified: i64 = pg
+            .query_one(
+                "SELECT verified_seq FROM stores WHERE store_id = $1",
+                &[&s.id],
+            )
+            .await?
+            .get(0);
+        if verified != generated.len() as i64 {
+            problems.push(format!(
+                "hub's verified prefix {verified} of {}",
+                generated.len()
+            ));
+        }
+        if problems.is_empty() {
+            report.stores_verified += 1;
+            report.entries_verified += ok;
+        } else {
+            report
+                .problems
+                .push(format!("{}: {}", s.id, problems.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's own multi-row INSERT of `stores`' entries into the hub's schema in a fresh
+/// database: batches of `batch` rows, one transaction each, `concurrency` stores at a time
+/// (the hub's intake bound). Entries per second.
+pub async fn insert_ceiling(
+    url: &str,
+    stores: &[Vec<Entry>],
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let mut c = super::db::connect(url).await?;
+    super::db::migrate(&mut c).await?;
+    let total: usize = stores.iter().map(Vec::len).sum();
+    let queue = Arc::new(Mutex::new(stores.to_vec()));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (queue, url) = (queue.clone(), url.to_owned());
+        workers.spawn(async move {
+            let mut c = super::db::connect(&url).await?;
+            loop {
+                let Some(entries) = queue.lock().expect("queue").pop() else {
+                    return anyhow::Ok(());
+                };
+                for b in entries.chunks(batch.max(1)) {
+                    let col = |f: fn(&Entry) -> String| -> Vec<String> { b.iter().map(f).collect() };
+                    let opt = |f: fn(&Entry) -> Option<String>| -> Vec<Option<String>> {
+                        b.iter().map(f).collect()
+                    };
+                    let seqs: Vec<i64> = b.iter().map(|e| e.seq).collect();
+                    let bodies: Vec<String> = b.iter().map(|e| canonical_json(&e.body)).collect();
+                    let store = b[0].store_id.clone();
+                    let tx = c.transaction().await?;
+                    tx.execute(
+                        "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor,
+                             device, body_canonical, body, prev_hash, hash, outcome)
+                         SELECT $1, id, seq, lane, kind, occ, actor, device, b, b::jsonb, prev, hash, 'accepted'
+                         FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+                              AS t(id, seq, lane, kind, occ, actor, device, b, prev, hash)",
+                        &[
+                            &store,
+                            &col(|e| e.id.clone()),
+                            &seqs,
+                            &col(|e| e.lane.as_str().to_owned()),
+                            &col(|e| e.kind.clone()),
+                            &col(|e| e.occurred_at.clone()),
+                            &opt(|e| e.actor.clone()),
+                            &opt(|e| e.device.clone()),
+                            &bodies,
+                            &col(|e| e.prev_hash.clone()),
+                            &col(|e| e.hash.clone()),
+                        ],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
+            }
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64().max(1e-6))
+}
