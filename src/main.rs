@@ -175,7 +175,12 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Hub(args) => {
             let config = args.load()?;
-            init_tracing(cli.log_format.unwrap_or_default(), &config.log_filter);
+            // The fleet simulator's thousands of breakers would log every state change.
+            let filter = match args.command {
+                standin::hub::cli::HubCommand::FleetSim(_) => "warn",
+                _ => config.log_filter.as_str(),
+            };
+            init_tracing(cli.log_format.unwrap_or_default(), filter);
             runtime()?.block_on(standin::hub::cli::run(args.command, config))?;
             Ok(ExitCode::SUCCESS)
         }
