@@ -151,6 +151,10 @@ pub struct Report {
     /// left out: every store was already talking when the hub went) and after its return.
     pub max_share_outage: f64,
     pub max_share_recovery: f64,
+    /// Seconds into the outage of its busiest second, and the busiest share once the
+    /// outage is 5 s old (every store has found the hub gone by then).
+    pub busiest_outage_second: i64,
+    pub max_share_outage_after_5s: f64,
     /// From the hub's return to the last store's backlog landed.
     pub drain_secs: f64,
     pub generated: u64,
@@ -196,6 +200,11 @@ impl Report {
             "busiest second, share of stores sending: outage {:.1} %, recovery {:.1} % (goal <= 15 %)",
             self.max_share_outage * 100.0,
             self.max_share_recovery * 100.0
+        );
+        println!(
+            "outage: busiest second {} s in; once the outage is 5 s old: {:.1} %",
+            self.busiest_outage_second,
+            self.max_share_outage_after_5s * 100.0
         );
         println!(
             "return to last backlog landed: {:.1} s; {:.0} entries/s landed over the drain, busiest second {:.0}/s",
@@ -593,6 +602,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                 .fold(0.0, f64::max)
         };
         report.max_share_outage = share(outage_from + 1, return_second);
+        report.max_share_outage_after_5s = share(outage_from + 5, return_second);
+        report.busiest_outage_second = (outage_from + 1..return_second)
+            .max_by_key(|&s| per.get(s.max(0) as usize).copied().unwrap_or(0))
+            .map_or(0, |s| s - outage_from);
         let drained_second = return_second + report.drain_secs.ceil() as i64 + 1;
         report.max_share_recovery = share(return_second, drained_second);
         let landed = stats.landed_per_second.lock().expect("stats");
