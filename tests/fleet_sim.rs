@@ -51,4 +51,11 @@ async fn twenty_stores_land_every_entry_exactly_once_through_an_outage_a_kill_an
     // Feeds pulled with `after=n` cursors: each store got the policy record and its own
     // order once (a replayed batch would count twice).
     assert_eq!(report.feed_records_received, 40);
+    // The hub takes heartbeats (`POST /v1/stores/{store}/status`): every store's last one.
+    assert!(!report.heartbeat_unsupported);
+    assert!(
+        report.heartbeats_accepted >= 20,
+        "{}",
+        report.heartbeats_accepted
+    );
 }

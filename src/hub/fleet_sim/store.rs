@@ -17,6 +17,7 @@ use crate::journal::chain::GENESIS;
 use crate::journal::delivery::Outcome;
 use crate::journal::uplink::{self, Round};
 use crate::journal::{Entry, Lane, NewEntry};
+use crate::status::heartbeat::Heartbeat;
 use crate::upstream::{Backoff, BreakerConfig, Upstream, Upstreams, describe_reqwest, retry_after};
 
 const C: Upstream = Upstream::Central;
@@ -530,9 +531,9 @@ impl VStore {
     }
 }
 
-/// The heartbeat body (issue 18's shape). The one place that builds it: switch it to the
-/// store's shared heartbeat struct when that lands.
-pub fn heartbeat_body(s: &VStore) -> Value {
+/// The heartbeat body: Standin's own [`Heartbeat`] struct (what `standin serve` sends),
+/// filled from this virtual store. The one place that builds it.
+pub fn heartbeat_body(s: &VStore) -> Heartbeat {
     let rfc =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let now = chrono::Utc::now();
@@ -575,7 +576,12 @@ pub fn heartbeat_body(s: &VStore) -> Value {
             )
         })
         .collect();
-    json!({
+    let set_aside = j
+        .settled
+        .iter()
+        .filter(|o| o.is_some_and(Outcome::needs_a_person))
+        .count();
+    let beat = json!({
         "store_id": s.id,
         "sent_at": rfc(now),
         "version": env!("CARGO_PKG_VERSION"),
@@ -584,9 +590,11 @@ pub fn heartbeat_body(s: &VStore) -> Value {
             "central": { "state": state, "since": central.map(|h| rfc(h.since)) },
             "payments": { "state": "up", "since": rfc(now) },
         },
-        "journal": { "pending": j.backlog(), "oldest_pending_at": oldest_all, "lanes": lanes },
+        "journal": { "pending": j.backlog(), "oldest_pending_at": oldest_all, "lanes": lanes,
+                     "set_aside": set_aside, "last_seq": j.entries.len() },
         "payments": { "offline_count": 0, "offline_total_minor": 0, "currency": "EUR", "tightest_deadline": Value::Null },
         "refunds": { "queued": 0, "queued_total_minor": 0 },
         "feeds": feeds,
-    })
+    });
+    serde_json::from_value(beat).expect("the heartbeat's own shape")
 }
