@@ -1,6 +1,7 @@
 //! Kiosk payments in stand-in mode (the processor unreachable) over HTTP against the real
-//! server, next to PostgreSQL's single-row committed inserts from 8 clients, in the same run
-//! on the same machine.
+//! server, next to PostgreSQL doing the same work with the same guarantees from as many
+//! clients (and, for context, PostgreSQL's single-row committed inserts from 8 clients), in the
+//! same run on the same machine.
 //!
 //! `cargo bench --bench kiosk_payments` (`BENCH_SECONDS=N` per side, default 10;
 //! `BENCH_KIOSKS=N`, default 64; `BENCH_CLIENT=wrk|reqwest`, default wrk).
@@ -19,6 +20,20 @@
 //!   (`fsync` and `synchronous_commit` on), driven by `pgbench -c 8 -j 2 -T N` with a script
 //!   that inserts one row per transaction. Postgres refuses to run as root: the bench runs it
 //!   as the `postgres` user through `runuser` when it is root.
+//! - **The fair peer** (issue 19): the same cluster, `pgbench -c KIOSKS -j 2 -T N -M prepared`
+//!   calling `pay()`, a PL/pgSQL function (`kiosk_payments_peer.sql`) doing what Standin's
+//!   writer does for a stand-in payment: the idempotency check by (kiosk, key) with the stored
+//!   answer replayed (another body refused), the kiosk's lane, the policy, exposure and
+//!   card-velocity reads, the decision, the payment row with the same columns and indexes, the
+//!   exposure counter, and a journal entry (same columns and indexes) chained to the previous
+//!   entry's hash. Each payment first locks the chain's head row, which also makes the
+//!   exposure cap race-free, as Standin's single writer does. Checked after the run: the
+//!   counter equals the sum of approved rows, every entry's `prev_hash` is the entry before's
+//!   hash, and a replay returns the first answer.
+//! - **WAL per payment:** Standin's, from a second, shorter run with the WAL truncated first
+//!   and held from restarting by a read snapshot (so the file's size is what was written); its
+//!   p99 next to the main run's is the checkpoint's share of the tail. PostgreSQL's, from
+//!   `pg_current_wal_lsn()` before and after the peer's run.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +63,15 @@ struct Figures {
     errors: usize,
     secs: f64,
     p50_ms: f64,
+    p99_ms: f64,
+    wal: Option<Wal>,
+}
+
+/// WAL written during a run with checkpoints held off.
+struct Wal {
+    bytes: u64,
+    payments: usize,
+    secs: f64,
     p99_ms: f64,
 }
 
@@ -110,14 +134,36 @@ fn main() {
         "standin  {rate:.0} durable payments/s, p50 {:.2} ms, p99 {:.2} ms",
         standin.p50_ms, standin.p99_ms
     );
-    match postgres_inserts(seconds) {
-        Ok(tps) => {
+    if let Some(wal) = &standin.wal {
+        println!(
+            "standin  WAL {:.0} bytes per payment ({:.1} MB over {} payments, {:.1} s with the WAL held from checkpointing: {:.0}/s, p99 {:.2} ms; checkpoints' share of the p99 {:.0}%)",
+            wal.bytes as f64 / wal.payments.max(1) as f64,
+            wal.bytes as f64 / 1e6,
+            wal.payments,
+            wal.secs,
+            wal.payments as f64 / wal.secs,
+            wal.p99_ms,
+            100.0 * (1.0 - wal.p99_ms / standin.p99_ms).max(0.0)
+        );
+    }
+    match postgres(seconds, kiosks) {
+        Ok(pg) => {
             println!(
-                "postgres {tps:.0} single-row committed inserts/s (pgbench -c 8 -j 2 -T {seconds})"
+                "postgres {:.0} single-row committed inserts/s (pgbench -c 8 -j 2 -T {seconds}; context only)",
+                pg.single_row_tps
             );
             println!(
-                "ratio    {:.2}x PostgreSQL (goal >= 2), p99 {:.2} ms (goal < 20 ms)",
-                rate / tps,
+                "postgres {:.0} payments/s doing the same work (pay(), pgbench -c {kiosks} -j 2 -T {seconds}), p50 {:.2} ms, p99 {:.2} ms, WAL {:.0} bytes per payment; {}",
+                pg.peer_tps,
+                pg.peer_p50_ms,
+                pg.peer_p99_ms,
+                pg.peer_wal_per_payment,
+                pg.peer_checked
+            );
+            println!(
+                "ratio    {:.2}x the same work in PostgreSQL (goal >= 2), {:.2}x its single-row inserts; p99 {:.2} ms (goal < 20 ms)",
+                rate / pg.peer_tps,
+                rate / pg.single_row_tps,
                 standin.p99_ms
             );
         }
@@ -225,10 +271,16 @@ async fn run_standin(kiosks: usize, duration: Duration, driver: Client) -> Figur
     };
     let (rows0, approved0) = counts().await.unwrap();
     let (commits0, writes0) = (stats.commits.load(Relaxed), stats.writes.load(Relaxed));
-    let mut figures = match driver {
-        Client::Wrk(wrk) => drive_wrk(&wrk, &base, &tokens, dir.path(), duration).await,
-        Client::Reqwest => drive_reqwest(&base, &tokens, duration, pay).await,
+    let drive = |round: usize, duration: Duration| {
+        let (driver, base, tokens, dir) = (&driver, &base, &tokens, dir.path());
+        async move {
+            match driver {
+                Client::Wrk(wrk) => drive_wrk(wrk, base, tokens, dir, round, duration).await,
+                Client::Reqwest => drive_reqwest(base, tokens, round, duration, pay).await,
+            }
+        }
     };
+    let mut figures = drive(0, duration).await;
     // What was made durable, counted in the database rather than taken from the client.
     let (rows, approved) = counts().await.unwrap();
     figures.durable = rows - rows0;
@@ -241,9 +293,53 @@ async fn run_standin(kiosks: usize, duration: Duration, driver: Client) -> Figur
         "standin  writer: {commits} commits, {writes} writes, {:.1} writes per commit (group commit)",
         writes as f64 / commits.max(1) as f64
     );
+    figures.wal = Some(
+        wal_per_payment(
+            dir.path(),
+            duration.min(Duration::from_secs(5)),
+            counts,
+            drive,
+        )
+        .await,
+    );
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     figures
+}
+
+/// The same load again with the WAL folded back and truncated first, then held from
+/// restarting (and from being copied back) by a read snapshot on a connection of this bench:
+/// the WAL's size afterwards is every byte the run wrote to it.
+async fn wal_per_payment<C, CF, D, DF>(dir: &Path, duration: Duration, counts: C, drive: D) -> Wal
+where
+    C: Fn() -> CF,
+    CF: std::future::Future<Output = Result<(usize, usize), standin::store::StoreError>>,
+    D: Fn(usize, Duration) -> DF,
+    DF: std::future::Future<Output = Figures>,
+{
+    let hold = rusqlite::Connection::open(dir.join("standin.db")).unwrap();
+    hold.busy_timeout(Duration::from_secs(10)).unwrap();
+    let busy: i64 = hold
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the WAL could not be truncated");
+    hold.execute_batch("BEGIN").unwrap();
+    let _: i64 = hold
+        .query_row("SELECT count(*) FROM payments_exposure", [], |r| r.get(0))
+        .unwrap();
+    let (rows0, _) = counts().await.unwrap();
+    let held = drive(1, duration).await;
+    let (rows, _) = counts().await.unwrap();
+    let bytes = std::fs::metadata(dir.join("standin.db-wal"))
+        .map(|m| m.len().saturating_sub(32))
+        .unwrap_or(0);
+    hold.execute_batch("COMMIT").unwrap();
+    Wal {
+        bytes,
+        payments: rows - rows0,
+        secs: held.secs,
+        p99_ms: held.p99_ms,
+    }
 }
 
 /// One kiosk payment, unique per kiosk and number (the reqwest driver's; wrk's script builds
@@ -259,6 +355,7 @@ fn payment_body(kiosk: usize, n: usize) -> Value {
 async fn drive_reqwest(
     base: &str,
     tokens: &[String],
+    round: usize,
     duration: Duration,
     pay: fn(usize, usize) -> Value,
 ) -> Figures {
@@ -273,7 +370,7 @@ async fn drive_reqwest(
                 .build()
                 .unwrap();
             let (mut lat, mut errors) = (Vec::with_capacity(10_000), 0usize);
-            let mut n = 0;
+            let mut n = round * 100_000_000;
             while Instant::now() < deadline {
                 let body = pay(k, n);
                 n += 1;
@@ -325,6 +422,7 @@ async fn drive_wrk(
     base: &str,
     tokens: &[String],
     dir: &Path,
+    round: usize,
     duration: Duration,
 ) -> Figures {
     let list = tokens
@@ -343,14 +441,14 @@ local n = 0
 request = function()
   n = n + 1
   local k = (n % #tokens) + 1
-  local body = string.format('{{"idempotency_key":"w%d-%d","basket_id":"b%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
+  local body = string.format('{{"idempotency_key":"w{round}-%d-%d","basket_id":"b{round}-%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
     tid, n, tid, n, 1000 + (n % 50) * 37, tid, n, (k * 7919 + n) % 10000, 1 + n % 12)
   return wrk.format("POST", "/kiosk/v1/payments",
     {{["Authorization"] = "Bearer " .. tokens[k], ["Content-Type"] = "application/json"}}, body)
 end
 "#
     );
-    let path = dir.join("pay.lua");
+    let path = dir.join(format!("pay{round}.lua"));
     std::fs::write(&path, script).unwrap();
     let mut c = tokio::process::Command::new(wrk);
     c.args(["-t", "2", "-c"])
@@ -471,8 +569,31 @@ fn run(mut c: Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// pgbench's committed single-row inserts per second from 8 clients.
-fn postgres_inserts(seconds: u64) -> Result<f64, String> {
+/// What PostgreSQL did in the same run.
+struct Pg {
+    single_row_tps: f64,
+    peer_tps: f64,
+    peer_p50_ms: f64,
+    peer_p99_ms: f64,
+    peer_wal_per_payment: f64,
+    /// What was checked after the peer's run.
+    peer_checked: String,
+}
+
+/// The fair peer's schema and `pay()` function.
+const PEER_SQL: &str = include_str!("kiosk_payments_peer.sql");
+
+/// One `pay()` call per transaction, a fresh key each, from the client's own kiosk.
+const PEER_SCRIPT: &str = r#"\set amt random(1000, 2813)
+\set k random(1, 9000000000000000000)
+\set last4 random(0, 9999)
+\set m random(1, 12)
+SELECT pay(('sco-' || :client_id)::text, ('k' || :k)::text, ('b' || :k)::text, (:amt)::bigint, jsonb_build_object('kind', 'card_token', 'token', ('tok_' || :k)::text, 'brand', 'visa', 'last4', lpad((:last4)::text, 4, '0'), 'exp_month', (:m)::int, 'exp_year', 2029));
+"#;
+
+/// A throwaway cluster: pgbench's single-row inserts from 8 clients, then the fair peer from
+/// `kiosks` clients.
+fn postgres(seconds: u64, kiosks: usize) -> Result<Pg, String> {
     let bin = match pg_bin() {
         Some(b) => b,
         None if is_root() => {
@@ -492,6 +613,12 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
     let script = dir.path().join("insert.sql");
     std::fs::write(&script, "INSERT INTO payments (idempotency_key, amount_minor) VALUES (md5(random()::text), 1000);\n")
         .map_err(|e| e.to_string())?;
+    let peer_script = dir.path().join("pay.sql");
+    std::fs::write(&peer_script, PEER_SCRIPT).map_err(|e| e.to_string())?;
+    let peer_sql = dir.path().join("peer.sql");
+    std::fs::write(&peer_sql, PEER_SQL).map_err(|e| e.to_string())?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     if is_root() {
         run(
             {
@@ -513,7 +640,10 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
         ),
         "initdb",
     )?;
-    let opts = format!("-k {sock_s} -c listen_addresses='' -c max_connections=20");
+    let opts = format!(
+        "-k {sock_s} -c listen_addresses='' -c max_connections={}",
+        kiosks + 20
+    );
     let log = dir.path().join("pg.log").to_string_lossy().into_owned();
     run(
         as_pg(
@@ -522,13 +652,12 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
         ),
         "pg_ctl start",
     )?;
-    let result = (|| {
-        let psql = bin.join("psql");
-        let psql = if psql.exists() {
-            psql
-        } else {
-            PathBuf::from("psql")
-        };
+    let tool = |name: &str| {
+        let p = bin.join(name);
+        if p.exists() { p } else { PathBuf::from(name) }
+    };
+    let (psql, pgbench) = (tool("psql"), tool("pgbench"));
+    let sql = |db: &str, query: &str| -> Result<String, String> {
         run(
             as_pg(
                 &psql,
@@ -538,50 +667,18 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
                     "-U",
                     "postgres",
                     "-d",
-                    "postgres",
+                    db,
                     "-v",
                     "ON_ERROR_STOP=1",
-                    "-c",
-                    "CREATE TABLE payments (id bigserial PRIMARY KEY, idempotency_key text NOT NULL, amount_minor bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-                ],
-            ),
-            "create table",
-        )?;
-        let settings = run(
-            as_pg(
-                &psql,
-                &[
-                    "-h",
-                    &sock_s,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
                     "-Atc",
-                    "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')",
+                    query,
                 ],
             ),
-            "settings",
-        )?;
-        println!("postgres fsync, synchronous_commit: {}", settings.trim());
-        let pgbench = bin.join("pgbench");
-        let pgbench = if pgbench.exists() {
-            pgbench
-        } else {
-            PathBuf::from("pgbench")
-        };
-        let secs = seconds.to_string();
-        let script_s = script.to_string_lossy().into_owned();
-        let out = run(
-            as_pg(
-                &pgbench,
-                &[
-                    "-n", "-h", &sock_s, "-U", "postgres", "-c", "8", "-j", "2", "-T", &secs, "-f",
-                    &script_s, "postgres",
-                ],
-            ),
-            "pgbench",
-        )?;
+            "psql",
+        )
+        .map(|s| s.trim().to_string())
+    };
+    let tps_of = |out: &str| {
         out.lines()
             .find_map(|l| {
                 l.trim()
@@ -590,6 +687,150 @@ fn postgres_inserts(seconds: u64) -> Result<f64, String> {
                     .and_then(|n| n.parse::<f64>().ok())
             })
             .ok_or_else(|| format!("no tps in pgbench's output: {out}"))
+    };
+    let secs = seconds.to_string();
+    let result = (|| {
+        sql(
+            "postgres",
+            "CREATE TABLE payments (id bigserial PRIMARY KEY, idempotency_key text NOT NULL, amount_minor bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+        )?;
+        println!(
+            "postgres fsync, synchronous_commit: {}",
+            sql(
+                "postgres",
+                "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')"
+            )?
+        );
+        let script_s = script.to_string_lossy().into_owned();
+        let single_row_tps = tps_of(&run(
+            as_pg(
+                &pgbench,
+                &[
+                    "-n", "-h", &sock_s, "-U", "postgres", "-c", "8", "-j", "2", "-T", &secs, "-f",
+                    &script_s, "postgres",
+                ],
+            ),
+            "pgbench",
+        )?)?;
+
+        // The fair peer, in its own database.
+        sql("postgres", "CREATE DATABASE peer")?;
+        run(
+            as_pg(
+                &psql,
+                &[
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "peer",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-q",
+                    "-f",
+                    &peer_sql.to_string_lossy(),
+                ],
+            ),
+            "peer schema",
+        )?;
+        // Replays answer the first answer; another body under the same key is refused.
+        let tender = "jsonb_build_object('kind', 'card_token', 'token', 't', 'brand', 'visa', 'last4', '0001', 'exp_month', 1, 'exp_year', 2029)";
+        let first = sql(
+            "peer",
+            &format!("SELECT pay('sco-1', 'replay', 'b', 1000, {tender})"),
+        )?;
+        let again = sql(
+            "peer",
+            &format!("SELECT pay('sco-1', 'replay', 'b', 1000, {tender})"),
+        )?;
+        let other = sql(
+            "peer",
+            &format!("SELECT pay('sco-1', 'replay', 'b', 2000, {tender})"),
+        )?;
+        if first != again || !other.contains("idempotency_key_reused") {
+            return Err(format!(
+                "pay() does not replay: {first} / {again} / {other}"
+            ));
+        }
+        let lsn0 = sql("peer", "SELECT pg_current_wal_lsn()")?;
+        let rows0: i64 = sql("peer", "SELECT count(*) FROM payments")?
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let peer_script_s = peer_script.to_string_lossy().into_owned();
+        let prefix = logs.join("peer").to_string_lossy().into_owned();
+        let clients = kiosks.to_string();
+        let out = run(
+            as_pg(
+                &pgbench,
+                &[
+                    "-n",
+                    "-h",
+                    &sock_s,
+                    "-U",
+                    "postgres",
+                    "-c",
+                    &clients,
+                    "-j",
+                    "2",
+                    "-T",
+                    &secs,
+                    "-M",
+                    "prepared",
+                    "-l",
+                    "--log-prefix",
+                    &prefix,
+                    "-f",
+                    &peer_script_s,
+                    "peer",
+                ],
+            ),
+            "pgbench (peer)",
+        )?;
+        let peer_tps = tps_of(&out)?;
+        let wal: f64 = sql(
+            "peer",
+            &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')"),
+        )?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+        let rows: i64 = sql("peer", "SELECT count(*) FROM payments")?
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let checks = sql(
+            "peer",
+            "SELECT (SELECT count(*) FROM payments WHERE status = 'approved_offline') || ' approved, '
+                 || (SELECT count(*) FROM journal) || ' journal entries, exposure counter '
+                 || CASE WHEN (SELECT total_minor FROM payments_exposure)
+                              = (SELECT sum(amount_minor) FROM payments WHERE status = 'approved_offline')
+                         THEN 'equals' ELSE 'DIFFERS FROM' END || ' the approved sum, '
+                 || (SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY seq) AS before FROM journal) x
+                     WHERE before IS NOT NULL AND prev_hash <> before) || ' broken links'",
+        )?;
+        let mut lat: Vec<f64> = std::fs::read_dir(&logs)
+            .map_err(|e| e.to_string())?
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+                    .map(|us| us / 1000.0)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Ok(Pg {
+            single_row_tps,
+            peer_tps,
+            peer_p50_ms: pct(0.5),
+            peer_p99_ms: pct(0.99),
+            peer_wal_per_payment: wal / (rows - rows0).max(1) as f64,
+            peer_checked: checks,
+        })
     })();
     let _ = run(
         as_pg(
