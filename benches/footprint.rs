@@ -42,6 +42,12 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// `VmRSS`, `RssAnon` and `RssFile` of `pid`, in KiB.
 fn rss(pid: u32) -> (u64, u64, u64) {
+    let (rss, anon, file, _) = status(pid);
+    (rss, anon, file)
+}
+
+/// `VmRSS`, `RssAnon`, `RssFile` (KiB) and `Threads` of `pid`.
+fn status(pid: u32) -> (u64, u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -50,7 +56,12 @@ fn rss(pid: u32) -> (u64, u64, u64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+    (
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("Threads:"),
+    )
 }
 
 fn mb(kib: u64) -> f64 {
@@ -125,7 +136,10 @@ async fn data(receipts: usize) -> PathBuf {
     let feeds = ["receipts", "pickup_orders", "staff", "policy", "devices"];
     let status = loop {
         let s = standin::status::current(&state).await.unwrap();
-        if feeds.iter().all(|f| s.feeds[f].status.snapshot_at.is_some()) {
+        if feeds
+            .iter()
+            .all(|f| s.feeds[f].status.snapshot_at.is_some())
+        {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -408,7 +422,9 @@ fn desk_paths(db: &Path) -> Vec<String> {
         paths.push(format!("/api/v1/receipts?q={id}"));
         paths.push(format!("/api/v1/receipts/{id}"));
     }
-    for p in strings("SELECT DISTINCT customer_phone_last4 FROM receipts WHERE customer_phone_last4 IS NOT NULL LIMIT 2000") {
+    for p in strings(
+        "SELECT DISTINCT customer_phone_last4 FROM receipts WHERE customer_phone_last4 IS NOT NULL LIMIT 2000",
+    ) {
         paths.push(format!("/api/v1/receipts?q={p}"));
     }
     for bl in strings("SELECT DISTINCT brand || '&last4=' || last4 FROM receipt_cards LIMIT 2000") {
@@ -556,16 +572,17 @@ fn main() {
         row("together: desks", &mut both_d, b_peak);
         row("together: kiosks", &mut both_k, b_peak);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let end = rss(pid);
+        let end = status(pid);
         println!(
-            "RSS idle {:.1} MB (anon {:.1}, file {:.1})  peak {:.1} MB  end {:.1} MB (anon {:.1}, file {:.1})  goal <= 40 MB",
+            "RSS idle {:.1} MB (anon {:.1}, file {:.1})  peak {:.1} MB  end {:.1} MB (anon {:.1}, file {:.1}; {} threads)  goal <= 40 MB",
             mb(idle.0),
             mb(idle.1),
             mb(idle.2),
             mb(overall_peak),
             mb(end.0),
             mb(end.1),
-            mb(end.2)
+            mb(end.2),
+            end.3
         );
     });
 }

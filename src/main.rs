@@ -117,6 +117,8 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
+            // Before anything allocates: glibc reads the arena cap only at start-up.
+            standin::server::arenas::cap_malloc_arenas();
             let config = args.load(cli.log_format)?.config;
             init_tracing(config.log.format, &config.log.filter);
             for warning in config.warnings() {

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::state::AppState;
 use crate::store::Store;
 
+pub mod arenas;
 pub mod conn;
 
 /// How long in-flight requests get to finish after shutdown begins.
