@@ -5,7 +5,9 @@
 //! parsing run on tokio's blocking threads, so under desks and kiosks a dozen arenas each kept
 //! a few MB: measured with `cargo bench --bench footprint` on a million receipts (small page
 //! caches), RSS under desks and kiosks peaked at 45-52 MB with the default and 34-36 MB with
-//! two arenas. The cap is a glibc tunable read only at start-up, set from the environment
+//! two arenas. It is not free: in paired runs desks made about 20% fewer lookups per second
+//! with 2 (or 4) arenas than with glibc's default, threads waiting on the arenas' locks
+//! (README, "Benchmarks"); `GLIBC_TUNABLES=glibc.malloc.arena_max=16` lifts it. The cap is a glibc tunable read only at start-up, set from the environment
 //! (`GLIBC_TUNABLES`); setting it from inside takes `mallopt`, which needs unsafe code, so
 //! `serve` re-executes itself once with the tunable added.
 
