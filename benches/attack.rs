@@ -15,7 +15,7 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,17 +29,13 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+#[path = "common/serve.rs"]
+mod serve;
 
-fn mb(kib: u64) -> f64 {
-    kib as f64 / 1024.0
+use serve::{free_port, mb, peak_while, spawn_serve};
+
+fn rss_kib(pid: u32) -> u64 {
+    serve::status_kib(pid, "VmRSS:")
 }
 
 const PEPPER: &str = "bench-pepper";
@@ -58,14 +54,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let sync_token = standin::access::token::generate();
@@ -77,44 +65,13 @@ async fn start() -> Server {
     );
     let path = dir.path().join("standin.toml");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_standin"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("standin serve");
+    let child = spawn_serve(&path, port, Stdio::null(), Duration::from_secs(10)).await;
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     Server {
         child,
         url,
         sync_token,
         _dir: dir,
-    }
-}
-
-/// Samples `pid`'s RSS every 20 ms until `done` resolves; the peak.
-async fn peak_while<F: std::future::Future>(pid: impl Fn() -> u64, done: F) -> (F::Output, u64) {
-    let mut peak = pid();
-    tokio::pin!(done);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tokio::select! {
-            out = &mut done => return (out, peak.max(pid())),
-            _ = tick.tick() => peak = peak.max(pid()),
-        }
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,26 +46,20 @@ fn rss(pid: u32) -> (u64, u64, u64) {
     (rss, anon, file)
 }
 
+#[path = "common/serve.rs"]
+mod serve;
+
+use serve::{free_port, mb, spawn_serve};
+
 /// `VmRSS`, `RssAnon`, `RssFile` (KiB) and `Threads` of `pid`.
 fn status(pid: u32) -> (u64, u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| serve::status_kib(pid, name);
     (
         field("VmRSS:"),
         field("RssAnon:"),
         field("RssFile:"),
         field("Threads:"),
     )
-}
-
-fn mb(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 fn kiosk_token(i: usize) -> String {
@@ -221,14 +215,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn serve(data: &Path) -> Server {
     let dir = tempfile::tempdir_in(data.parent().unwrap()).unwrap();
     std::fs::copy(data.join("standin.db"), dir.path().join("standin.db")).unwrap();
@@ -241,26 +227,8 @@ async fn serve(data: &Path) -> Server {
     );
     let path = dir.path().join("standin.toml");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_standin"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("standin serve");
+    let child = spawn_serve(&path, port, Stdio::inherit(), Duration::from_secs(30)).await;
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     Server {
         child,
         url,
@@ -270,15 +238,7 @@ async fn serve(data: &Path) -> Server {
 
 /// Samples `pid`'s RSS every 20 ms until `done` resolves; the peak (VmRSS, KiB).
 async fn peak_while<F: std::future::Future>(pid: u32, done: F) -> (F::Output, u64) {
-    let mut peak = rss(pid).0;
-    tokio::pin!(done);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tokio::select! {
-            out = &mut done => return (out, peak.max(rss(pid).0)),
-            _ = tick.tick() => peak = peak.max(rss(pid).0),
-        }
-    }
+    serve::peak_while(|| rss(pid).0, done).await
 }
 
 /// Latencies of answered requests and errors, over `secs`.
