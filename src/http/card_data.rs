@@ -252,7 +252,8 @@ fn long_number_holds_card(bytes: &[u8]) -> bool {
     })
 }
 
-fn is_uuid(s: &str) -> bool {
+/// A hyphenated UUID: never a card number, though its digit groups can chance on one.
+pub(super) fn is_uuid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 

@@ -95,6 +95,18 @@ pub fn json_body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> App
     AppError::bad_request(field, message)
 }
 
+/// The field serde names in "`<kind>` field `x`…" (`missing`, `unknown`): reported at the
+/// parent, so the path alone does not say which.
+fn field_in_message<'m>(message: &'m str, kinds: &[&str]) -> Option<&'m str> {
+    kinds.iter().find_map(|kind| {
+        message
+            .strip_prefix(kind)?
+            .strip_prefix(" field `")?
+            .split('`')
+            .next()
+    })
+}
+
 /// The field path serde stopped at and a message without serde_json's "at line 1 column 380"
 /// noise; syntax errors are about the whole `body`. The path is empty for the top level.
 pub fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
@@ -111,10 +123,7 @@ pub fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) ->
         message.truncate(i);
     }
     // "missing field `x`" is reported at the parent: name the field itself.
-    if let Some(name) = message
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
+    if let Some(name) = field_in_message(&message, &["missing"]) {
         path = if path.is_empty() {
             name.to_string()
         } else {
@@ -183,11 +192,7 @@ where
             .map_err(|e| {
                 let mut field = e.path().to_string();
                 let mut message = e.inner().to_string();
-                if let Some(name) = message
-                    .strip_prefix("missing field `")
-                    .or_else(|| message.strip_prefix("unknown field `"))
-                    .and_then(|r| r.split('`').next())
-                {
+                if let Some(name) = field_in_message(&message, &["missing", "unknown"]) {
                     field = name.to_string();
                 }
                 if field == "." || field == "?" || field.is_empty() {

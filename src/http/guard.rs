@@ -159,7 +159,7 @@ fn card_in_target(parts: &axum::http::request::Parts) -> Option<String> {
     for segment in parts.uri.path().split('/') {
         let name = names.as_mut().and_then(Iterator::next);
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        if is_uuid(&decoded) {
+        if card_data::is_uuid(&decoded) {
             whole.push_str("x/");
             continue;
         }
@@ -177,8 +177,4 @@ fn card_in_target(parts: &axum::http::request::Parts) -> Option<String> {
         return Some("path".into());
     }
     None
-}
-
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }

@@ -100,6 +100,20 @@ struct Inner {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+impl Inner {
+    /// Takes connection `id` off the books (and its address's count), if it is still on them.
+    fn forget(&mut self, id: u64) -> Option<Conn> {
+        let c = self.conns.remove(&id)?;
+        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.ip);
+            }
+        }
+        Some(c)
+    }
+}
+
 /// What a connection holds while it is open; dropping it frees its place.
 pub struct Admitted {
     registry: Arc<Registry>,
@@ -195,13 +209,7 @@ impl Registry {
             }
         });
         let Some(id) = victim else { return false };
-        if let Some(c) = inner.conns.remove(&id) {
-            if let Some(n) = inner.per_ip.get_mut(&c.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    inner.per_ip.remove(&c.ip);
-                }
-            }
+        if let Some(c) = inner.forget(id) {
             c.close.notify_one();
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }
@@ -222,14 +230,7 @@ impl Drop for Admitted {
             .inner
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = inner.conns.remove(&self.id)
-            && let Some(n) = inner.per_ip.get_mut(&c.ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                inner.per_ip.remove(&c.ip);
-            }
-        }
+        inner.forget(self.id);
     }
 }
 
