@@ -34,6 +34,7 @@ async fn twenty_stores_land_every_entry_exactly_once_through_an_outage_a_kill_an
     plan.policy.breaker = BreakerConfig {
         open_base: Duration::from_millis(500),
         open_cap: Duration::from_secs(2),
+        open_spread_min: Duration::from_millis(500),
         ..BreakerConfig::default()
     };
     plan.policy.retry_cap = Duration::from_secs(2);

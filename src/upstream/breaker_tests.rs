@@ -24,15 +24,22 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> impl Strategy<Value = BreakerConfig> {
-    (1u32..=5, 1u32..=4, 1u64..=10, 1u64..=8, 5u64..=120).prop_map(|(f, s, base, mul, pt)| {
-        BreakerConfig {
+    (
+        1u32..=5,
+        1u32..=4,
+        1u64..=10,
+        1u64..=8,
+        0u64..=20,
+        5u64..=120,
+    )
+        .prop_map(|(f, s, base, mul, spread, pt)| BreakerConfig {
             failure_threshold: f,
             success_threshold: s,
             open_base: Duration::from_secs(base),
             open_cap: Duration::from_secs(base * mul),
+            open_spread_min: Duration::from_secs(spread),
             probe_timeout: Duration::from_secs(pt),
-        }
-    })
+        })
 }
 
 fn t0() -> DateTime<Utc> {
@@ -126,8 +133,9 @@ proptest! {
                         let w = exp.max(ra.unwrap_or_default());
                         let wait = (until.expect("Open has an until") - now).to_std().unwrap();
                         prop_assert!(wait >= w, "open wait {wait:?} below {w:?}");
-                        prop_assert!(wait <= w * 2, "open wait {wait:?} above {w:?} plus its jitter");
-                        prop_assert!(wait <= cfg.open_cap.max(ra.unwrap_or_default()) * 2);
+                        let spread = w.max(cfg.open_spread_min);
+                        prop_assert!(wait <= w + spread, "open wait {wait:?} above {w:?} plus its jitter");
+                        prop_assert!(wait <= cfg.open_cap.max(ra.unwrap_or_default()) + spread);
                         closed_fails = 0;
                     }
                 }
@@ -177,7 +185,7 @@ fn recovers_through_half_open() {
     }
     assert_eq!(b.state(), BreakerState::Open);
     let at = b.next_attempt_at().unwrap();
-    assert!(at >= now + chrono::Duration::seconds(5) && at < now + chrono::Duration::seconds(10));
+    assert!(at >= now + chrono::Duration::seconds(5) && at < now + chrono::Duration::seconds(15));
     assert!(b.permit(at));
     assert_eq!((b.state(), b.since()), (BreakerState::HalfOpen, at));
     assert!(!b.permit(at), "one probe at a time");
@@ -185,4 +193,26 @@ fn recovers_through_half_open() {
     assert!(b.permit(at));
     b.record(Outcome::Success, at);
     assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn a_fleet_opened_in_one_second_retries_spread_over_ten() {
+    // Every store's breaker opens in the same second (a nationwide outage): the first retry
+    // wave must not put more than a tenth of the fleet (plus noise) in any one second, and
+    // no store may come back before `open_base`.
+    let now = t0();
+    let cfg = BreakerConfig::default();
+    let mut per_second = [0u32; 40];
+    for seed in 0..2000 {
+        let mut b = Breaker::new(cfg, seed, now);
+        for _ in 0..cfg.failure_threshold {
+            b.record(Outcome::Failure { retry_after: None }, now);
+        }
+        let at = b.next_attempt_at().unwrap();
+        assert!(at >= now + chrono_duration(cfg.open_base));
+        per_second[(at - now).num_seconds() as usize] += 1;
+    }
+    let busiest = *per_second.iter().max().unwrap();
+    assert!(busiest <= 2000 * 12 / 100, "{per_second:?}");
+    assert!(per_second[15..].iter().all(|&n| n == 0), "{per_second:?}");
 }
