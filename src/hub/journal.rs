@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Transaction;
 use serde_json::{Value, json};
-use tokio_postgres::Transaction;
 
 use super::intake::{self, Decision, Incoming, Known, Link};
 use super::{DbError, HubError, HubState};
@@ -84,7 +84,10 @@ pub async fn land(
     let tx = client.transaction().await?;
     let Some(row) = tx
         .query_opt(
-            "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
+            &tx.prepare_cached(
+                "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
+            )
+            .await?,
             &[&store],
         )
         .await?
@@ -102,8 +105,11 @@ pub async fn land(
         .collect();
     if !resent.is_empty() {
         tx.execute(
-            "UPDATE journal_entries SET arrivals = arrivals + 1
+            &tx.prepare_cached(
+                "UPDATE journal_entries SET arrivals = arrivals + 1
              WHERE store_id = $1 AND id = ANY($2)",
+            )
+            .await?,
             &[&store, &resent],
         )
         .await?;
@@ -118,14 +124,17 @@ pub async fn land(
         });
     let (new_verified, broken) = advance_prefix(&tx, store, verified.clone()).await?;
     let flag = fork.or(broken.map(|s| format!("chain broken at seq {s}")));
-    tx.execute(
-        "UPDATE stores SET verified_seq = $2, verified_hash = $3, last_contact_at = now(),
-             flagged_at = CASE WHEN $4::text IS NULL THEN flagged_at ELSE coalesce(flagged_at, now()) END,
-             flag_reason = coalesce($4::text, flag_reason)
-         WHERE store_id = $1",
-        &[&store, &new_verified.0, &new_verified.1, &flag],
-    )
-    .await?;
+    let update = tx
+        .prepare_cached(
+            "UPDATE stores SET verified_seq = $2, verified_hash = $3, last_contact_at = now(),
+                 flagged_at = CASE WHEN $4::text IS NULL THEN flagged_at
+                                   ELSE coalesce(flagged_at, now()) END,
+                 flag_reason = coalesce($4::text, flag_reason)
+             WHERE store_id = $1",
+        )
+        .await?;
+    tx.execute(&update, &[&store, &new_verified.0, &new_verified.1, &flag])
+        .await?;
     tx.commit().await?;
     if let Some(f) = &flag {
         tracing::warn!(store, flag = %f, "store flagged: its journal chain does not verify");
@@ -158,8 +167,8 @@ async fn read_known(
     let seqs: Vec<i64> = seqs.into_iter().collect();
     let mut known = Known::default();
     for r in tx
-        .query(
-            "SELECT id, outcome, reason FROM journal_entries WHERE store_id = $1 AND id = ANY($2)",
+            .query(
+                &tx.prepare_cached("SELECT id, outcome, reason FROM journal_entries WHERE store_id = $1 AND id = ANY($2)").await?,
             &[&store, &ids],
         )
         .await?
@@ -173,8 +182,11 @@ async fn read_known(
     }
     for r in tx
         .query(
-            "SELECT seq, id, prev_hash, hash FROM journal_entries
+            &tx.prepare_cached(
+                "SELECT seq, id, prev_hash, hash FROM journal_entries
              WHERE store_id = $1 AND seq = ANY($2) AND outcome <> 'rejected'",
+            )
+            .await?,
             &[&store, &seqs],
         )
         .await?
@@ -191,9 +203,12 @@ async fn read_known(
     if !orders.is_empty() {
         for r in tx
             .query(
-                "SELECT key FROM feed_records
+                &tx.prepare_cached(
+                    "SELECT key FROM feed_records
                  WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
                    AND NOT deleted AND record->>'status' = 'cancelled'",
+                )
+                .await?,
                 &[&store, &orders],
             )
             .await?
@@ -266,8 +281,9 @@ async fn insert_new(
     if c.id.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
+    tx
+            .execute(
+                &tx.prepare_cached("INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
              body_canonical, body, prev_hash, hash, outcome, reason)
          SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical, body::jsonb,
              prev_hash, hash, outcome, reason
@@ -275,7 +291,7 @@ async fn insert_new(
              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
              $14::text[])
              AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body,
-                  prev_hash, hash, outcome, reason)",
+                  prev_hash, hash, outcome, reason)").await?,
         &[
             &store,
             &c.id,
@@ -307,9 +323,12 @@ async fn advance_prefix(
     loop {
         let rows = tx
             .query(
-                "SELECT seq, prev_hash, hash FROM journal_entries
+                &tx.prepare_cached(
+                    "SELECT seq, prev_hash, hash FROM journal_entries
                  WHERE store_id = $1 AND seq > $2 AND seq <= $2 + $3 AND outcome <> 'rejected'
                  ORDER BY seq",
+                )
+                .await?,
                 &[&store, &verified.0, &PAGE],
             )
             .await?;

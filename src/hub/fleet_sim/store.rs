@@ -60,6 +60,24 @@ struct Journal {
     settled: Vec<Option<Outcome>>,
 }
 
+/// The batches a store with `entries` all pending sends, in order, by the uplink's rule
+/// ([`Journal::pending`]): the highest-priority lane first, `seq` order within it, at most
+/// `limit` a batch. The fleet bench's fair PostgreSQL peer commits the same transactions.
+pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
+    let mut j = Journal {
+        entries: entries.to_vec(),
+        settled: vec![None; entries.len()],
+    };
+    let mut out = Vec::new();
+    while let Some((_, batch)) = j.pending(limit.max(1)) {
+        for e in &batch {
+            j.settled[(e.seq - 1) as usize] = Some(Outcome::Accepted);
+        }
+        out.push(batch);
+    }
+    out
+}
+
 impl Journal {
     fn pending(&self, limit: usize) -> Option<(Lane, Vec<Entry>)> {
         Lane::BY_PRIORITY.into_iter().find_map(|lane| {
