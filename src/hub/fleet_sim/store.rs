@@ -356,7 +356,13 @@ impl VStore {
         let mut stop = stop.clone();
         let url = format!("{}/v1/health", self.base);
         loop {
-            if self.upstreams.permit(C, chrono::Utc::now()) {
+            let heard = crate::upstream::recently_heard(
+                &self.upstreams,
+                C,
+                chrono::Utc::now(),
+                policy.health_interval,
+            );
+            if heard.is_none() && self.upstreams.permit(C, chrono::Utc::now()) {
                 self.sending(stats);
                 let outcome = match client
                     .get(&url)
@@ -378,9 +384,11 @@ impl VStore {
                     Err((msg, ra)) => self.upstreams.report_failure_retry_after(C, msg, ra, now),
                 }
             }
-            let wait = self
-                .upstreams
-                .next_permit_in(C, chrono::Utc::now(), policy.health_interval)
+            let wait = heard
+                .unwrap_or_else(|| {
+                    self.upstreams
+                        .next_permit_in(C, chrono::Utc::now(), policy.health_interval)
+                })
                 .max(Duration::from_millis(20));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
