@@ -2,7 +2,10 @@
 // (PostgreSQL, the hub, three Standin stores sending heartbeats): the three stores show OK;
 // a fourth store registered with `standin hub store add` reports itself offline, then stops
 // reporting and shows silent within one health interval of crossing the silent threshold;
-// axe-core finds no WCAG 2.2 AA violation.
+// axe-core finds no WCAG 2.2 AA violation. Then the demo with virtual stores: every state
+// shows on the page, the console's `down` takes the hub away from the stores and every one
+// goes silent while the page stays up, and after `up` they come back and drain: each
+// store's whole journal, the outage's entries included, verified at HQ.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -21,7 +24,7 @@ const freePort = () => new Promise((ok, fail) => {
   s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
 });
 
-async function startHubDemo() {
+async function startHubDemo(virtualStores) {
   const dir = mkdtempSync(join(tmpdir(), "standin-fleet-ui-"));
   // PostgreSQL runs as `nobody` when the tests run as root: it must reach its directory.
   chmodSync(dir, 0o755);
@@ -31,7 +34,8 @@ async function startHubDemo() {
   const child = spawn(BIN, [
     "hub", "demo", "--listen", "127.0.0.1:0", "--stores-listen", "127.0.0.1:0", "--pg-port", String(pgPort),
     "--data-dir", data, "--receipts", "50", "--pickup-orders", "10",
-  ], { cwd: dir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+    "--stores-link", "127.0.0.1:0", "--virtual-stores", String(virtualStores),
+  ], { cwd: dir, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
   for (const s of [child.stdout, child.stderr]) s.on("data", (b) => out.push(b.toString()));
   let exited = null;
   child.on("exit", (code, signal) => { exited = { code, signal }; });
@@ -46,6 +50,11 @@ async function startHubDemo() {
     fleetUrl,
     hubUrl: fleetUrl.replace(/\/fleet$/, ""),
     pgUrl,
+    text,
+    /** Types `line` at the demo's console. */
+    command(line) {
+      child.stdin.write(`${line}\n`);
+    },
     async stop() {
       process.removeListener("exit", kill);
       if (!exited) {
@@ -72,7 +81,7 @@ function heartbeat(store, seq, payments) {
 describe("the fleet page", () => {
   let demo, browser;
   before(async () => {
-    demo = await startHubDemo();
+    demo = await startHubDemo(0);
     browser = await launchBrowser();
   });
   after(async () => {
@@ -134,6 +143,88 @@ describe("the fleet page", () => {
     await until("the filtered table", async () => (await page.locator("tbody tr").count()) === 1 && (await row("store-ui").count()) === 1);
     assert.match(await page.locator("#stores-title").innerText(), /Silent stores/);
     await assertAxe(page, "the fleet page filtered to silent stores");
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+const fleetJson = async (hubUrl) => (await fetch(`${hubUrl}/v1/fleet`)).json();
+
+describe("the demo's virtual stores through the hub going down and coming back", () => {
+  const VIRTUAL = 40;
+  const ALL = VIRTUAL + 3;
+  let demo, browser;
+  before(async () => {
+    demo = await startHubDemo(VIRTUAL);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await demo?.stop();
+  });
+
+  it("shows every state, every store silent while the hub is down, then the fleet drained", async () => {
+    const page = await newPage(browser, { width: 1600, height: 1000 });
+    await page.goto(demo.fleetUrl);
+    const row = (store) => page.locator(`tr[data-store="${store}"]`);
+    const n = async (id) => Number((await page.locator(`#${id}`).innerText()).replace(/,/g, ""));
+
+    // Every state populated: stores start cut (silent), with the processor down and
+    // payments held offline, and with a hand-over of an order HQ cancelled (set aside).
+    await until("every store on the page, in each state", async () =>
+      (await page.locator("tbody tr").count()) === ALL
+        && await n("n-ok") > 0 && await n("n-offline") > 0 && await n("n-silent") > 0
+        && await n("t-set-aside") > 0, 30_000, 250);
+    let fleet = await fleetJson(demo.hubUrl);
+    assert.equal(fleet.totals.stores, ALL);
+    const virtual = fleet.stores.filter((s) => s.store_id.startsWith("vstore-"));
+    assert.equal(virtual.length, VIRTUAL);
+    const offline = virtual.find((s) => s.state === "offline" && s.flags.includes("exposure"));
+    assert.ok(offline, "a virtual store offline with payments held");
+    assert.equal(offline.reported.upstreams.payments.state, "down");
+    assert.ok(offline.reported.payments.offline_total_minor > 0);
+    assert.ok(offline.reported.payments.tightest_deadline);
+    assert.ok(fleet.totals.offline_payments > 0);
+    assert.match(await page.locator("#t-exposure").innerText(), /EUR \d/);
+    assert.match(await row(offline.store_id).innerText(), /Offline[\s\S]*Down/);
+    const setAside = virtual.find((s) => s.set_aside_count > 0);
+    assert.ok(setAside, "a virtual store with an entry set aside");
+    assert.equal(setAside.set_aside[0].reason, "order_cancelled");
+    assert.ok(virtual.some((s) => s.state === "silent"), "a virtual store silent");
+    await shot(page, "fleet-virtual-stores");
+    await assertAxe(page, "the fleet page with virtual stores");
+
+    // The hub goes away from the stores; the page stays up and every store goes silent.
+    demo.command("down");
+    const down = Date.now();
+    await until("every store silent", async () => await n("n-silent") === ALL, 40_000, 250);
+    console.log(`every store silent ${((Date.now() - down) / 1000).toFixed(1)} s after down`);
+    fleet = await fleetJson(demo.hubUrl);
+    assert.equal(fleet.totals.by_state.silent, ALL);
+    await shot(page, "fleet-hub-down");
+
+    // Back: the stores find the hub in their breakers' time and drain what they journalled
+    // meanwhile. Drained: in a report sent after the return, the store has nothing waiting,
+    // and HQ has verified its chain at least up to the last entry it reported (the store
+    // journals on, so HQ may be ahead of its last report).
+    demo.command("up");
+    const up = Date.now();
+    let maxBacklog = 0;
+    const drained = (s) => s.reported && s.reported.journal.pending === 0
+      && s.verified_seq >= s.reported.journal.last_seq;
+    await until("the fleet back and drained", async () => {
+      fleet = await fleetJson(demo.hubUrl);
+      maxBacklog = Math.max(maxBacklog, fleet.totals.backlog);
+      const back = fleet.stores.filter((s) => s.state !== "silent");
+      // The stores cut by the demo's own dice stay silent until their link returns.
+      return back.length >= ALL - 3 && back.every(drained)
+        && back.every((s) => new Date(s.reported_at) > new Date(up));
+    }, 90_000, 500);
+    console.log(`back and drained ${((Date.now() - up) / 1000).toFixed(1)} s after up (largest backlog reported: ${maxBacklog})`);
+    const landed = fleet.stores.filter((s) => s.store_id.startsWith("vstore-") && s.state !== "silent")
+      .reduce((sum, s) => sum + s.verified_seq, 0);
+    assert.ok(landed > 0);
+    await until("the page to show them", async () => await n("n-silent") <= 3, 10_000, 250);
+    await shot(page, "fleet-hub-back");
     assert.deepEqual(page.problems, []);
   });
 });

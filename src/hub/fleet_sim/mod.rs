@@ -17,6 +17,7 @@
 //!    every store's chain re-verified with [`crate::journal::chain`], entry by entry against
 //!    what the store generated.
 
+pub mod background;
 pub mod store;
 
 use std::path::PathBuf;

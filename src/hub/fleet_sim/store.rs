@@ -98,6 +98,19 @@ impl Journal {
     }
 }
 
+/// The store's card processor as it sees it, and the payments it approved offline and has
+/// not yet forwarded: what its heartbeat reports (the bench's stores stay up, with none).
+#[derive(Debug, Clone, Default)]
+pub struct Till {
+    pub processor_down: bool,
+    /// When `processor_down` last changed (none: never; reported as now).
+    pub processor_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub offline_count: i64,
+    pub offline_total_minor: i64,
+    /// The earliest forwarding deadline among them (RFC 3339).
+    pub tightest_deadline: Option<String>,
+}
+
 pub struct VStore {
     pub id: String,
     pub token: String,
@@ -115,6 +128,9 @@ pub struct VStore {
     /// All entries generated (the generator is done).
     pub generated_all: AtomicBool,
     pub set_aside: AtomicU64,
+    pub till: Mutex<Till>,
+    /// Sent as the heartbeat's `interval_secs` (the hub's silence threshold for this store).
+    interval_secs: Option<u64>,
 }
 
 impl VStore {
@@ -139,7 +155,15 @@ impl VStore {
             last_second: AtomicI64::new(-1),
             generated_all: AtomicBool::new(false),
             set_aside: AtomicU64::new(0),
+            till: Mutex::default(),
+            interval_secs: None,
         }
+    }
+
+    /// Reports `secs` as its health interval in every heartbeat.
+    pub fn reporting_interval(mut self, secs: u64) -> Self {
+        self.interval_secs = Some(secs);
+        self
     }
 
     /// Appends one entry to the store's chain, sealed as `journal::append` seals it.
@@ -162,6 +186,17 @@ impl VStore {
             ),
             _ => (Lane::Audit, "audit.note", json!({ "n": n })),
         };
+        self.append_entry(NewEntry {
+            lane,
+            kind: kind.into(),
+            actor: Some("kiosk-1".into()),
+            device: Some("kiosk-1".into()),
+            body,
+        })
+    }
+
+    /// Appends `entry` to the store's chain, sealed as `journal::append` seals it.
+    pub fn append_entry(&self, entry: NewEntry) -> Entry {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut j = self.journal.lock().expect("journal lock");
         let prev = j
@@ -169,19 +204,7 @@ impl VStore {
             .last()
             .map_or_else(|| GENESIS.to_string(), |e| e.hash.clone());
         let seq = j.entries.len() as i64 + 1;
-        let e = crate::journal::seal(
-            seq,
-            prev,
-            &self.id,
-            &now,
-            NewEntry {
-                lane,
-                kind: kind.into(),
-                actor: Some("kiosk-1".into()),
-                device: Some("kiosk-1".into()),
-                body,
-            },
-        );
+        let e = crate::journal::seal(seq, prev, &self.id, &now, entry);
         j.entries.push(e.clone());
         j.settled.push(None);
         drop(j);
@@ -602,6 +625,8 @@ pub fn heartbeat_body(s: &VStore) -> Heartbeat {
             )
         })
         .collect();
+    let till = s.till.lock().expect("till").clone();
+    let payments_since = till.processor_since.unwrap_or(now);
     let set_aside = j
         .settled
         .iter()
@@ -612,13 +637,18 @@ pub fn heartbeat_body(s: &VStore) -> Heartbeat {
         "sent_at": rfc(now),
         "version": env!("CARGO_PKG_VERSION"),
         "seq": s.hb_seq.fetch_add(1, Ordering::Relaxed) + 1,
+        "interval_secs": s.interval_secs,
         "upstreams": {
             "central": { "state": state, "since": central.map(|h| rfc(h.since)) },
-            "payments": { "state": "up", "since": rfc(now) },
+            "payments": {
+                "state": if till.processor_down { "down" } else { "up" },
+                "since": rfc(payments_since),
+            },
         },
         "journal": { "pending": j.backlog(), "oldest_pending_at": oldest_all, "lanes": lanes,
                      "set_aside": set_aside, "last_seq": j.entries.len() },
-        "payments": { "offline_count": 0, "offline_total_minor": 0, "currency": "EUR", "tightest_deadline": Value::Null },
+        "payments": { "offline_count": till.offline_count, "offline_total_minor": till.offline_total_minor,
+                      "currency": "EUR", "tightest_deadline": till.tightest_deadline },
         "refunds": { "queued": 0, "queued_total_minor": 0 },
         "feeds": feeds,
     });
