@@ -241,6 +241,33 @@ async fn feed_batches_are_numbered_from_one_and_stable() {
     .await;
 }
 
+/// `as_of` (API.md): how current HQ's data behind the feed is, on every page, the one a
+/// caught-up store reads to the end included: RFC 3339 UTC, never ahead of now, and recent
+/// here (the hub's feed was just imported; the simulator's HQ is not stalled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_page_says_how_current_hqs_data_is() {
+    centrals(async |c| {
+        let all = c.all_batches("pickup_orders").await;
+        for after in [0, all.len()] {
+            let (status, page) = c.batches("pickup_orders", after as u64).await;
+            assert_eq!(status, StatusCode::OK, "{}", c.name);
+            let as_of = page["as_of"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no as_of in the page after {after}", c.name));
+            assert!(as_of.ends_with('Z'), "{}: {as_of}", c.name);
+            let t = chrono::DateTime::parse_from_rfc3339(as_of)
+                .unwrap_or_else(|e| panic!("{}: as_of {as_of}: {e}", c.name));
+            let age = chrono::Utc::now().signed_duration_since(t).num_seconds();
+            assert!(
+                (0..120).contains(&age),
+                "{}: as_of {as_of} is {age} s old",
+                c.name
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_the_contract_shape() {
     centrals(async |c| {

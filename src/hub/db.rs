@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "fleet",
         include_str!("../../migrations/hub/0002_fleet.sql"),
     ),
+    (
+        3,
+        "feed_imports",
+        include_str!("../../migrations/hub/0003_feed_imports.sql"),
+    ),
 ];
 
 /// The schema version this binary needs (readiness compares it with the database's).

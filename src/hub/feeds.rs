@@ -1,7 +1,8 @@
 //! Feeds out: what HQ imports (`standin hub import FEED FILE`) becomes, per store and feed,
 //! numbered batches in the push body's shape. A store's first pull gets a snapshot in
 //! parts; later pulls get deltas of what changed since its last batch. Batches are kept
-//! once made, so `after=n` returns the same batch n+1 every time.
+//! once made, so `after=n` returns the same batch n+1 every time. Every page carries `as_of`,
+//! the feed's last import: HQ's data is that current.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -9,6 +10,7 @@ use std::io::BufRead;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{DbError, HubError, HubState};
@@ -125,6 +127,14 @@ pub async fn import(
             )
             .await?;
     }
+    // HQ's data behind this feed is current as of this import, changed or not: an empty
+    // file is HQ saying "nothing new" (the stores' `as_of`, see `serve`).
+    tx.execute(
+        "INSERT INTO feed_imports (feed, imported_at) VALUES ($1, now())
+         ON CONFLICT (feed) DO UPDATE SET imported_at = greatest(feed_imports.imported_at, now())",
+        &[&feed.as_str()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(Imported { lines, changed })
 }
@@ -159,17 +169,32 @@ pub async fn get_batches(
     };
     let after = number("after", 0)?;
     let limit = number("limit", 10)?.clamp(1, 100);
-    let batches = serve(&state, &store, feed, after, limit)
+    let page = serve(&state, &store, feed, after, limit)
         .await
         .map_err(|e| state.db_error(&store, e))?;
     let mut body = String::from(r#"{"batches":["#);
-    body.push_str(&batches.join(","));
-    body.push_str("]}");
+    body.push_str(&page.batches.join(","));
+    body.push(']');
+    if let Some(t) = page.as_of {
+        body.push_str(&format!(
+            r#","as_of":"{}""#,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    body.push('}');
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response())
+}
+
+/// One page of a store's feed.
+pub struct Page {
+    pub batches: Vec<String>,
+    /// When HQ last imported the feed (none before its first import): the batches answer
+    /// every change imported up to then.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// Batches after `after`, making new ones from the changes when the store has caught up.
@@ -179,15 +204,25 @@ pub async fn serve(
     feed: Feed,
     after: i64,
     limit: i64,
-) -> Result<Vec<String>, DbError> {
+) -> Result<Page, DbError> {
     let client = state.pool.get().await?;
+    // Read before the batches: every import committed by then is in what follows, so
+    // `as_of` never claims more than the page holds.
+    let as_of = client
+        .query_opt(
+            "SELECT extract(epoch FROM imported_at)::float8 FROM feed_imports WHERE feed = $1",
+            &[&feed.as_str()],
+        )
+        .await?
+        .and_then(|r| DateTime::from_timestamp_micros((r.get::<_, f64>(0) * 1e6) as i64));
     let read = "SELECT body FROM feed_batches WHERE store_id = $1 AND feed = $2 AND batch > $3
                 ORDER BY batch LIMIT $4";
     let rows = client
         .query(read, &[&store, &feed.as_str(), &after, &limit])
         .await?;
     if rows.len() as i64 == limit {
-        return Ok(rows.into_iter().map(|r| r.get(0)).collect());
+        let batches = rows.into_iter().map(|r| r.get(0)).collect();
+        return Ok(Page { batches, as_of });
     }
     drop(client);
     materialise(state, store, feed, limit).await?;
@@ -195,7 +230,8 @@ pub async fn serve(
     let rows = client
         .query(read, &[&store, &feed.as_str(), &after, &limit])
         .await?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    let batches = rows.into_iter().map(|r| r.get(0)).collect();
+    Ok(Page { batches, as_of })
 }
 
 /// Appends up to `want` batches for what changed since the last one (or the first
