@@ -18,6 +18,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+use self::console::{CONSOLE_HELP, StoresLink, console, hq_export};
 use super::cluster::{Cluster, find_or_install_bin};
 use super::fleet_sim::background::{self, Background};
 use super::{HubConfig, HubState, db};
@@ -26,6 +27,8 @@ use crate::config::{Config, Secret};
 use crate::demo::DEMO_PEPPER;
 use crate::feeds::Feed;
 use crate::simulator::{DemoCredentials, SimConfig, Simulator};
+
+mod console;
 
 const MARKER: &str = "standin-hub-demo";
 const STORES: usize = 3;
@@ -185,7 +188,8 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
     let hub_config = HubConfig {
         database_url: Secret::new(cluster.url.clone()),
         listen: args.listen,
-        // The demo's stores check central (and send their heartbeat) every 2 s.
+        // The real stores check central (and send their heartbeat) every 2 s; the virtual
+        // ones every 5 s, which their heartbeats say.
         health_interval_secs: STORE_HEALTH_INTERVAL_SECS,
         // One process for every store of the demo, on a machine that also runs them all.
         // A store refused `busy` waits out a Retry-After of up to ~25 s, longer than the 15 s
@@ -372,111 +376,4 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
     processor.shutdown().await;
     drop(cluster);
     Ok(())
-}
-
-const CONSOLE_HELP: &str = "\
-Console (type a command, then Enter):
-  down      take the hub away from every store (their link refuses connections);
-            the fleet page stays up: watch stores go silent, trading on offline
-  up        bring it back: watch them return, drain their backlogs, turn OK
-  db down   stop PostgreSQL hard instead (the hub answers 503 with a Retry-After)
-  db up     start it again
-  status    what the stores' link and the virtual stores are doing";
-
-/// Console lines, read on a thread of their own: a blocked read of stdin must not hold
-/// the runtime's shutdown. Ends when stdin does.
-fn console() -> tokio::sync::mpsc::Receiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { return };
-            if tx.blocking_send(line.trim().to_lowercase()).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// HQ's export job: every minute it imports what changed in each feed, here nothing (an
-/// empty file), which keeps the feeds' `as_of` current, as a real scheduled export would.
-async fn hq_export(url: String, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(HQ_EXPORT_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-        let done = async {
-            let mut client = db::connect(&url).await?;
-            for feed in Feed::ALL {
-                super::feeds::import(&mut client, feed, &b""[..]).await?;
-            }
-            anyhow::Ok(())
-        };
-        if let Err(e) = done.await {
-            tracing::warn!(error = %e, "demo HQ export: import failed; retrying next minute");
-        }
-    }
-}
-
-const HQ_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The hub as the demo's stores reach it: a listener of its own on a fixed address, closed
-/// and opened again from the console.
-struct StoresLink {
-    state: HubState,
-    addr: SocketAddr,
-    serving: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )>,
-}
-
-impl StoresLink {
-    async fn open(state: HubState, addr: SocketAddr) -> anyhow::Result<StoresLink> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let mut link = StoresLink {
-            state,
-            addr: listener.local_addr()?,
-            serving: None,
-        };
-        link.serve(listener);
-        Ok(link)
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(super::launch(self.state.clone(), listener, async move {
-            let _ = rx.await;
-        }));
-        self.serving = Some((tx, task));
-    }
-
-    fn is_open(&self) -> bool {
-        self.serving.is_some()
-    }
-
-    async fn reopen(&mut self) -> anyhow::Result<()> {
-        if self.serving.is_none() {
-            let listener = TcpListener::bind(self.addr).await?;
-            self.serve(listener);
-        }
-        Ok(())
-    }
-
-    /// Stops accepting at once; requests in flight get a few seconds to finish, then their
-    /// connections are cut.
-    async fn close(&mut self) {
-        if let Some((tx, mut task)) = self.serving.take() {
-            let _ = tx.send(());
-            if tokio::time::timeout(std::time::Duration::from_secs(3), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
-    }
 }
