@@ -130,7 +130,7 @@ fn main() {
         if random_keys() {
             "in random order (BENCH_KEYS=random)"
         } else {
-            "in time order per kiosk (a counter)"
+            "in time order per kiosk (a zero-padded counter)"
         },
         if velocity_capped() {
             "set (BENCH_VELOCITY=1)"
@@ -416,9 +416,14 @@ fn print_wal_by_btree(dir: &Path, payments: usize) {
     let mut rows: Vec<_> = by_name.into_iter().collect();
     rows.sort_by_key(|(_, (frames, _))| std::cmp::Reverse(*frames));
     let per = |frames: usize| (frames * (24 + page_size)) as f64 / payments.max(1) as f64;
-    println!("standin  WAL by b-tree (page size {page_size}): bytes per payment, frames, distinct pages");
+    println!(
+        "standin  WAL by b-tree (page size {page_size}): bytes per payment, frames, distinct pages"
+    );
     for (name, (frames, pages)) in rows {
-        println!("           {:>7.0}  {frames:>7} {pages:>7}  {name}", per(frames));
+        println!(
+            "           {:>7.0}  {frames:>7} {pages:>7}  {name}",
+            per(frames)
+        );
     }
 }
 
@@ -430,14 +435,16 @@ fn payment_body(kiosk: usize, n: usize) -> Value {
     } else {
         String::new()
     };
-    json!({"idempotency_key": format!("{prefix}k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
+    json!({"idempotency_key": format!("{prefix}k{kiosk}-{n:012}"), "basket_id": format!("b{kiosk}-{n}"),
            "amount_minor": 1_000 + (n % 50) as i64 * 37, "currency": "USD",
            "tender": {"kind": "card_token", "token": format!("tok_{kiosk}_{n}"), "brand": "visa",
                       "last4": format!("{:04}", (kiosk * 7919 + n) % 10_000), "exp_month": 1 + n % 12, "exp_year": 2029}})
 }
 
 /// `BENCH_KEYS=random`: idempotency keys in random order (as UUIDv4 keys are); by default a
-/// kiosk's keys come in time order (a counter), as ULIDs, UUIDv7 or `lane-seq` keys do.
+/// kiosk's keys come in time order (a fixed-width counter), as ULIDs, UUIDv7 or zero-padded
+/// `lane-seq` keys do. (Before issue 19's WAL work the counter was not zero-padded, so key
+/// `...-10000` sorted between `...-1000` and `...-1001`: not time order.)
 fn random_keys() -> bool {
     std::env::var("BENCH_KEYS").is_ok_and(|v| v == "random")
 }
@@ -551,7 +558,7 @@ local n = 0
 request = function()
   n = n + 1
   local k = (n % #tokens) + 1
-  local body = string.format('{{"idempotency_key":"%sw{round}-%d-%d","basket_id":"b{round}-%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
+  local body = string.format('{{"idempotency_key":"%sw{round}-%d-%012d","basket_id":"b{round}-%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
     {key_prefix}, tid, n, tid, n, 1000 + (n % 50) * 37, tid, n, (k * 7919 + n) % 10000, 1 + n % 12)
   return wrk.format("POST", "/kiosk/v1/payments",
     {{["Authorization"] = "Bearer " .. tokens[k], ["Content-Type"] = "application/json"}}, body)

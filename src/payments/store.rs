@@ -875,10 +875,19 @@ mod tests {
     #[test]
     fn a_velocity_cap_set_during_an_outage_counts_the_cards_earlier_approvals() {
         let c = store_db(&caps(None));
-        assert_eq!(pay(&c, 1, "card-a"), ("approved_offline".into(), None, false));
-        assert_eq!(pay(&c, 2, "card-b"), ("approved_offline".into(), None, false));
+        assert_eq!(
+            pay(&c, 1, "card-a"),
+            ("approved_offline".into(), None, false)
+        );
+        assert_eq!(
+            pay(&c, 2, "card-b"),
+            ("approved_offline".into(), None, false)
+        );
         set_policy(&c, &caps(Some(2)));
-        assert_eq!(pay(&c, 3, "card-a"), ("approved_offline".into(), None, true));
+        assert_eq!(
+            pay(&c, 3, "card-a"),
+            ("approved_offline".into(), None, true)
+        );
         assert_eq!(
             pay(&c, 4, "card-a"),
             (
@@ -887,8 +896,14 @@ mod tests {
                 true
             )
         );
-        assert_eq!(pay(&c, 5, "card-b"), ("approved_offline".into(), None, true));
-        assert_eq!(pay(&c, 6, "card-c"), ("approved_offline".into(), None, true));
+        assert_eq!(
+            pay(&c, 5, "card-b"),
+            ("approved_offline".into(), None, true)
+        );
+        assert_eq!(
+            pay(&c, 6, "card-c"),
+            ("approved_offline".into(), None, true)
+        );
         assert_eq!(
             pay(&c, 7, "card-b"),
             (
@@ -903,7 +918,10 @@ mod tests {
     #[test]
     fn a_velocity_cap_in_force_from_the_start_declines_the_cards_next_payment() {
         let c = store_db(&caps(Some(1)));
-        assert_eq!(pay(&c, 1, "card-a"), ("approved_offline".into(), None, true));
+        assert_eq!(
+            pay(&c, 1, "card-a"),
+            ("approved_offline".into(), None, true)
+        );
         assert_eq!(
             pay(&c, 2, "card-a").1.as_deref(),
             Some("card_velocity_count")
@@ -945,6 +963,9 @@ mod tests {
                 |r| r.get(3),
             )
             .unwrap();
-        assert!(plan.contains("USING INDEX sqlite_autoindex_payments"), "{plan}");
+        assert!(
+            plan.contains("USING INDEX sqlite_autoindex_payments"),
+            "{plan}"
+        );
     }
 }
