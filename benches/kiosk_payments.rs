@@ -4,7 +4,9 @@
 //! same run on the same machine.
 //!
 //! `cargo bench --bench kiosk_payments` (`BENCH_SECONDS=N` per side, default 10;
-//! `BENCH_KIOSKS=N`, default 64; `BENCH_CLIENT=wrk|reqwest`, default wrk).
+//! `BENCH_KIOSKS=N`, default 64; `BENCH_CLIENT=wrk|reqwest`, default wrk; `BENCH_KEYS=random`
+//! for idempotency keys in random order; `BENCH_VELOCITY=1` for card velocity caps;
+//! `BENCH_PAGE_SIZE=N` for a database made with N-byte pages, as an older store's).
 //! - **Standin:** `launch` on port 0 with a temp database (`synchronous=FULL`), 64 kiosk
 //!   devices and a policy whose caps are far above what the run can reach, so every payment
 //!   is an `approved_offline` decision: a durable insert of the payment row plus its journal
@@ -123,6 +125,19 @@ fn main() {
         Client::Wrk(_) => "wrk -t 2",
         Client::Reqwest => "reqwest clients in-process",
     };
+    println!(
+        "standin  idempotency keys {}; card velocity caps {}",
+        if random_keys() {
+            "in random order (BENCH_KEYS=random)"
+        } else {
+            "in time order per kiosk (a zero-padded counter)"
+        },
+        if velocity_capped() {
+            "set (BENCH_VELOCITY=1)"
+        } else {
+            "not set"
+        }
+    );
     let standin = rt.block_on(run_standin(kiosks, Duration::from_secs(seconds), client));
     drop(rt);
     println!(
@@ -190,6 +205,17 @@ async fn run_standin(kiosks: usize, duration: Duration, driver: Client) -> Figur
         sha256: standin::access::token::sha256_hex(&sync_token),
         scopes: vec!["sync".into()],
     }];
+    if let Some(size) = std::env::var("BENCH_PAGE_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        // A database made with another page size than a new one gets: as an older store's.
+        let c = rusqlite::Connection::open(dir.path().join("standin.db")).unwrap();
+        c.pragma_update(None, "page_size", size).unwrap();
+        let _: String = c
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .unwrap();
+    }
     let state = standin::server::open(config, Arc::new(SystemClock)).unwrap();
     let store = state.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap())
@@ -236,8 +262,13 @@ async fn run_standin(kiosks: usize, duration: Duration, driver: Client) -> Figur
         ("offline_tenders", json!(["card_token", "p2pe"])),
         ("forward_deadline_hours", json!(48)),
     ];
+    let velocity = [
+        ("card_velocity_count", json!(1_000_000)),
+        ("card_velocity_amount_minor", json!(1_000_000_000_000i64)),
+    ];
     let upserts: Vec<Value> = policy
         .iter()
+        .chain(velocity.iter().filter(|_| velocity_capped()))
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
     push(
@@ -333,22 +364,102 @@ where
     let bytes = std::fs::metadata(dir.join("standin.db-wal"))
         .map(|m| m.len().saturating_sub(32))
         .unwrap_or(0);
+    let payments = rows - rows0;
+    print_wal_by_btree(dir, payments);
     hold.execute_batch("COMMIT").unwrap();
     Wal {
         bytes,
-        payments: rows - rows0,
+        payments,
         secs: held.secs,
         p99_ms: held.p99_ms,
+    }
+}
+
+/// Which b-trees the held WAL's frames belong to: each frame is one whole page, so this is
+/// where the WAL bytes per payment go (read while the WAL is still held, through a fresh
+/// connection that sees every frame; `dbstat` maps a page to its table or index).
+fn print_wal_by_btree(dir: &Path, payments: usize) {
+    let wal = std::fs::read(dir.join("standin.db-wal")).unwrap_or_default();
+    if wal.len() < 32 {
+        return;
+    }
+    let page_size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let mut frames_of_page = std::collections::HashMap::<u32, usize>::new();
+    for frame in wal[32..].chunks_exact(24 + page_size) {
+        *frames_of_page
+            .entry(u32::from_be_bytes(frame[0..4].try_into().unwrap()))
+            .or_default() += 1;
+    }
+    let conn = rusqlite::Connection::open(dir.join("standin.db")).unwrap();
+    let mut owner = std::collections::HashMap::<u32, String>::new();
+    let mut stmt = conn.prepare("SELECT name, pageno FROM dbstat").unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+        .unwrap();
+    for row in rows {
+        let (name, page) = row.unwrap();
+        owner.insert(page, name);
+    }
+    let mut by_name = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for (page, frames) in frames_of_page {
+        let name = owner.get(&page).cloned().unwrap_or_else(|| {
+            if page == 1 {
+                "(header page)".into()
+            } else {
+                "(free page)".into()
+            }
+        });
+        let e = by_name.entry(name).or_default();
+        e.0 += frames;
+        e.1 += 1;
+    }
+    let mut rows: Vec<_> = by_name.into_iter().collect();
+    rows.sort_by_key(|(_, (frames, _))| std::cmp::Reverse(*frames));
+    let per = |frames: usize| (frames * (24 + page_size)) as f64 / payments.max(1) as f64;
+    println!(
+        "standin  WAL by b-tree (page size {page_size}): bytes per payment, frames, distinct pages"
+    );
+    for (name, (frames, pages)) in rows {
+        println!(
+            "           {:>7.0}  {frames:>7} {pages:>7}  {name}",
+            per(frames)
+        );
     }
 }
 
 /// One kiosk payment, unique per kiosk and number (the reqwest driver's; wrk's script builds
 /// the same shape).
 fn payment_body(kiosk: usize, n: usize) -> Value {
-    json!({"idempotency_key": format!("k{kiosk}-{n}"), "basket_id": format!("b{kiosk}-{n}"),
+    let prefix = if random_keys() {
+        format!("{:016x}-", rand_u64())
+    } else {
+        String::new()
+    };
+    json!({"idempotency_key": format!("{prefix}k{kiosk}-{n:012}"), "basket_id": format!("b{kiosk}-{n}"),
            "amount_minor": 1_000 + (n % 50) as i64 * 37, "currency": "USD",
            "tender": {"kind": "card_token", "token": format!("tok_{kiosk}_{n}"), "brand": "visa",
                       "last4": format!("{:04}", (kiosk * 7919 + n) % 10_000), "exp_month": 1 + n % 12, "exp_year": 2029}})
+}
+
+/// `BENCH_KEYS=random`: idempotency keys in random order (as UUIDv4 keys are); by default a
+/// kiosk's keys come in time order (a fixed-width counter), as ULIDs, UUIDv7 or zero-padded
+/// `lane-seq` keys do. (Before issue 19's WAL work the counter was not zero-padded, so key
+/// `...-10000` sorted between `...-1000` and `...-1001`: not time order.)
+fn random_keys() -> bool {
+    std::env::var("BENCH_KEYS").is_ok_and(|v| v == "random")
+}
+
+/// `BENCH_VELOCITY=1`: the policy also sets per-card velocity caps (far above what the run
+/// reaches), so every payment is counted and indexed by card.
+fn velocity_capped() -> bool {
+    std::env::var("BENCH_VELOCITY").is_ok_and(|v| v == "1")
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 /// Each kiosk its own reqwest client and keep-alive connection, paying back to back.
@@ -430,6 +541,12 @@ async fn drive_wrk(
         .map(|t| format!("\"{t}\""))
         .collect::<Vec<_>>()
         .join(",");
+    // BENCH_KEYS=random: a random prefix (as a UUIDv4 key would be) before the unique part.
+    let key_prefix = if random_keys() {
+        "string.format('%08x%08x-', math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))"
+    } else {
+        "''"
+    };
     let script = format!(
         r#"local tokens = {{{list}}}
 local threads = 0
@@ -441,8 +558,8 @@ local n = 0
 request = function()
   n = n + 1
   local k = (n % #tokens) + 1
-  local body = string.format('{{"idempotency_key":"w{round}-%d-%d","basket_id":"b{round}-%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
-    tid, n, tid, n, 1000 + (n % 50) * 37, tid, n, (k * 7919 + n) % 10000, 1 + n % 12)
+  local body = string.format('{{"idempotency_key":"%sw{round}-%d-%012d","basket_id":"b{round}-%d-%d","amount_minor":%d,"currency":"USD","tender":{{"kind":"card_token","token":"tok_%d_%d","brand":"visa","last4":"%04d","exp_month":%d,"exp_year":2029}}}}',
+    {key_prefix}, tid, n, tid, n, 1000 + (n % 50) * 37, tid, n, (k * 7919 + n) % 10000, 1 + n % 12)
   return wrk.format("POST", "/kiosk/v1/payments",
     {{["Authorization"] = "Bearer " .. tokens[k], ["Content-Type"] = "application/json"}}, body)
 end
@@ -583,12 +700,32 @@ struct Pg {
 /// The fair peer's schema and `pay()` function.
 const PEER_SQL: &str = include_str!("kiosk_payments_peer.sql");
 
+/// The peer's idempotency key: in time order per client (microseconds; one payment at a time
+/// per client), as Standin's bench makes them, or random with `BENCH_KEYS=random`.
+fn peer_script() -> String {
+    let key = if random_keys() {
+        "('k' || :k)::text"
+    } else {
+        "('k' || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)::text"
+    };
+    PEER_SCRIPT.replace("KEY", key)
+}
+
+/// The peer's policy rows for `BENCH_VELOCITY=1`, as Standin's bench pushes them.
+fn peer_velocity_sql() -> &'static str {
+    if velocity_capped() {
+        "INSERT INTO policy VALUES ('card_velocity_count', '1000000'), ('card_velocity_amount_minor', '1000000000000')"
+    } else {
+        "SELECT 1"
+    }
+}
+
 /// One `pay()` call per transaction, a fresh key each, from the client's own kiosk.
 const PEER_SCRIPT: &str = r#"\set amt random(1000, 2813)
 \set k random(1, 9000000000000000000)
 \set last4 random(0, 9999)
 \set m random(1, 12)
-SELECT pay(('sco-' || :client_id)::text, ('k' || :k)::text, ('b' || :k)::text, (:amt)::bigint, jsonb_build_object('kind', 'card_token', 'token', ('tok_' || :k)::text, 'brand', 'visa', 'last4', lpad((:last4)::text, 4, '0'), 'exp_month', (:m)::int, 'exp_year', 2029));
+SELECT pay(('sco-' || :client_id)::text, KEY, ('b' || :k)::text, (:amt)::bigint, jsonb_build_object('kind', 'card_token', 'token', ('tok_' || :k)::text, 'brand', 'visa', 'last4', lpad((:last4)::text, 4, '0'), 'exp_month', (:m)::int, 'exp_year', 2029));
 "#;
 
 /// A throwaway cluster: pgbench's single-row inserts from 8 clients, then the fair peer from
@@ -613,8 +750,8 @@ fn postgres(seconds: u64, kiosks: usize) -> Result<Pg, String> {
     let script = dir.path().join("insert.sql");
     std::fs::write(&script, "INSERT INTO payments (idempotency_key, amount_minor) VALUES (md5(random()::text), 1000);\n")
         .map_err(|e| e.to_string())?;
-    let peer_script = dir.path().join("pay.sql");
-    std::fs::write(&peer_script, PEER_SCRIPT).map_err(|e| e.to_string())?;
+    let peer_script_path = dir.path().join("pay.sql");
+    std::fs::write(&peer_script_path, peer_script()).map_err(|e| e.to_string())?;
     let peer_sql = dir.path().join("peer.sql");
     std::fs::write(&peer_sql, PEER_SQL).map_err(|e| e.to_string())?;
     let logs = dir.path().join("logs");
@@ -734,6 +871,7 @@ fn postgres(seconds: u64, kiosks: usize) -> Result<Pg, String> {
             ),
             "peer schema",
         )?;
+        sql("peer", peer_velocity_sql())?;
         // Replays answer the first answer; another body under the same key is refused.
         let tender = "jsonb_build_object('kind', 'card_token', 'token', 't', 'brand', 'visa', 'last4', '0001', 'exp_month', 1, 'exp_year', 2029)";
         let first = sql(
@@ -757,7 +895,7 @@ fn postgres(seconds: u64, kiosks: usize) -> Result<Pg, String> {
         let rows0: i64 = sql("peer", "SELECT count(*) FROM payments")?
             .parse()
             .map_err(|e| format!("{e}"))?;
-        let peer_script_s = peer_script.to_string_lossy().into_owned();
+        let peer_script_s = peer_script_path.to_string_lossy().into_owned();
         let prefix = logs.join("peer").to_string_lossy().into_owned();
         let clients = kiosks.to_string();
         let out = run(

@@ -12,11 +12,13 @@ CREATE TABLE payments (
   status text NOT NULL, reason text, auth_code text, offline boolean NOT NULL DEFAULT false,
   sent boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL, decided_at timestamptz,
   forward_by timestamptz, forwarded_at timestamptz, forward_attempts int NOT NULL DEFAULT 0,
-  last_forward_error text, answer jsonb, sale_id text,
-  UNIQUE (device_id, idempotency_key));
+  last_forward_error text, answer jsonb, sale_id text, velocity_indexed boolean NOT NULL DEFAULT false,
+  UNIQUE (idempotency_key, device_id));
 CREATE INDEX payments_queue ON payments (created_at) WHERE status = 'approved_offline';
 CREATE INDEX payments_deadline ON payments (forward_by) WHERE status = 'approved_offline';
-CREATE INDEX payments_card ON payments (card_fingerprint, created_at) WHERE offline AND card_fingerprint IS NOT NULL;
+-- As Standin's migration 0015: by card only under a velocity cap, else in time order.
+CREATE INDEX payments_card ON payments (card_fingerprint, created_at) WHERE offline AND card_fingerprint IS NOT NULL AND velocity_indexed;
+CREATE INDEX payments_card_later ON payments (created_at) WHERE offline AND card_fingerprint IS NOT NULL AND NOT velocity_indexed;
 CREATE INDEX payments_open ON payments (created_at) WHERE status = 'pending';
 CREATE INDEX payments_unresolved ON payments (created_at) WHERE status = 'declined_offline' AND sent AND forwarded_at IS NULL;
 CREATE INDEX payments_expired ON payments (created_at) WHERE status = 'expired';
@@ -50,7 +52,7 @@ DECLARE
   v_exposure bigint; v_count bigint; v_sum bigint; v_status text; v_reason text;
   v_forward timestamptz; v_id uuid := gen_random_uuid(); v_answer jsonb; v_entry text;
   v_now timestamptz := clock_timestamp(); v_tx_cap bigint; v_cap bigint; v_hours int;
-  v_tenders jsonb; v_fwd_hours int;
+  v_tenders jsonb; v_fwd_hours int; v_velocity boolean;
 BEGIN
   SELECT hash INTO v_prev FROM journal_head WHERE id = 1 FOR UPDATE;
   SELECT body_sha256, answer INTO v_old FROM payments WHERE device_id = p_device AND idempotency_key = p_key;
@@ -66,17 +68,20 @@ BEGIN
          max(CASE WHEN key = 'offline_exposure_cap_minor' THEN (value #>> '{}')::bigint END),
          max(CASE WHEN key = 'offline_max_hours' THEN (value #>> '{}')::int END),
          max(CASE WHEN key = 'forward_deadline_hours' THEN (value #>> '{}')::int END),
-         jsonb_agg(value) FILTER (WHERE key = 'offline_tenders') -> 0
-    INTO v_tx_cap, v_cap, v_hours, v_fwd_hours, v_tenders FROM policy;
+         jsonb_agg(value) FILTER (WHERE key = 'offline_tenders') -> 0,
+         bool_or(key IN ('card_velocity_count', 'card_velocity_amount_minor'))
+    INTO v_tx_cap, v_cap, v_hours, v_fwd_hours, v_tenders, v_velocity FROM policy;
   SELECT reachable_at INTO v_reach FROM payments_processor WHERE id = 1;
   v_fp := encode(sha256(convert_to(concat_ws('|', p_tender->>'brand', p_tender->>'last4',
     p_tender->>'exp_month', p_tender->>'exp_year'), 'UTF8')), 'hex');
   SELECT e.total_minor + coalesce((SELECT sum(amount_minor) FROM payments
            WHERE status = 'expired' AND created_at >= v_reach), 0)
     INTO v_exposure FROM payments_exposure e WHERE id = 1;
-  SELECT count(*), coalesce(sum(amount_minor), 0) INTO v_count, v_sum FROM payments
-    WHERE card_fingerprint = v_fp AND offline AND created_at >= v_reach
-      AND status IN ('approved_offline', 'captured', 'declined_after_forward', 'expired');
+  IF v_velocity THEN
+    SELECT count(*), coalesce(sum(amount_minor), 0) INTO v_count, v_sum FROM payments
+      WHERE card_fingerprint = v_fp AND offline AND created_at >= v_reach
+        AND status IN ('approved_offline', 'captured', 'declined_after_forward', 'expired');
+  END IF;
   IF v_tx_cap IS NULL OR v_cap IS NULL THEN v_reason := 'offline_policy_missing';
   ELSIF NOT v_tenders ? (p_tender->>'kind') THEN v_reason := 'tender_not_allowed_offline';
   ELSIF p_amount > v_tx_cap THEN v_reason := 'over_offline_transaction_cap';
@@ -93,9 +98,10 @@ BEGIN
   IF v_reason IS NOT NULL THEN v_answer := v_answer || jsonb_build_object('reason', v_reason); END IF;
   INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256, basket_id,
       amount_minor, currency, tender_kind, card_fingerprint, tender, status, reason, offline, sent,
-      created_at, decided_at, forward_by, answer)
+      created_at, decided_at, forward_by, answer, velocity_indexed)
     VALUES (v_id, p_device, v_lane, p_key, v_hash, p_basket, p_amount, 'USD', p_tender->>'kind',
-      v_fp, p_tender - 'token', v_status, v_reason, true, false, v_now, v_now, v_forward, v_answer);
+      v_fp, p_tender - 'token', v_status, v_reason, true, false, v_now, v_now, v_forward, v_answer,
+      coalesce(v_velocity, false));
   IF v_status = 'approved_offline' THEN
     UPDATE payments_exposure SET count = count + 1, total_minor = total_minor + p_amount WHERE id = 1;
   END IF;

@@ -126,26 +126,36 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
 /// Claims the key for an online attempt: the row exists, `pending`, before anything is sent,
 /// so a duplicate finds it and waits, and the processor's key is fixed for good.
 pub fn insert_pending(c: &Connection, p: &NewPayment, now: &str) -> rusqlite::Result<()> {
-    insert(c, p, "pending", None, false, true, now, None, None).map(drop)
+    let pending = Decided {
+        status: "pending",
+        reason: None,
+        offline: false,
+        sent: true,
+        forward_by: None,
+        answer: None,
+        velocity_indexed: false,
+    };
+    insert(c, p, pending, now).map(drop)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn insert(
-    c: &Connection,
-    p: &NewPayment,
-    status: &str,
-    reason: Option<&str>,
+/// What a new row records besides the request.
+struct Decided<'a> {
+    status: &'a str,
+    reason: Option<&'a str>,
     offline: bool,
     sent: bool,
-    now: &str,
-    forward_by: Option<&str>,
-    answer: Option<&str>,
-) -> rusqlite::Result<usize> {
+    forward_by: Option<&'a str>,
+    answer: Option<&'a str>,
+    /// Decided offline under a velocity cap: counted through `payments_card`.
+    velocity_indexed: bool,
+}
+
+fn insert(c: &Connection, p: &NewPayment, d: Decided<'_>, now: &str) -> rusqlite::Result<usize> {
     c.prepare_cached(
         "INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256, basket_id,
             amount_minor, currency, tender_kind, card_fingerprint, tender, status, reason, offline, sent,
-            created_at, decided_at, forward_by, answer)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            created_at, decided_at, forward_by, answer, velocity_indexed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         p.payment_id,
@@ -159,15 +169,34 @@ fn insert(
         p.tender_kind,
         p.card_fingerprint,
         p.tender.to_string(),
-        status,
-        reason,
-        offline,
-        sent,
+        d.status,
+        d.reason,
+        d.offline,
+        d.sent,
         now,
-        (status != "pending").then_some(now),
-        forward_by,
-        answer
+        (d.status != "pending").then_some(now),
+        d.forward_by,
+        d.answer,
+        d.velocity_indexed
     ])
+}
+
+/// This card's stand-in approvals since `since` (the processor last reachable): the count
+/// and the sum. Those decided under a velocity cap through the card index; those decided
+/// while HQ set none (a cap that arrived during this outage) by a scan of this outage's
+/// uncapped card payments in time order, empty when the cap was there first.
+fn card_velocity(c: &Connection, fingerprint: &str, since: &str) -> rusqlite::Result<(i64, i64)> {
+    c.prepare_cached(
+        "SELECT count(*), coalesce(sum(amount_minor), 0) FROM (
+             SELECT amount_minor, status FROM payments INDEXED BY payments_card
+             WHERE card_fingerprint = ?1 AND offline = 1 AND velocity_indexed = 1 AND created_at >= ?2
+             UNION ALL
+             SELECT amount_minor, status FROM payments INDEXED BY payments_card_later
+             WHERE offline = 1 AND card_fingerprint IS NOT NULL AND velocity_indexed = 0
+               AND created_at >= ?2 AND card_fingerprint = ?1)
+         WHERE status IN ('approved_offline', 'captured', 'declined_after_forward', 'expired')",
+    )?
+    .query_row(params![fingerprint, since], |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
 /// The policy feed as the stand-in rule reads it.
@@ -306,15 +335,12 @@ pub fn stand_in(
                      WHERE status = 'expired' AND created_at >= ?1)",
         )?
         .query_row([ts(reachable)], |r| r.get(0))?;
+    // Per-card velocity is read and indexed only while HQ sets a velocity cap: the card index
+    // takes a random leaf, a whole page of WAL, per payment (migration 0015).
+    let velocity_capped = policy.velocity_count.is_some() || policy.velocity_amount_minor.is_some();
     let (card_count, card_amount) = match &p.card_fingerprint {
-        Some(fp) => c
-            .prepare_cached(
-                "SELECT count(*), coalesce(sum(amount_minor), 0) FROM payments
-                 WHERE card_fingerprint = ?1 AND offline = 1 AND created_at >= ?2
-                   AND status IN ('approved_offline', 'captured', 'declined_after_forward', 'expired')",
-            )?
-            .query_row(params![fp, ts(reachable)], |r| Ok((r.get(0)?, r.get(1)?)))?,
-        None => (0, 0),
+        Some(fp) if velocity_capped => card_velocity(c, fp, &ts(reachable))?,
+        _ => (0, 0),
     };
     let facts = Facts {
         amount_minor: p.amount_minor,
@@ -341,18 +367,22 @@ pub fn stand_in(
         insert(
             c,
             p,
-            status,
-            reason,
-            true,
-            sent,
+            Decided {
+                status,
+                reason,
+                offline: true,
+                sent,
+                forward_by: forward_by.as_deref(),
+                answer: Some(&ans_text),
+                velocity_indexed: velocity_capped,
+            },
             &now,
-            forward_by.as_deref(),
-            Some(&ans_text),
         )?;
     } else if c
         .prepare_cached(
             "UPDATE payments SET status = ?2, reason = ?3, offline = 1, sent = ?4, decided_at = ?5,
-                forward_by = ?6, answer = ?7 WHERE payment_id = ?1 AND status = 'pending'",
+                forward_by = ?6, answer = ?7, velocity_indexed = ?8
+             WHERE payment_id = ?1 AND status = 'pending'",
         )?
         .execute(params![
             p.payment_id,
@@ -361,7 +391,8 @@ pub fn stand_in(
             sent,
             now,
             forward_by,
-            ans_text
+            ans_text,
+            velocity_capped
         ])?
         == 0
     {
@@ -757,4 +788,184 @@ pub fn needs_person(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_db(policy: &[(&str, Value)]) -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut c).unwrap();
+        set_policy(&c, policy);
+        c
+    }
+
+    fn set_policy(c: &Connection, policy: &[(&str, Value)]) {
+        c.execute("DELETE FROM policy", []).unwrap();
+        for (k, v) in policy {
+            c.execute(
+                "INSERT INTO policy (key, value, doc) VALUES (?1, ?2, '{}')",
+                params![k, v.to_string()],
+            )
+            .unwrap();
+        }
+    }
+
+    fn card_payment(n: u32, fingerprint: &str) -> NewPayment {
+        NewPayment {
+            payment_id: format!("pay-{n}"),
+            device_id: "sco-01".into(),
+            lane: "lane-01".into(),
+            idempotency_key: format!("key-{n}"),
+            body_sha256: format!("body-{n}"),
+            basket_id: format!("basket-{n}"),
+            amount_minor: 1_000,
+            currency: "USD".into(),
+            tender_kind: "card_token".into(),
+            card_fingerprint: Some(fingerprint.into()),
+            tender: json!({"kind": "card_token", "token": "tok", "brand": "visa", "last4": "0001"}),
+        }
+    }
+
+    /// Pays offline `n` minutes into an outage that began at 10:00.
+    fn pay(c: &Connection, n: u32, fingerprint: &str) -> (String, Option<String>, bool) {
+        let start = DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ctx = Ctx {
+            store_id: "store-1",
+            now: start + Duration::minutes(i64::from(n)),
+            reachable_hint: Reachable {
+                seen: Some(start),
+                started_at: start,
+            },
+        };
+        let ans = stand_in(c, &ctx, &card_payment(n, fingerprint), true, false).unwrap();
+        let indexed: bool = c
+            .query_row(
+                "SELECT velocity_indexed FROM payments WHERE payment_id = ?1",
+                [format!("pay-{n}")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (
+            ans["status"].as_str().unwrap().to_string(),
+            ans["reason"].as_str().map(String::from),
+            indexed,
+        )
+    }
+
+    const CAPS: [(&str, i64); 2] = [
+        ("offline_tx_cap_minor", 5_000),
+        ("offline_exposure_cap_minor", 1_000_000),
+    ];
+
+    fn caps(velocity: Option<i64>) -> Vec<(&'static str, Value)> {
+        let mut p: Vec<(&str, Value)> = CAPS.iter().map(|(k, v)| (*k, json!(v))).collect();
+        if let Some(n) = velocity {
+            p.push(("card_velocity_count", json!(n)));
+        }
+        p
+    }
+
+    /// Without a velocity cap a payment stays out of the card index (its random leaf is a
+    /// page of WAL per payment); a cap set later in the same outage still counts the card's
+    /// earlier stand-in approvals, from the time-ordered index, with those made under it.
+    #[test]
+    fn a_velocity_cap_set_during_an_outage_counts_the_cards_earlier_approvals() {
+        let c = store_db(&caps(None));
+        assert_eq!(
+            pay(&c, 1, "card-a"),
+            ("approved_offline".into(), None, false)
+        );
+        assert_eq!(
+            pay(&c, 2, "card-b"),
+            ("approved_offline".into(), None, false)
+        );
+        set_policy(&c, &caps(Some(2)));
+        assert_eq!(
+            pay(&c, 3, "card-a"),
+            ("approved_offline".into(), None, true)
+        );
+        assert_eq!(
+            pay(&c, 4, "card-a"),
+            (
+                "declined_offline".into(),
+                Some("card_velocity_count".into()),
+                true
+            )
+        );
+        assert_eq!(
+            pay(&c, 5, "card-b"),
+            ("approved_offline".into(), None, true)
+        );
+        assert_eq!(
+            pay(&c, 6, "card-c"),
+            ("approved_offline".into(), None, true)
+        );
+        assert_eq!(
+            pay(&c, 7, "card-b"),
+            (
+                "declined_offline".into(),
+                Some("card_velocity_count".into()),
+                true
+            )
+        );
+    }
+
+    /// A cap in force from the start counts through the card index alone.
+    #[test]
+    fn a_velocity_cap_in_force_from_the_start_declines_the_cards_next_payment() {
+        let c = store_db(&caps(Some(1)));
+        assert_eq!(
+            pay(&c, 1, "card-a"),
+            ("approved_offline".into(), None, true)
+        );
+        assert_eq!(
+            pay(&c, 2, "card-a").1.as_deref(),
+            Some("card_velocity_count")
+        );
+        assert_eq!(pay(&c, 3, "card-b").0, "approved_offline");
+    }
+
+    /// The idempotency constraint (key first since 0015) still refuses a kiosk's second row
+    /// under one key, and still lets two kiosks use the same key.
+    #[test]
+    fn a_kiosks_key_is_unique_and_other_kiosks_may_use_it() {
+        let c = store_db(&caps(None));
+        let first = card_payment(1, "card-a");
+        insert_pending(&c, &first, "2026-12-06T10:00:00.000Z").unwrap();
+        let again = NewPayment {
+            payment_id: "pay-again".into(),
+            ..first.clone()
+        };
+        assert!(insert_pending(&c, &again, "2026-12-06T10:00:01.000Z").is_err());
+        let other_kiosk = NewPayment {
+            payment_id: "pay-other".into(),
+            device_id: "sco-02".into(),
+            ..first.clone()
+        };
+        insert_pending(&c, &other_kiosk, "2026-12-06T10:00:01.000Z").unwrap();
+        assert_eq!(
+            by_key(&c, "sco-02", "key-1").unwrap().unwrap().payment_id,
+            "pay-other"
+        );
+        assert_eq!(
+            by_key(&c, "sco-01", "key-1").unwrap().unwrap().payment_id,
+            "pay-1"
+        );
+        // The lookup is one probe of the constraint's index, not a scan.
+        let plan: String = c
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT payment_id FROM payments WHERE device_id = 'x' AND idempotency_key = 'y'",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("USING INDEX sqlite_autoindex_payments"),
+            "{plan}"
+        );
+    }
 }

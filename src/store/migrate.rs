@@ -29,6 +29,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../migrations/0013_payments_expired.sql"),
     ),
     (14, include_str!("../../migrations/0014_feed_checked.sql")),
+    (15, include_str!("../../migrations/0015_payments_wal.sql")),
 ];
 
 /// The schema version this binary writes.
@@ -98,5 +99,85 @@ mod tests {
         assert_eq!(read("pickup_orders", "o-1"), (5, true));
         assert_eq!(read("pickup_orders", "o-2"), (4, false));
         assert_eq!(read("pickup_orders_next", "o-3"), (5, true));
+    }
+
+    /// 0015 rebuilds `payments` (the idempotency constraint key first, `velocity_indexed`):
+    /// every row kept and still counted by card, the exposure triggers and the no-delete
+    /// trigger made again, the constraint still one row per kiosk and key.
+    #[test]
+    fn payments_are_kept_and_still_guarded_after_the_wal_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 14) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        let insert = |c: &Connection, id: &str, device: &str, key: &str, status: &str| {
+            c.execute(
+                "INSERT INTO payments (payment_id, device_id, lane, idempotency_key, body_sha256,
+                    basket_id, amount_minor, currency, tender_kind, card_fingerprint, tender, status,
+                    offline, created_at, answer)
+                 VALUES (?1, ?2, 'lane-1', ?3, 'h', 'b', 700, 'USD', 'card_token', 'fp', '{}', ?4, 1,
+                    '2026-12-06T10:00:00.000Z', '{\"status\":\"approved_offline\"}')",
+                [id, device, key, status],
+            )
+        };
+        insert(&conn, "p-1", "sco-1", "k-1", "approved_offline").unwrap();
+        insert(&conn, "p-2", "sco-2", "k-1", "approved_offline").unwrap();
+        insert(&conn, "p-3", "sco-1", "k-2", "declined_offline").unwrap();
+        migrate(&mut conn).unwrap();
+
+        let kept: Vec<(String, String, String, i64)> = conn
+            .prepare("SELECT payment_id, device_id, idempotency_key, velocity_indexed FROM payments ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let ids: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
+        assert_eq!(ids, ["p-1", "p-2", "p-3"]);
+        assert!(kept.iter().all(|k| k.3 == 1), "{kept:?}");
+        // The card index still has the rows made before it was partial on velocity_indexed.
+        let by_card: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM payments INDEXED BY payments_card
+                 WHERE card_fingerprint = 'fp' AND offline = 1 AND velocity_indexed = 1
+                   AND created_at >= '2026-01-01'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(by_card, 3);
+        let exposure = |c: &Connection| -> (i64, i64) {
+            c.query_row(
+                "SELECT count, total_minor FROM payments_exposure",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(exposure(&conn), (2, 1_400));
+        conn.execute(
+            "UPDATE payments SET status = 'captured' WHERE payment_id = 'p-1'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(exposure(&conn), (1, 700));
+        insert(&conn, "p-4", "sco-3", "k-9", "approved_offline").unwrap();
+        assert_eq!(exposure(&conn), (2, 1_400));
+        assert!(insert(&conn, "p-5", "sco-1", "k-1", "approved_offline").is_err());
+        assert!(
+            conn.execute("DELETE FROM payments WHERE payment_id = 'p-3'", [])
+                .is_err()
+        );
+        let first_column: String = conn
+            .query_row(
+                "SELECT ii.name FROM sqlite_schema s, pragma_index_info(s.name) ii
+                 WHERE s.type = 'index' AND s.tbl_name = 'payments' AND s.name LIKE 'sqlite_autoindex%'
+                   AND ii.seqno = 0 AND ii.name <> 'payment_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(first_column, "idempotency_key");
     }
 }
