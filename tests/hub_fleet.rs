@@ -313,3 +313,56 @@ async fn wait_for_report(hub: &TestHub, pred: impl Fn(&Value) -> bool) -> Value 
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_request_with_the_stores_own_token_is_contact() {
+    // A store the hub answers "busy, come back in 25 s" (or that only pulls its feeds) is
+    // alive: the fleet must not call it silent. Another store's token is not its contact.
+    let Some(hub) = TestHub::start_with(|c| {
+        c.health_interval_secs = 1;
+        c.silent_after_intervals = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let token = hub.add_store("s-pulls").await;
+    let other = hub.add_store("s-other").await;
+    let (status, b) = send(
+        &hub,
+        "s-pulls",
+        &token,
+        &beat("s-pulls", 1, "up", "up", 0, 0),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{b}");
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let (_, f) = fleet(&hub, "?state=silent").await;
+    assert!(ids(&f).contains(&"s-pulls".to_owned()), "{f}");
+
+    let pull = |t: &str| {
+        hub.client
+            .get(format!(
+                "{}/v1/stores/s-pulls/feeds/policy/batches?after=0",
+                hub.url
+            ))
+            .bearer_auth(t.to_owned())
+            .send()
+    };
+    let refused = pull(&other).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, f) = fleet(&hub, "?state=silent").await;
+    assert!(
+        ids(&f).contains(&"s-pulls".to_owned()),
+        "another's token: {f}"
+    );
+
+    let pulled = pull(&token).await.unwrap();
+    assert_eq!(pulled.status(), StatusCode::OK);
+    // Contact is written once a second, not per request.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, f) = fleet(&hub, "").await;
+    assert_eq!(store(&f, "s-pulls")["state"], "ok", "{f}");
+    hub.stop().await;
+}

@@ -75,6 +75,7 @@ pub async fn require_store(
         }
     };
     if owner == store {
+        state.heard_from(store);
         Ok(())
     } else {
         Err(HubError::Forbidden)

@@ -3,7 +3,8 @@
 //! fleet gauges in `/metrics`).
 //!
 //! A store's state, one of, worst first:
-//! - `silent`: no contact (heartbeat or journal) for more than `silent_after_intervals` of its
+//! - `silent`: no contact (any request with its own token: a heartbeat, a push, a pull, one
+//!   the hub refused as busy; written once a second) for more than `silent_after_intervals` of its
 //!   health intervals (the heartbeat's `interval_secs`, else the hub's `health_interval_secs`),
 //!   or never heard from;
 //! - `offline`: it reports central or the card processor `down` (trading on stand-in);

@@ -19,6 +19,7 @@ pub mod journal;
 pub mod metrics;
 pub mod ops;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub struct Shared {
     pub intake_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: metrics::Metrics,
     pub tokens: auth::TokenCache,
+    /// Stores heard from since the last flush into `stores.last_contact_at` ([`launch`]),
+    /// each with when (seconds since the epoch).
+    pub seen: std::sync::Mutex<HashMap<String, f64>>,
 }
 
 impl std::ops::Deref for HubState {
@@ -65,6 +69,7 @@ impl HubState {
             pool,
             metrics: metrics::Metrics::default(),
             tokens: auth::TokenCache::default(),
+            seen: std::sync::Mutex::default(),
         })))
     }
 
@@ -169,10 +174,68 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state))
+    let contact = tokio::spawn(flush_contact(state.clone()));
+    let served = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    contact.abort();
+    flush_contact_once(&state).await;
+    served?;
     Ok(())
+}
+
+impl HubState {
+    /// Notes that `store` was heard from (any request with its own token, a refused one
+    /// too): a store told "busy, come back in 25 s" is alive, not silent.
+    pub fn heard_from(&self, store: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get_mut(store) {
+            Some(t) => *t = t.max(now),
+            None => {
+                seen.insert(store.to_owned(), now);
+            }
+        }
+    }
+}
+
+/// Once a second, one `UPDATE` moves `last_contact_at` for every store heard from: the
+/// fleet view's contact costs no write per request, and holds while intake sheds load.
+async fn flush_contact(state: HubState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush_contact_once(&state).await;
+    }
+}
+
+async fn flush_contact_once(state: &HubState) {
+    let (ids, at): (Vec<String>, Vec<f64>) = {
+        let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.is_empty() {
+            return;
+        }
+        seen.drain().unzip()
+    };
+    let Ok(client) = state.pool.get().await else {
+        // PostgreSQL away: the contact is lost with it, and the store's next request
+        // brings it back.
+        return;
+    };
+    if let Err(e) = client
+        .execute(
+            "UPDATE stores s SET last_contact_at = greatest(s.last_contact_at, to_timestamp(v.at))
+             FROM unnest($1::text[], $2::float8[]) AS v(id, at)
+             WHERE s.store_id = v.id",
+            &[&ids, &at],
+        )
+        .await
+    {
+        tracing::debug!(error = %e, stores = ids.len(), "could not record contact");
+    }
 }
 
 #[cfg(test)]
