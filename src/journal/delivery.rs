@@ -113,15 +113,104 @@ pub fn pending(conn: &Connection, lane: Lane, limit: usize) -> rusqlite::Result<
 
 /// The highest-priority lane with anything pending.
 pub fn next_lane(conn: &Connection) -> rusqlite::Result<Option<Lane>> {
+    next_lane_after(conn, |_| 0)
+}
+
+/// The highest-priority lane with anything pending after `after(lane)` (a `seq`): the
+/// uplink skips entries central has already answered for while their outcomes commit.
+pub fn next_lane_after(
+    conn: &Connection,
+    after: impl Fn(Lane) -> i64,
+) -> rusqlite::Result<Option<Lane>> {
     for lane in Lane::BY_PRIORITY {
         let any = conn
-            .prepare_cached("SELECT 1 FROM journal WHERE lane = ?1 AND outcome IS NULL LIMIT 1")?
-            .exists([lane.as_str()])?;
+            .prepare_cached(
+                "SELECT 1 FROM journal WHERE lane = ?1 AND outcome IS NULL AND seq > ?2 LIMIT 1",
+            )?
+            .exists(params![lane.as_str(), after(lane)])?;
         if any {
             return Ok(Some(lane));
         }
     }
     Ok(None)
+}
+
+/// The entries of a push, serialised as they are read: what [`pending`] returns, as the
+/// JSON array central takes, with each stored body copied in as it is (canonical JSON, the
+/// bytes its hash covers) instead of parsed and encoded again.
+#[derive(Debug, Default)]
+pub struct PendingJson {
+    /// `seq` and id of each entry, in `seq` order.
+    pub entries: Vec<(i64, String)>,
+    /// `[{entry}, …]`
+    pub json: Vec<u8>,
+}
+
+/// The oldest pending entries of `lane` after `after` (a `seq`), in `seq` order, serialised.
+pub fn pending_json(
+    conn: &Connection,
+    lane: Lane,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<PendingJson> {
+    /// [`Entry`]'s wire shape, borrowed from the row.
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        seq: i64,
+        id: &'a str,
+        lane: &'a str,
+        kind: &'a str,
+        occurred_at: &'a str,
+        store_id: &'a str,
+        actor: Option<&'a str>,
+        device: Option<&'a str>,
+        body: &'a serde_json::value::RawValue,
+        prev_hash: &'a str,
+        hash: &'a str,
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM journal WHERE lane = ?1 AND outcome IS NULL AND seq > ?2
+         ORDER BY seq LIMIT ?3"
+    ))?;
+    let mut rows = stmt.query(params![lane.as_str(), after, limit as i64])?;
+    let mut out = PendingJson {
+        entries: Vec::new(),
+        json: Vec::with_capacity(limit.min(1_000) * 512),
+    };
+    out.json.push(b'[');
+    let bad = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+    };
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| -> rusqlite::Result<&str> {
+            r.get_ref(i)?.as_str().map_err(|e| bad(i, Box::new(e)))
+        };
+        let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
+            r.get_ref(i)?
+                .as_str_or_null()
+                .map_err(|e| bad(i, Box::new(e)))
+        };
+        let wire = Wire {
+            seq: r.get(0)?,
+            id: text(1)?,
+            lane: text(2)?,
+            kind: text(3)?,
+            occurred_at: text(4)?,
+            store_id: text(5)?,
+            actor: opt(6)?,
+            device: opt(7)?,
+            body: serde_json::from_str(text(8)?).map_err(|e| bad(8, Box::new(e)))?,
+            prev_hash: text(9)?,
+            hash: text(10)?,
+        };
+        if !out.entries.is_empty() {
+            out.json.push(b',');
+        }
+        serde_json::to_writer(&mut out.json, &wire).map_err(|e| bad(0, Box::new(e)))?;
+        out.entries.push((wire.seq, wire.id.to_owned()));
+    }
+    out.json.push(b']');
+    Ok(out)
 }
 
 /// Counts a delivery attempt for entries about to be sent (shown in reconciliation/status).
