@@ -209,16 +209,36 @@ async fn set_central(sim: &Simulator, mode: &str) {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
-fn pending(db: &Path) -> i64 {
+/// Whether any entry still waits, asked the way the uplink asks (the pending index, lane by
+/// lane): cheap enough to poll without taking CPU from the drain it watches.
+fn any_pending(c: &rusqlite::Connection) -> bool {
+    Lane::BY_PRIORITY.iter().any(|l| {
+        c.prepare_cached("SELECT 1 FROM journal WHERE lane = ?1 AND outcome IS NULL LIMIT 1")
+            .unwrap()
+            .exists([l.as_str()])
+            .unwrap()
+    })
+}
+
+fn read_only(db: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row(
-        "SELECT count(*) FROM journal WHERE outcome IS NULL",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
+    c
+}
+
+/// CPU seconds (user + system) `pid` has used so far, from `/proc/PID/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
 }
 
 fn at(ts: &str) -> chrono::DateTime<chrono::Utc> {
@@ -288,19 +308,45 @@ async fn main() {
     let pid = child.id();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let db = data.join("standin.db");
+    let watch = read_only(&db);
+    let pending: i64 = watch
+        .query_row(
+            "SELECT count(*) FROM journal WHERE outcome IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(
-        pending(&db),
-        n as i64,
+        pending, n as i64,
         "nothing delivered while central was down"
     );
     let rss_before = serve::status_kib(pid, "VmRSS:");
 
+    // BENCH_PERF=FILE: `perf record` the standin process while it drains.
+    let perf = std::env::var("BENCH_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "499",
+                "-g",
+                "-o",
+                &out,
+                "-p",
+                &pid.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    let (standin_cpu, bench_cpu) = (cpu_secs(pid), cpu_secs(std::process::id()));
     set_central(&sim, "ok").await;
     let back = chrono::Utc::now();
     let back_instant = Instant::now();
     let drained = async {
         loop {
-            if pending(&db) == 0 {
+            if !any_pending(&watch) {
                 return back_instant.elapsed();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -313,6 +359,14 @@ async fn main() {
     let (seen_drained, rss_peak) =
         serve::peak_while(|| serve::status_kib(pid, "VmRSS:"), drained).await;
     let rss_after = serve::status_kib(pid, "VmRSS:");
+    let standin_cpu = cpu_secs(pid) - standin_cpu;
+    let bench_cpu = cpu_secs(std::process::id()) - bench_cpu;
+    if let Some(perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait_with_output();
+    }
 
     // When each lane was acknowledged, from the store's own records.
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -402,6 +456,9 @@ async fn main() {
     println!(
         "backlog_drain: RESULT drain {rate:.0} entries/s ({n} in {secs:.2} s, first to last acknowledgement); ceiling {ceiling:.0} entries/s; ratio {:.2} (goal >= 10,000/s and >= 0.5)",
         rate / ceiling
+    );
+    println!(
+        "backlog_drain: CPU while draining: standin {standin_cpu:.2} s, this process (the simulator and the poller) {bench_cpu:.2} s"
     );
     println!(
         "backlog_drain: standin RSS {:.1} MB before, peak {:.1} MB while draining, {:.1} MB after",

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Lane;
-use super::delivery::{self, Delivered, EntryRef, Outcome, PendingJson, Via};
+use super::delivery::{self, Outcome, PendingJson};
 use crate::config::JournalConfig;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -368,17 +368,13 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
         .map(|(seq, id)| (id.as_str(), *seq))
         .collect();
     let mut answered_seqs = std::collections::HashSet::new();
-    let results: Vec<Delivered> = answer
+    let results: Vec<(i64, Outcome, Option<String>)> = answer
         .results
         .into_iter()
         .filter_map(|r| {
             let seq = *sent_ids.get(r.id.as_str())?;
             answered_seqs.insert(seq);
-            Some(Delivered {
-                entry: EntryRef::Seq(seq),
-                outcome: r.outcome,
-                reason: r.reason,
-            })
+            Some((seq, r.outcome, r.reason))
         })
         .collect();
     let answered = answered_seqs.len();
@@ -390,9 +386,7 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
     let recording = tokio::spawn(async move {
         store
             .write(move |c| {
-                delivery::count_attempt(c, &seqs)?;
-                delivery::record_outcomes(c, &results, Via::Push, &at)?;
-                Ok::<_, StoreError>(())
+                delivery::record_push(c, &seqs, &results, &at).map_err(StoreError::from)
             })
             .await
     });
