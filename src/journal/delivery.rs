@@ -347,3 +347,113 @@ pub fn set_aside(conn: &Connection) -> rusqlite::Result<Vec<SetAside>> {
     })?
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::NewEntry;
+    use serde_json::json;
+
+    fn journal(lanes: &[Lane]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../migrations/0002_journal.sql"))
+            .unwrap();
+        for (i, lane) in lanes.iter().enumerate() {
+            let e = NewEntry {
+                lane: *lane,
+                kind: "test.entry".into(),
+                actor: Some("E100".into()),
+                device: None,
+                body: json!({"n": i, "z": "é\"", "a": [1, {"b": null}]}),
+            };
+            crate::journal::append(&conn, "store-0001", "2026-12-06T11:00:00.000Z", e).unwrap();
+        }
+        conn
+    }
+
+    fn state(conn: &Connection, seq: i64) -> (Option<String>, Option<String>, i64) {
+        conn.query_row(
+            "SELECT outcome, reason, attempts FROM journal WHERE seq = ?1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
+
+    /// The serialised batch is exactly what `pending` reads, after the given `seq`.
+    #[test]
+    fn pending_json_is_the_pending_entries_after_a_seq() {
+        use Lane::*;
+        let conn = journal(&[Audit, Payments, Audit, Payments, Payments, Audit]);
+        let all = pending(&conn, Payments, 10).unwrap();
+        let got = pending_json(&conn, Payments, all[0].seq, 10).unwrap();
+        let parsed: Vec<crate::journal::Entry> = serde_json::from_slice(&got.json).unwrap();
+        assert_eq!(parsed, all[1..]);
+        let ids: Vec<(i64, String)> = all[1..].iter().map(|e| (e.seq, e.id.clone())).collect();
+        assert_eq!(got.entries, ids);
+        assert_eq!(
+            pending_json(&conn, Payments, 0, 2).unwrap().entries.len(),
+            2
+        );
+        let none = pending_json(&conn, Returns, 0, 10).unwrap();
+        assert!(none.entries.is_empty());
+        assert_eq!(none.json, b"[]");
+        // Bodies go as stored: the canonical bytes the hash covers.
+        let stored: String = conn
+            .query_row(
+                "SELECT body FROM journal WHERE seq = ?1",
+                [all[1].seq],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(String::from_utf8(got.json).unwrap().contains(&stored));
+    }
+
+    #[test]
+    fn next_lane_after_skips_what_central_already_answered() {
+        use Lane::*;
+        let conn = journal(&[Audit, Payments, Pickups]);
+        assert_eq!(next_lane_after(&conn, |_| 0).unwrap(), Some(Payments));
+        let after = |l: Lane| if l == Payments { 2 } else { 0 };
+        assert_eq!(next_lane_after(&conn, after).unwrap(), Some(Pickups));
+        assert_eq!(next_lane_after(&conn, |_| 3).unwrap(), None);
+    }
+
+    /// Attempts counted once per entry sent; like outcomes grouped; an entry set aside keeps
+    /// its reason; an entry already settled keeps its first outcome; an unanswered one stays
+    /// pending for the next push.
+    #[test]
+    fn record_push_settles_each_answered_entry_once() {
+        use Lane::*;
+        let conn = journal(&[Payments; 5]);
+        let first = [Delivered {
+            entry: EntryRef::Seq(4),
+            outcome: Outcome::Accepted,
+            reason: None,
+        }];
+        record_outcomes(&conn, &first, Via::Pull, "t0").unwrap();
+        let results = [
+            (1, Outcome::Accepted, None),
+            (2, Outcome::Duplicate, None),
+            (3, Outcome::Rejected, Some("hash_mismatch".to_owned())),
+            (4, Outcome::Duplicate, None),
+        ];
+        record_push(&conn, &[1, 2, 3, 4, 5], &results, "t1").unwrap();
+        assert_eq!(state(&conn, 1), (Some("accepted".into()), None, 1));
+        assert_eq!(state(&conn, 2), (Some("duplicate".into()), None, 1));
+        assert_eq!(
+            state(&conn, 3),
+            (Some("rejected".into()), Some("hash_mismatch".into()), 1)
+        );
+        assert_eq!(state(&conn, 4), (Some("accepted".into()), None, 0));
+        assert_eq!(state(&conn, 5), (None, None, 1));
+        let via: String = conn
+            .query_row("SELECT delivered_via FROM journal WHERE seq = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(via, "push");
+        assert_eq!(pending(&conn, Payments, 10).unwrap().len(), 1);
+        assert_eq!(set_aside(&conn).unwrap().len(), 1);
+    }
+}
