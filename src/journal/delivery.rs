@@ -132,7 +132,9 @@ pub fn record_push(
          WHERE seq IN (SELECT value FROM json_each(?1)) AND outcome IS NULL",
     )?
     .execute([seq_list(sent.iter())])?;
-    let mut groups: Vec<((Outcome, Option<&str>), Vec<i64>)> = Vec::new();
+    // (outcome, reason) → seqs; a push rarely has more than one or two kinds of answer.
+    type Group<'a> = ((Outcome, Option<&'a str>), Vec<i64>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     let mut set_aside = Vec::new();
     for (seq, outcome, reason) in results {
         if outcome.needs_a_person() {
