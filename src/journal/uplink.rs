@@ -2,27 +2,31 @@
 //!
 //! One batch in flight at a time, always from the highest-priority lane that has anything
 //! pending (payments, returns, pickups, audit), in `seq` order within the lane, at most
-//! `batch_size` entries. Per-entry outcomes are stored in one transaction. A transport
-//! failure or a 429/5xx resends the same entries (re-read from the database, so the same ids
-//! and the same order, also after a restart) after a capped, fully jittered backoff that
-//! honours `Retry-After`. Entries central did not answer for (a partial acceptance) stay
-//! pending and go again. A rejected or conflicting entry is set aside and never blocks its
-//! lane.
+//! `batch_size` entries; while a backlog drains (each batch full and fully answered) the
+//! batches double up to [`backlog_batch`]. Per-entry outcomes, and the attempt they count,
+//! are stored in one transaction. A transport failure or a 429/5xx resends the same entries
+//! (re-read from the database, so the same ids and the same order, also after a restart)
+//! after a capped, fully jittered backoff that honours `Retry-After`. Entries central did not
+//! answer for (a partial acceptance) stay pending and go again. A rejected or conflicting
+//! entry is set aside and never blocks its lane.
+//!
+//! Draining a backlog is pipelined (issue 19, `benches/backlog_drain.rs`): while one batch is
+//! in flight, the next is read and serialised, and the outcomes of the one before commit;
+//! only requests to central stay one at a time, so each lane still arrives in `seq` order.
+//! Entries central has answered for but whose outcomes are still committing are skipped by
+//! `seq` ([`Answered`]); when anything goes wrong the pipeline settles and starts again from
+//! what the database says.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::delivery::{self, Delivered, EntryRef, Outcome, Via};
-use super::{Entry, Lane};
+use super::Lane;
+use super::delivery::{self, Outcome, PendingJson};
+use crate::config::JournalConfig;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::upstream::{Backoff, Upstream, Upstreams, describe_reqwest, retry_after, with_token};
-
-#[derive(Serialize)]
-struct Push<'a> {
-    entries: &'a [Entry],
-}
 
 #[derive(Deserialize)]
 struct PushAnswer {
@@ -48,6 +52,19 @@ pub enum Round {
     Failed(Option<Duration>),
 }
 
+/// Most entries in one push: the hub's default `max_entries_per_request`.
+const MAX_PUSH: usize = 5_000;
+
+/// How many entries one push carries while a backlog drains: ten times `batch_size`, within
+/// what the hub takes in one request. Fewer, larger pushes make fewer commits (one per batch,
+/// `synchronous=FULL`) and requests; 1,000 entries are about 600 KB.
+pub fn backlog_batch(cfg: &JournalConfig) -> usize {
+    cfg.batch_size
+        .max(1)
+        .saturating_mul(10)
+        .min(MAX_PUSH.max(cfg.batch_size))
+}
+
 /// Runs until `shutdown` fires. Needs `central.url`.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(base) = state.config.central.url.clone() else {
@@ -64,11 +81,13 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         Duration::from_millis(cfg.retry_cap_ms.max(1)),
     );
     let idle = Duration::from_millis(cfg.idle_poll_ms.max(10));
+    let mut pipe = Pipeline::new(&cfg);
     loop {
         if *shutdown.borrow() {
+            pipe.settle().await;
             return;
         }
-        let round = round(&state, &url, cfg.batch_size.max(1)).await;
+        let round = round(&state, &url, &mut pipe).await;
         let now = state.clock.now();
         let Some((wait, wake_on_append)) =
             next_wait(&state.upstreams, &mut backoff, round, now, idle)
@@ -112,121 +131,288 @@ pub fn next_wait(
     })
 }
 
-async fn round(state: &AppState, url: &str, batch_size: usize) -> Round {
-    let picked = state
+/// Per lane, the newest `seq` central has answered for in a batch whose outcomes may still
+/// be committing: the next read starts after it. Zero (read everything pending) whenever no
+/// outcomes are outstanding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Answered([i64; 4]);
+
+impl Answered {
+    fn get(&self, lane: Lane) -> i64 {
+        self.0[lane as usize]
+    }
+
+    fn with(mut self, lane: Lane, seq: i64) -> Self {
+        self.0[lane as usize] = self.0[lane as usize].max(seq);
+        self
+    }
+}
+
+/// A push, read and serialised, ready to send.
+struct Batch {
+    lane: Lane,
+    pending: PendingJson,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.pending.entries.len()
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.pending.entries.last().map_or(0, |e| e.0)
+    }
+
+    fn seqs(&self) -> Vec<i64> {
+        self.pending.entries.iter().map(|e| e.0).collect()
+    }
+}
+
+/// What carries over from one round to the next while a backlog drains.
+struct Pipeline {
+    answered: Answered,
+    /// The previous batch's outcomes, committing on the writer.
+    recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// The next batch, read while the previous one was in flight (as if it were answered).
+    next: Option<Batch>,
+    /// Entries in the next read: `batch_size`, doubling while batches go full and answered.
+    limit: usize,
+    batch_size: usize,
+    most: usize,
+}
+
+impl Pipeline {
+    fn new(cfg: &JournalConfig) -> Self {
+        Self {
+            answered: Answered::default(),
+            recording: None,
+            next: None,
+            limit: cfg.batch_size.max(1),
+            batch_size: cfg.batch_size.max(1),
+            most: backlog_batch(cfg),
+        }
+    }
+
+    /// Waits for the outstanding outcomes, if any; false if they could not be stored (those
+    /// entries stay pending and go again).
+    async fn stored(&mut self) -> bool {
+        let Some(recording) = self.recording.take() else {
+            return true;
+        };
+        match recording.await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not store journal outcomes; the entries will be resent");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing journal outcomes panicked; the entries will be resent");
+                false
+            }
+        }
+    }
+
+    /// [`Pipeline::stored`], and forgets what was read ahead: the next read starts from
+    /// what the database says.
+    async fn settle(&mut self) -> bool {
+        self.next = None;
+        self.answered = Answered::default();
+        self.limit = self.batch_size;
+        self.stored().await
+    }
+
+    /// [`Pipeline::settle`], then `round`.
+    async fn settled(&mut self, round: Round) -> Round {
+        if self.settle().await {
+            round
+        } else {
+            Round::Failed(None)
+        }
+    }
+}
+
+/// The next batch after `answered`: from the highest-priority lane with anything left.
+async fn read_batch(
+    state: &AppState,
+    answered: Answered,
+    limit: usize,
+) -> Result<Option<Batch>, StoreError> {
+    state
         .store
-        .read(move |c| -> Result<Option<(Lane, Vec<Entry>)>, StoreError> {
-            let Some(lane) = delivery::next_lane(c)? else {
+        .read(move |c| -> Result<Option<Batch>, StoreError> {
+            let Some(lane) = delivery::next_lane_after(c, |l| answered.get(l))? else {
                 return Ok(None);
             };
-            Ok(Some((lane, delivery::pending(c, lane, batch_size)?)))
+            let pending = delivery::pending_json(c, lane, answered.get(lane), limit)?;
+            Ok((!pending.entries.is_empty()).then_some(Batch { lane, pending }))
         })
-        .await;
-    let (lane, entries) = match picked {
-        Ok(Some(p)) => p,
-        Ok(None) => return Round::Idle,
-        Err(e) => {
-            tracing::error!(error = %e, "uplink cannot read the journal");
-            return Round::Failed(None);
-        }
-    };
-    // Ask the breaker only with a request in hand: a half-open permit is a promise to send
-    // one request and report how it went.
-    if !state.upstreams.permit(Upstream::Central, state.clock.now()) {
-        return Round::Held;
-    }
-    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-    let _ = state
-        .store
-        .write(move |c| delivery::count_attempt(c, &seqs).map_err(StoreError::from))
-        .await;
+        .await
+}
 
+/// Whether a lane above `lane` has anything after `answered`: an entry appended since a
+/// batch was read ahead goes first, as it would have without the read-ahead.
+async fn outranked(state: &AppState, answered: Answered, lane: Lane) -> bool {
+    if lane == Lane::BY_PRIORITY[0] {
+        return false;
+    }
+    state
+        .store
+        .read_quick(move |c| -> Result<bool, StoreError> {
+            Ok(delivery::next_lane_after(c, |l| answered.get(l))?.is_some_and(|l| l < lane))
+        })
+        .await
+        .unwrap_or(true)
+}
+
+enum Sent {
+    Answered(PushAnswer),
+    Failed(String, Option<Duration>),
+}
+
+async fn send(state: &AppState, url: &str, batch: &Batch) -> Sent {
+    let mut body = Vec::with_capacity(batch.pending.json.len() + 16);
+    body.extend_from_slice(br#"{"entries":"#);
+    body.extend_from_slice(&batch.pending.json);
+    body.push(b'}');
     let sent = with_token(state.http.post(url), &state.config.central.token)
         .timeout(Duration::from_millis(
             state.config.central.timeout_ms.max(1),
         ))
-        .json(&Push { entries: &entries })
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
         .send()
         .await;
-    let now = state.clock.now();
+    let lane = batch.lane.as_str();
     let res = match sent {
         Ok(r) => r,
         Err(e) => {
             let why = describe_reqwest(&e);
-            tracing::warn!(lane = lane.as_str(), entries = entries.len(), error = %why, "journal push failed; will resend the same entries");
-            report_failure(state, why, None, now);
-            return Round::Failed(None);
+            tracing::warn!(lane, entries = batch.len(), error = %why, "journal push failed; will resend the same entries");
+            return Sent::Failed(why, None);
         }
     };
     let status = res.status();
     if !status.is_success() {
         let ra = retry_after(res.headers());
-        tracing::warn!(lane = lane.as_str(), %status, retry_after = ?ra, "central refused the journal push; will resend");
-        report_failure(
-            state,
-            format!("journal push answered HTTP {status}"),
-            ra,
-            now,
-        );
-        return Round::Failed(ra);
+        tracing::warn!(lane, %status, retry_after = ?ra, "central refused the journal push; will resend");
+        return Sent::Failed(format!("journal push answered HTTP {status}"), ra);
     }
-    let answer: PushAnswer = match res.json().await {
-        Ok(a) => a,
-        Err(e) => {
-            report_failure(
-                state,
-                format!("unreadable journal answer: {}", describe_reqwest(&e)),
-                None,
-                now,
-            );
-            return Round::Failed(None);
+    match res.json().await {
+        Ok(a) => Sent::Answered(a),
+        Err(e) => Sent::Failed(
+            format!("unreadable journal answer: {}", describe_reqwest(&e)),
+            None,
+        ),
+    }
+}
+
+async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
+    let ahead = match pipe.next.take() {
+        Some(b) if !outranked(state, pipe.answered, b.lane).await => Some(b),
+        _ => None,
+    };
+    let batch = match ahead {
+        Some(b) => b,
+        None => match read_batch(state, pipe.answered, pipe.limit).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return pipe.settled(Round::Idle).await,
+            Err(e) => {
+                tracing::error!(error = %e, "uplink cannot read the journal");
+                return pipe.settled(Round::Failed(None)).await;
+            }
+        },
+    };
+    // Ask the breaker only with a request in hand: a half-open permit is a promise to send
+    // one request and report how it went.
+    if !state.upstreams.permit(Upstream::Central, state.clock.now()) {
+        return pipe.settled(Round::Held).await;
+    }
+    // While this batch is in flight, read the one after it as if it will be answered.
+    let full = batch.len() >= pipe.limit;
+    let next_limit = if full {
+        pipe.limit.saturating_mul(2).min(pipe.most)
+    } else {
+        pipe.batch_size
+    };
+    let after = pipe.answered.with(batch.lane, batch.last_seq());
+    let (sent, ahead) = tokio::join!(
+        send(state, url, &batch),
+        read_batch(state, after, next_limit)
+    );
+    let now = state.clock.now();
+    let answer = match sent {
+        Sent::Answered(a) => a,
+        Sent::Failed(why, ra) => {
+            state
+                .upstreams
+                .report_failure_retry_after(Upstream::Central, why, ra, now);
+            let settled = pipe.settle().await;
+            let seqs = batch.seqs();
+            let _ = state
+                .store
+                .write(move |c| delivery::count_attempt(c, &seqs).map_err(StoreError::from))
+                .await;
+            return if settled {
+                Round::Failed(ra)
+            } else {
+                Round::Failed(None)
+            };
         }
     };
     state.upstreams.report(Upstream::Central, Ok(()), now);
     // Only outcomes for entries we sent count: central cannot settle anything else.
-    let sent_ids: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-    let results: Vec<Delivered> = answer
+    let sent_ids: std::collections::HashMap<&str, i64> = batch
+        .pending
+        .entries
+        .iter()
+        .map(|(seq, id)| (id.as_str(), *seq))
+        .collect();
+    let mut answered_seqs = std::collections::HashSet::new();
+    let results: Vec<(i64, Outcome, Option<String>)> = answer
         .results
         .into_iter()
-        .filter(|r| sent_ids.contains(r.id.as_str()))
-        .map(|r| Delivered {
-            entry: EntryRef::Id(r.id),
-            outcome: r.outcome,
-            reason: r.reason,
+        .filter_map(|r| {
+            let seq = *sent_ids.get(r.id.as_str())?;
+            answered_seqs.insert(seq);
+            Some((seq, r.outcome, r.reason))
         })
         .collect();
-    let answered = results.len();
+    let answered = answered_seqs.len();
+    // The previous batch's outcomes have had this whole round trip to commit.
+    let previous_stored = pipe.stored().await;
+    let seqs = batch.seqs();
     let at = state.clock.now_rfc3339();
-    let stored = state
-        .store
-        .write(move |c| {
-            delivery::record_outcomes(c, &results, Via::Push, &at).map_err(StoreError::from)
-        })
-        .await;
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "could not store journal outcomes; the entries will be resent");
-        return Round::Failed(None);
-    }
+    let store = state.store.clone();
+    let recording = tokio::spawn(async move {
+        store
+            .write(move |c| {
+                delivery::record_push(c, &seqs, &results, &at).map_err(StoreError::from)
+            })
+            .await
+    });
+    pipe.recording = Some(recording);
     tracing::debug!(
-        lane = lane.as_str(),
-        sent = entries.len(),
+        lane = batch.lane.as_str(),
+        sent = batch.len(),
         answered,
         "journal batch delivered"
     );
     if answered == 0 {
         // Central took the request but settled nothing: do not spin on it.
-        return Round::Failed(None);
+        return pipe.settled(Round::Failed(None)).await;
     }
+    if !previous_stored || answered < batch.len() {
+        // Some entries stay pending: read again from what the database says.
+        return pipe.settled(Round::Delivered).await;
+    }
+    pipe.answered = after;
+    pipe.limit = next_limit;
+    pipe.next = match ahead {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "uplink could not read ahead; reading again");
+            None
+        }
+    };
     Round::Delivered
-}
-
-fn report_failure(
-    state: &AppState,
-    why: String,
-    retry_after: Option<Duration>,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    state
-        .upstreams
-        .report_failure_retry_after(Upstream::Central, why, retry_after, now);
 }
