@@ -118,7 +118,9 @@ pub struct JournalConfig {
     /// Push the journal to central (`central.url`); the HQ sync job can pull it either way.
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub push: bool,
-    /// Most entries per push.
+    /// Entries per push; while a backlog drains (each push full and fully answered) pushes
+    /// double up to 10× this (at most 5,000, the hub's default per request), and fall back
+    /// to this after any failure.
     #[serde(deserialize_with = "de::from_str_or_native")]
     pub batch_size: usize,
     /// First retry delay after a failed push; doubles up to `retry_cap_ms` (full jitter).
