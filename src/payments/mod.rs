@@ -393,13 +393,7 @@ async fn create(
     }
     // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
     // half-decided, and its retry finds the decision.
-    let task = tokio::spawn(decide(
-        state.clone(),
-        new.clone(),
-        permitted,
-        free,
-        arrived,
-    ));
+    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted, free, arrived));
     match task
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
