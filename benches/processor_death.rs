@@ -536,13 +536,16 @@ async fn check(state: &AppState, samples: &[Sample]) {
     let rows: Vec<Row> = state
         .store
         .read(|c| {
+            // The decision entries counted per payment in one pass over the journal.
             let mut st = c.prepare(
-                "SELECT p.device_id, p.idempotency_key, p.status, p.answer,
-                        (SELECT count(*) FROM journal j
-                          WHERE j.kind IN ('payment.approved', 'payment.declined',
-                                           'payment.approved_offline', 'payment.declined_offline')
-                            AND json_extract(j.body, '$.payment_id') = p.payment_id)
-                 FROM payments p",
+                "WITH decisions AS (
+                     SELECT json_extract(body, '$.payment_id') AS payment_id, count(*) AS n
+                     FROM journal
+                     WHERE kind IN ('payment.approved', 'payment.declined',
+                                    'payment.approved_offline', 'payment.declined_offline')
+                     GROUP BY 1)
+                 SELECT p.device_id, p.idempotency_key, p.status, p.answer, coalesce(d.n, 0)
+                 FROM payments p LEFT JOIN decisions d ON d.payment_id = p.payment_id",
             )?;
             let rows = st
                 .query_map([], |r| {
