@@ -447,12 +447,10 @@ fn report(
     let after_all =
         hit.iter().filter(|s| s.start >= death).count() as f64 / (end - death).as_secs_f64();
     let settled_from = death + recovery;
-    let after_settled = if settled_from < end {
+    let after_settled = (end - settled_from >= WINDOW).then(|| {
         hit.iter().filter(|s| s.start >= settled_from).count() as f64
             / (end - settled_from).as_secs_f64()
-    } else {
-        0.0
-    };
+    });
     let mut mix = std::collections::BTreeMap::<&str, usize>::new();
     for s in &hit {
         *mix.entry(s.status.as_str()).or_default() += 1;
@@ -496,8 +494,9 @@ fn report(
         shown.join(" ")
     );
     println!(
-        "  after: {after_all:.0} payments/s over the {:.1} s after the death, {after_settled:.0}/s once recovered",
-        (end - death).as_secs_f64()
+        "  after: {after_all:.0} payments/s over the {:.1} s after the death, {} once recovered",
+        (end - death).as_secs_f64(),
+        after_settled.map_or("not".into(), |r| format!("{r:.0}/s"))
     );
     println!("  decided after the death: {mix:?}");
     wait_ok && recovery_ok
