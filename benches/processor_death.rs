@@ -535,20 +535,25 @@ async fn check(state: &AppState, samples: &[Sample]) {
     let rows: Vec<Row> = state
         .store
         .read(|c| {
-            // The decision entries counted per payment in one pass over the journal.
+            // The decision entries counted per payment in one pass over the journal, joined
+            // here (SQLite would scan the grouped result once per payment).
             let mut st = c.prepare(
-                "WITH decisions AS (
-                     SELECT json_extract(body, '$.payment_id') AS payment_id, count(*) AS n
-                     FROM journal
-                     WHERE kind IN ('payment.approved', 'payment.declined',
-                                    'payment.approved_offline', 'payment.declined_offline')
-                     GROUP BY 1)
-                 SELECT p.device_id, p.idempotency_key, p.status, p.answer, coalesce(d.n, 0)
-                 FROM payments p LEFT JOIN decisions d ON d.payment_id = p.payment_id",
+                "SELECT json_extract(body, '$.payment_id'), count(*) FROM journal
+                 WHERE kind IN ('payment.approved', 'payment.declined',
+                                'payment.approved_offline', 'payment.declined_offline')
+                 GROUP BY 1",
+            )?;
+            let decisions: std::collections::HashMap<String, i64> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut st = c.prepare(
+                "SELECT payment_id, device_id, idempotency_key, status, answer FROM payments",
             )?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    let id: String = r.get(0)?;
+                    let n = decisions.get(&id).copied().unwrap_or(0);
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, n))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok::<_, standin::store::StoreError>(rows)
