@@ -128,7 +128,7 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
     let tender: serde_json::Value = serde_json::from_str(&p.tender).unwrap_or_default();
     let body = json!({"amount_minor": p.amount_minor, "currency": p.currency, "tender": tender,
                       "stored": true, "stored_at": p.created_at});
-    let sent = processor::authorize(state, &p.payment_id, &body).await;
+    let sent = processor::authorize(state, &p.payment_id, &body, processor::budget(state)).await;
     let (store_id, now, hint) = ctx_parts(state);
     let p2 = p.clone();
     let ok = match sent {
@@ -180,14 +180,15 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
 async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppError> {
     let tender: serde_json::Value = serde_json::from_str(&p.tender).unwrap_or_default();
     let body = json!({"amount_minor": p.amount_minor, "currency": p.currency, "tender": tender, "stored": false});
-    let (approved, auth_code) = match processor::authorize(state, &p.payment_id, &body).await {
-        Sent::Answered {
-            approved,
-            auth_code,
-            ..
-        } => (approved, auth_code),
-        _ => return Ok(false),
-    };
+    let (approved, auth_code) =
+        match processor::authorize(state, &p.payment_id, &body, processor::budget(state)).await {
+            Sent::Answered {
+                approved,
+                auth_code,
+                ..
+            } => (approved, auth_code),
+            _ => return Ok(false),
+        };
     let reversal = if approved {
         match processor::reverse(
             state,

@@ -5,18 +5,20 @@
 //! - `rules.rs`: the stand-in decision, a plain function;
 //! - `store.rs`: the SQL, each change journaled (payments lane) in its own transaction;
 //! - `processor.rs`: the processor client; `forward.rs`: the forwarding worker;
+//! - `hedge.rs`: when a kiosk stops waiting for a processor that does not answer;
 //! - card data is refused before any of this runs, on every route, by the route kit's request
 //!   guard (`crate::http::card_data`);
 //! - `sales.rs`: `POST /kiosk/v1/sales`.
 
 pub mod forward;
+pub mod hedge;
 pub mod processor;
 pub mod rules;
 pub mod sales;
 pub mod store;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Extension;
@@ -74,6 +76,8 @@ pub struct Runtime {
     /// reachable for money, and the stand-in limits (per-card velocity, `offline_max_hours`)
     /// must not restart their clocks on every health check of such a partial outage.
     last_authorised: Mutex<Option<DateTime<Utc>>>,
+    /// The processor's recent answer times and the calls now overdue (`hedge.rs`).
+    pub watch: Arc<hedge::Watch>,
 }
 
 impl Runtime {
@@ -84,6 +88,7 @@ impl Runtime {
             started_at: now,
             wake: tokio::sync::Notify::new(),
             last_authorised: Mutex::new(None),
+            watch: Arc::default(),
         }
     }
 
@@ -354,6 +359,8 @@ async fn create(
     Extension(caller): Extension<Caller>,
     RawBody(bytes): RawBody,
 ) -> Result<ApiJson<Value>, AppError> {
+    // `payments.timeout_ms` is the kiosk's whole wait from here (`hedge.rs`).
+    let arrived = tokio::time::Instant::now();
     let (device_id, lane) = kiosk(&caller)?;
     let (value, req): (Value, PaymentRequest) = parse_body(&bytes)?;
     let hash = body_hash(&value);
@@ -386,7 +393,7 @@ async fn create(
     }
     // The work goes on in its own task: a kiosk that hangs up mid-way cannot leave a payment
     // half-decided, and its retry finds the decision.
-    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted, free));
+    let task = tokio::spawn(decide(state.clone(), new.clone(), permitted, free, arrived));
     match task
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("payment task failed: {e}")))??
@@ -401,6 +408,7 @@ async fn decide(
     new: NewPayment,
     permitted: bool,
     free: bool,
+    arrived: tokio::time::Instant,
 ) -> Result<Claimed, AppError> {
     let (store_id, now, hint) = ctx(&state);
     if !permitted {
@@ -428,35 +436,125 @@ async fn decide(
     }
     let claim = new.clone();
     let now_s = state.clock.now_rfc3339();
-    let existing = state
+    // Calls already hang past their hedge point: do not send this one to join them, if the
+    // rules approve it offline. Only while the breaker is free: its probe must be sent.
+    let skip = free && state.payments.watch.stalled();
+    let claimed = state
         .store
         .write(move |c| {
             if let Some(p) = store::by_key(c, &claim.device_id, &claim.idempotency_key)? {
-                return Ok::<_, AppError>(Some(p));
+                return Ok::<_, AppError>(Some(Claimed::Existing(Box::new(p))));
+            }
+            if skip {
+                let ctx = Ctx {
+                    store_id: &store_id,
+                    now,
+                    reachable_hint: hint,
+                };
+                if let Some(answer) = stand_in_approving(c, &ctx, &claim, true, false)? {
+                    return Ok(Some(Claimed::Decided(answer)));
+                }
             }
             store::insert_pending(c, &claim, &now_s)?;
             Ok(None)
         })
         .await?;
-    if let Some(p) = existing {
-        if !free {
-            // A concurrent duplicate claimed it first; the breaker's probe is used anyway.
-            tokio::spawn(processor::probe(state.clone()));
+    match claimed {
+        Some(Claimed::Existing(p)) => {
+            if !free {
+                // A concurrent duplicate claimed it first; the breaker's probe is used anyway.
+                tokio::spawn(processor::probe(state.clone()));
+            }
+            return Ok(Claimed::Existing(p));
         }
-        return Ok(Claimed::Existing(Box::new(p)));
+        Some(decided) => {
+            state.journal_appended.notify_one();
+            return Ok(decided);
+        }
+        None => {}
     }
     if let Ok(mut s) = state.payments.inflight.lock() {
         s.insert(new.payment_id.clone());
     }
-    let result = online(&state, &new).await;
+    let result = online(&state, &new, arrived).await;
     state.payments.done(&new.payment_id);
     result.map(Claimed::Decided)
 }
 
-/// The online attempt of a claimed (pending) payment, and its recorded outcome.
-async fn online(state: &AppState, new: &NewPayment) -> Result<Value, AppError> {
+/// Stand-in inside a savepoint, kept only when the rules approve the payment offline: the
+/// hedge never declines early (`hedge.rs`). `None` when it would not approve.
+fn stand_in_approving(
+    c: &rusqlite::Connection,
+    ctx: &Ctx<'_>,
+    p: &NewPayment,
+    fresh: bool,
+    sent: bool,
+) -> Result<Option<Value>, AppError> {
+    c.prepare_cached("SAVEPOINT hedge")?.execute([])?;
+    let answer = store::stand_in(c, ctx, p, fresh, sent);
+    let keep = matches!(&answer, Ok(a) if a["status"] == "approved_offline");
+    if !keep {
+        c.prepare_cached("ROLLBACK TO hedge")?.execute([])?;
+    }
+    c.prepare_cached("RELEASE hedge")?.execute([])?;
+    Ok(answer?).map(|a| keep.then_some(a))
+}
+
+/// The online attempt of a claimed (pending) payment, and its recorded outcome, within the
+/// kiosk's wait (`hedge.rs`).
+async fn online(
+    state: &AppState,
+    new: &NewPayment,
+    arrived: tokio::time::Instant,
+) -> Result<Value, AppError> {
     let body = json!({"amount_minor": new.amount_minor, "currency": new.currency, "tender": new.tender, "stored": false});
-    let sent = processor::authorize(state, &new.payment_id, &body).await;
+    let wait = processor::budget(state);
+    let limit = (arrived + wait - hedge::answer_reserve(wait))
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_millis(1));
+    let hedge_after = state.payments.watch.hedge_after().filter(|h| *h < limit);
+    // Its own task, so a hedged call runs on to its end and tells the breaker how it went.
+    let mut call = {
+        let (state, key) = (state.clone(), new.payment_id.clone());
+        tokio::spawn(async move { processor::authorize(&state, &key, &body, limit).await })
+    };
+    let joined = |r: Result<Sent, tokio::task::JoinError>| {
+        r.map_err(|e| AppError::Internal(anyhow::anyhow!("processor call failed: {e}")))
+    };
+    let sent = match hedge_after {
+        None => joined(call.await)?,
+        Some(after) => match tokio::time::timeout(after, &mut call).await {
+            Ok(r) => joined(r)?,
+            Err(_) => {
+                let overdue = state.payments.watch.overdue();
+                let (store_id, now, hint) = ctx(state);
+                let p = new.clone();
+                let hedged = state
+                    .store
+                    .write(move |c| {
+                        let ctx = Ctx {
+                            store_id: &store_id,
+                            now,
+                            reachable_hint: hint,
+                        };
+                        // The call was sent: its outcome is unknown.
+                        stand_in_approving(c, &ctx, &p, false, true)
+                    })
+                    .await?;
+                if let Some(answer) = hedged {
+                    tokio::spawn(async move {
+                        let _ = call.await;
+                        drop(overdue);
+                    });
+                    state.journal_appended.notify_one();
+                    return Ok(answer);
+                }
+                let r = call.await;
+                drop(overdue);
+                joined(r)?
+            }
+        },
+    };
     let (store_id, now, hint) = ctx(state);
     let p = new.clone();
     let answer = state

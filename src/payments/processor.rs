@@ -37,22 +37,28 @@ pub fn budget(state: &AppState) -> Duration {
     Duration::from_millis(state.config.payments.timeout_ms.max(1))
 }
 
-/// Sends one authorisation (`stored` for a payment approved offline and forwarded now) and
-/// reports the outcome to the payments breaker. The caller asked `permit` first.
-pub async fn authorize(state: &AppState, key: &str, body: &Value) -> Sent {
+/// Sends one authorisation (`stored` for a payment approved offline and forwarded now), given
+/// at most `limit` ([`budget`], or what is left of a kiosk's wait), and reports the outcome
+/// to the payments breaker; how long the processor took to answer goes to the hedge
+/// ([`super::hedge::Watch`]). The caller asked `permit` first.
+pub async fn authorize(state: &AppState, key: &str, body: &Value, limit: Duration) -> Sent {
     let Some(base) = state.config.payments.url.as_deref() else {
         return Sent::NotReached("the processor is not configured".into());
     };
     let url = format!("{}/v1/authorizations", base.trim_end_matches('/'));
+    let sent_at = std::time::Instant::now();
     let res = state
         .http
         .post(url)
         .bearer_auth_if(&state.config.payments.token)
         .header("Idempotency-Key", key)
         .json(body)
-        .timeout(budget(state))
+        .timeout(limit)
         .send()
         .await;
+    if res.is_ok() {
+        state.payments.watch.answered(sent_at.elapsed());
+    }
     let mut key_in_use = false;
     let (sent, retry) = match res {
         Err(e) if e.is_connect() => (Sent::NotReached(describe_reqwest(&e)), None),
