@@ -366,3 +366,64 @@ async fn any_request_with_the_stores_own_token_is_contact() {
     assert_eq!(store(&f, "s-pulls")["state"], "ok", "{f}");
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_contact_never_waits_for_a_locked_store() {
+    // A store's row held by a long transaction (a batch landing, another hub's flush) must
+    // not hold up the contact of every other store, nor lose its own: it lands once the
+    // row is free.
+    let Some(hub) = TestHub::start_with(|c| {
+        c.health_interval_secs = 1;
+        c.silent_after_intervals = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let busy = hub.add_store("s-busy").await;
+    let free = hub.add_store("s-free").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, f) = fleet(&hub, "?state=silent").await;
+    assert_eq!(ids(&f).len(), 2, "{f}");
+
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM stores WHERE store_id = 's-busy' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let pull = |s: &str, t: &str| {
+        hub.client
+            .get(format!(
+                "{}/v1/stores/{s}/feeds/policy/batches?after=0",
+                hub.url
+            ))
+            .bearer_auth(t.to_owned())
+            .send()
+    };
+    assert_eq!(
+        pull("s-busy", &busy).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        pull("s-free", &free).await.unwrap().status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, f) = fleet(&hub, "?state=silent").await;
+    assert_eq!(ids(&f), ["s-busy"], "the free store's contact waited: {f}");
+    assert!(store(&f, "s-busy")["last_contact"].is_null(), "{f}");
+
+    tx.rollback().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (_, f) = fleet(&hub, "").await;
+    // Recorded once the row came free, as when it was heard (about 2.7 s ago).
+    let busy = store(&f, "s-busy");
+    assert!(
+        !busy["last_contact"].is_null() && busy["since_contact_secs"].as_i64() <= Some(4),
+        "the locked store's contact was lost: {f}"
+    );
+    hub.stop().await;
+}

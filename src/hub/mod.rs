@@ -212,6 +212,10 @@ async fn flush_contact(state: HubState) {
     }
 }
 
+/// Rows another transaction holds (a batch landing for that store, which sets the contact
+/// itself, or another hub process's flush) are skipped, never waited for: a flush must not
+/// queue behind intake, nor hold rows intake waits for, nor deadlock with a flush of the
+/// other process. What was skipped goes into the next flush (for up to 10 s).
 async fn flush_contact_once(state: &HubState) {
     let (ids, at): (Vec<String>, Vec<f64>) = {
         let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,16 +229,36 @@ async fn flush_contact_once(state: &HubState) {
         // brings it back.
         return;
     };
-    if let Err(e) = client
-        .execute(
-            "UPDATE stores s SET last_contact_at = greatest(s.last_contact_at, to_timestamp(v.at))
-             FROM unnest($1::text[], $2::float8[]) AS v(id, at)
-             WHERE s.store_id = v.id",
+    let done = client
+        .query(
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS v(id, at)),
+                  l AS (SELECT s.store_id FROM stores s JOIN v ON s.store_id = v.id
+                        FOR UPDATE OF s SKIP LOCKED)
+             UPDATE stores s SET last_contact_at = greatest(s.last_contact_at, to_timestamp(v.at))
+             FROM v JOIN l ON l.store_id = v.id
+             WHERE s.store_id = v.id
+             RETURNING s.store_id",
             &[&ids, &at],
         )
-        .await
-    {
-        tracing::debug!(error = %e, stores = ids.len(), "could not record contact");
+        .await;
+    let done: std::collections::HashSet<String> = match done {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, stores = ids.len(), "could not record contact");
+            return;
+        }
+    };
+    // A store not in the table (deleted since its token was cached) is not retried past 10 s.
+    let recent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        - 10.0;
+    let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
+    for (id, t) in ids.into_iter().zip(at) {
+        if !done.contains(&id) && t > recent {
+            let e = seen.entry(id).or_insert(t);
+            *e = e.max(t);
+        }
     }
 }
 
