@@ -185,7 +185,10 @@ describe("the demo's virtual stores through the hub going down and coming back",
     assert.ok(offline.reported.payments.tightest_deadline);
     assert.ok(fleet.totals.offline_payments > 0);
     assert.match(await page.locator("#t-exposure").innerText(), /EUR \d/);
-    assert.match(await row(offline.store_id).innerText(), /Offline[\s\S]*Down/);
+    // The page refreshes on its own interval: it may still show this store as it was a
+    // moment before the JSON above was read.
+    await until("the offline store's row shows it", async () =>
+      /Offline[\s\S]*Down/.test(await row(offline.store_id).innerText()), 15_000, 250);
     const setAside = virtual.find((s) => s.set_aside_count > 0);
     assert.ok(setAside, "a virtual store with an entry set aside");
     assert.equal(setAside.set_aside[0].reason, "order_cancelled");
