@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::Moment;
 use super::processor::{self, Reversal, Sent};
-use super::store::{self, Ctx, Forwarded, Payment, Resolution};
+use super::store::{self, Forwarded, Payment, Resolution};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::upstream::Upstream;
@@ -34,14 +35,6 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn ctx_parts(state: &AppState) -> (String, DateTime<Utc>, store::Reachable) {
-    (
-        state.config.store_id.clone(),
-        state.clock.now(),
-        super::reachable_hint(state),
-    )
-}
-
 /// One pass: remember when the processor answered, expire, resolve, forward.
 async fn round(
     state: &AppState,
@@ -57,28 +50,18 @@ async fn round(
         *stored_reachable = Some(at);
     }
 
-    let (store_id, now, hint) = ctx_parts(state);
+    let m = Moment::of(state);
     // A read first (one index probe): the writer is only asked when something is overdue.
     let next_deadline = state
         .store
         .read(|c| store::next_deadline(c).map_err(AppError::from))
         .await?;
-    let expired = if next_deadline.is_none_or(|d| d >= now) {
+    let expired = if next_deadline.is_none_or(|d| d >= m.now) {
         0
     } else {
         state
             .store
-            .write(move |c| {
-                store::expire_overdue(
-                    c,
-                    &Ctx {
-                        store_id: &store_id,
-                        now,
-                        reachable_hint: hint,
-                    },
-                )
-                .map_err(AppError::from)
-            })
+            .write(move |c| store::expire_overdue(c, &m.ctx()).map_err(AppError::from))
             .await?
     };
     if expired > 0 {
@@ -129,7 +112,7 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
     let body = json!({"amount_minor": p.amount_minor, "currency": p.currency, "tender": tender,
                       "stored": true, "stored_at": p.created_at});
     let sent = processor::authorize(state, &p.payment_id, &body, processor::budget(state)).await;
-    let (store_id, now, hint) = ctx_parts(state);
+    let m = Moment::of(state);
     let p2 = p.clone();
     let ok = match sent {
         Sent::Answered {
@@ -140,12 +123,8 @@ async fn forward_one(state: &AppState, p: &Payment) -> Result<bool, AppError> {
             state
                 .store
                 .write(move |c| {
-                    let ctx = Ctx {
-                        store_id: &store_id,
-                        now,
-                        reachable_hint: hint,
-                    };
-                    store::store_reachable_at(c, now)?;
+                    let ctx = m.ctx();
+                    store::store_reachable_at(c, m.now)?;
                     let out = if approved {
                         Forwarded::Captured {
                             auth_code: auth_code.as_deref(),
@@ -205,16 +184,12 @@ async fn resolve_declined(state: &AppState, p: &Payment) -> Result<bool, AppErro
     } else {
         None
     };
-    let (store_id, now, hint) = ctx_parts(state);
+    let m = Moment::of(state);
     let p2 = p.clone();
     state
         .store
         .write(move |c| {
-            let ctx = Ctx {
-                store_id: &store_id,
-                now,
-                reachable_hint: hint,
-            };
+            let ctx = m.ctx();
             let resolution = match &reversal {
                 None => Resolution::DeclineConfirmed,
                 Some(Reversal::Done(refund_id)) => Resolution::Reversed {
@@ -246,15 +221,11 @@ async fn resolve_stale_pending(state: &AppState) -> Result<(), AppError> {
         .into_iter()
         .filter(|p| !state.payments.is_inflight(&p.payment_id))
     {
-        let (store_id, now, hint) = ctx_parts(state);
+        let m = Moment::of(state);
         state
             .store
             .write(move |c| {
-                let ctx = Ctx {
-                    store_id: &store_id,
-                    now,
-                    reachable_hint: hint,
-                };
+                let ctx = m.ctx();
                 store::stand_in(c, &ctx, &store::as_new(&p), false, true).map_err(AppError::from)
             })
             .await?;

@@ -128,12 +128,30 @@ pub fn reachable_hint(state: &AppState) -> store::Reachable {
     }
 }
 
-fn ctx(state: &AppState) -> (String, DateTime<Utc>, store::Reachable) {
-    (
-        state.config.store_id.clone(),
-        state.clock.now(),
-        reachable_hint(state),
-    )
+/// One moment's decision context, owned so it can move into a writer closure:
+/// [`Moment::ctx`] lends it as the store's [`Ctx`].
+pub(crate) struct Moment {
+    pub store_id: String,
+    pub now: DateTime<Utc>,
+    pub hint: store::Reachable,
+}
+
+impl Moment {
+    pub(crate) fn of(state: &AppState) -> Self {
+        Self {
+            store_id: state.config.store_id.clone(),
+            now: state.clock.now(),
+            hint: reachable_hint(state),
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            store_id: &self.store_id,
+            now: self.now,
+            reachable_hint: self.hint,
+        }
+    }
 }
 
 pub(crate) fn kiosk(caller: &Caller) -> Result<(String, String), AppError> {
@@ -410,7 +428,7 @@ async fn decide(
     free: bool,
     arrived: tokio::time::Instant,
 ) -> Result<Claimed, AppError> {
-    let (store_id, now, hint) = ctx(&state);
+    let m = Moment::of(&state);
     if !permitted {
         // Stand-in: the decision and the insert in one write, so caps hold under any load.
         let claimed = state
@@ -419,11 +437,7 @@ async fn decide(
                 if let Some(p) = store::by_key(c, &new.device_id, &new.idempotency_key)? {
                     return Ok::<_, AppError>(Claimed::Existing(Box::new(p)));
                 }
-                let ctx = Ctx {
-                    store_id: &store_id,
-                    now,
-                    reachable_hint: hint,
-                };
+                let ctx = m.ctx();
                 Ok(Claimed::Decided(store::stand_in(
                     c, &ctx, &new, true, false,
                 )?))
@@ -446,11 +460,7 @@ async fn decide(
                 return Ok::<_, AppError>(Some(Claimed::Existing(Box::new(p))));
             }
             if skip {
-                let ctx = Ctx {
-                    store_id: &store_id,
-                    now,
-                    reachable_hint: hint,
-                };
+                let ctx = m.ctx();
                 if let Some(answer) = stand_in_approving(c, &ctx, &claim, true, false)? {
                     return Ok(Some(Claimed::Decided(answer)));
                 }
@@ -527,16 +537,12 @@ async fn online(
             Ok(r) => joined(r)?,
             Err(_) => {
                 let overdue = state.payments.watch.overdue();
-                let (store_id, now, hint) = ctx(state);
+                let m = Moment::of(state);
                 let p = new.clone();
                 let hedged = state
                     .store
                     .write(move |c| {
-                        let ctx = Ctx {
-                            store_id: &store_id,
-                            now,
-                            reachable_hint: hint,
-                        };
+                        let ctx = m.ctx();
                         // The call was sent: its outcome is unknown.
                         stand_in_approving(c, &ctx, &p, false, true)
                     })
@@ -555,23 +561,19 @@ async fn online(
             }
         },
     };
-    let (store_id, now, hint) = ctx(state);
+    let m = Moment::of(state);
     let p = new.clone();
     let answer = state
         .store
         .write(move |c| {
-            let ctx = Ctx {
-                store_id: &store_id,
-                now,
-                reachable_hint: hint,
-            };
+            let ctx = m.ctx();
             match sent {
                 Sent::Answered {
                     approved,
                     auth_code,
                     reason,
                 } => {
-                    store::store_reachable_at(c, now)?;
+                    store::store_reachable_at(c, m.now)?;
                     store::settle_online(
                         c,
                         &ctx,
