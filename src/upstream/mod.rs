@@ -57,25 +57,11 @@ pub async fn probe(
     loop {
         let heard = recently_heard(&state.upstreams, which, state.clock.now(), interval);
         if heard.is_none() && state.upstreams.permit(which, state.clock.now()) {
-            let outcome = match with_token(state.http.get(&url), &cfg.token)
+            let sent = with_token(state.http.get(&url), &cfg.token)
                 .timeout(timeout)
                 .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err((
-                    format!("health answered HTTP {}", r.status()),
-                    retry_after(r.headers()),
-                )),
-                Err(e) => Err((describe_reqwest(&e), None)),
-            };
-            let now = state.clock.now();
-            match outcome {
-                Ok(()) => state.upstreams.report(which, Ok(()), now),
-                Err((msg, ra)) => state
-                    .upstreams
-                    .report_failure_retry_after(which, msg, ra, now),
-            }
+                .await;
+            record_probe(&state.upstreams, which, sent, state.clock.now());
         }
         // Never a busy loop, even with a clock that does not move (tests).
         let wait = heard
@@ -89,6 +75,26 @@ pub async fn probe(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Tells the breaker how a health probe went: a 2xx is a success; any other answer a
+/// failure with its `Retry-After`; no answer a failure.
+pub fn record_probe(
+    upstreams: &Upstreams,
+    which: Upstream,
+    sent: Result<reqwest::Response, reqwest::Error>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    match sent {
+        Ok(r) if r.status().is_success() => upstreams.report(which, Ok(()), now),
+        Ok(r) => upstreams.report_failure_retry_after(
+            which,
+            format!("health answered HTTP {}", r.status()),
+            retry_after(r.headers()),
+            now,
+        ),
+        Err(e) => upstreams.report_failure_retry_after(which, describe_reqwest(&e), None, now),
     }
 }
 

@@ -387,25 +387,13 @@ impl VStore {
             );
             if heard.is_none() && self.upstreams.permit(C, chrono::Utc::now()) {
                 self.sending(stats);
-                let outcome = match client
+                let sent = client
                     .get(&url)
                     .bearer_auth(&self.token)
                     .timeout(policy.timeout)
                     .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err((
-                        format!("health answered HTTP {}", r.status()),
-                        retry_after(r.headers()),
-                    )),
-                    Err(e) => Err((describe_reqwest(&e), None)),
-                };
-                let now = chrono::Utc::now();
-                match outcome {
-                    Ok(()) => self.upstreams.report(C, Ok(()), now),
-                    Err((msg, ra)) => self.upstreams.report_failure_retry_after(C, msg, ra, now),
-                }
+                    .await;
+                crate::upstream::record_probe(&self.upstreams, C, sent, chrono::Utc::now());
             }
             let wait = heard
                 .unwrap_or_else(|| {
