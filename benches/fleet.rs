@@ -1,16 +1,18 @@
 //! `cargo bench --bench fleet`: a fleet of virtual stores (`standin hub fleet-sim`'s code)
 //! through a nationwide outage against real `standin hub serve` processes on a throwaway
-//! PostgreSQL cluster, with one hub SIGKILL and one PostgreSQL restart while the fleet
-//! drains. Prints the busiest second's share of stores sending (outage, recovery), the time
-//! from the hub's return to the last backlog landed with entries/s next to PostgreSQL's own
-//! multi-row INSERT of the same rows in the same run, intake p99 while draining, and the
-//! exactly-once check read back from PostgreSQL.
+//! PostgreSQL cluster. Prints the busiest second's share of stores sending (outage,
+//! recovery), the time from the hub's return to the last backlog landed with entries/s next
+//! to PostgreSQL's own multi-row INSERT of the same rows in the same run, and intake p99
+//! while draining. Then a second, shorter outage whose drain takes one hub SIGKILL and one
+//! PostgreSQL restart, and the exactly-once check over both, read back from PostgreSQL.
 //!
 //! - `BENCH_STORES` (default 5,000), `BENCH_ENTRIES` per store (default 40),
 //!   `BENCH_HUBS` (default 2), `BENCH_INTAKE_AT_ONCE` per hub (default 8);
 //! - `BENCH_OUTAGE_SECS` (default 300, the 5 minutes, in real time): Standin's
 //!   breaker caps its open wait at 15 s (+ up to 15 s of jitter), so a shorter outage
 //!   (`BENCH_OUTAGE_SECS=60`) already shows the steady retry pattern;
+//! - `BENCH_SECOND_OUTAGE_SECS` (default 30; 0: no second outage, the faults hit the first
+//!   drain as before 2026-12-06 evening);
 //! - `BENCH_WARMUP_SECS` (default 10): the hub up before the outage, long enough to print
 //!   the fleet's own cadence of requests with nothing wrong.
 
@@ -40,6 +42,9 @@ async fn main() {
     plan.entries_per_store = env("BENCH_ENTRIES", 40);
     plan.outage = Duration::from_secs(env("BENCH_OUTAGE_SECS", 300) as u64);
     plan.warmup = Duration::from_secs(env("BENCH_WARMUP_SECS", 10) as u64);
+    plan.second_outage = Some(env("BENCH_SECOND_OUTAGE_SECS", 30) as u64)
+        .filter(|&s| s > 0)
+        .map(Duration::from_secs);
     plan.hubs = env("BENCH_HUBS", 2).clamp(1, 2);
     plan.intake_at_once = env("BENCH_INTAKE_AT_ONCE", 8);
     let outage = plan.outage.as_secs();

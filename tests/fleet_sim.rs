@@ -1,6 +1,6 @@
 //! The fleet simulator's correctness claim, in CI: 20 virtual stores over two real hub
-//! processes (`standin hub serve`) on a real PostgreSQL, through an outage, one hub SIGKILL
-//! and one PostgreSQL restart mid-drain; every store's entries read back from PostgreSQL,
+//! processes (`standin hub serve`) on a real PostgreSQL, through an outage and its drain,
+//! then a second outage whose drain takes one hub SIGKILL and one PostgreSQL restart; every store's entries read back from PostgreSQL,
 //! each exactly once, every chain re-verified. No timing is asserted; the breaker is scaled
 //! down (seconds, not tens of seconds) only so the test is short.
 
@@ -26,6 +26,7 @@ async fn twenty_stores_land_every_entry_exactly_once_through_an_outage_a_kill_an
     );
     plan.entries_per_store = 25;
     plan.outage = Duration::from_secs(4);
+    plan.second_outage = Some(Duration::from_secs(3));
     plan.warmup = Duration::from_secs(1);
     plan.intake_at_once = 2;
     plan.ceiling = false;
@@ -40,10 +41,16 @@ async fn twenty_stores_land_every_entry_exactly_once_through_an_outage_a_kill_an
     plan.policy.retry_cap = Duration::from_secs(2);
     let report = run(plan).await.expect("the run itself");
     report.print();
-    assert_eq!(report.generated, 20 * 25);
+    assert_eq!(report.generated, 2 * 20 * 25);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.stores_verified, 20);
-    assert_eq!(report.entries_verified, 20 * 25, "every entry landed once");
+    assert_eq!(
+        report.entries_verified,
+        2 * 20 * 25,
+        "every entry landed once"
+    );
+    let faulted = report.faulted.as_ref().expect("the second outage's drain");
+    assert_eq!(faulted.landed + report.landed_after_return, 2 * 20 * 25);
     assert!(report.exactly_once());
     // The disruptions happened (mid-drain or not: the count is what the claim rests on).
     assert!(report.hub_killed_at.is_some());

@@ -98,11 +98,11 @@ async fn pull_all(state: &AppState, base: &str, page: usize) -> Result<(), Pull>
             let res = match res {
                 Ok(r) => r,
                 Err(e) => {
-                    let why = crate::upstream::describe_reqwest(&e);
+                    let failure = crate::upstream::Failure::transport(&e);
+                    tracing::warn!(%feed, error = %failure.error, "feed pull failed");
                     state
                         .upstreams
-                        .report(Upstream::Central, Err(why.clone()), state.clock.now());
-                    tracing::warn!(%feed, error = %why, "feed pull failed");
+                        .report_failure(Upstream::Central, failure, state.clock.now());
                     return Err(Pull::Failed(None));
                 }
             };

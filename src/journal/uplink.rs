@@ -26,7 +26,9 @@ use super::delivery::{self, Outcome, PendingJson};
 use crate::config::JournalConfig;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::upstream::{Backoff, Upstream, Upstreams, describe_reqwest, retry_after, with_token};
+use crate::upstream::{
+    Backoff, Failure, Upstream, Upstreams, describe_reqwest, retry_after, with_token,
+};
 
 #[derive(Deserialize)]
 struct PushAnswer {
@@ -266,7 +268,7 @@ async fn outranked(state: &AppState, answered: Answered, lane: Lane) -> bool {
 
 enum Sent {
     Answered(PushAnswer),
-    Failed(String, Option<Duration>),
+    Failed(Failure),
 }
 
 async fn send(state: &AppState, url: &str, batch: &Batch) -> Sent {
@@ -286,23 +288,26 @@ async fn send(state: &AppState, url: &str, batch: &Batch) -> Sent {
     let res = match sent {
         Ok(r) => r,
         Err(e) => {
-            let why = describe_reqwest(&e);
-            tracing::warn!(lane, entries = batch.len(), error = %why, "journal push failed; will resend the same entries");
-            return Sent::Failed(why, None);
+            let failure = Failure::transport(&e);
+            tracing::warn!(lane, entries = batch.len(), error = %failure.error, "journal push failed; will resend the same entries");
+            return Sent::Failed(failure);
         }
     };
     let status = res.status();
     if !status.is_success() {
         let ra = retry_after(res.headers());
         tracing::warn!(lane, %status, retry_after = ?ra, "central refused the journal push; will resend");
-        return Sent::Failed(format!("journal push answered HTTP {status}"), ra);
+        return Sent::Failed(Failure::answered(
+            format!("journal push answered HTTP {status}"),
+            ra,
+        ));
     }
     match res.json().await {
         Ok(a) => Sent::Answered(a),
-        Err(e) => Sent::Failed(
+        Err(e) => Sent::Failed(Failure::answered(
             format!("unreadable journal answer: {}", describe_reqwest(&e)),
             None,
-        ),
+        )),
     }
 }
 
@@ -342,10 +347,11 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
     let now = state.clock.now();
     let answer = match sent {
         Sent::Answered(a) => a,
-        Sent::Failed(why, ra) => {
+        Sent::Failed(failure) => {
+            let ra = failure.retry_after;
             state
                 .upstreams
-                .report_failure_retry_after(Upstream::Central, why, ra, now);
+                .report_failure(Upstream::Central, failure, now);
             let settled = pipe.settle().await;
             let seqs = batch.seqs();
             let _ = state

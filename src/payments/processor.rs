@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
-use crate::upstream::{BearerIfSet, Upstream, describe_reqwest, retry_after};
+use crate::upstream::{BearerIfSet, Failure, Upstream, describe_reqwest, retry_after};
 
 /// How one send to the processor ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +154,7 @@ pub async fn probe(state: AppState) {
         }
         Err(e) => state
             .upstreams
-            .report(Upstream::Payments, Err(describe_reqwest(&e)), now),
+            .report_failure(Upstream::Payments, Failure::transport(&e), now),
     }
 }
 

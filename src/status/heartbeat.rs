@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Status;
 use crate::state::AppState;
-use crate::upstream::{Backoff, HealthState, Upstream, describe_reqwest, retry_after, with_token};
+use crate::upstream::{Backoff, Failure, HealthState, Upstream, retry_after, with_token};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -371,14 +371,11 @@ async fn send(state: &AppState, url: &str, beat: &Heartbeat) -> Sent {
     let res = match res {
         Ok(r) => r,
         Err(e) => {
-            let why = describe_reqwest(&e);
-            tracing::debug!(error = %why, "heartbeat not delivered");
-            state.upstreams.report_failure_retry_after(
-                Upstream::Central,
-                format!("heartbeat: {why}"),
-                None,
-                now,
-            );
+            let failure = Failure::transport(&e).during("heartbeat");
+            tracing::debug!(error = %failure.error, "heartbeat not delivered");
+            state
+                .upstreams
+                .report_failure(Upstream::Central, failure, now);
             return Sent::Failed(None);
         }
     };

@@ -3,7 +3,14 @@
 //! No clock reads and no I/O: time comes in as arguments, and the jitter comes from a small
 //! rng seeded at construction, so a sequence of events always gives the same answers.
 //!
-//! - **Closed**: traffic flows. `failure_threshold` consecutive failures open it. A failure
+//! - **Closed**: traffic flows. `failure_threshold` consecutive failures open it, or one
+//!   failure to connect at all ([`Outcome::Unreachable`]: refused, no route; central only,
+//!   see [`super::Upstreams`]): nothing is
+//!   listening, so there is nothing to learn from asking twice more, and a store that retried
+//!   its way to the threshold sent central three requests in its first second of an outage
+//!   instead of one (`cargo bench --bench fleet`, 2026-12-06: 35 % of the fleet in the
+//!   outage's second second). A dropped connection or a timeout still needs the threshold:
+//!   those happen to a live server on a flaky link. A failure
 //!   carrying `Retry-After` does not open it early (one 503 is not an outage), but it does
 //!   hold *every* caller of this upstream back until `Retry-After` plus jitter, then lets one
 //!   request through at a time until one succeeds. The breaker is the one place all callers
@@ -41,7 +48,11 @@ pub enum BreakerState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
-    Failure { retry_after: Option<Duration> },
+    Failure {
+        retry_after: Option<Duration>,
+    },
+    /// No connection could be made (refused, no route): opens a closed breaker at once.
+    Unreachable,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +206,10 @@ impl Breaker {
                     self.enter(BreakerState::Closed, now);
                 }
             }
+            (BreakerState::Closed | BreakerState::HalfOpen, Outcome::Unreachable) => {
+                self.open(now, None);
+            }
+            (BreakerState::Open, Outcome::Unreachable) => {}
             (BreakerState::Closed, Outcome::Failure { retry_after }) => {
                 self.failures += 1;
                 if self.failures >= self.cfg.failure_threshold {

@@ -12,6 +12,7 @@ enum Op {
     Permit,
     Success,
     Failure(Option<u64>),
+    Unreachable,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -20,6 +21,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Success),
         3 => Just(Op::Failure(None)),
         2 => (0u64..=60).prop_map(|s| Op::Failure(Some(s))),
+        1 => Just(Op::Unreachable),
     ]
 }
 
@@ -139,6 +141,22 @@ proptest! {
                         closed_fails = 0;
                     }
                 }
+                Op::Unreachable => {
+                    b.record(Outcome::Unreachable, now);
+                    probe = None;
+                    success_run = 0;
+                    prop_assert_eq!(b.state(), BreakerState::Open, "nothing listening means Open at once");
+                    let until = b.next_attempt_at();
+                    if before == BreakerState::Open {
+                        prop_assert_eq!(until, next_before, "an unreachable report while Open changes nothing");
+                    } else {
+                        opened += 1;
+                        let w = cfg.open_base.saturating_mul(1 << (opened - 1).min(20)).min(cfg.open_cap);
+                        let wait = (until.expect("Open has an until") - now).to_std().unwrap();
+                        prop_assert!(wait >= w && wait <= w + w.max(cfg.open_spread_min), "open wait {wait:?} for {w:?}");
+                        closed_fails = 0;
+                    }
+                }
             }
             if b.state() == BreakerState::Closed && before != BreakerState::Closed {
                 closed_fails = 0;
@@ -215,4 +233,32 @@ fn a_fleet_opened_in_one_second_retries_spread_over_ten() {
     let busiest = *per_second.iter().max().unwrap();
     assert!(busiest <= 2000 * 12 / 100, "{per_second:?}");
     assert!(per_second[15..].iter().all(|&n| n == 0), "{per_second:?}");
+}
+
+#[test]
+fn nothing_listening_opens_at_once_and_a_flaky_link_does_not() {
+    let now = t0();
+    let cfg = BreakerConfig::default();
+    let mut b = Breaker::new(cfg, 7, now);
+    b.record(Outcome::Failure { retry_after: None }, now);
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "one timeout is not an outage"
+    );
+    b.record(Outcome::Unreachable, now);
+    assert_eq!((b.state(), b.since()), (BreakerState::Open, now));
+    let at = b.next_attempt_at().unwrap();
+    assert!(at >= now + chrono_duration(cfg.open_base));
+    assert!(b.permit(at), "the half-open probe");
+    b.record(Outcome::Unreachable, at);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "a refused probe opens it again"
+    );
+    assert!(
+        b.next_attempt_at().unwrap() >= at + chrono_duration(cfg.open_base * 2),
+        "with the next, longer wait"
+    );
 }

@@ -4,7 +4,8 @@
 //! Status reads the breaker: `up` while it is closed and the last exchange succeeded,
 //! `degraded` while closed after a failure or half-open, `down` while open, `unknown` until
 //! the upstream has been heard from. The failure threshold (3 by default) keeps one dropped
-//! connection from flapping the banner at the service desk.
+//! connection or timeout from flapping the banner at the service desk; a refused connection
+//! opens the breaker at once (see [`super::breaker`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,8 +15,8 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
 
-use super::Upstream;
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Outcome};
+use super::{Failure, Upstream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,6 +49,12 @@ pub struct Health {
 struct Entry {
     health: Health,
     breaker: Breaker,
+    /// Whether a connection refused opens the breaker at once ([`Failure::unreachable`]):
+    /// central's does, so a fleet finds a dead central with one request per store. The
+    /// processor's does not: there an open breaker turns a lane's payments into offline
+    /// approvals (money at risk) for 5–15 s, while a kiosk paying into a refused connection
+    /// is already decided by stand-in within milliseconds, so the threshold costs nothing.
+    opens_when_unreachable: bool,
 }
 
 pub struct Upstreams {
@@ -86,7 +93,15 @@ impl Upstreams {
                     retry_at: None,
                 };
                 let breaker = Breaker::new(cfg, seed.wrapping_add(i as u64), now);
-                (u, Entry { health, breaker })
+                let opens_when_unreachable = u == Upstream::Central;
+                (
+                    u,
+                    Entry {
+                        health,
+                        breaker,
+                        opens_when_unreachable,
+                    },
+                )
             })
             .collect();
         Self {
@@ -137,8 +152,8 @@ impl Upstreams {
     /// Records the outcome of one exchange with `which` (a failure without `Retry-After`).
     pub fn report(&self, which: Upstream, outcome: Result<(), String>, now: DateTime<Utc>) {
         match outcome {
-            Ok(()) => self.record(which, None, None, now),
-            Err(e) => self.record(which, Some(e), None, now),
+            Ok(()) => self.record(which, None, Outcome::Success, false, now),
+            Err(e) => self.report_failure(which, Failure::answered(e, None), now),
         }
     }
 
@@ -151,33 +166,46 @@ impl Upstreams {
         retry_after: Option<Duration>,
         now: DateTime<Utc>,
     ) {
-        self.record(which, Some(error), retry_after, now);
+        self.report_failure(which, Failure::answered(error, retry_after), now);
+    }
+
+    /// Records a failed exchange with `which`, as [`Failure`] describes it.
+    pub fn report_failure(&self, which: Upstream, failure: Failure, now: DateTime<Utc>) {
+        let outcome = Outcome::Failure {
+            retry_after: failure.retry_after,
+        };
+        let unreachable = failure.unreachable;
+        self.record(which, Some(failure.error), outcome, unreachable, now);
     }
 
     fn record(
         &self,
         which: Upstream,
         error: Option<String>,
-        retry_after: Option<Duration>,
+        outcome: Outcome,
+        unreachable: bool,
         now: DateTime<Utc>,
     ) {
         let Ok(mut map) = self.inner.lock() else {
             return;
         };
         let Some(e) = map.get_mut(&which) else { return };
+        let outcome = if unreachable && e.opens_when_unreachable {
+            Outcome::Unreachable
+        } else {
+            outcome
+        };
         let h = &mut e.health;
-        let outcome = match error {
+        match error {
             None => {
                 h.consecutive_failures = 0;
                 h.last_success = Some(now);
-                Outcome::Success
             }
             Some(msg) => {
                 h.consecutive_failures = h.consecutive_failures.saturating_add(1);
                 h.last_error = Some(msg);
-                Outcome::Failure { retry_after }
             }
-        };
+        }
         e.breaker.record(outcome, now);
         e.refresh(which, now);
     }
@@ -268,6 +296,37 @@ mod tests {
         assert_eq!(
             (h.state, h.since, h.breaker, h.retry_at),
             (HealthState::Up, t1, BreakerState::Closed, None)
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_means_down_at_once() {
+        let t0 = Utc::now();
+        let u = Upstreams::new(|_| true, t0);
+        let refused = Failure {
+            error: "connection refused or unreachable".into(),
+            retry_after: None,
+            unreachable: true,
+        };
+        u.report_failure(Upstream::Central, refused, t0);
+        let h = u.get(Upstream::Central).unwrap();
+        assert_eq!(
+            (h.state, h.breaker, h.consecutive_failures),
+            (HealthState::Down, BreakerState::Open, 1)
+        );
+        assert!(!u.permit(Upstream::Central, t0));
+        assert!(u.permit(Upstream::Payments, t0), "bulkhead");
+        let refused = Failure {
+            error: "connection refused or unreachable".into(),
+            retry_after: None,
+            unreachable: true,
+        };
+        u.report_failure(Upstream::Payments, refused, t0);
+        let h = u.get(Upstream::Payments).unwrap();
+        assert_eq!(
+            (h.state, h.breaker),
+            (HealthState::Degraded, BreakerState::Closed),
+            "the processor's breaker keeps its threshold: open means offline approvals"
         );
     }
 

@@ -94,7 +94,45 @@ pub fn record_probe(
             retry_after(r.headers()),
             now,
         ),
-        Err(e) => upstreams.report_failure_retry_after(which, describe_reqwest(&e), None, now),
+        Err(e) => upstreams.report_failure(which, Failure::transport(&e), now),
+    }
+}
+
+/// A failed exchange with an upstream, as its breaker needs to hear it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Log-safe: no URLs with tokens, no bodies.
+    pub error: String,
+    pub retry_after: Option<std::time::Duration>,
+    /// No connection could be made (refused, no route): central's breaker opens at once.
+    pub unreachable: bool,
+}
+
+impl Failure {
+    /// The upstream answered, but not with success (an HTTP error, an unreadable body).
+    pub fn answered(error: String, retry_after: Option<std::time::Duration>) -> Self {
+        Self {
+            error,
+            retry_after,
+            unreachable: false,
+        }
+    }
+
+    /// No answer: `e` from sending. A connect that failed for any reason but a timeout is
+    /// unreachable (refused, no route, no such host); a connect timeout is not, since a SYN
+    /// lost on a flaky store link looks the same, and neither is a dropped connection.
+    pub fn transport(e: &reqwest::Error) -> Self {
+        Self {
+            error: describe_reqwest(e),
+            retry_after: None,
+            unreachable: e.is_connect() && !e.is_timeout(),
+        }
+    }
+
+    /// The same failure, its error prefixed with what was being done (`"heartbeat"`).
+    pub fn during(mut self, what: &str) -> Self {
+        self.error = format!("{what}: {}", self.error);
+        self
     }
 }
 

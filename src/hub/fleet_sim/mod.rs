@@ -42,6 +42,10 @@ pub struct Plan {
     /// Entries each store journals during the outage.
     pub entries_per_store: usize,
     pub outage: Duration,
+    /// A second outage after the first drain, for the faults: the hub SIGKILL and the
+    /// PostgreSQL restart then hit its drain, and the first drain is measured clean. `None`:
+    /// one outage, the faults in its drain.
+    pub second_outage: Option<Duration>,
     /// Time with the hub up before the outage (first pulls, heartbeats).
     pub warmup: Duration,
     /// Hub processes (stores spread round-robin over them).
@@ -69,6 +73,7 @@ impl Plan {
             stores,
             entries_per_store: 40,
             outage: Duration::from_secs(60),
+            second_outage: None,
             warmup: Duration::from_secs(3),
             hubs: 2,
             kill_hub: true,
@@ -89,6 +94,8 @@ impl Plan {
 pub struct Stats {
     t0: Instant,
     per_second: Mutex<Vec<u32>>,
+    /// Stores sending again after central failed them (a retry, a half-open probe).
+    retry_per_second: Mutex<Vec<u32>>,
     landed_per_second: Mutex<Vec<u64>>,
     latencies: Mutex<Vec<(u64, Duration)>>,
     pub landed: AtomicU64,
@@ -102,6 +109,7 @@ impl Stats {
         Self {
             t0: Instant::now(),
             per_second: Mutex::default(),
+            retry_per_second: Mutex::default(),
             landed_per_second: Mutex::default(),
             latencies: Mutex::default(),
             landed: AtomicU64::new(0),
@@ -117,6 +125,10 @@ impl Stats {
 
     fn count_sender(&self, s: i64) {
         bump(&mut self.per_second.lock().expect("stats"), s, 1u32);
+    }
+
+    fn count_retrying(&self, s: i64) {
+        bump(&mut self.retry_per_second.lock().expect("stats"), s, 1u32);
     }
 
     fn landed(&self, n: u64) {
@@ -148,17 +160,22 @@ pub struct Report {
     pub stores: usize,
     pub hubs: usize,
     pub outage_secs: f64,
-    /// Largest share of stores sending in one second during the outage (its first second
-    /// left out: every store was already talking when the hub went) and after its return.
+    /// Largest share of stores sending in one second during the outage *after the hub
+    /// failed them*: retries and half-open probes. A store's first request after the hub
+    /// went is its ordinary traffic finding out (the fleet's cadence, printed beside), not
+    /// a retry; what a dead hub must not get is the fleet coming back at it.
     pub max_share_outage: f64,
+    /// The same counting every request (the outage's first second left out).
+    pub max_share_outage_all: f64,
+    /// After the return, every request counts, until the store's backlog has landed.
     pub max_share_recovery: f64,
-    /// Seconds into the outage of its busiest second, and the busiest share once the
-    /// outage is 5 s old (every store has found the hub gone by then).
+    /// Seconds into the outage of its busiest second of retries.
     pub busiest_outage_second: i64,
-    pub max_share_outage_after_5s: f64,
     /// Share of stores sending in each second, from the outage's first second to the
-    /// return, and from the return to the last backlog landed.
+    /// return (every request, and retries only), and from the return to the last backlog
+    /// landed.
     pub outage_series: Vec<f64>,
+    pub outage_retry_series: Vec<f64>,
     /// With the hub up, before the outage: the mean share of stores sending in a second
     /// (the fleet's own cadence: heartbeats, probes, pulls), left out its first 3 seconds.
     pub cadence_share: f64,
@@ -192,6 +209,18 @@ pub struct Report {
     pub problems: Vec<String>,
     pub stores_verified: usize,
     pub entries_verified: u64,
+    /// The second outage's drain, the one the faults hit (when planned).
+    pub faulted: Option<FaultedDrain>,
+}
+
+/// The drain a hub SIGKILL and a PostgreSQL restart hit.
+#[derive(Debug, Clone, Default)]
+pub struct FaultedDrain {
+    pub outage_secs: f64,
+    pub drain_secs: f64,
+    pub landed: u64,
+    pub max_share_outage: f64,
+    pub max_share_recovery: f64,
 }
 
 impl Report {
@@ -207,14 +236,14 @@ impl Report {
             self.stores, self.hubs, self.outage_secs, self.generated
         );
         println!(
-            "busiest second, share of stores sending: outage {:.1} %, recovery {:.1} % (goal <= 15 %)",
+            "busiest second, share of stores sending: outage {:.1} % (retries and probes after the hub failed them, {} s in), recovery {:.1} % (goal <= 15 %)",
             self.max_share_outage * 100.0,
+            self.busiest_outage_second,
             self.max_share_recovery * 100.0
         );
         println!(
-            "outage: busiest second {} s in; once the outage is 5 s old: {:.1} %",
-            self.busiest_outage_second,
-            self.max_share_outage_after_5s * 100.0
+            "outage, counting every request: busiest {:.1} % (its first second left out): a store's first request after the hub went is its ordinary traffic finding out",
+            self.max_share_outage_all * 100.0
         );
         let pct = |v: &[f64]| {
             v.iter()
@@ -227,7 +256,11 @@ impl Report {
             self.cadence_share * 100.0
         );
         println!(
-            "outage, % of stores sending by second: {}",
+            "outage, % of stores sending again after the hub failed them, by second: {}",
+            pct(&self.outage_retry_series)
+        );
+        println!(
+            "outage, % of stores sending anything, by second: {}",
             pct(&self.outage_series)
         );
         println!(
@@ -265,10 +298,25 @@ impl Report {
             Some((t, false)) => format!("{t:.1} s after the return, after the drain"),
             None => "not done".into(),
         };
+        if let Some(f) = &self.faulted {
+            println!(
+                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of retries {:.1} %, of its recovery {:.1} %",
+                f.outage_secs,
+                f.drain_secs,
+                f.landed,
+                f.max_share_outage * 100.0,
+                f.max_share_recovery * 100.0
+            );
+        }
         println!(
-            "hub SIGKILL: {}; PostgreSQL restart: {}",
+            "hub SIGKILL: {}; PostgreSQL restart: {}{}",
             when(self.hub_killed_at),
-            when(self.postgres_restarted_at)
+            when(self.postgres_restarted_at),
+            if self.faulted.is_some() {
+                " (the second outage's drain)"
+            } else {
+                ""
+            }
         );
         println!(
             "exactly once: {} generated, {} landed and re-verified in PostgreSQL over {} stores ({} answered duplicate): {}",
@@ -512,115 +560,39 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     tokio::time::sleep(plan.warmup).await;
 
-    // The outage: the hub processes go away; every store journals meanwhile.
-    // SIGTERM lets a hub finish what it is answering, which takes a few seconds with
-    // thousands of stores connected: the outage counts from when no hub process is left.
-    let stopping = Instant::now();
-    tokio::task::block_in_place(|| {
-        for h in &mut hubs {
-            h.stop();
-        }
-    });
-    let outage_from = stats.second();
-    say(
-        &plan,
-        format!(
-            "hub down for {:?} (its processes took {:.1} s to stop)",
-            plan.outage,
-            stopping.elapsed().as_secs_f64()
-        ),
-    );
-    let per_store = plan.entries_per_store;
-    let outage = plan.outage;
-    let mut generators = tokio::task::JoinSet::new();
-    for s in &stores {
-        let s = s.clone();
-        generators.spawn(async move {
-            let mut at: Vec<u64> = (0..per_store)
-                .map(|_| rand::random::<u64>() % (outage.as_millis() as u64).max(1))
-                .collect();
-            at.sort_unstable();
-            let start = Instant::now();
-            for (n, ms) in at.into_iter().enumerate() {
-                let due = Duration::from_millis(ms);
-                if let Some(wait) = due.checked_sub(start.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-                s.append(n as u64);
-            }
-            s.generated_all.store(true, Ordering::Relaxed);
-        });
-    }
-    while generators.join_next().await.is_some() {}
-    let generated = (plan.stores * plan.entries_per_store) as u64;
-    let landed_before = stats.landed.load(Ordering::Relaxed);
-
-    // The return.
-    for h in &mut hubs {
-        h.start(&plan, &db, &log)?;
-    }
-    let returned = Instant::now();
-    let return_second = stats.second();
-    say(&plan, "hub back; the fleet drains");
+    // The measured outage and drain; then, when planned, a second outage whose drain the
+    // hub SIGKILL and the PostgreSQL restart hit. The first drain's figures are then the
+    // fleet's own, not the faults': a fault reopens breakers mid-drain and the drain time
+    // becomes the breaker's wait after it.
     let mut report = Report {
         stores: plan.stores,
         hubs: plan.hubs,
         outage_secs: plan.outage.as_secs_f64(),
-        generated,
         ..Report::default()
     };
-    let mut last_landed = returned;
-    let mut seen = landed_before;
-    loop {
-        let landed = stats.landed.load(Ordering::Relaxed);
-        if landed != seen {
-            seen = landed;
-            last_landed = Instant::now();
-        }
-        let drained = landed >= generated;
-        let t = returned.elapsed().as_secs_f64();
-        if plan.kill_hub && report.hub_killed_at.is_none() && (landed * 3 >= generated || drained) {
-            say(&plan, format!("SIGKILL hub process 1 at {t:.1} s"));
-            hubs[0].kill_9();
-            report.hub_killed_at = Some((t, !drained));
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            hubs[0].start(&plan, &db, &log)?;
-        }
-        if plan.restart_postgres
-            && report.postgres_restarted_at.is_none()
-            && (landed * 3 >= generated * 2 || drained)
-            && let Some(c) = &cluster
-        {
-            say(&plan, format!("PostgreSQL stopped hard at {t:.1} s"));
-            let c2 = c.clone();
-            tokio::task::spawn_blocking(move || c2.stop_immediate()).await?;
-            report.postgres_restarted_at = Some((t, !drained));
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let c2 = c.clone();
-            tokio::task::spawn_blocking(move || c2.start())
-                .await?
-                .map_err(anyhow::Error::msg)?;
-            say(&plan, "PostgreSQL back");
-        }
-        let disruptions_done = (!plan.kill_hub || report.hub_killed_at.is_some())
-            && (!plan.restart_postgres
-                || cluster.is_none()
-                || report.postgres_restarted_at.is_some());
-        let set_aside: u64 = stores
-            .iter()
-            .map(|s| s.set_aside.load(Ordering::Relaxed))
-            .sum();
-        if (drained || landed + set_aside >= generated) && disruptions_done {
-            break;
-        }
-        if returned.elapsed() > plan.give_up_after {
-            report.problems.push(format!(
-                "gave up: {landed} of {generated} landed after {t:.0} s"
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut env = Env {
+        plan: &plan,
+        db: &db,
+        log: &log,
+        cluster: cluster.as_ref(),
+        hubs: &mut hubs,
+        stats: &stats,
+        stores: &stores,
+    };
+    let first = outage_and_drain(
+        &mut env,
+        plan.outage,
+        0,
+        plan.second_outage.is_none(),
+        &mut report,
+    )
+    .await?;
+    let second = match plan.second_outage {
+        Some(o) => Some(outage_and_drain(&mut env, o, 1, true, &mut report).await?),
+        None => None,
+    };
+    drop(env);
+    report.generated = second.as_ref().unwrap_or(&first).target;
     // One last heartbeat and pull round per store, then stop.
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
@@ -637,57 +609,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
 
     // Figures.
-    report.drain_secs = last_landed.duration_since(returned).as_secs_f64();
-    report.landed_after_return = stats.landed.load(Ordering::Relaxed) - landed_before;
-    report.drain_rate = report.landed_after_return as f64 / report.drain_secs.max(0.001);
-    {
-        let per = stats.per_second.lock().expect("stats");
-        let share = |from: i64, to: i64| -> f64 {
-            (from.max(0)..to.max(0))
-                .filter_map(|s| per.get(s as usize))
-                .map(|&n| n as f64 / plan.stores as f64)
-                .fold(0.0, f64::max)
-        };
-        report.max_share_outage = share(outage_from + 1, return_second);
-        report.max_share_outage_after_5s = share(outage_from + 5, return_second);
-        report.busiest_outage_second = (outage_from + 1..return_second)
-            .max_by_key(|&s| per.get(s.max(0) as usize).copied().unwrap_or(0))
-            .map_or(0, |s| s - outage_from);
-        let drained_second = return_second + report.drain_secs.ceil() as i64 + 1;
-        report.max_share_recovery = share(return_second, drained_second);
-        let series = |from: i64, to: i64| -> Vec<f64> {
-            (from.max(0)..to.max(0))
-                .map(|s| {
-                    per.get(s as usize)
-                        .map_or(0.0, |&n| n as f64 / plan.stores as f64)
-                })
-                .collect()
-        };
-        report.outage_series = series(outage_from, return_second);
-        let warm = series(3, outage_from);
-        report.cadence_share = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
-        report.recovery_series = series(return_second, drained_second);
-        let landed = stats.landed_per_second.lock().expect("stats");
-        report.peak_rate = (return_second.max(0) as usize..landed.len())
-            .map(|s| landed[s] as f64)
-            .fold(0.0, f64::max);
-        let from_ms = (return_second as u64) * 1000;
-        let mut lat: Vec<Duration> = stats
-            .latencies
-            .lock()
-            .expect("stats")
-            .iter()
-            .filter(|(at, _)| *at >= from_ms)
-            .map(|(_, d)| *d)
-            .collect();
-        lat.sort_unstable();
-        report.intake_requests = lat.len();
-        let pct = |p: f64| {
-            lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-        };
-        report.intake_p50_ms = pct(0.50);
-        report.intake_p99_ms = pct(0.99);
+    first.figures(&stats, plan.stores, &mut report);
+    if let Some(second) = &second {
+        let mut r = Report::default();
+        second.figures(&stats, plan.stores, &mut r);
+        report.faulted = Some(FaultedDrain {
+            outage_secs: second.outage.as_secs_f64(),
+            drain_secs: r.drain_secs,
+            landed: r.landed_after_return,
+            max_share_outage: r.max_share_outage,
+            max_share_recovery: r.max_share_recovery,
+        });
     }
     report.push_503 = stats.push_503.load(Ordering::Relaxed);
     report.push_failed = stats.push_failed.load(Ordering::Relaxed);
@@ -724,13 +656,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         // Twice, each into a fresh database: the same transactions the stores sent (each
         // store's lanes in priority order, `batch_size` at most: the hub's own unit of work),
         // and the same rows in 100-row transactions whatever their lane (PostgreSQL's best).
+        // The first outage's rows: the drain the ratio is printed for.
+        let first = |s: &VStore| {
+            let mut e = s.entries();
+            e.truncate(plan.entries_per_store);
+            e
+        };
         let as_sent: Vec<Vec<Vec<Entry>>> = stores
             .iter()
-            .map(|s| store::delivery_batches(&s.entries(), plan.policy.batch_size))
+            .map(|s| store::delivery_batches(&first(s), plan.policy.batch_size))
             .collect();
         let by_hundred: Vec<Vec<Vec<Entry>>> = stores
             .iter()
-            .map(|s| s.entries().chunks(100).map(<[Entry]>::to_vec).collect())
+            .map(|s| first(s).chunks(100).map(<[Entry]>::to_vec).collect())
             .collect();
         for (i, batches) in [as_sent, by_hundred].into_iter().enumerate() {
             let name = format!("fleet_ceiling_{}_{i}", &run_tag[20..]);
@@ -748,6 +686,220 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     drop(cluster);
     Ok(report)
+}
+
+/// What one outage-and-drain needs from the run.
+struct Env<'a> {
+    plan: &'a Plan,
+    db: &'a str,
+    log: &'a std::path::Path,
+    cluster: Option<&'a Arc<Cluster>>,
+    hubs: &'a mut Vec<HubProc>,
+    stats: &'a Stats,
+    stores: &'a [Arc<VStore>],
+}
+
+/// When one outage and its drain happened, in the run's seconds.
+struct Phase {
+    outage: Duration,
+    outage_from: i64,
+    return_second: i64,
+    drain_secs: f64,
+    landed_after_return: u64,
+    /// Entries generated since the run began (what must have landed by the drain's end).
+    target: u64,
+}
+
+/// The hub goes away for `outage` while every store journals `entries_per_store` entries
+/// at random moments; then it comes back and the fleet drains. With `faults`, one hub
+/// process is SIGKILLed a third of the way into the drain and PostgreSQL is stopped hard
+/// and restarted two thirds in. `phase` numbers the outage (entry numbering goes on).
+async fn outage_and_drain(
+    env: &mut Env<'_>,
+    outage: Duration,
+    phase: u64,
+    faults: bool,
+    report: &mut Report,
+) -> anyhow::Result<Phase> {
+    let (plan, stats) = (env.plan, env.stats);
+    // SIGTERM lets a hub finish what it is answering, which takes a few seconds with
+    // thousands of stores connected: the outage counts from when no hub process is left.
+    let stopping = Instant::now();
+    tokio::task::block_in_place(|| {
+        for h in env.hubs.iter_mut() {
+            h.stop();
+        }
+    });
+    let outage_from = stats.second();
+    say(
+        plan,
+        format!(
+            "hub down for {outage:?} (its processes took {:.1} s to stop)",
+            stopping.elapsed().as_secs_f64()
+        ),
+    );
+    let per_store = plan.entries_per_store;
+    let mut generators = tokio::task::JoinSet::new();
+    for s in env.stores {
+        let s = s.clone();
+        s.generated_all.store(false, Ordering::Relaxed);
+        generators.spawn(async move {
+            let mut at: Vec<u64> = (0..per_store)
+                .map(|_| rand::random::<u64>() % (outage.as_millis() as u64).max(1))
+                .collect();
+            at.sort_unstable();
+            let start = Instant::now();
+            for (n, ms) in at.into_iter().enumerate() {
+                let due = Duration::from_millis(ms);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+                s.append(phase * per_store as u64 + n as u64);
+            }
+            s.generated_all.store(true, Ordering::Relaxed);
+        });
+    }
+    while generators.join_next().await.is_some() {}
+    let target = (plan.stores * plan.entries_per_store) as u64 * (phase + 1);
+    let landed_before = stats.landed.load(Ordering::Relaxed);
+    let want = target.saturating_sub(landed_before);
+
+    // The return.
+    for h in env.hubs.iter_mut() {
+        h.start(plan, env.db, env.log)?;
+    }
+    let returned = Instant::now();
+    let return_second = stats.second();
+    say(plan, "hub back; the fleet drains");
+    let mut last_landed = returned;
+    let mut seen = landed_before;
+    let (mut killed, mut restarted) = (!faults, !faults || env.cluster.is_none());
+    loop {
+        let landed = stats.landed.load(Ordering::Relaxed);
+        if landed != seen {
+            seen = landed;
+            last_landed = Instant::now();
+        }
+        let got = landed - landed_before;
+        let drained = landed >= target;
+        let t = returned.elapsed().as_secs_f64();
+        if !killed && plan.kill_hub && (got * 3 >= want || drained) {
+            say(plan, format!("SIGKILL hub process 1 at {t:.1} s"));
+            env.hubs[0].kill_9();
+            report.hub_killed_at = Some((t, !drained));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            env.hubs[0].start(plan, env.db, env.log)?;
+        }
+        killed |= !plan.kill_hub || report.hub_killed_at.is_some();
+        if !restarted
+            && plan.restart_postgres
+            && (got * 3 >= want * 2 || drained)
+            && let Some(c) = env.cluster
+        {
+            say(plan, format!("PostgreSQL stopped hard at {t:.1} s"));
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || c2.stop_immediate()).await?;
+            report.postgres_restarted_at = Some((t, !drained));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || c2.start())
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            say(plan, "PostgreSQL back");
+        }
+        restarted |= !plan.restart_postgres || report.postgres_restarted_at.is_some();
+        let set_aside: u64 = env
+            .stores
+            .iter()
+            .map(|s| s.set_aside.load(Ordering::Relaxed))
+            .sum();
+        if (drained || landed + set_aside >= target) && killed && restarted {
+            break;
+        }
+        if returned.elapsed() > plan.give_up_after {
+            report.problems.push(format!(
+                "gave up: {landed} of {target} landed {t:.0} s after return {}",
+                phase + 1
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Phase {
+        outage,
+        outage_from,
+        return_second,
+        drain_secs: last_landed.duration_since(returned).as_secs_f64(),
+        landed_after_return: stats.landed.load(Ordering::Relaxed) - landed_before,
+        target,
+    })
+}
+
+impl Phase {
+    /// This outage's and drain's figures from the run's per-second counts.
+    fn figures(&self, stats: &Stats, stores: usize, report: &mut Report) {
+        let (outage_from, return_second) = (self.outage_from, self.return_second);
+        report.drain_secs = self.drain_secs;
+        report.landed_after_return = self.landed_after_return;
+        report.drain_rate = self.landed_after_return as f64 / self.drain_secs.max(0.001);
+        let drained_second = return_second + self.drain_secs.ceil() as i64 + 1;
+        let series = |per: &[u32], from: i64, to: i64| -> Vec<f64> {
+            (from.max(0)..to.max(0))
+                .map(|s| {
+                    per.get(s as usize)
+                        .map_or(0.0, |&n| n as f64 / stores as f64)
+                })
+                .collect()
+        };
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        {
+            let per = stats.per_second.lock().expect("stats");
+            report.outage_series = series(&per, outage_from, return_second);
+            report.max_share_outage_all = max(report.outage_series.get(1..).unwrap_or_default());
+            let warm = series(&per, 3, outage_from);
+            if report.cadence_share == 0.0 {
+                report.cadence_share = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
+            }
+            report.recovery_series = series(&per, return_second, drained_second);
+            report.max_share_recovery = max(&report.recovery_series);
+        }
+        {
+            let per = stats.retry_per_second.lock().expect("stats");
+            report.outage_retry_series = series(&per, outage_from, return_second);
+            report.max_share_outage = max(&report.outage_retry_series);
+            report.busiest_outage_second = report
+                .outage_retry_series
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as i64);
+        }
+        let landed = stats.landed_per_second.lock().expect("stats");
+        report.peak_rate = (return_second.max(0)..drained_second)
+            .filter_map(|s| landed.get(s as usize))
+            .map(|&n| n as f64)
+            .fold(0.0, f64::max);
+        let (from_ms, to_ms) = (
+            (return_second.max(0) as u64) * 1000,
+            (drained_second.max(0) as u64) * 1000,
+        );
+        let mut lat: Vec<Duration> = stats
+            .latencies
+            .lock()
+            .expect("stats")
+            .iter()
+            .filter(|(at, _)| (from_ms..to_ms).contains(at))
+            .map(|(_, d)| *d)
+            .collect();
+        lat.sort_unstable();
+        report.intake_requests = lat.len();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        report.intake_p50_ms = pct(0.50);
+        report.intake_p99_ms = pct(0.99);
+    }
 }
 
 /// A pickup order record in API.md's shape.

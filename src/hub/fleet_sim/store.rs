@@ -18,7 +18,9 @@ use crate::journal::delivery::Outcome;
 use crate::journal::uplink::{self, Round};
 use crate::journal::{Entry, Lane, NewEntry};
 use crate::status::heartbeat::Heartbeat;
-use crate::upstream::{Backoff, BreakerConfig, Upstream, Upstreams, describe_reqwest, retry_after};
+use crate::upstream::{
+    Backoff, BreakerConfig, Failure, Upstream, Upstreams, describe_reqwest, retry_after,
+};
 
 const C: Upstream = Upstream::Central;
 
@@ -125,6 +127,7 @@ pub struct VStore {
     pub heartbeats_accepted: AtomicU64,
     appended: tokio::sync::Notify,
     last_second: AtomicI64,
+    last_retry_second: AtomicI64,
     /// All entries generated (the generator is done).
     pub generated_all: AtomicBool,
     pub set_aside: AtomicU64,
@@ -153,6 +156,7 @@ impl VStore {
             heartbeats_accepted: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
             last_second: AtomicI64::new(-1),
+            last_retry_second: AtomicI64::new(-1),
             generated_all: AtomicBool::new(false),
             set_aside: AtomicU64::new(0),
             till: Mutex::default(),
@@ -222,7 +226,9 @@ impl VStore {
 
     /// Counts this store as sending in the current second (once per second), as
     /// `tests/fleet_politeness.rs` counts: until its backlog has landed after the outage
-    /// (a drained store's routine probes and pulls are not the reconnecting fleet).
+    /// (a drained store's routine probes and pulls are not the reconnecting fleet). Counted
+    /// apart too when it is sending again after central failed it (its breaker not closed,
+    /// or a failure since the last success): a retry or a half-open probe.
     fn sending(&self, stats: &Stats) {
         if self.generated_all.load(Ordering::Relaxed) && self.backlog() == 0 {
             return;
@@ -230,6 +236,12 @@ impl VStore {
         let s = stats.second();
         if self.last_second.swap(s, Ordering::Relaxed) != s {
             stats.count_sender(s);
+        }
+        let retrying = self.upstreams.get(C).is_some_and(|h| {
+            h.consecutive_failures > 0 || h.breaker != crate::upstream::BreakerState::Closed
+        });
+        if retrying && self.last_retry_second.swap(s, Ordering::Relaxed) != s {
+            stats.count_retrying(s);
         }
     }
 
@@ -296,7 +308,7 @@ impl VStore {
             Err(e) => {
                 stats.push_failed.fetch_add(1, Ordering::Relaxed);
                 self.upstreams
-                    .report_failure_retry_after(C, describe_reqwest(&e), None, now);
+                    .report_failure(C, Failure::transport(&e), now);
                 return Round::Failed(None);
             }
         };
@@ -466,7 +478,8 @@ impl VStore {
                 let res = match res {
                     Ok(r) => r,
                     Err(e) => {
-                        self.upstreams.report(C, Err(describe_reqwest(&e)), now);
+                        self.upstreams
+                            .report_failure(C, Failure::transport(&e), now);
                         return Err(Some(Duration::ZERO));
                     }
                 };
@@ -563,7 +576,10 @@ impl VStore {
                 retry_after(r.headers()),
                 now,
             ),
-            Err(e) => self.upstreams.report(C, Err(describe_reqwest(&e)), now),
+            Err(e) => {
+                self.upstreams
+                    .report_failure(C, Failure::transport(&e).during("heartbeat"), now)
+            }
         }
     }
 }
