@@ -591,7 +591,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         Some(o) => Some(outage_and_drain(&mut env, o, 1, true, &mut report).await?),
         None => None,
     };
-    drop(env);
     report.generated = second.as_ref().unwrap_or(&first).target;
     // One last heartbeat and pull round per store, then stop.
     let _ = stop_tx.send(true);
