@@ -23,6 +23,11 @@ struct Page {
     as_of: Option<String>,
 }
 
+/// The first retry after a failed pull comes within this (full jitter), doubling after: as
+/// `journal.retry_base_ms`, wide enough that a fleet losing central in one second does not
+/// come back at it in the next.
+pub const RETRY_BASE: Duration = Duration::from_secs(2);
+
 /// Runs until `shutdown` fires.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let cfg = state.config.feeds.clone();
@@ -31,7 +36,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
     };
     let base = base.trim_end_matches('/').to_string();
     let mut backoff = Backoff::new(
-        Duration::from_millis(500),
+        RETRY_BASE,
         Duration::from_secs(cfg.pull_interval_secs.max(1) * 4),
     );
     tracing::info!(central = %base, "pulling feeds from central");

@@ -429,7 +429,7 @@ impl VStore {
         stop: &tokio::sync::watch::Receiver<bool>,
     ) {
         let mut stop = stop.clone();
-        let mut backoff = Backoff::new(Duration::from_millis(500), policy.pull_interval * 4);
+        let mut backoff = Backoff::new(crate::feeds::pull::RETRY_BASE, policy.pull_interval * 4);
         loop {
             let now = chrono::Utc::now();
             let delay = match self.pull_all(client, policy, stats).await {
