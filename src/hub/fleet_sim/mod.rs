@@ -102,6 +102,11 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     pub push_503: AtomicU64,
     pub push_failed: AtomicU64,
+    /// Of `push_failed`: no connection (refused) and timed out.
+    pub push_refused: AtomicU64,
+    pub push_timed_out: AtomicU64,
+    /// Whether the hub is meant to be up: push failures are counted only then.
+    pub hub_up: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
@@ -116,6 +121,9 @@ impl Stats {
             duplicates: AtomicU64::new(0),
             push_503: AtomicU64::new(0),
             push_failed: AtomicU64::new(0),
+            push_refused: AtomicU64::new(0),
+            push_timed_out: AtomicU64::new(0),
+            hub_up: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -196,6 +204,8 @@ pub struct Report {
     pub intake_requests: usize,
     pub push_503: u64,
     pub push_failed: u64,
+    pub push_refused: u64,
+    pub push_timed_out: u64,
     pub duplicates: u64,
     /// Seconds after the return the hub process was SIGKILLed and PostgreSQL restarted, and
     /// whether each happened while the backlog was still draining.
@@ -286,12 +296,14 @@ impl Report {
             );
         }
         println!(
-            "intake while draining: {} answered pushes, p50 {:.0} ms, p99 {:.0} ms; {} answered 503, {} failed in transport",
+            "intake while draining: {} answered pushes, p50 {:.0} ms, p99 {:.0} ms; with the hub up (whole run): {} answered 503, {} failed otherwise ({} refused, {} timed out)",
             self.intake_requests,
             self.intake_p50_ms,
             self.intake_p99_ms,
             self.push_503,
-            self.push_failed
+            self.push_failed,
+            self.push_refused,
+            self.push_timed_out
         );
         let when = |w: Option<(f64, bool)>| match w {
             Some((t, true)) => format!("{t:.1} s after the return, mid-drain"),
@@ -622,6 +634,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     report.push_503 = stats.push_503.load(Ordering::Relaxed);
     report.push_failed = stats.push_failed.load(Ordering::Relaxed);
+    report.push_refused = stats.push_refused.load(Ordering::Relaxed);
+    report.push_timed_out = stats.push_timed_out.load(Ordering::Relaxed);
     report.duplicates = stats.duplicates.load(Ordering::Relaxed);
     report.feed_records_received = stores
         .iter()
@@ -724,6 +738,7 @@ async fn outage_and_drain(
     // SIGTERM lets a hub finish what it is answering, which takes a few seconds with
     // thousands of stores connected: the outage counts from when no hub process is left.
     let stopping = Instant::now();
+    stats.hub_up.store(false, Ordering::Relaxed);
     tokio::task::block_in_place(|| {
         for h in env.hubs.iter_mut() {
             h.stop();
@@ -768,6 +783,7 @@ async fn outage_and_drain(
         h.start(plan, env.db, env.log)?;
     }
     let returned = Instant::now();
+    stats.hub_up.store(true, Ordering::Relaxed);
     let return_second = stats.second();
     say(plan, "hub back; the fleet drains");
     let mut last_landed = returned;

@@ -306,19 +306,29 @@ impl VStore {
         let res = match sent {
             Ok(r) => r,
             Err(e) => {
-                stats.push_failed.fetch_add(1, Ordering::Relaxed);
-                self.upstreams
-                    .report_failure(C, Failure::transport(&e), now);
+                let failure = Failure::transport(&e);
+                if stats.hub_up.load(Ordering::Relaxed) {
+                    stats.push_failed.fetch_add(1, Ordering::Relaxed);
+                    if failure.unreachable {
+                        stats.push_refused.fetch_add(1, Ordering::Relaxed);
+                    } else if e.is_timeout() {
+                        stats.push_timed_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.upstreams.report_failure(C, failure, now);
                 return Round::Failed(None);
             }
         };
         let status = res.status();
         if !status.is_success() {
             let ra = retry_after(res.headers());
-            if status.as_u16() == 503 {
-                stats.push_503.fetch_add(1, Ordering::Relaxed);
-            } else {
-                stats.push_failed.fetch_add(1, Ordering::Relaxed);
+            if stats.hub_up.load(Ordering::Relaxed) {
+                let counter = if status.as_u16() == 503 {
+                    &stats.push_503
+                } else {
+                    &stats.push_failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             self.upstreams.report_failure_retry_after(
                 C,
