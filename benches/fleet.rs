@@ -12,7 +12,8 @@
 //!   breaker caps its open wait at 15 s (+ up to 15 s of jitter), so a shorter outage
 //!   (`BENCH_OUTAGE_SECS=60`) already shows the steady retry pattern;
 //! - `BENCH_SECOND_OUTAGE_SECS` (default 30; 0: no second outage, the faults hit the first
-//!   drain as before 2026-12-06 evening);
+//!   drain as before 2026-12-06 evening) and `BENCH_SECOND_ENTRIES` per store in it
+//!   (default 40);
 //! - `BENCH_WARMUP_SECS` (default 10): the hub up before the outage, long enough to print
 //!   the fleet's own cadence of requests with nothing wrong.
 
@@ -45,6 +46,7 @@ async fn main() {
     plan.second_outage = Some(env("BENCH_SECOND_OUTAGE_SECS", 30) as u64)
         .filter(|&s| s > 0)
         .map(Duration::from_secs);
+    plan.second_entries_per_store = env("BENCH_SECOND_ENTRIES", 40);
     plan.hubs = env("BENCH_HUBS", 2).clamp(1, 2);
     plan.intake_at_once = env("BENCH_INTAKE_AT_ONCE", 8);
     let outage = plan.outage.as_secs();

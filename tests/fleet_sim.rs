@@ -27,6 +27,7 @@ async fn twenty_stores_land_every_entry_exactly_once_through_an_outage_a_kill_an
     plan.entries_per_store = 25;
     plan.outage = Duration::from_secs(4);
     plan.second_outage = Some(Duration::from_secs(3));
+    plan.second_entries_per_store = 25;
     plan.warmup = Duration::from_secs(1);
     plan.intake_at_once = 2;
     plan.ceiling = false;

@@ -46,6 +46,8 @@ pub struct Plan {
     /// PostgreSQL restart then hit its drain, and the first drain is measured clean. `None`:
     /// one outage, the faults in its drain.
     pub second_outage: Option<Duration>,
+    /// Entries each store journals during the second outage.
+    pub second_entries_per_store: usize,
     /// Time with the hub up before the outage (first pulls, heartbeats).
     pub warmup: Duration,
     /// Hub processes (stores spread round-robin over them).
@@ -74,6 +76,7 @@ impl Plan {
             entries_per_store: 40,
             outage: Duration::from_secs(60),
             second_outage: None,
+            second_entries_per_store: 40,
             warmup: Duration::from_secs(3),
             hubs: 2,
             kill_hub: true,
@@ -593,14 +596,23 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     };
     let first = outage_and_drain(
         &mut env,
-        plan.outage,
+        (plan.outage, plan.entries_per_store),
         0,
         plan.second_outage.is_none(),
         &mut report,
     )
     .await?;
     let second = match plan.second_outage {
-        Some(o) => Some(outage_and_drain(&mut env, o, 1, true, &mut report).await?),
+        Some(o) => Some(
+            outage_and_drain(
+                &mut env,
+                (o, plan.second_entries_per_store),
+                plan.entries_per_store,
+                true,
+                &mut report,
+            )
+            .await?,
+        ),
         None => None,
     };
     report.generated = second.as_ref().unwrap_or(&first).target;
@@ -723,14 +735,14 @@ struct Phase {
     target: u64,
 }
 
-/// The hub goes away for `outage` while every store journals `entries_per_store` entries
-/// at random moments; then it comes back and the fleet drains. With `faults`, one hub
-/// process is SIGKILLed a third of the way into the drain and PostgreSQL is stopped hard
-/// and restarted two thirds in. `phase` numbers the outage (entry numbering goes on).
+/// The hub goes away for `outage` while every store journals `per_store` entries at random
+/// moments; then it comes back and the fleet drains. With `faults`, one hub process is
+/// SIGKILLed a third of the way into the drain and PostgreSQL is stopped hard and restarted
+/// two thirds in. `before` entries per store were journalled by earlier outages.
 async fn outage_and_drain(
     env: &mut Env<'_>,
-    outage: Duration,
-    phase: u64,
+    (outage, per_store): (Duration, usize),
+    before: usize,
     faults: bool,
     report: &mut Report,
 ) -> anyhow::Result<Phase> {
@@ -752,7 +764,6 @@ async fn outage_and_drain(
             stopping.elapsed().as_secs_f64()
         ),
     );
-    let per_store = plan.entries_per_store;
     let mut generators = tokio::task::JoinSet::new();
     for s in env.stores {
         let s = s.clone();
@@ -768,13 +779,13 @@ async fn outage_and_drain(
                 if let Some(wait) = due.checked_sub(start.elapsed()) {
                     tokio::time::sleep(wait).await;
                 }
-                s.append(phase * per_store as u64 + n as u64);
+                s.append((before + n) as u64);
             }
             s.generated_all.store(true, Ordering::Relaxed);
         });
     }
     while generators.join_next().await.is_some() {}
-    let target = (plan.stores * plan.entries_per_store) as u64 * (phase + 1);
+    let target = (plan.stores * (before + per_store)) as u64;
     let landed_before = stats.landed.load(Ordering::Relaxed);
     let want = target.saturating_sub(landed_before);
 
@@ -833,8 +844,7 @@ async fn outage_and_drain(
         }
         if returned.elapsed() > plan.give_up_after {
             report.problems.push(format!(
-                "gave up: {landed} of {target} landed {t:.0} s after return {}",
-                phase + 1
+                "gave up: {landed} of {target} landed {t:.0} s after a return"
             ));
             break;
         }
