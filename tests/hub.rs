@@ -410,3 +410,54 @@ async fn two_hub_processes_racing_one_batch_land_it_once() {
     assert_eq!(rows.iter().map(|r| r.2).sum::<i32>(), 8 * 50);
     assert_eq!(hub.verified("s1").await, (50, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_gives_up() {
+    // A store's row held by another transaction (the other hub process, a stuck lock): the
+    // batch waits no longer than `intake_deadline_ms`, is rolled back and answered 503 busy
+    // with a Retry-After, well before the store's own 5 s timeout; resent once the row is
+    // free it lands once.
+    let Some(hub) = TestHub::start_with(|c| c.intake_deadline_ms = 500).await else {
+        return;
+    };
+    let token = hub.add_store("s-held").await;
+    let mut chain = Chain::new("s-held");
+    let batch = chain.take(3);
+
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM stores WHERE store_id = 's-held' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/s-held/journal", hub.url))
+        .bearer_auth(&token)
+        .json(&json!({ "entries": batch }))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert!(
+        waited < std::time::Duration::from_secs(4),
+        "answered after {waited:?}: past the store's own timeout"
+    );
+    assert!(hub.rows("s-held").await.is_empty(), "nothing landed");
+
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        hub.outcomes("s-held", &token, &batch).await,
+        ["accepted", "accepted", "accepted"]
+    );
+    assert_eq!(hub.rows("s-held").await.len(), 3);
+    assert_eq!(hub.verified("s-held").await.0, 3);
+    hub.stop().await;
+}

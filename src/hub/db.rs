@@ -51,8 +51,9 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     Ok(Pool::builder(mgr)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
-        // A request waits this long for a connection, then the hub answers 503.
-        .wait_timeout(Some(Duration::from_secs(5)))
+        // A request waits this long for a connection, then the hub answers 503: well under
+        // the stores' 5 s timeout, so the answer reaches a store still waiting for it.
+        .wait_timeout(Some(Duration::from_secs(2)))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(2)))
         .build()?)

@@ -53,7 +53,19 @@ pub async fn post_journal(
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.retry_after(&store)));
     };
-    let decisions = land(&state, &store, &incoming).await.map_err(|e| {
+    // Answered before the store stops waiting (see `intake_deadline_ms`); the transaction
+    // is rolled back when the deadline drops it.
+    let deadline = std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    let Ok(landed) = tokio::time::timeout(deadline, land(&state, &store, &incoming)).await else {
+        state.metrics.refused_busy();
+        tracing::warn!(
+            store,
+            deadline_ms = deadline.as_millis() as u64,
+            "journal batch not landed in time; answered busy"
+        );
+        return Err(HubError::Busy(state.retry_after(&store)));
+    };
+    let decisions = landed.map_err(|e| {
         let err = state.db_error(&store, e);
         if matches!(err, HubError::Unavailable { .. }) {
             state.metrics.refused_unavailable();

@@ -171,13 +171,14 @@ pub struct Report {
     pub stores: usize,
     pub hubs: usize,
     pub outage_secs: f64,
-    /// Largest share of stores sending in one second during the outage *after the hub
-    /// failed them*: retries and half-open probes. A store's first request after the hub
-    /// went is its ordinary traffic finding out (the fleet's cadence, printed beside), not
-    /// a retry; what a dead hub must not get is the fleet coming back at it.
+    /// Largest share of stores sending in one second during the outage, its first second
+    /// left out (as `tests/fleet_politeness.rs` counts): in that second the fleet finds the
+    /// hub gone, each store with its ordinary traffic and, where the hub's exit cut a
+    /// request, one retry before the refused connection opens its breaker.
     pub max_share_outage: f64,
-    /// The same counting every request (the outage's first second left out).
-    pub max_share_outage_all: f64,
+    /// Largest share in one second, the first included, of stores sending again after the
+    /// hub failed them (retries, half-open probes).
+    pub max_share_outage_retrying: f64,
     /// After the return, every request counts, until the store's backlog has landed.
     pub max_share_recovery: f64,
     /// Seconds into the outage of its busiest second of retries.
@@ -249,14 +250,20 @@ impl Report {
             self.stores, self.hubs, self.outage_secs, self.generated
         );
         println!(
-            "busiest second, share of stores sending: outage {:.1} % (retries and probes after the hub failed them, {} s in), recovery {:.1} % (goal <= 15 %)",
+            "busiest second, share of stores sending: outage {:.1} % ({} s in; its first second left out), recovery {:.1} % (goal <= 15 %)",
             self.max_share_outage * 100.0,
             self.busiest_outage_second,
             self.max_share_recovery * 100.0
         );
         println!(
-            "outage, counting every request: busiest {:.1} % (its first second left out): a store's first request after the hub went is its ordinary traffic finding out",
-            self.max_share_outage_all * 100.0
+            "outage's first second (the fleet finding the hub gone): {:.1} % of stores sent ({:.1} % sending again after the hub had failed them); busiest second of such retries {:.1} %",
+            self.outage_series.first().copied().unwrap_or_default() * 100.0,
+            self.outage_retry_series
+                .first()
+                .copied()
+                .unwrap_or_default()
+                * 100.0,
+            self.max_share_outage_retrying * 100.0
         );
         let pct = |v: &[f64]| {
             v.iter()
@@ -315,7 +322,7 @@ impl Report {
         };
         if let Some(f) = &self.faulted {
             println!(
-                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of retries {:.1} %, of its recovery {:.1} %",
+                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of the outage (its first left out) {:.1} %, of its recovery {:.1} %",
                 f.outage_secs,
                 f.drain_secs,
                 f.landed,
@@ -880,7 +887,14 @@ impl Phase {
         {
             let per = stats.per_second.lock().expect("stats");
             report.outage_series = series(&per, outage_from, return_second);
-            report.max_share_outage_all = max(report.outage_series.get(1..).unwrap_or_default());
+            report.max_share_outage = max(report.outage_series.get(1..).unwrap_or_default());
+            report.busiest_outage_second = report
+                .outage_series
+                .iter()
+                .enumerate()
+                .skip(1)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as i64);
             let warm = series(&per, 3, outage_from);
             if report.cadence_share == 0.0 {
                 report.cadence_share = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
@@ -891,13 +905,7 @@ impl Phase {
         {
             let per = stats.retry_per_second.lock().expect("stats");
             report.outage_retry_series = series(&per, outage_from, return_second);
-            report.max_share_outage = max(&report.outage_retry_series);
-            report.busiest_outage_second = report
-                .outage_retry_series
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i as i64);
+            report.max_share_outage_retrying = max(&report.outage_retry_series);
         }
         let landed = stats.landed_per_second.lock().expect("stats");
         report.peak_rate = (return_second.max(0)..drained_second)
