@@ -55,12 +55,13 @@ DECLARE
   v_tenders jsonb; v_fwd_hours int; v_velocity boolean;
 BEGIN
   SELECT hash INTO v_prev FROM journal_head WHERE id = 1 FOR UPDATE;
-  SELECT body_sha256, answer INTO v_old FROM payments WHERE device_id = p_device AND idempotency_key = p_key;
+  SELECT payment_id, body_sha256, answer INTO v_old FROM payments WHERE device_id = p_device AND idempotency_key = p_key;
   IF FOUND THEN
     IF v_old.body_sha256 <> v_hash THEN
       RETURN jsonb_build_object('error', 'idempotency_key_reused');
     END IF;
-    RETURN v_old.answer;
+    -- As Standin stores it (issue 19, payments::store): the answer without its payment_id.
+    RETURN v_old.answer || jsonb_build_object('payment_id', v_old.payment_id);
   END IF;
   SELECT lane INTO v_lane FROM devices WHERE device_id = p_device AND active;
   IF NOT FOUND THEN RETURN jsonb_build_object('error', 'unknown_device'); END IF;
@@ -100,7 +101,7 @@ BEGIN
       amount_minor, currency, tender_kind, card_fingerprint, tender, status, reason, offline, sent,
       created_at, decided_at, forward_by, answer, velocity_indexed)
     VALUES (v_id, p_device, v_lane, p_key, v_hash, p_basket, p_amount, 'USD', p_tender->>'kind',
-      v_fp, p_tender - 'token', v_status, v_reason, true, false, v_now, v_now, v_forward, v_answer,
+      v_fp, p_tender - 'token', v_status, v_reason, true, false, v_now, v_now, v_forward, v_answer - 'payment_id',
       coalesce(v_velocity, false));
   IF v_status = 'approved_offline' THEN
     UPDATE payments_exposure SET count = count + 1, total_minor = total_minor + p_amount WHERE id = 1;

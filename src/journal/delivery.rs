@@ -360,6 +360,8 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(include_str!("../../migrations/0002_journal.sql"))
             .unwrap();
+        conn.execute_batch(include_str!("../../migrations/0016_wal_per_commit.sql"))
+            .unwrap();
         for (i, lane) in lanes.iter().enumerate() {
             let e = NewEntry {
                 lane: *lane,

@@ -81,10 +81,15 @@ pub fn append(
     now: &str,
     entry: NewEntry,
 ) -> rusqlite::Result<Entry> {
+    // Never a number handed out before, also after retention pruned every entry: retention
+    // records the last seq it pruned in `journal_anchor`, and `journal_seq_floor` holds what
+    // AUTOINCREMENT had handed out when migration 0016 removed it (it rewrote
+    // `sqlite_sequence`, a page of WAL, in every commit).
     let seq: i64 = conn
         .prepare_cached(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0),
-                        coalesce((SELECT max(seq) FROM journal), 0)) + 1",
+            "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),
+                        coalesce((SELECT seq FROM journal_anchor WHERE id = 1), 0),
+                        coalesce((SELECT seq FROM journal_seq_floor WHERE id = 1), 0)) + 1",
         )?
         .query_row([], |r| r.get(0))?;
     let prev_hash = last_hash(conn)?;

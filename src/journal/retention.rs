@@ -69,3 +69,71 @@ pub async fn run(state: crate::state::AppState, mut shutdown: tokio::sync::watch
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Lane, NewEntry, append, chain};
+
+    fn store() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn add(c: &Connection, n: usize) -> Vec<crate::journal::Entry> {
+        (0..n)
+            .map(|i| {
+                let e = NewEntry {
+                    lane: Lane::Audit,
+                    kind: "test.entry".into(),
+                    actor: None,
+                    device: None,
+                    body: serde_json::json!({ "n": i }),
+                };
+                append(c, "store-0001", "2020-01-01T00:00:00.000Z", e).unwrap()
+            })
+            .collect()
+    }
+
+    fn deliver_all(c: &Connection) {
+        c.execute(
+            "UPDATE journal SET outcome = 'accepted', delivered_at = '2020-01-02T00:00:00.000Z'
+             WHERE outcome IS NULL",
+            [],
+        )
+        .unwrap();
+    }
+
+    /// `seq` is not AUTOINCREMENT (migration 0016): once retention has pruned every entry,
+    /// including the newest, the next entry still gets a number never handed out, chained to
+    /// the last pruned hash, and it survives a second prune of everything.
+    #[test]
+    fn seq_is_never_reused_after_pruning_everything_delivered() {
+        let c = store();
+        let first = add(&c, 3);
+        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        deliver_all(&c);
+        let later = "2999-01-01T00:00:00.000Z";
+        assert_eq!(prune(&c, later, later).unwrap(), 3);
+        let left: i64 = c
+            .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "every delivered entry pruned, the newest too");
+
+        let next = add(&c, 1);
+        assert_eq!(next[0].seq, 4, "not 1: the pruned numbers stay used");
+        assert_eq!(next[0].prev_hash, first[2].hash);
+        assert_eq!(chain::verify(&c).unwrap(), None);
+
+        deliver_all(&c);
+        assert_eq!(prune(&c, later, later).unwrap(), 1);
+        assert_eq!(add(&c, 2).iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(chain::verify(&c).unwrap(), None);
+        // Nothing keeps a per-commit counter any more.
+        let sequences: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_sequence", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sequences, 0);
+    }
+}

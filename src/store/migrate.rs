@@ -30,6 +30,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (14, include_str!("../../migrations/0014_feed_checked.sql")),
     (15, include_str!("../../migrations/0015_payments_wal.sql")),
+    (16, include_str!("../../migrations/0016_wal_per_commit.sql")),
 ];
 
 /// The schema version this binary writes.
@@ -179,5 +180,142 @@ mod tests {
             )
             .unwrap();
         assert_eq!(first_column, "idempotency_key");
+    }
+
+    /// 0016 rebuilds `journal` without AUTOINCREMENT: every entry kept as it was and the chain
+    /// still verifying, 0002's indexes and triggers made again, and the next entry numbered
+    /// after everything AUTOINCREMENT had handed out, pruned or deleted entries included.
+    #[test]
+    fn journal_entries_are_kept_and_seq_not_reused_after_the_seq_migration() {
+        use crate::journal::{Lane, NewEntry, append, chain, retention, seal};
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 15) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        let now = "2020-01-01T00:00:00.000Z";
+        let mut prev = chain::GENESIS.to_string();
+        let mut entries = Vec::new();
+        for n in 1..=5 {
+            let e = seal(
+                n,
+                prev.clone(),
+                "store-0001",
+                now,
+                NewEntry {
+                    lane: Lane::Payments,
+                    kind: "payment.approved_offline".into(),
+                    actor: Some("sco-1".into()),
+                    device: Some("sco-1".into()),
+                    body: serde_json::json!({ "n": n }),
+                },
+            );
+            // As 0002's table numbered entries: AUTOINCREMENT, seq left to SQLite.
+            conn.execute(
+                "INSERT INTO journal (id, lane, kind, occurred_at, store_id, actor, device, body, prev_hash, hash)
+                 VALUES (?1, 'payments', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                rusqlite::params![e.id, e.kind, e.occurred_at, e.store_id, e.actor, e.device,
+                    chain::canonical_json(&e.body), e.prev_hash, e.hash],
+            )
+            .unwrap();
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        let deliver = |c: &Connection, seq: i64| {
+            c.execute(
+                "UPDATE journal SET outcome = 'accepted', delivered_at = ?2, delivered_via = 'push' WHERE seq = ?1",
+                rusqlite::params![seq, now],
+            )
+            .unwrap();
+        };
+        deliver(&conn, 1);
+        deliver(&conn, 2);
+        let later = "2999-01-01T00:00:00.000Z";
+        assert_eq!(retention::prune(&conn, later, later).unwrap(), 2);
+        // The newest entry delivered and gone another way: only sqlite_sequence remembers 5.
+        deliver(&conn, 5);
+        conn.execute("DELETE FROM journal WHERE seq = 5", [])
+            .unwrap();
+        let before: Vec<(i64, String, String, Option<String>)> = conn
+            .prepare("SELECT seq, id, hash, outcome FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let after: Vec<(i64, String, String, Option<String>)> = conn
+            .prepare("SELECT seq, id, hash, outcome FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(after, before);
+        assert_eq!(after.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(chain::verify(&conn).unwrap(), None);
+        let schema: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'journal'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!schema.contains("AUTOINCREMENT"), "{schema}");
+        let sequences: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_sequence", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sequences, 0);
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'journal' AND type IN ('index', 'trigger') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "journal_append_only",
+                "journal_keep_undelivered",
+                "journal_outcome_once",
+                "journal_pending",
+                "journal_set_aside",
+                "sqlite_autoindex_journal_1",
+            ]
+        );
+        // The triggers hold: no edits, outcomes once, nothing undelivered deleted.
+        assert!(
+            conn.execute("UPDATE journal SET body = '{}' WHERE seq = 3", [])
+                .is_err()
+        );
+        assert!(
+            conn.execute("DELETE FROM journal WHERE seq = 3", [])
+                .is_err()
+        );
+        deliver(&conn, 4);
+        assert!(
+            conn.execute("UPDATE journal SET outcome = 'rejected' WHERE seq = 4", [])
+                .is_err()
+        );
+        // The next entry: after 5, which only AUTOINCREMENT had remembered, chained to 4.
+        let next = append(
+            &conn,
+            "store-0001",
+            now,
+            NewEntry {
+                lane: Lane::Audit,
+                kind: "test.entry".into(),
+                actor: None,
+                device: None,
+                body: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+        assert_eq!(next.seq, 6);
+        assert_eq!(next.prev_hash, entries[3].hash);
+        assert_eq!(chain::verify(&conn).unwrap(), None);
     }
 }
