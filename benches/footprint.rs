@@ -16,6 +16,10 @@
 //!   (the processor refused, every payment a durable `approved_offline` write); then desks
 //!   and kiosks at once. Each phase prints its rate, p50, p99, its ratio to `/healthz` and
 //!   the RSS peak while it ran; RSS idle, peak and at the end close the report.
+//! - **Allocator:** the report names the allocator the server runs with and the malloc
+//!   settings in its environment (`GLIBC_TUNABLES`, `MIMALLOC_…`, `_RJEM_MALLOC_CONF`), read
+//!   from the process, so runs of different builds or settings compared side by side say what
+//!   each measured (issue 19: `GLIBC_TUNABLES=glibc.malloc.arena_max=16` lifts `serve`'s cap).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +64,43 @@ fn status(pid: u32) -> (u64, u64, u64, u64) {
         field("RssFile:"),
         field("Threads:"),
     )
+}
+
+/// Which allocator and malloc settings `pid` runs with, read from the process itself: the
+/// allocator linked into its executable (`mimalloc` or `jemalloc` leave their names in it;
+/// otherwise glibc's malloc) and the `GLIBC_TUNABLES` / `MIMALLOC_…` / `MALLOC_CONF` in its
+/// environment (after `serve`'s own re-execution, if any). Printed so a run says what it
+/// measured (issue 19: runs of different allocators are compared side by side).
+fn allocator(pid: u32) -> String {
+    let exe = std::fs::read(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let has = |needle: &[u8]| exe.windows(needle.len()).any(|w| w == needle);
+    let linked = if has(b"mimalloc") {
+        "mimalloc"
+    } else if has(b"jemalloc") {
+        "jemalloc"
+    } else {
+        "glibc malloc"
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let settings: Vec<String> = environ
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| {
+            [
+                "GLIBC_TUNABLES=",
+                "MIMALLOC_",
+                "MALLOC_CONF=",
+                "_RJEM_MALLOC_CONF=",
+            ]
+            .iter()
+            .any(|p| v.starts_with(p))
+        })
+        .collect();
+    if settings.is_empty() {
+        format!("{linked}, no malloc settings in its environment")
+    } else {
+        format!("{linked}, {}", settings.join(" "))
+    }
 }
 
 fn kiosk_token(i: usize) -> String {
@@ -486,6 +527,7 @@ fn main() {
         println!(
             "footprint: standin serve on {receipts} receipts (pid {pid}), {seconds} s per phase, {DESKS} desks, {KIOSKS} kiosks"
         );
+        println!("allocator: {}", allocator(pid));
         println!(
             "sign-in flood   {signins} wrong PINs from 25 addresses: {checked} checked in {flood_secs:.1} s; RSS before {:.1} MB, peak {:.1} MB, 2 s after {:.1} MB",
             mb(before_flood),
