@@ -736,6 +736,8 @@ struct Phase {
     outage: Duration,
     outage_from: i64,
     return_second: i64,
+    /// The second the drain was seen complete.
+    drained_second: i64,
     drain_secs: f64,
     landed_after_return: u64,
     /// Entries generated since the run began (what must have landed by the drain's end).
@@ -857,10 +859,15 @@ async fn outage_and_drain(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let drained_second = stats.second();
+    // Two quiet seconds before anything else (the next outage): the recovery's last
+    // second must not count the fleet finding the hub gone again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(Phase {
         outage,
         outage_from,
         return_second,
+        drained_second,
         drain_secs: last_landed.duration_since(returned).as_secs_f64(),
         landed_after_return: stats.landed.load(Ordering::Relaxed) - landed_before,
         target,
@@ -874,7 +881,7 @@ impl Phase {
         report.drain_secs = self.drain_secs;
         report.landed_after_return = self.landed_after_return;
         report.drain_rate = self.landed_after_return as f64 / self.drain_secs.max(0.001);
-        let drained_second = return_second + self.drain_secs.ceil() as i64 + 1;
+        let drained_second = self.drained_second + 1;
         let series = |per: &[u32], from: i64, to: i64| -> Vec<f64> {
             (from.max(0)..to.max(0))
                 .map(|s| {
