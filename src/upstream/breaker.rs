@@ -5,15 +5,14 @@
 //!
 //! - **Closed**: traffic flows. `failure_threshold` consecutive failures open it, or one
 //!   failure to connect at all ([`Outcome::Unreachable`]: refused, no route; central only,
-//!   see [`super::Upstreams`]): nothing is
-//!   listening, so there is nothing to learn from asking twice more, and a store that retried
-//!   its way to the threshold sent central three requests in its first second of an outage
-//!   instead of one (`cargo bench --bench fleet`, 2026-12-06: 35 % of the fleet in the
-//!   outage's second second). A dropped connection or a timeout still needs the threshold:
-//!   those happen to a live server on a flaky link. A failure
-//!   carrying `Retry-After` does not open it early (one 503 is not an outage), but it does
-//!   hold *every* caller of this upstream back until `Retry-After` plus jitter, then lets one
-//!   request through at a time until one succeeds. The breaker is the one place all callers
+//!   see [`super::Upstreams`]). Nothing is listening then, so there is nothing to learn
+//!   from asking twice more, and a store that retried its way to the threshold sent central
+//!   three requests in its first second of an outage instead of one (`cargo bench --bench
+//!   fleet`, 2026-12-06: 35 % of the fleet in the outage's second second). A dropped
+//!   connection or a timeout still needs the threshold: those happen to a live server on a
+//!   flaky link. A failure carrying `Retry-After` does not open it early (one 503 is not
+//!   an outage), but it does hold *every* caller of this upstream back until `Retry-After`
+//!   plus jitter, then lets one request through at a time until one succeeds. The breaker is the one place all callers
 //!   share, so the health probe and the workers honour the same `Retry-After` together
 //!   instead of each coming back on its own schedule.
 //! - **Open**: nothing is sent until `until` = W + max(W, `open_spread_min`)·U[0,1), where W
