@@ -96,6 +96,9 @@ impl Plan {
 /// Counters the stores share.
 pub struct Stats {
     t0: Instant,
+    /// Subtracted from the time since `t0` before it is cut into seconds: moved when an
+    /// outage starts, so its first second is exactly the second after the hub's exit.
+    shift_ms: AtomicU64,
     per_second: Mutex<Vec<u32>>,
     /// Stores sending again after central failed them (a retry, a half-open probe).
     retry_per_second: Mutex<Vec<u32>>,
@@ -116,6 +119,7 @@ impl Stats {
     fn new() -> Self {
         Self {
             t0: Instant::now(),
+            shift_ms: AtomicU64::new(0),
             per_second: Mutex::default(),
             retry_per_second: Mutex::default(),
             landed_per_second: Mutex::default(),
@@ -130,8 +134,26 @@ impl Stats {
         }
     }
 
+    /// Milliseconds on the clock the seconds are cut from.
+    fn ms(&self) -> u64 {
+        (self.t0.elapsed().as_millis() as u64).saturating_sub(self.shift_ms.load(Ordering::Relaxed))
+    }
+
     fn second(&self) -> i64 {
-        self.t0.elapsed().as_secs() as i64
+        (self.ms() / 1000) as i64
+    }
+
+    /// Starts a new second now and returns its number. The second before it ends early
+    /// (never runs backwards), so a burst just after this moment is not split between two
+    /// seconds by where the clock's seconds happened to fall.
+    fn start_second_now(&self) -> i64 {
+        let into = self.ms() % 1000;
+        if into > 0 {
+            // Move the boundary back to now: the current second keeps its number and
+            // starts over; what came before in it stays counted in it.
+            self.shift_ms.fetch_add(into, Ordering::Relaxed);
+        }
+        self.second()
     }
 
     fn count_sender(&self, s: i64) {
@@ -152,7 +174,7 @@ impl Stats {
     }
 
     fn intake_latency(&self, d: Duration) {
-        let ms = self.t0.elapsed().as_millis() as u64;
+        let ms = self.ms();
         self.latencies.lock().expect("stats").push((ms, d));
     }
 }
@@ -172,7 +194,8 @@ pub struct Report {
     pub hubs: usize,
     pub outage_secs: f64,
     /// Largest share of stores sending in one second during the outage, its first second
-    /// left out (as `tests/fleet_politeness.rs` counts): in that second the fleet finds the
+    /// (the second after the hub's exit, exactly) left out (as `tests/fleet_politeness.rs`
+    /// counts): in that second the fleet finds the
     /// hub gone, each store with its ordinary traffic and, where the hub's exit cut a
     /// request, one retry before the refused connection opens its breaker.
     pub max_share_outage: f64,
@@ -765,7 +788,7 @@ async fn outage_and_drain(
             h.stop();
         }
     });
-    let outage_from = stats.second();
+    let outage_from = stats.start_second_now();
     say(
         plan,
         format!(
