@@ -303,12 +303,8 @@ mod tests {
     fn a_refused_connection_means_down_at_once() {
         let t0 = Utc::now();
         let u = Upstreams::new(|_| true, t0);
-        let refused = Failure {
-            error: "connection refused or unreachable".into(),
-            retry_after: None,
-            unreachable: true,
-        };
-        u.report_failure(Upstream::Central, refused, t0);
+        let refused = || Failure::unreachable("connection refused or unreachable");
+        u.report_failure(Upstream::Central, refused(), t0);
         let h = u.get(Upstream::Central).unwrap();
         assert_eq!(
             (h.state, h.breaker, h.consecutive_failures),
@@ -316,12 +312,7 @@ mod tests {
         );
         assert!(!u.permit(Upstream::Central, t0));
         assert!(u.permit(Upstream::Payments, t0), "bulkhead");
-        let refused = Failure {
-            error: "connection refused or unreachable".into(),
-            retry_after: None,
-            unreachable: true,
-        };
-        u.report_failure(Upstream::Payments, refused, t0);
+        u.report_failure(Upstream::Payments, refused(), t0);
         let h = u.get(Upstream::Payments).unwrap();
         assert_eq!(
             (h.state, h.breaker),

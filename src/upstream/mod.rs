@@ -118,6 +118,15 @@ impl Failure {
         }
     }
 
+    /// No connection could be made: nothing listening, no route.
+    pub fn unreachable(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            retry_after: None,
+            unreachable: true,
+        }
+    }
+
     /// No answer: `e` from sending. A connect that failed for any reason but a timeout is
     /// unreachable (refused, no route, no such host); a connect timeout is not, since a SYN
     /// lost on a flaky store link looks the same, and neither is a dropped connection.

@@ -33,7 +33,7 @@ use super::Stats;
 use super::store::{Policy, VStore};
 use crate::feeds::Feed;
 use crate::journal::{Lane, NewEntry};
-use crate::upstream::Upstream;
+use crate::upstream::{Failure, Upstream};
 
 /// Mean journal entries per store per minute.
 pub const ENTRIES_PER_MINUTE: f64 = 3.0;
@@ -403,9 +403,9 @@ async fn live(
         if *cut.borrow_and_update() {
             let now = Utc::now();
             if s.upstreams.permit(C, now) {
-                s.upstreams.report(
+                s.upstreams.report_failure(
                     C,
-                    Err("network unreachable (the store's link is cut)".into()),
+                    Failure::unreachable("network unreachable (the store's link is cut)"),
                     now,
                 );
             }
@@ -422,26 +422,8 @@ async fn live(
         }
         let (phase_stop, phase_rx) = watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
-        for which in 0..4u8 {
-            let (m, client, policy, stats, rx) = (
-                member.clone(),
-                client.clone(),
-                policy.clone(),
-                stats.clone(),
-                phase_rx.clone(),
-            );
-            loops.spawn(
-                async move {
-                    let s = &m.store;
-                    match which {
-                        0 => s.uplink(&client, &policy, &stats, &rx).await,
-                        1 => s.probe(&client, &policy, &stats, &rx).await,
-                        2 => s.pull(&client, &policy, &stats, &rx).await,
-                        _ => s.heartbeat_loop(&client, &policy, &stats, &rx).await,
-                    }
-                }
-                .with_subscriber(NoSubscriber::default()),
-            );
+        for run in member.store.loops(&client, &policy, &stats, &phase_rx) {
+            loops.spawn(run.with_subscriber(NoSubscriber::default()));
         }
         tokio::select! {
             _ = async { let _ = cut.wait_for(|c| *c).await; } => {}

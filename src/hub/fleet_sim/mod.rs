@@ -584,22 +584,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let mut tasks = tokio::task::JoinSet::new();
     for s in &stores {
         let phase = Duration::from_millis(rand::random::<u64>() % 2_000);
-        for which in 0..4u8 {
-            let (s, client, policy, stats, stop) = (
-                s.clone(),
-                client.clone(),
-                policy.clone(),
-                stats.clone(),
-                stop_rx.clone(),
-            );
+        for run in s.loops(&client, &policy, &stats, &stop_rx) {
             tasks.spawn(async move {
                 tokio::time::sleep(phase).await;
-                match which {
-                    0 => s.uplink(&client, &policy, &stats, &stop).await,
-                    1 => s.probe(&client, &policy, &stats, &stop).await,
-                    2 => s.pull(&client, &policy, &stats, &stop).await,
-                    _ => s.heartbeat_loop(&client, &policy, &stats, &stop).await,
-                }
+                run.await;
             });
         }
     }
@@ -926,9 +914,7 @@ impl Phase {
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(i, _)| i as i64);
             let warm = series(&per, 3, outage_from);
-            if report.cadence_share == 0.0 {
-                report.cadence_share = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
-            }
+            report.cadence_share = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
             report.recovery_series = series(&per, return_second, drained_second);
             report.max_share_recovery = max(&report.recovery_series);
         }

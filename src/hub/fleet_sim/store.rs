@@ -4,8 +4,10 @@
 //! all through one shared [`Upstreams`] (Standin's breaker) with Standin's [`Backoff`] and
 //! the uplink's own sleep rule ([`uplink::next_wait`]).
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -247,6 +249,37 @@ impl VStore {
 
     fn url(&self, path: &str) -> String {
         format!("{}/v1/stores/{}/{path}", self.base, self.id)
+    }
+
+    /// The store's four loops against central (uplink, health probe, feed pull, heartbeat),
+    /// each to be spawned as its own task, as a running Standin has them; each ends when
+    /// `stop` fires.
+    pub fn loops(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        policy: &Arc<Policy>,
+        stats: &Arc<Stats>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<Pin<Box<dyn Future<Output = ()> + Send + 'static>>> {
+        (0..4u8)
+            .map(|which| {
+                let (s, client, policy, stats, stop) = (
+                    self.clone(),
+                    client.clone(),
+                    policy.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                );
+                Box::pin(async move {
+                    match which {
+                        0 => s.uplink(&client, &policy, &stats, &stop).await,
+                        1 => s.probe(&client, &policy, &stats, &stop).await,
+                        2 => s.pull(&client, &policy, &stats, &stop).await,
+                        _ => s.heartbeat_loop(&client, &policy, &stats, &stop).await,
+                    }
+                }) as Pin<Box<dyn Future<Output = ()> + Send>>
+            })
+            .collect()
     }
 
     /// The uplink: Standin's `journal::uplink::run` loop over this store's journal.
