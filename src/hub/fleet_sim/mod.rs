@@ -640,13 +640,36 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     for h in &hubs {
         h.wait_ready(&client).await?;
     }
+    // A store whose breaker still holds (a refused connection during the SIGKILL, a
+    // `Retry-After` from the PostgreSQL restart) pulls when it lets it, as its loop would:
+    // every store at once, each for at most a minute.
+    let mut last = tokio::task::JoinSet::new();
     for s in &stores {
-        s.heartbeat(&client, &policy, &stats).await;
-        if s.pull_all(&client, &policy, &stats).await.is_err() {
-            report
-                .problems
-                .push(format!("{}: the last feed pull failed", s.id));
-        }
+        let (s, client, policy, stats) = (s.clone(), client.clone(), policy.clone(), stats.clone());
+        last.spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            s.heartbeat(&client, &policy, &stats).await;
+            loop {
+                match s.pull_all(&client, &policy, &stats).await {
+                    Ok(()) => return None,
+                    Err(_) if Instant::now() < deadline => {
+                        let wait = s
+                            .upstreams
+                            .next_permit_in(
+                                crate::upstream::Upstream::Central,
+                                chrono::Utc::now(),
+                                Duration::from_secs(1),
+                            )
+                            .max(Duration::from_millis(50));
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(_) => return Some(format!("{}: the last feed pull failed", s.id)),
+                }
+            }
+        });
+    }
+    while let Some(problem) = last.join_next().await {
+        report.problems.extend(problem?);
     }
 
     // Figures.
