@@ -52,8 +52,7 @@ pub fn body_for(status: StatusCode, message: Option<&str>) -> String {
 /// Rewrites an error answer that is not JSON into the JSON error shape, keeping its status
 /// and headers (`Allow`, `Retry-After`) and, when it is short plain text without card data,
 /// its message.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+pub async fn as_json_error(res: Response) -> Response {
     let status = res.status();
     let is_json = res
         .headers()
@@ -81,27 +80,37 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// The edge every routed request passes, outermost first: an error answer leaves as JSON
+/// ([`as_json_error`]); a head over its bounds is refused ([`head_refusal`]); the request
+/// gets `limit` to answer ([`super::extract::deadline`]). One middleware for the three: each
+/// middleware layer of its own costs every request a clone of the route below it and a
+/// boxed future (issue 19).
+pub async fn edge(req: Request, next: Next, limit: std::time::Duration) -> Response {
+    if let Some(refusal) = head_refusal(&req) {
+        return refusal;
+    }
+    as_json_error(super::extract::deadline(next.run(req), limit).await).await
+}
+
 /// The longest request target (path and query) the service reads.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header bytes (names and values) the service reads.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Refuses a request target or headers past the limits above with the JSON 414 or 431, before
-/// routing: no route reads a target or a header that long.
-pub async fn bounded_head(req: Request, next: Next) -> Response {
+/// The JSON 414 or 431 for a request target or headers past the limits above, before the
+/// request guard and the handler: neither reads a target or a header that long.
+pub fn head_refusal(req: &Request) -> Option<Response> {
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI_BYTES {
-        return json_status(StatusCode::URI_TOO_LONG);
+        return Some(json_status(StatusCode::URI_TOO_LONG));
     }
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return json_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    }
-    next.run(req).await
+    (header_bytes > MAX_HEADER_BYTES)
+        .then(|| json_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
 }
 
 fn json_status(status: StatusCode) -> Response {

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -141,8 +140,8 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 
 /// Bounds every request's time; a request over it gets a JSON 503 (the work it started on the
 /// writer still commits or not atomically; the client retries with the same ids).
-pub async fn deadline(req: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+pub async fn deadline(answer: impl Future<Output = Response>, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, answer).await {
         Ok(res) => res,
         Err(_) => {
             AppError::Unavailable("the request took too long; retry with the same ids".into())

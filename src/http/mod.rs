@@ -11,7 +11,7 @@ mod route;
 
 pub use card_data::{Found, find as find_card_data, holds_card_number};
 pub use errors::{
-    MAX_HEADER_BYTES, MAX_URI_BYTES, body_for as error_body, bounded_head, json_errors,
+    MAX_HEADER_BYTES, MAX_URI_BYTES, as_json_error, body_for as error_body, edge, head_refusal,
 };
 pub use extract::{
     ApiJson, ApiPath, ApiQuery, ClientAddr, RawBody, deadline, describe_json_error, from_json,

@@ -48,38 +48,46 @@ pub fn entry_hash(prev_hash: &str, e: &Hashed<'_>) -> String {
 /// JSON with object keys sorted at every level and no insignificant whitespace, so the same
 /// body always encodes (and hashes) the same, whatever order it was built in.
 pub fn canonical_json(v: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
+    // Written straight into one buffer: every key and scalar through serde_json's own writer
+    // (its escaping), none through a `String` of its own (issue 19: a payment's two encodings,
+    // the entry and its seal, made a dozen allocations each).
+    fn write(v: &Value, out: &mut Vec<u8>) {
         match v {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (k, item)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(&map[k], out);
+                    scalar(k, out);
+                    out.push(b':');
+                    write(item, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(item, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            scalar => out.push_str(&scalar.to_string()),
+            other => scalar(other, out),
         }
     }
-    let mut out = String::new();
+    /// A string or a scalar: serializing it into a `Vec` cannot fail.
+    fn scalar<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    let mut out = Vec::with_capacity(256);
     write(v, &mut out);
-    out
+    // serde_json writes UTF-8, and so does every byte pushed above.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Walks the whole chain in `seq` order; returns the first broken link, described.

@@ -164,7 +164,59 @@ pub struct Summary {
     pub tenders: Vec<TenderView>,
 }
 
-fn summary(row: &ReceiptRow, doc: &Doc, refunded: &HashMap<usize, i64>) -> Summary {
+/// What a receipt's line in a list reads of the stored record: its lines' quantities and its
+/// tenders' faces. The rest of the record is skipped unread, so a search of 50 receipts does
+/// not allocate every line's SKU and description only to count items (issue 19: that was
+/// most of a desk search's allocations).
+#[derive(Deserialize)]
+struct SummaryDoc {
+    #[serde(default)]
+    lines: Vec<LineQty>,
+    #[serde(default)]
+    tenders: Vec<TenderFace>,
+}
+
+#[derive(Deserialize)]
+struct LineQty {
+    qty: i64,
+}
+
+#[derive(Deserialize)]
+struct TenderFace {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    brand: Option<String>,
+    #[serde(default)]
+    last4: Option<String>,
+    amount_minor: i64,
+}
+
+impl SummaryDoc {
+    fn parse(doc: &str) -> rusqlite::Result<Self> {
+        serde_json::from_str(doc).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+        })
+    }
+
+    fn of(doc: &Doc) -> Self {
+        Self {
+            lines: doc.lines.iter().map(|l| LineQty { qty: l.qty }).collect(),
+            tenders: doc
+                .tenders
+                .iter()
+                .map(|t| TenderFace {
+                    kind: t.kind.clone(),
+                    brand: t.brand.clone(),
+                    last4: t.last4.clone(),
+                    amount_minor: t.amount_minor,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn summary(row: &ReceiptRow, doc: SummaryDoc, refunded: &HashMap<usize, i64>) -> Summary {
     Summary {
         receipt_id: row.receipt_id.clone(),
         order_number: row.order_number.clone(),
@@ -176,12 +228,12 @@ fn summary(row: &ReceiptRow, doc: &Doc, refunded: &HashMap<usize, i64>) -> Summa
         items: doc.lines.iter().map(|l| l.qty).sum(),
         tenders: doc
             .tenders
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, t)| TenderView {
-                kind: t.kind.clone(),
-                brand: t.brand.clone(),
-                last4: t.last4.clone(),
+                kind: t.kind,
+                brand: t.brand,
+                last4: t.last4,
                 amount_minor: t.amount_minor,
                 refunded_minor: refunded.get(&i).copied().unwrap_or(0),
             })
@@ -227,8 +279,8 @@ pub fn by_card(
 fn summaries(conn: &Connection, rows: Vec<ReceiptRow>) -> rusqlite::Result<Vec<Summary>> {
     rows.iter()
         .map(|r| {
-            let doc = parse_doc(&r.doc)?;
-            Ok(summary(r, &doc, &tender_refunds(conn, &r.receipt_id)?))
+            let doc = SummaryDoc::parse(&r.doc)?;
+            Ok(summary(r, doc, &tender_refunds(conn, &r.receipt_id)?))
         })
         .collect()
 }
@@ -466,7 +518,7 @@ pub fn view(conn: &Connection, l: &Loaded, now: DateTime<Utc>) -> rusqlite::Resu
         })
         .collect();
     Ok(ReceiptView {
-        summary: summary(&l.row, &l.doc, &refunded),
+        summary: summary(&l.row, SummaryDoc::of(&l.doc), &refunded),
         lines,
         returns: returns_of(conn, &l.row.receipt_id)?,
     })
