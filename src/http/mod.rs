@@ -10,11 +10,9 @@ mod guard;
 mod route;
 
 pub use card_data::{Found, find as find_card_data, holds_card_number};
-pub use errors::{
-    MAX_HEADER_BYTES, MAX_URI_BYTES, as_json_error, body_for as error_body, edge, head_refusal,
-};
+pub use errors::{MAX_HEADER_BYTES, MAX_URI_BYTES, body_for as error_body, edge};
 pub use extract::{
-    ApiJson, ApiPath, ApiQuery, ClientAddr, RawBody, deadline, describe_json_error, from_json,
+    ApiJson, ApiPath, ApiQuery, ClientAddr, RawBody, describe_json_error, from_json,
     integral_numbers, is_short_text, json_body_error, whole_number,
 };
 pub use guard::{CARD_DATA_MESSAGE, request_guard};

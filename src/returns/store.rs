@@ -134,6 +134,11 @@ pub fn load(conn: &Connection, receipt_id: &str) -> rusqlite::Result<Option<Rece
 }
 
 pub fn parse_doc(doc: &str) -> rusqlite::Result<Doc> {
+    from_stored(doc)
+}
+
+/// A stored record read as `T`; unreadable JSON is a conversion failure of its column.
+fn from_stored<T: serde::de::DeserializeOwned>(doc: &str) -> rusqlite::Result<T> {
     serde_json::from_str(doc).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
     })
@@ -193,12 +198,6 @@ struct TenderFace {
 }
 
 impl SummaryDoc {
-    fn parse(doc: &str) -> rusqlite::Result<Self> {
-        serde_json::from_str(doc).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
-        })
-    }
-
     fn of(doc: &Doc) -> Self {
         Self {
             lines: doc.lines.iter().map(|l| LineQty { qty: l.qty }).collect(),
@@ -279,7 +278,7 @@ pub fn by_card(
 fn summaries(conn: &Connection, rows: Vec<ReceiptRow>) -> rusqlite::Result<Vec<Summary>> {
     rows.iter()
         .map(|r| {
-            let doc = SummaryDoc::parse(&r.doc)?;
+            let doc: SummaryDoc = from_stored(&r.doc)?;
             Ok(summary(r, doc, &tender_refunds(conn, &r.receipt_id)?))
         })
         .collect()

@@ -370,7 +370,7 @@ impl<T> JsonErrorIo<T> {
 }
 
 /// hyper's own answer: `HTTP/1.x 4xx …` with `content-length: 0` and nothing after the head.
-/// Every answer of the app's own has a JSON body (`crate::http::as_json_error`).
+/// Every answer of the app's own has a JSON body (`crate::http::edge`).
 pub fn rewrite_bodiless_error(buf: &[u8]) -> Option<Vec<u8>> {
     let head = std::str::from_utf8(buf).ok()?;
     if !(head.starts_with("HTTP/1.1 4") || head.starts_with("HTTP/1.0 4"))

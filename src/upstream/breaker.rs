@@ -12,9 +12,9 @@
 //!   connection or a timeout still needs the threshold: those happen to a live server on a
 //!   flaky link. A failure carrying `Retry-After` does not open it early (one 503 is not
 //!   an outage), but it does hold *every* caller of this upstream back until `Retry-After`
-//!   plus jitter, then lets one request through at a time until one succeeds. The breaker is the one place all callers
-//!   share, so the health probe and the workers honour the same `Retry-After` together
-//!   instead of each coming back on its own schedule.
+//!   plus jitter, then lets one request through at a time until one succeeds. The breaker
+//!   is the one place all callers share, so the health probe and the workers honour the
+//!   same `Retry-After` together instead of each coming back on its own schedule.
 //! - **Open**: nothing is sent until `until` = W + max(W, `open_spread_min`)·U[0,1), where W
 //!   is the larger of `Retry-After` and `open_base`·2^(times opened in a row − 1) capped at
 //!   `open_cap`. The jitter is as wide as W itself and never narrower than
