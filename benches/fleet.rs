@@ -14,6 +14,8 @@
 //! - `BENCH_SECOND_OUTAGE_SECS` (default 30; 0: no second outage, the faults hit the first
 //!   drain as before 2026-12-06 evening) and `BENCH_SECOND_ENTRIES` per store in it
 //!   (default 40);
+//! - `BENCH_FAULTS` (default 1; 0: no hub SIGKILL, no PostgreSQL restart: a quick look at
+//!   one clean drain, e.g. with `BENCH_OUTAGE_SECS=60 BENCH_SECOND_OUTAGE_SECS=0`);
 //! - `BENCH_WARMUP_SECS` (default 10): the hub up before the outage, long enough to print
 //!   the fleet's own cadence of requests with nothing wrong.
 
@@ -49,6 +51,9 @@ async fn main() {
     plan.second_entries_per_store = env("BENCH_SECOND_ENTRIES", 40);
     plan.hubs = env("BENCH_HUBS", 2).clamp(1, 2);
     plan.intake_at_once = env("BENCH_INTAKE_AT_ONCE", 8);
+    let faults = env("BENCH_FAULTS", 1) != 0;
+    plan.kill_hub = faults;
+    plan.restart_postgres = faults;
     let outage = plan.outage.as_secs();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before: {}", load.trim());

@@ -257,7 +257,11 @@ async fn feeds_start_with_a_snapshot_in_parts_then_deltas_numbered_stably() {
 
 #[tokio::test]
 async fn a_full_intake_answers_503_with_retry_after_spread_per_store() {
-    let hub = hub!(|c| c.intake_at_once = 1);
+    // No queue: a batch finding the one slot taken is refused at once.
+    let hub = hub!(|c| {
+        c.intake_at_once = 1;
+        c.intake_queue = 0;
+    });
     let mut waits = std::collections::HashSet::new();
     let mut tokens = Vec::new();
     for i in 0..8 {
@@ -308,6 +312,77 @@ async fn a_full_intake_answers_503_with_retry_after_spread_per_store() {
     assert!(
         metrics.contains("standin_hub_journal_entries_accepted_total 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_once() {
+    let hub = hub!(|c| {
+        c.intake_at_once = 1;
+        c.intake_queue = 1;
+        c.intake_deadline_ms = 20_000;
+    });
+    let (t1, t2) = (hub.add_store("s1").await, hub.add_store("s2").await);
+    // A running batch holds one admission and the one slot.
+    let held = (
+        hub.state
+            .intake_admitted
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap(),
+        hub.state
+            .intake_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap(),
+    );
+    // The held permit stands for a running batch: one more may wait for it.
+    let waiting = {
+        let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
+        let entries = Chain::new("s1").take(2);
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/v1/stores/s1/journal"))
+                .bearer_auth(&t1)
+                .json(&json!({ "entries": entries }))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Until it is admitted, the queue has room; then the third batch is refused at once.
+    for _ in 0..200 {
+        if hub.state.intake_admitted.available_permits() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = hub
+        .client
+        .post(format!("{}/v1/stores/s2/journal", hub.url))
+        .bearer_auth(&t2)
+        .json(&json!({ "entries": Chain::new("s2").take(1) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        !waiting.is_finished(),
+        "the queued batch waits for the slot"
+    );
+    drop(held);
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["results"][1]["outcome"], "accepted", "{body}");
+    assert_eq!(hub.verified("s1").await, (2, None));
+    assert_eq!(
+        hub.rows("s2").await.len(),
+        0,
+        "the refused batch left nothing"
     );
 }
 

@@ -427,3 +427,66 @@ async fn recording_contact_never_waits_for_a_locked_store() {
     );
     hub.stop().await;
 }
+
+/// Heartbeats are written in groups: many at once from several stores, sent out of order
+/// (each store's newest in the middle), each answered 204 only after its group commits;
+/// per store the newest report is kept and every heartbeat counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let stores = ["g1", "g2", "g3"];
+    let mut tokens = std::collections::HashMap::new();
+    for s in stores {
+        tokens.insert(s, hub.add_store(s).await);
+    }
+    const EACH: u64 = 30;
+    let base = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z").unwrap();
+    let mut sends = tokio::task::JoinSet::new();
+    for s in stores {
+        // seq 1..=EACH, the newest (EACH) sent in the middle; sent_at follows seq.
+        let mut order: Vec<u64> = (1..=EACH).collect();
+        order.swap((EACH / 2) as usize, (EACH - 1) as usize);
+        for seq in order {
+            let mut body = beat(s, seq, "up", "up", seq as i64, 0);
+            body["sent_at"] = json!(
+                (base + chrono::Duration::milliseconds(seq as i64))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+            let (client, url, token) = (hub.client.clone(), hub.url.clone(), tokens[s].clone());
+            sends.spawn(async move {
+                let res = client
+                    .post(format!("{url}/v1/stores/{s}/status"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status(), res.text().await.unwrap_or_default())
+            });
+        }
+    }
+    while let Some(sent) = sends.join_next().await {
+        let (status, body) = sent.unwrap();
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let client = hub.pg.client().await;
+    for s in stores {
+        let row = client
+            .query_one(
+                "SELECT seq, heartbeats, (body->'journal'->>'pending')::int8 FROM store_status
+                 WHERE store_id = $1",
+                &[&s],
+            )
+            .await
+            .unwrap();
+        let (seq, count, pending): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(seq, EACH as i64, "{s}: the newest report is kept");
+        assert_eq!(
+            pending, EACH as i64,
+            "{s}: the newest report's body is kept"
+        );
+        assert_eq!(count, EACH as i64, "{s}: every heartbeat counted");
+    }
+}

@@ -56,32 +56,18 @@ pub async fn post_status(
             "store_id must be the store of the path",
         ));
     }
-    let seq = i64::try_from(beat.seq).unwrap_or(i64::MAX);
-    let sent_at = beat.sent_at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let body = raw.to_string();
-    let client = state
-        .pool
-        .get()
+    let beat = super::heartbeats::Beat {
+        store: store.clone(),
+        sent_at: beat.sent_at,
+        seq: i64::try_from(beat.seq).unwrap_or(i64::MAX),
+        body: raw.to_string(),
+    };
+    super::heartbeats::Writer::write(&state, beat)
         .await
-        .map_err(|e| state.db_error(&store, e))?;
-    client
-        .execute(
-            "INSERT INTO store_status AS s (store_id, sent_at, seq, body)
-             VALUES ($1, $2::text::timestamptz, $3, $4::text::jsonb)
-             ON CONFLICT (store_id) DO UPDATE SET
-                 last_contact = now(),
-                 heartbeats = s.heartbeats + 1,
-                 received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN now() ELSE s.received_at END,
-                 body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN excluded.body ELSE s.body END,
-                 seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN excluded.seq ELSE s.seq END,
-                 sent_at = greatest(excluded.sent_at, s.sent_at)",
-            &[&store, &sent_at, &seq, &body],
-        )
-        .await
-        .map_err(|e| state.db_error(&store, e))?;
+        .map_err(|e| match e {
+            super::heartbeats::Refused::Busy => HubError::Busy(state.retry_after(&store)),
+            super::heartbeats::Refused::Db(e) => state.db_error(&store, e),
+        })?;
     state.metrics.heartbeat();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

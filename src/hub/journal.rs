@@ -48,15 +48,20 @@ pub async fn post_journal(
             HubError::invalid(format!("entries[{i}].id"), "each entry needs a string id")
         })?);
     }
-    // Politeness: a bounded number of intake transactions reach PostgreSQL at once.
-    let Ok(_permit) = state.intake_permits.clone().try_acquire_owned() else {
+    // Politeness: a bounded number of intake transactions reach PostgreSQL at once, and a
+    // bounded number more wait for a turn; beyond both, busy at once. Waiting and landing
+    // share one deadline, answered before the store stops waiting (`intake_deadline_ms`);
+    // a transaction the deadline drops is rolled back.
+    let Ok(_admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.retry_after(&store)));
     };
-    // Answered before the store stops waiting (see `intake_deadline_ms`); the transaction
-    // is rolled back when the deadline drops it.
     let deadline = std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
-    let Ok(landed) = tokio::time::timeout(deadline, land(&state, &store, &incoming)).await else {
+    let turn = async {
+        let _permit = state.intake_permits.acquire().await;
+        land(&state, &store, &incoming).await
+    };
+    let Ok(landed) = tokio::time::timeout(deadline, turn).await else {
         state.metrics.refused_busy();
         tracing::warn!(
             store,

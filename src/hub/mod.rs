@@ -14,6 +14,7 @@ pub mod error;
 pub mod feeds;
 pub mod fleet;
 pub mod fleet_sim;
+pub mod heartbeats;
 pub mod intake;
 pub mod journal;
 pub mod metrics;
@@ -41,11 +42,16 @@ pub struct Shared {
     pub pool: deadpool_postgres::Pool,
     /// Bounds the journal transactions this process runs at once (`intake_at_once`).
     pub intake_permits: Arc<tokio::sync::Semaphore>,
+    /// Bounds the batches running or waiting for a permit (`intake_at_once` +
+    /// `intake_queue`): taken first, without waiting.
+    pub intake_admitted: Arc<tokio::sync::Semaphore>,
     pub metrics: metrics::Metrics,
     pub tokens: auth::TokenCache,
     /// Stores heard from since the last flush into `stores.last_contact_at` ([`launch`]),
     /// each with when (seconds since the epoch).
     pub seen: std::sync::Mutex<HashMap<String, f64>>,
+    /// Heartbeats waiting for their group's write ([`heartbeats`]).
+    pub heartbeats: heartbeats::Writer,
 }
 
 impl std::ops::Deref for HubState {
@@ -65,11 +71,15 @@ impl HubState {
         let pool = db::pool(config.database_url.expose(), config.pool_size)?;
         Ok(Self(Arc::new(Shared {
             intake_permits: Arc::new(tokio::sync::Semaphore::new(config.intake_at_once.max(1))),
+            intake_admitted: Arc::new(tokio::sync::Semaphore::new(
+                config.intake_at_once.max(1) + config.intake_queue,
+            )),
             config,
             pool,
             metrics: metrics::Metrics::default(),
             tokens: auth::TokenCache::default(),
             seen: std::sync::Mutex::default(),
+            heartbeats: heartbeats::Writer::default(),
         })))
     }
 
@@ -106,6 +116,7 @@ pub fn retry_after_secs(store: &str, min: u64, spread: u64, random: u64) -> u64 
     min + share % spread + jitter
 }
 
+#[derive(Debug, Clone)]
 pub enum DbError {
     Transient(String),
     Bug(String),

@@ -248,6 +248,99 @@ pub struct Report {
     pub entries_verified: u64,
     /// The second outage's drain, the one the faults hit (when planned).
     pub faulted: Option<FaultedDrain>,
+    /// Entries landed in each second of the (first) drain.
+    pub landed_series: Vec<u64>,
+    /// Where the machine's CPU went over the (first) drain.
+    pub drain_cpu: Option<CpuSplit>,
+}
+
+/// CPU time over a window, as shares of one core (a 2-core machine has 200 %), from
+/// `/proc`: the hub processes, every `postgres` process, this process (the stores), and
+/// the machine's idle time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub hubs: f64,
+    pub postgres: f64,
+    pub stores: f64,
+    pub idle: f64,
+}
+
+/// A `/proc` CPU reading: clock ticks per part, and when.
+#[derive(Debug, Clone, Copy)]
+struct CpuTicks {
+    at: Instant,
+    hubs: u64,
+    postgres: u64,
+    stores: u64,
+    idle: u64,
+}
+
+/// utime + stime of a process, in clock ticks (0 if gone).
+fn proc_ticks(stat: &str) -> Option<(String, u64)> {
+    // `pid (comm) state ...`: comm may hold spaces, so split at the last ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After comm: state is field 3, utime 14, stime 15.
+    let t = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, t))
+}
+
+fn read_cpu(hub_pids: &[u32]) -> CpuTicks {
+    let ticks_of = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| proc_ticks(&s))
+    };
+    let hubs = hub_pids
+        .iter()
+        .filter_map(|p| ticks_of(&p.to_string()))
+        .map(|(_, t)| t)
+        .sum();
+    let postgres = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| ticks_of(e.file_name().to_str()?))
+        .filter(|(comm, _)| comm == "postgres")
+        .map(|(_, t)| t)
+        .sum();
+    let stores = ticks_of("self").map_or(0, |(_, t)| t);
+    // /proc/stat's first line: cpu user nice system idle iowait ...
+    let idle = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.to_owned();
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(f.get(3)? + f.get(4).copied().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    CpuTicks {
+        at: Instant::now(),
+        hubs,
+        postgres,
+        stores,
+        idle,
+    }
+}
+
+impl CpuTicks {
+    /// Shares of one core between `self` and a later reading (100 ticks a second: Linux's
+    /// USER_HZ everywhere this runs).
+    fn split_until(&self, later: &CpuTicks) -> CpuSplit {
+        let secs = later.at.duration_since(self.at).as_secs_f64().max(0.001);
+        let share = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0 / secs;
+        CpuSplit {
+            hubs: share(self.hubs, later.hubs),
+            postgres: share(self.postgres, later.postgres),
+            stores: share(self.stores, later.stores),
+            idle: share(self.idle, later.idle),
+        }
+    }
 }
 
 /// The drain a hub SIGKILL and a PostgreSQL restart hit.
@@ -314,6 +407,23 @@ impl Report {
             "return to last backlog landed: {:.1} s; {:.0} entries/s landed over the drain, busiest second {:.0}/s",
             self.drain_secs, self.drain_rate, self.peak_rate
         );
+        println!(
+            "entries landed by second of the drain: {}",
+            self.landed_series
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        if let Some(c) = self.drain_cpu {
+            println!(
+                "CPU over the drain, % of one core: hub processes {:.0}, PostgreSQL {:.0}, the stores (this process) {:.0}, idle {:.0}",
+                c.hubs * 100.0,
+                c.postgres * 100.0,
+                c.stores * 100.0,
+                c.idle * 100.0
+            );
+        }
         if let Some(c) = self.ceiling_rate {
             println!(
                 "postgres multi-row INSERT of the same rows in the same transactions: {c:.0} entries/s; drain/ceiling {:.2}, busiest second/ceiling {:.2} (goal >= 0.5)",
@@ -765,6 +875,15 @@ struct Env<'a> {
     stores: &'a [Arc<VStore>],
 }
 
+impl Env<'_> {
+    fn hub_pids(&self) -> Vec<u32> {
+        self.hubs
+            .iter()
+            .filter_map(|h| h.child.as_ref().map(Child::id))
+            .collect()
+    }
+}
+
 /// When one outage and its drain happened, in the run's seconds.
 struct Phase {
     outage: Duration,
@@ -776,6 +895,8 @@ struct Phase {
     landed_after_return: u64,
     /// Entries generated since the run began (what must have landed by the drain's end).
     target: u64,
+    /// Where the CPU went from the return to the drain's end.
+    cpu: CpuSplit,
 }
 
 /// The hub goes away for `outage` while every store journals `per_store` entries at random
@@ -837,6 +958,7 @@ async fn outage_and_drain(
         h.start(plan, env.db, env.log)?;
     }
     let returned = Instant::now();
+    let cpu_from = read_cpu(&env.hub_pids());
     stats.hub_up.store(true, Ordering::Relaxed);
     let return_second = stats.second();
     say(plan, "hub back; the fleet drains");
@@ -894,6 +1016,7 @@ async fn outage_and_drain(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained_second = stats.second();
+    let cpu = cpu_from.split_until(&read_cpu(&env.hub_pids()));
     // Two quiet seconds before anything else (the next outage): the recovery's last
     // second must not count the fleet finding the hub gone again.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -905,6 +1028,7 @@ async fn outage_and_drain(
         drain_secs: last_landed.duration_since(returned).as_secs_f64(),
         landed_after_return: stats.landed.load(Ordering::Relaxed) - landed_before,
         target,
+        cpu,
     })
 }
 
@@ -947,10 +1071,11 @@ impl Phase {
             report.max_share_outage_retrying = max(&report.outage_retry_series);
         }
         let landed = stats.landed_per_second.lock().expect("stats");
-        report.peak_rate = (return_second.max(0)..drained_second)
-            .filter_map(|s| landed.get(s as usize))
-            .map(|&n| n as f64)
-            .fold(0.0, f64::max);
+        report.landed_series = (return_second.max(0)..drained_second)
+            .map(|s| landed.get(s as usize).copied().unwrap_or(0))
+            .collect();
+        report.peak_rate = report.landed_series.iter().copied().max().unwrap_or(0) as f64;
+        report.drain_cpu = Some(self.cpu);
         let (from_ms, to_ms) = (
             (return_second.max(0) as u64) * 1000,
             (drained_second.max(0) as u64) * 1000,

@@ -1,0 +1,193 @@
+//! Heartbeats written in groups: every heartbeat waiting when a write starts goes into that
+//! one statement, and each is answered only after it commits (autocommit: the statement is
+//! its transaction). A fleet of 5,000 stores at a 5 s interval sends 1,000 heartbeats a
+//! second; one statement each was a PostgreSQL parse, plan and commit each, the largest
+//! share of the database's CPU while a fleet drained its journals (`cargo bench --bench
+//! fleet`, 2026-12-06). No timer: a group is whatever arrived while the previous one was
+//! written, so a heartbeat on a quiet hub waits for nothing but its own write.
+//!
+//! One writer at a time per hub process, on its own task (a store hanging up does not stop
+//! it). Within a group, the rows are locked in store order, so two hub processes' groups
+//! cannot deadlock; a store that sent twice into one group is written once, its newest
+//! report kept and both counted.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::SecondsFormat;
+use tokio::sync::oneshot;
+
+use super::{DbError, HubState};
+
+/// Most heartbeats in one statement; more wait for the next.
+const MAX_GROUP: usize = 2_000;
+
+/// Heartbeats waiting for a write; more than this and a store is answered busy.
+const MAX_WAITING: usize = 20_000;
+
+/// One heartbeat as it will be stored.
+pub struct Beat {
+    pub store: String,
+    pub sent_at: chrono::DateTime<chrono::Utc>,
+    pub seq: i64,
+    pub body: String,
+}
+
+struct Waiting {
+    beat: Beat,
+    done: oneshot::Sender<Result<(), DbError>>,
+}
+
+#[derive(Default)]
+pub struct Writer {
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    /// A task is writing (and will take what waits when it is done).
+    writing: bool,
+}
+
+/// Why a heartbeat was not stored.
+pub enum Refused {
+    /// Too many waiting already.
+    Busy,
+    Db(DbError),
+}
+
+impl Writer {
+    /// Stores `beat` with whatever else is waiting; returns after its COMMIT.
+    pub async fn write(state: &HubState, beat: Beat) -> Result<(), Refused> {
+        let (done, answer) = oneshot::channel();
+        let lead = {
+            let mut q = state
+                .heartbeats
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if q.waiting.len() >= MAX_WAITING {
+                return Err(Refused::Busy);
+            }
+            q.waiting.push(Waiting { beat, done });
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if lead {
+            tokio::spawn(write_groups(state.clone()));
+        }
+        match answer.await {
+            Ok(r) => r.map_err(Refused::Db),
+            // The writer task died (a panic): nothing is known to be stored.
+            Err(_) => Err(Refused::Db(DbError::Transient(
+                "heartbeat writer stopped".into(),
+            ))),
+        }
+    }
+}
+
+/// Clears `writing` if the task ends without doing so itself (a panic), so the next
+/// heartbeat starts a new writer.
+struct Writing {
+    state: HubState,
+    cleared: bool,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.cleared {
+            let mut q = self
+                .state
+                .heartbeats
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            q.writing = false;
+        }
+    }
+}
+
+async fn write_groups(state: HubState) {
+    let mut writing = Writing {
+        state: state.clone(),
+        cleared: false,
+    };
+    loop {
+        let group: Vec<Waiting> = {
+            let mut q = state
+                .heartbeats
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if q.waiting.is_empty() {
+                // Under the lock: a heartbeat arriving after this starts the next writer.
+                q.writing = false;
+                writing.cleared = true;
+                return;
+            }
+            let n = q.waiting.len().min(MAX_GROUP);
+            q.waiting.drain(..n).collect()
+        };
+        let (beats, answers): (Vec<Beat>, Vec<_>) =
+            group.into_iter().map(|w| (w.beat, w.done)).unzip();
+        let result = write_group(&state, beats).await;
+        for a in answers {
+            let _ = a.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.clone()),
+            });
+        }
+    }
+}
+
+/// One statement for the group: per store its newest report (by `sent_at`, then `seq`,
+/// against what is stored too) and the count of heartbeats.
+async fn write_group(state: &HubState, beats: Vec<Beat>) -> Result<(), DbError> {
+    let mut newest: BTreeMap<String, (Beat, i64)> = BTreeMap::new();
+    for b in beats {
+        match newest.get_mut(&b.store) {
+            Some((kept, n)) => {
+                *n += 1;
+                if (&b.sent_at, b.seq) >= (&kept.sent_at, kept.seq) {
+                    *kept = b;
+                }
+            }
+            None => {
+                newest.insert(b.store.clone(), (b, 1));
+            }
+        }
+    }
+    let (mut ids, mut sent_at, mut seq, mut body, mut count) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    // BTreeMap: store order, the lock order every group shares.
+    for (id, (b, n)) in newest {
+        ids.push(id);
+        sent_at.push(b.sent_at.to_rfc3339_opts(SecondsFormat::Micros, true));
+        seq.push(b.seq);
+        body.push(b.body);
+        count.push(n);
+    }
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO store_status AS s (store_id, sent_at, seq, body, heartbeats)
+             SELECT id, at::timestamptz, seq, body::jsonb, n
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+                  AS v(id, at, seq, body, n)
+             ON CONFLICT (store_id) DO UPDATE SET
+                 last_contact = now(),
+                 heartbeats = s.heartbeats + excluded.heartbeats,
+                 received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN now() ELSE s.received_at END,
+                 body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN excluded.body ELSE s.body END,
+                 seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+                     THEN excluded.seq ELSE s.seq END,
+                 sent_at = greatest(excluded.sent_at, s.sent_at)",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&ids, &sent_at, &seq, &body, &count])
+        .await?;
+    Ok(())
+}
