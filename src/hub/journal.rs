@@ -13,6 +13,8 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Transaction;
 use serde_json::{Value, json};
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
 
 use super::intake::{self, Decision, Incoming, Known, Link};
 use super::{DbError, HubError, HubState};
@@ -92,6 +94,14 @@ pub async fn post_journal(
 }
 
 /// Decides and writes one batch; returns after COMMIT.
+///
+/// Five round trips to PostgreSQL, whatever the batch (eight before): BEGIN; the store's row
+/// lock and every read the rules need, pipelined in that order (PostgreSQL runs a
+/// connection's statements one after another, so the reads run after the lock is held and
+/// see every earlier batch of this store committed); the new rows, the re-sent ones' count
+/// and the first page of the chain after the verified prefix, pipelined; the store's row;
+/// COMMIT. Every statement is prepared once per connection before its flight, so a flight
+/// goes out in the order written.
 pub async fn land(
     state: &HubState,
     store: &str,
@@ -99,38 +109,50 @@ pub async fn land(
 ) -> Result<Vec<Decision>, DbError> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(row) = tx
-        .query_opt(
-            &tx.prepare_cached(
-                "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
-            )
-            .await?,
-            &[&store],
+    let lock = tx
+        .prepare_cached(
+            "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
         )
-        .await?
-    else {
+        .await?;
+    let reads = Reads::prepare(&tx).await?;
+    let keys = Keys::of(incoming);
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&store];
+    let (row, mut known) = tokio::try_join!(
+        biased;
+        tx.query_opt(&lock, &lock_params),
+        reads.run(&tx, store, &keys)
+    )?;
+    let Some(row) = row else {
         return Err(DbError::Bug(format!("store {store} vanished")));
     };
     let verified: (i64, String) = (row.get(0), row.get(1));
-    let mut known = read_known(&tx, store, incoming).await?;
     let decisions = intake::decide(store, incoming, &mut known);
-    insert_new(&tx, store, incoming, &decisions).await?;
     let resent: Vec<&str> = decisions
         .iter()
         .filter(|d| !d.new)
         .map(|d| d.id.as_str())
         .collect();
-    if !resent.is_empty() {
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE journal_entries SET arrivals = arrivals + 1
+    let arrivals = tx
+        .prepare_cached(
+            "UPDATE journal_entries SET arrivals = arrivals + 1
              WHERE store_id = $1 AND id = ANY($2)",
-            )
-            .await?,
-            &[&store, &resent],
         )
         .await?;
-    }
+    let insert = Insert::prepare(&tx).await?;
+    let page = tx.prepare_cached(CHAIN_PAGE).await?;
+    let page_params: [&(dyn ToSql + Sync); 3] = [&store, &verified.0, &PAGE];
+    let (_, _, first_page) = tokio::try_join!(
+        biased;
+        insert.run(&tx, store, incoming, &decisions),
+        async {
+            if resent.is_empty() {
+                Ok(0)
+            } else {
+                tx.execute(&arrivals, &[&store, &resent]).await
+            }
+        },
+        tx.query(&page, &page_params)
+    )?;
     let fork = decisions
         .iter()
         .zip(incoming)
@@ -139,7 +161,7 @@ pub async fn land(
             Incoming::Entry { entry, .. } => format!("chain_fork at seq {}", entry.seq),
             Incoming::Unreadable { .. } => "chain_fork".to_owned(),
         });
-    let (new_verified, broken) = advance_prefix(&tx, store, verified.clone()).await?;
+    let (new_verified, broken) = advance_prefix(&tx, store, verified.clone(), first_page).await?;
     let flag = fork.or(broken.map(|s| format!("chain broken at seq {s}")));
     let update = tx
         .prepare_cached(
@@ -159,90 +181,157 @@ pub async fn land(
     Ok(decisions)
 }
 
-async fn read_known(
-    tx: &Transaction<'_>,
-    store: &str,
-    incoming: &[Incoming],
-) -> Result<Known, tokio_postgres::Error> {
-    let ids: Vec<&str> = incoming.iter().map(Incoming::id).collect();
-    let mut seqs = BTreeSet::new();
-    let mut orders = Vec::new();
-    for i in incoming {
-        if let Incoming::Entry { entry, .. } = i {
-            seqs.extend([
-                entry.seq.saturating_sub(1),
-                entry.seq,
-                entry.seq.saturating_add(1),
-            ]);
-            if entry.kind == "pickup.handed_over" {
-                if let Some(o) = entry.body.get("order_id").and_then(Value::as_str) {
-                    orders.push(o.to_owned());
+/// What the reads look up: the batch's ids, the seqs around its entries, and the orders
+/// its hand-overs name.
+struct Keys<'a> {
+    ids: Vec<&'a str>,
+    seqs: Vec<i64>,
+    orders: Vec<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    fn of(incoming: &'a [Incoming]) -> Self {
+        let ids: Vec<&str> = incoming.iter().map(Incoming::id).collect();
+        let mut seqs = BTreeSet::new();
+        let mut orders = Vec::new();
+        for i in incoming {
+            if let Incoming::Entry { entry, .. } = i {
+                seqs.extend([
+                    entry.seq.saturating_sub(1),
+                    entry.seq,
+                    entry.seq.saturating_add(1),
+                ]);
+                if entry.kind == "pickup.handed_over" {
+                    if let Some(o) = entry.body.get("order_id").and_then(Value::as_str) {
+                        orders.push(o);
+                    }
                 }
             }
         }
-    }
-    let seqs: Vec<i64> = seqs.into_iter().collect();
-    let mut known = Known::default();
-    for r in tx
-            .query(
-                &tx.prepare_cached("SELECT id, outcome, reason FROM journal_entries WHERE store_id = $1 AND id = ANY($2)").await?,
-            &[&store, &ids],
-        )
-        .await?
-    {
-        let outcome = match r.get::<_, &str>(1) {
-            "accepted" => Outcome::Accepted,
-            "conflict" => Outcome::Conflict,
-            _ => Outcome::Rejected,
-        };
-        known.answers.insert(r.get(0), (outcome, r.get(2)));
-    }
-    for r in tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT seq, id, prev_hash, hash FROM journal_entries
-             WHERE store_id = $1 AND seq = ANY($2) AND outcome <> 'rejected'",
-            )
-            .await?,
-            &[&store, &seqs],
-        )
-        .await?
-    {
-        known.chain.insert(
-            r.get(0),
-            Link {
-                id: r.get(1),
-                prev_hash: r.get(2),
-                hash: r.get(3),
-            },
-        );
-    }
-    if !orders.is_empty() {
-        for r in tx
-            .query(
-                &tx.prepare_cached(
-                    "SELECT key FROM feed_records
-                 WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
-                   AND NOT deleted AND record->>'status' = 'cancelled'",
-                )
-                .await?,
-                &[&store, &orders],
-            )
-            .await?
-        {
-            known.cancelled_orders.insert(r.get(0));
+        Keys {
+            ids,
+            seqs: seqs.into_iter().collect(),
+            orders,
         }
     }
-    Ok(known)
+}
+
+/// The reads the rules need ([`Known`]), prepared.
+struct Reads {
+    answers: Statement,
+    chain: Statement,
+    cancelled: Statement,
+}
+
+impl Reads {
+    async fn prepare(tx: &Transaction<'_>) -> Result<Self, tokio_postgres::Error> {
+        Ok(Reads {
+            answers: tx
+                .prepare_cached(
+                    "SELECT id, outcome, reason FROM journal_entries
+                     WHERE store_id = $1 AND id = ANY($2)",
+                )
+                .await?,
+            chain: tx
+                .prepare_cached(
+                    "SELECT seq, id, prev_hash, hash FROM journal_entries
+                     WHERE store_id = $1 AND seq = ANY($2) AND outcome <> 'rejected'",
+                )
+                .await?,
+            cancelled: tx
+                .prepare_cached(
+                    "SELECT key FROM feed_records
+                     WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
+                       AND NOT deleted AND record->>'status' = 'cancelled'",
+                )
+                .await?,
+        })
+    }
+
+    /// All three in one flight, in this order.
+    async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        store: &str,
+        keys: &Keys<'_>,
+    ) -> Result<Known, tokio_postgres::Error> {
+        let answers: [&(dyn ToSql + Sync); 2] = [&store, &keys.ids];
+        let chain: [&(dyn ToSql + Sync); 2] = [&store, &keys.seqs];
+        let (answers, chain, cancelled) = tokio::try_join!(
+            biased;
+            tx.query(&self.answers, &answers),
+            tx.query(&self.chain, &chain),
+            async {
+                if keys.orders.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    tx.query(&self.cancelled, &[&store, &keys.orders]).await
+                }
+            }
+        )?;
+        let mut known = Known::default();
+        for r in answers {
+            let outcome = match r.get::<_, &str>(1) {
+                "accepted" => Outcome::Accepted,
+                "conflict" => Outcome::Conflict,
+                _ => Outcome::Rejected,
+            };
+            known.answers.insert(r.get(0), (outcome, r.get(2)));
+        }
+        for r in chain {
+            known.chain.insert(
+                r.get(0),
+                Link {
+                    id: r.get(1),
+                    prev_hash: r.get(2),
+                    hash: r.get(3),
+                },
+            );
+        }
+        known
+            .cancelled_orders
+            .extend(cancelled.into_iter().map(|r| r.get(0)));
+        Ok(known)
+    }
 }
 
 /// All new rows in one statement (arrays unnested), whatever the batch size.
+struct Insert(Statement);
+
+impl Insert {
+    async fn prepare(tx: &Transaction<'_>) -> Result<Self, tokio_postgres::Error> {
+        Ok(Insert(tx.prepare_cached(INSERT).await?))
+    }
+
+    async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        store: &str,
+        incoming: &[Incoming],
+        decisions: &[Decision],
+    ) -> Result<u64, tokio_postgres::Error> {
+        insert_new(&self.0, tx, store, incoming, decisions).await
+    }
+}
+
+const INSERT: &str =
+    "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
+             body_canonical, body, prev_hash, hash, outcome, reason)
+         SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical, body::jsonb,
+             prev_hash, hash, outcome, reason
+         FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+             $14::text[])
+             AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body,
+                  prev_hash, hash, outcome, reason)";
+
 async fn insert_new(
+    stmt: &Statement,
     tx: &Transaction<'_>,
     store: &str,
     incoming: &[Incoming],
     decisions: &[Decision],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<u64, tokio_postgres::Error> {
     #[derive(Default)]
     struct Cols {
         id: Vec<String>,
@@ -296,19 +385,10 @@ async fn insert_new(
         }
     }
     if c.id.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    tx
-            .execute(
-                &tx.prepare_cached("INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
-             body_canonical, body, prev_hash, hash, outcome, reason)
-         SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical, body::jsonb,
-             prev_hash, hash, outcome, reason
-         FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-             $14::text[])
-             AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body,
-                  prev_hash, hash, outcome, reason)").await?,
+    tx.execute(
+        stmt,
         &[
             &store,
             &c.id,
@@ -326,29 +406,24 @@ async fn insert_new(
             &c.reason,
         ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
-/// Moves the store's verified prefix over every contiguous landed link after it.
+/// The landed links after a verified seq, a page at a time.
+const CHAIN_PAGE: &str = "SELECT seq, prev_hash, hash FROM journal_entries
+     WHERE store_id = $1 AND seq > $2 AND seq <= $2 + $3 AND outcome <> 'rejected'
+     ORDER BY seq";
+const PAGE: i64 = 2_000;
+
+/// Moves the store's verified prefix over every contiguous landed link after it, starting
+/// from `rows`, the first page ([`CHAIN_PAGE`] after `verified`), read with the batch's rows.
 async fn advance_prefix(
     tx: &Transaction<'_>,
     store: &str,
     mut verified: (i64, String),
+    mut rows: Vec<tokio_postgres::Row>,
 ) -> Result<((i64, String), Option<i64>), tokio_postgres::Error> {
-    const PAGE: i64 = 2_000;
     loop {
-        let rows = tx
-            .query(
-                &tx.prepare_cached(
-                    "SELECT seq, prev_hash, hash FROM journal_entries
-                 WHERE store_id = $1 AND seq > $2 AND seq <= $2 + $3 AND outcome <> 'rejected'
-                 ORDER BY seq",
-                )
-                .await?,
-                &[&store, &verified.0, &PAGE],
-            )
-            .await?;
         let full = rows.len() as i64 == PAGE;
         let links = rows
             .into_iter()
@@ -359,6 +434,12 @@ async fn advance_prefix(
         if broken.is_some() || !full || verified.0 < before + PAGE {
             return Ok((verified, broken));
         }
+        rows = tx
+            .query(
+                &tx.prepare_cached(CHAIN_PAGE).await?,
+                &[&store, &verified.0, &PAGE],
+            )
+            .await?;
     }
 }
 
