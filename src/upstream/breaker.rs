@@ -23,7 +23,8 @@
 //!   each second of the first retry wave (`cargo bench --bench fleet`, 2026-12-06: 19–20 %);
 //!   spread over 10 s it is a tenth.
 //! - **HalfOpen**: one probe at a time; `success_threshold` successes close it, any failure
-//!   opens it again with a longer wait.
+//!   opens it again: with a longer wait, or, when the answer carried `Retry-After` (the
+//!   upstream answered: it is back, only busy), for that `Retry-After` with the same jitter.
 //!
 //! Outcomes reported by callers that did not ask `permit` (an unsolicited success while
 //! Open, say) still count: a success is evidence the upstream answers, so it moves Open to
@@ -225,8 +226,20 @@ impl Breaker {
                     self.until = Some(self.until.map_or(hold, |u| u.max(hold)));
                 }
             }
-            (BreakerState::HalfOpen, Outcome::Failure { retry_after }) => {
-                self.open(now, retry_after);
+            (
+                BreakerState::HalfOpen,
+                Outcome::Failure {
+                    retry_after: Some(ra),
+                },
+            ) => {
+                // It answered, and said when to come back: alive but busy (or its own
+                // upstream is away). Its `Retry-After` is the wait, not a longer escalated
+                // one: a fleet whose half-open probes met a busy hub went dark for 15–30 s
+                // each and drained for a minute after the rest (`cargo bench --bench fleet`).
+                self.open_for(now, ra);
+            }
+            (BreakerState::HalfOpen, Outcome::Failure { retry_after: None }) => {
+                self.open(now, None);
             }
         }
     }
@@ -240,6 +253,18 @@ impl Breaker {
             .saturating_mul(1u32 << (self.opened - 1).min(20))
             .min(self.cfg.open_cap);
         let w = exp.max(retry_after.unwrap_or_default()).min(MAX_WAIT);
+        let spread = w.max(self.cfg.open_spread_min.min(MAX_WAIT));
+        let wait = w + spread.mul_f64(self.rng.random_range(0.0..1.0));
+        self.until = Some(now + chrono_duration(wait));
+    }
+
+    /// Open for `Retry-After` (W = `ra`), spread as [`Self::open`] spreads, without counting
+    /// another opening: the next failure without `Retry-After` escalates from where it was.
+    fn open_for(&mut self, now: DateTime<Utc>, ra: Duration) {
+        let opened = self.opened;
+        self.enter(BreakerState::Open, now);
+        self.opened = opened;
+        let w = ra.min(MAX_WAIT);
         let spread = w.max(self.cfg.open_spread_min.min(MAX_WAIT));
         let wait = w + spread.mul_f64(self.rng.random_range(0.0..1.0));
         self.until = Some(now + chrono_duration(wait));

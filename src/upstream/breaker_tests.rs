@@ -130,9 +130,13 @@ proptest! {
                         prop_assert!(until >= next_before, "an Open wait never shrinks");
                     }
                     if b.state() == BreakerState::Open && before != BreakerState::Open {
-                        opened += 1;
-                        let exp = cfg.open_base.saturating_mul(1 << (opened - 1).min(20)).min(cfg.open_cap);
-                        let w = exp.max(ra.unwrap_or_default());
+                        // From HalfOpen with Retry-After: that wait, not one more opening.
+                        let told = ra.filter(|_| before == BreakerState::HalfOpen);
+                        if told.is_none() {
+                            opened += 1;
+                        }
+                        let exp = cfg.open_base.saturating_mul(1 << (opened.max(1) - 1).min(20)).min(cfg.open_cap);
+                        let w = told.unwrap_or_else(|| exp.max(ra.unwrap_or_default()));
                         let wait = (until.expect("Open has an until") - now).to_std().unwrap();
                         prop_assert!(wait >= w, "open wait {wait:?} below {w:?}");
                         let spread = w.max(cfg.open_spread_min);
@@ -211,6 +215,44 @@ fn recovers_through_half_open() {
     assert!(b.permit(at));
     b.record(Outcome::Success, at);
     assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
+    // A long outage: opened many times, so its own wait is the cap (15 s + up to 15 s).
+    let cfg = BreakerConfig::default();
+    let mut now = t0();
+    let mut b = Breaker::new(cfg.clone(), 7, now);
+    b.record(Outcome::Unreachable, now);
+    for _ in 0..6 {
+        now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(Outcome::Unreachable, now);
+    }
+    let wait = b.next_attempt_at().unwrap() - now;
+    assert!(wait >= chrono::Duration::seconds(15), "{wait}");
+    // Back, but busy: told 3 s. Waited out as told (3 s plus the usual spread of at
+    // least `open_spread_min`), not 15-30 s.
+    now = b.next_attempt_at().unwrap();
+    assert!(b.permit(now));
+    b.record(
+        Outcome::Failure {
+            retry_after: Some(Duration::from_secs(3)),
+        },
+        now,
+    );
+    assert_eq!(b.state(), BreakerState::Open);
+    let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+    assert!(
+        wait >= Duration::from_secs(3) && wait < Duration::from_secs(3) + cfg.open_spread_min,
+        "{wait:?}"
+    );
+    // Gone again without a word: its escalation resumes at the cap.
+    now = b.next_attempt_at().unwrap();
+    assert!(b.permit(now));
+    b.record(Outcome::Failure { retry_after: None }, now);
+    let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+    assert!(wait >= cfg.open_cap, "{wait:?}");
 }
 
 #[test]
