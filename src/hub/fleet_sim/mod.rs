@@ -107,6 +107,8 @@ pub struct Stats {
     pub landed: AtomicU64,
     pub duplicates: AtomicU64,
     pub push_503: AtomicU64,
+    /// Of those, answered `database_unavailable` (the rest: `busy`).
+    pub push_503_db: AtomicU64,
     pub push_failed: AtomicU64,
     /// Of `push_failed`: no connection (refused) and timed out.
     pub push_refused: AtomicU64,
@@ -127,6 +129,7 @@ impl Stats {
             landed: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             push_503: AtomicU64::new(0),
+            push_503_db: AtomicU64::new(0),
             push_failed: AtomicU64::new(0),
             push_refused: AtomicU64::new(0),
             push_timed_out: AtomicU64::new(0),
@@ -230,6 +233,7 @@ pub struct Report {
     pub intake_p99_ms: f64,
     pub intake_requests: usize,
     pub push_503: u64,
+    pub push_503_db: u64,
     pub push_failed: u64,
     pub push_refused: u64,
     pub push_timed_out: u64,
@@ -439,11 +443,12 @@ impl Report {
             );
         }
         println!(
-            "intake while draining: {} answered pushes, p50 {:.0} ms, p99 {:.0} ms; with the hub up (whole run): {} answered 503, {} failed otherwise ({} refused, {} timed out)",
+            "intake while draining: {} answered pushes, p50 {:.0} ms, p99 {:.0} ms; with the hub up (whole run): {} answered 503 ({} of them database_unavailable, the rest busy), {} failed otherwise ({} refused, {} timed out)",
             self.intake_requests,
             self.intake_p50_ms,
             self.intake_p99_ms,
             self.push_503,
+            self.push_503_db,
             self.push_failed,
             self.push_refused,
             self.push_timed_out
@@ -796,6 +801,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         });
     }
     report.push_503 = stats.push_503.load(Ordering::Relaxed);
+    report.push_503_db = stats.push_503_db.load(Ordering::Relaxed);
     report.push_failed = stats.push_failed.load(Ordering::Relaxed);
     report.push_refused = stats.push_refused.load(Ordering::Relaxed);
     report.push_timed_out = stats.push_timed_out.load(Ordering::Relaxed);

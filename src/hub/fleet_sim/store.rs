@@ -363,6 +363,14 @@ impl VStore {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
+            let code = res
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|b| b["error"]["code"].as_str().map(str::to_owned));
+            if code.as_deref() == Some("database_unavailable") {
+                stats.push_503_db.fetch_add(1, Ordering::Relaxed);
+            }
             self.upstreams.report_failure_retry_after(
                 C,
                 format!("journal push answered HTTP {status}"),
