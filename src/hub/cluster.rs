@@ -136,10 +136,12 @@ impl Cluster {
     pub fn start(&self) -> Result<(), String> {
         // fsync off: a throwaway cluster need not survive the machine losing power, only a
         // PostgreSQL crash or restart, which the OS page cache survives.
+        // `STANDIN_TEST_PG_OPTS`: more server options for a measurement (`-c name=value …`).
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off -c shared_buffers=16MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off -c shared_buffers=16MB {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            std::env::var("STANDIN_TEST_PG_OPTS").unwrap_or_default()
         );
         let log = self.dir.join("pg.log").to_string_lossy().into_owned();
         run(
