@@ -36,7 +36,10 @@ pub struct HubConfig {
     /// twice (`cargo bench --bench fleet` with 2,000,000 entries on a loaded machine: intake
     /// p99 5 s, 766,600 entries answered `duplicate`).
     pub intake_deadline_ms: u64,
-    /// Retry-After = min + a per-store share of spread (from the store id's hash) + jitter.
+    /// Retry-After = min + a per-store share of spread (from the store id's hash) + jitter
+    /// (up to a fifth of spread); the store's breaker spreads it further (at least 10 s). At
+    /// 2 + 20 the few stores told `busy` while a fleet drained came back up to 50 s later,
+    /// and were the last 40 s of the drain (`cargo bench --bench fleet`, 2026-12-06).
     pub retry_after_min_secs: u64,
     pub retry_after_spread_secs: u64,
     /// Most records and bytes (of records) in one feed batch or snapshot part.
@@ -60,10 +63,10 @@ impl Default for HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             pool_size: 16,
             intake_at_once: 8,
-            intake_queue: 64,
+            intake_queue: 256,
             intake_deadline_ms: 3_000,
-            retry_after_min_secs: 2,
-            retry_after_spread_secs: 20,
+            retry_after_min_secs: 1,
+            retry_after_spread_secs: 10,
             batch_records: 500,
             batch_bytes: 1024 * 1024,
             max_entries_per_request: 5_000,
