@@ -271,6 +271,19 @@ impl VStore {
                     stop.clone(),
                 );
                 Box::pin(async move {
+                    // A real fleet's stores were not all started in the same second: the
+                    // pull and the heartbeat each start at a random moment of the first
+                    // health interval. (Started together, 5,000 stores kept heartbeating in
+                    // step, and the outage's second second counted a third of the fleet's
+                    // ordinary traffic as if it were retries.)
+                    if which >= 2 {
+                        let offset = policy.health_interval.mul_f64(rand::random::<f64>());
+                        let mut stop = stop.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(offset) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
                     match which {
                         0 => s.uplink(&client, &policy, &stats, &stop).await,
                         1 => s.probe(&client, &policy, &stats, &stop).await,
