@@ -352,13 +352,18 @@ async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_
                 .unwrap()
         })
     };
-    // Until it is admitted, the queue has room; then the third batch is refused at once.
-    for _ in 0..200 {
+    // Until it is admitted, the queue has room; then the third batch is refused at once
+    // (not after the 20 s deadline, which is what waiting in an unbounded queue would give).
+    let mut queued = false;
+    for _ in 0..500 {
         if hub.state.intake_admitted.available_permits() == 0 {
+            queued = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert!(queued, "the second batch never took its place in the queue");
+    let asked = std::time::Instant::now();
     let refused = hub
         .client
         .post(format!("{}/v1/stores/s2/journal", hub.url))
@@ -367,8 +372,15 @@ async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_
         .send()
         .await
         .unwrap();
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(10),
+        "refused only after {:?}",
+        asked.elapsed()
+    );
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
     assert!(
         !waiting.is_finished(),
         "the queued batch waits for the slot"

@@ -430,7 +430,9 @@ async fn recording_contact_never_waits_for_a_locked_store() {
 
 /// Heartbeats are written in groups: many at once from several stores, sent out of order
 /// (each store's newest in the middle), each answered 204 only after its group commits;
-/// per store the newest report is kept and every heartbeat counted.
+/// per store the newest report is kept and every heartbeat counted. The grouping is forced:
+/// another session holds `store_status` while the heartbeats arrive, so they wait together
+/// and go in one or two statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
     let Some(hub) = TestHub::start().await else {
@@ -442,6 +444,12 @@ async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
         tokens.insert(s, hub.add_store(s).await);
     }
     const EACH: u64 = 30;
+    let total = EACH as usize * stores.len();
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let hold = holder.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE store_status IN SHARE MODE")
+        .await
+        .unwrap();
     let base = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z").unwrap();
     let mut sends = tokio::task::JoinSet::new();
     for s in stores {
@@ -467,6 +475,21 @@ async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
             });
         }
     }
+    // Every heartbeat waits: one group blocked on the lock, the rest queued behind it.
+    let mut all_waiting = false;
+    for _ in 0..200 {
+        if hub.state.heartbeats.waiting() >= total - 1 {
+            all_waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(all_waiting, "{} waiting", hub.state.heartbeats.waiting());
+    assert!(
+        sends.try_join_next().is_none(),
+        "a heartbeat was answered before its group could commit"
+    );
+    hold.rollback().await.unwrap();
     while let Some(sent) = sends.join_next().await {
         let (status, body) = sent.unwrap();
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
@@ -489,4 +512,26 @@ async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
         );
         assert_eq!(count, EACH as i64, "{s}: every heartbeat counted");
     }
+}
+
+/// What PostgreSQL would refuse in one store's heartbeat is refused for that store alone,
+/// naming the field; the rest of the fleet's heartbeats land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_postgresql_would_refuse_is_refused_alone_naming_the_field() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("h1").await, hub.add_store("h2").await);
+    let mut nul = beat("h1", 1, "up", "up", 0, 0);
+    nul["version"] = json!("0.1.0\u{0}");
+    let (status, body) = send(&hub, "h1", &t1, &nul).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "version", "{body}");
+    let mut ancient = beat("h1", 2, "up", "up", 0, 0);
+    ancient["sent_at"] = json!("0000-01-01T00:00:00Z");
+    let (status, body) = send(&hub, "h1", &t1, &ancient).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "sent_at", "{body}");
+    let (status, body) = send(&hub, "h2", &t2, &beat("h2", 1, "up", "up", 0, 0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }

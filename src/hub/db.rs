@@ -59,6 +59,52 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
         .build()?)
 }
 
+/// A pooled connection that goes back to the pool only when its work finished
+/// ([`Exclusive::finished`]). Dropped before that (a deadline cut its request, an error),
+/// it is closed instead: a statement may still be running or waiting for a lock on it, and
+/// the next request handed it would wait behind that (`RecyclingMethod::Fast` checks
+/// nothing). Closing the connection also rolls back whatever it had open.
+pub struct Exclusive {
+    conn: Option<deadpool_postgres::Object>,
+    finished: bool,
+}
+
+impl Exclusive {
+    pub async fn get(pool: &Pool) -> Result<Self, deadpool_postgres::PoolError> {
+        Ok(Self {
+            conn: Some(pool.get().await?),
+            finished: false,
+        })
+    }
+
+    /// The work is done and nothing is in flight: the connection may serve the next request.
+    pub fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl std::ops::Deref for Exclusive {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Exclusive {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        if let (false, Some(conn)) = (self.finished, self.conn.take()) {
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
+}
+
 /// One connection outside any pool (the CLI's one-shot commands).
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, NoTls)

@@ -228,8 +228,11 @@ pub async fn serve(
                      WHERE feed = $2),
                     (SELECT through_version FROM feed_batches WHERE store_id = $1 AND feed = $2
                      ORDER BY batch DESC LIMIT 1),
-                    (SELECT coalesce(max(version), 0) FROM feed_records
-                     WHERE store_id IN ($1, '') AND feed = $2)",
+                    coalesce(greatest(
+                        (SELECT max(version) FROM feed_records
+                         WHERE store_id = $1 AND feed = $2),
+                        (SELECT max(version) FROM feed_records
+                         WHERE store_id = '' AND feed = $2)), 0)",
         )
         .await?;
     let head = client.query_one(&head, &[&store, &f]).await?;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -56,6 +56,20 @@ pub async fn post_status(
             "store_id must be the store of the path",
         ));
     }
+    // What PostgreSQL would refuse is refused here, naming the field, before it can share
+    // a group with other stores' heartbeats.
+    if !(1..=9999).contains(&beat.sent_at.year()) {
+        return Err(HubError::invalid(
+            "sent_at",
+            "sent_at must be a time between the years 1 and 9999",
+        ));
+    }
+    if let Some(path) = nul_at(&raw, "") {
+        return Err(HubError::invalid(
+            path,
+            "a heartbeat's text cannot hold the character U+0000",
+        ));
+    }
     let beat = super::heartbeats::Beat {
         store: store.clone(),
         sent_at: beat.sent_at,
@@ -70,6 +84,26 @@ pub async fn post_status(
         })?;
     state.metrics.heartbeat();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Where in `v` a string or key holds U+0000 (which `jsonb` cannot store), as a path.
+fn nul_at(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::String(t) if t.contains('\0') => Some(at.trim_start_matches('.').to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| {
+            let here = format!("{at}.{k}");
+            if k.contains('\0') {
+                Some(here.trim_start_matches('.').to_owned())
+            } else {
+                nul_at(x, &here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

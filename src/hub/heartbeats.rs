@@ -9,7 +9,11 @@
 //! One writer at a time per hub process, on its own task (a store hanging up does not stop
 //! it). Within a group, the rows are locked in store order, so two hub processes' groups
 //! cannot deadlock; a store that sent twice into one group is written once, its newest
-//! report kept and both counted.
+//! report kept and both counted. One store's heartbeat that PostgreSQL refuses fails only
+//! that store's: a group refused for anything but PostgreSQL being away is written again
+//! store by store. A write is given [`WRITE_WITHIN`]; one that takes longer is answered
+//! as PostgreSQL being away and its connection closed, so a stuck statement cannot hold
+//! every heartbeat of the process.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -19,11 +23,17 @@ use tokio::sync::oneshot;
 
 use super::{DbError, HubState};
 
-/// Most heartbeats in one statement; more wait for the next.
+/// Most heartbeats, and bytes of their bodies, in one statement; more wait for the next.
 const MAX_GROUP: usize = 2_000;
+const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
-/// Heartbeats waiting for a write; more than this and a store is answered busy.
+/// Heartbeats, and bytes of bodies, waiting for a write; beyond either a store is answered
+/// busy.
 const MAX_WAITING: usize = 20_000;
+const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long one group's statement may take (under the stores' 5 s timeout).
+const WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One heartbeat as it will be stored.
 pub struct Beat {
@@ -45,7 +55,9 @@ pub struct Writer {
 
 #[derive(Default)]
 struct Queue {
-    waiting: Vec<Waiting>,
+    waiting: std::collections::VecDeque<Waiting>,
+    /// Bytes of the waiting heartbeats' bodies.
+    bytes: usize,
     /// A task is writing (and will take what waits when it is done).
     writing: bool,
 }
@@ -58,6 +70,15 @@ pub enum Refused {
 }
 
 impl Writer {
+    /// Heartbeats waiting for a write (not counting a group being written).
+    pub fn waiting(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting
+            .len()
+    }
+
     /// Stores `beat` with whatever else is waiting; returns after its COMMIT.
     pub async fn write(state: &HubState, beat: Beat) -> Result<(), Refused> {
         let (done, answer) = oneshot::channel();
@@ -67,10 +88,11 @@ impl Writer {
                 .queue
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if q.waiting.len() >= MAX_WAITING {
+            if q.waiting.len() >= MAX_WAITING || q.bytes + beat.body.len() > MAX_WAITING_BYTES {
                 return Err(Refused::Busy);
             }
-            q.waiting.push(Waiting { beat, done });
+            q.bytes += beat.body.len();
+            q.waiting.push_back(Waiting { beat, done });
             !std::mem::replace(&mut q.writing, true)
         };
         if lead {
@@ -86,8 +108,8 @@ impl Writer {
     }
 }
 
-/// Clears `writing` if the task ends without doing so itself (a panic), so the next
-/// heartbeat starts a new writer.
+/// If the task ends without clearing `writing` itself (a panic), a new writer takes what
+/// still waits, or the next heartbeat starts one.
 struct Writing {
     state: HubState,
     cleared: bool,
@@ -95,13 +117,20 @@ struct Writing {
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        if !self.cleared {
-            let mut q = self
-                .state
-                .heartbeats
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+        if self.cleared {
+            return;
+        }
+        let mut q = self
+            .state
+            .heartbeats
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if q.waiting.is_empty() {
+            q.writing = false;
+        } else if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(write_groups(self.state.clone()));
+        } else {
             q.writing = false;
         }
     }
@@ -125,35 +154,60 @@ async fn write_groups(state: HubState) {
                 writing.cleared = true;
                 return;
             }
-            let n = q.waiting.len().min(MAX_GROUP);
+            let (mut n, mut bytes) = (0, 0);
+            for w in &q.waiting {
+                if n == MAX_GROUP || (n > 0 && bytes + w.beat.body.len() > MAX_GROUP_BYTES) {
+                    break;
+                }
+                n += 1;
+                bytes += w.beat.body.len();
+            }
+            q.bytes -= bytes;
             q.waiting.drain(..n).collect()
         };
+        let stores: Vec<String> = group.iter().map(|w| w.beat.store.clone()).collect();
         let (beats, answers): (Vec<Beat>, Vec<_>) =
             group.into_iter().map(|w| (w.beat, w.done)).unzip();
-        let result = write_group(&state, beats).await;
-        for a in answers {
-            let _ = a.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(e.clone()),
-            });
+        let result = write_group(&state, beats.iter().collect()).await;
+        let answered: Vec<Result<(), DbError>> = match result {
+            // Refused, and not because PostgreSQL is away: one store's heartbeat may be
+            // what it refuses. Each store's again on its own, so only that one fails.
+            Err(DbError::Bug(_)) if stores.iter().any(|s| *s != stores[0]) => {
+                let mut by_store: BTreeMap<&str, Result<(), DbError>> = BTreeMap::new();
+                for store in &stores {
+                    if by_store.contains_key(store.as_str()) {
+                        continue;
+                    }
+                    let own = beats.iter().filter(|b| b.store == *store).collect();
+                    by_store.insert(store, write_group(&state, own).await);
+                }
+                stores
+                    .iter()
+                    .map(|s| by_store[s.as_str()].clone())
+                    .collect()
+            }
+            r => vec![r; stores.len()],
+        };
+        for (a, r) in answers.into_iter().zip(answered) {
+            let _ = a.send(r);
         }
     }
 }
 
 /// One statement for the group: per store its newest report (by `sent_at`, then `seq`,
 /// against what is stored too) and the count of heartbeats.
-async fn write_group(state: &HubState, beats: Vec<Beat>) -> Result<(), DbError> {
-    let mut newest: BTreeMap<String, (Beat, i64)> = BTreeMap::new();
+async fn write_group(state: &HubState, beats: Vec<&Beat>) -> Result<(), DbError> {
+    let mut newest: BTreeMap<&str, (&Beat, i64)> = BTreeMap::new();
     for b in beats {
-        match newest.get_mut(&b.store) {
+        match newest.get_mut(b.store.as_str()) {
             Some((kept, n)) => {
                 *n += 1;
-                if (&b.sent_at, b.seq) >= (&kept.sent_at, kept.seq) {
+                if (b.sent_at, b.seq) >= (kept.sent_at, kept.seq) {
                     *kept = b;
                 }
             }
             None => {
-                newest.insert(b.store.clone(), (b, 1));
+                newest.insert(&b.store, (b, 1));
             }
         }
     }
@@ -164,30 +218,41 @@ async fn write_group(state: &HubState, beats: Vec<Beat>) -> Result<(), DbError> 
         ids.push(id);
         sent_at.push(b.sent_at.to_rfc3339_opts(SecondsFormat::Micros, true));
         seq.push(b.seq);
-        body.push(b.body);
+        body.push(b.body.as_str());
         count.push(n);
     }
-    let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO store_status AS s (store_id, sent_at, seq, body, heartbeats)
-             SELECT id, at::timestamptz, seq, body::jsonb, n
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
-                  AS v(id, at, seq, body, n)
-             ON CONFLICT (store_id) DO UPDATE SET
-                 last_contact = now(),
-                 heartbeats = s.heartbeats + excluded.heartbeats,
-                 received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN now() ELSE s.received_at END,
-                 body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN excluded.body ELSE s.body END,
-                 seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
-                     THEN excluded.seq ELSE s.seq END,
-                 sent_at = greatest(excluded.sent_at, s.sent_at)",
-        )
-        .await?;
-    client
-        .execute(&stmt, &[&ids, &sent_at, &seq, &body, &count])
-        .await?;
-    Ok(())
+    let client = super::db::Exclusive::get(&state.pool).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&ids, &sent_at, &seq, &body, &count];
+    let write = async {
+        let stmt = client.prepare_cached(UPSERT).await?;
+        client.execute(&stmt, &params).await
+    };
+    let written = tokio::time::timeout(WRITE_WITHIN, write).await;
+    match written {
+        Ok(done) => {
+            done?;
+            client.finished();
+            Ok(())
+        }
+        // The connection is closed as `client` drops (`Exclusive`).
+        Err(_) => Err(DbError::Transient(format!(
+            "heartbeat group not written within {WRITE_WITHIN:?}"
+        ))),
+    }
 }
+
+const UPSERT: &str = "INSERT INTO store_status AS s (store_id, sent_at, seq, body, heartbeats)
+     SELECT id, at::timestamptz, seq, body::jsonb, n
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+          AS v(id, at, seq, body, n)
+     ON CONFLICT (store_id) DO UPDATE SET
+         last_contact = now(),
+         heartbeats = s.heartbeats + excluded.heartbeats,
+         received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+             THEN now() ELSE s.received_at END,
+         body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+             THEN excluded.body ELSE s.body END,
+         seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+             THEN excluded.seq ELSE s.seq END,
+         sent_at = greatest(excluded.sent_at, s.sent_at)";

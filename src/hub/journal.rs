@@ -52,8 +52,10 @@ pub async fn post_journal(
     }
     // Politeness: a bounded number of intake transactions reach PostgreSQL at once, and a
     // bounded number more wait for a turn; beyond both, busy at once. Waiting and landing
-    // share one deadline, answered before the store stops waiting (`intake_deadline_ms`);
-    // a transaction the deadline drops is rolled back.
+    // share one deadline, answered before the store stops waiting (`intake_deadline_ms`).
+    // A transaction the deadline drops is rolled back with its connection, which is closed
+    // ([`super::db::Exclusive`]); if it dropped it after COMMIT was sent, the batch may
+    // have landed and its resend is answered `duplicate`.
     let Ok(_admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.retry_after(&store)));
@@ -107,7 +109,7 @@ pub async fn land(
     store: &str,
     incoming: &[Incoming],
 ) -> Result<Vec<Decision>, DbError> {
-    let mut client = state.pool.get().await?;
+    let mut client = super::db::Exclusive::get(&state.pool).await?;
     let tx = client.transaction().await?;
     let lock = tx
         .prepare_cached(
@@ -175,6 +177,7 @@ pub async fn land(
     tx.execute(&update, &[&store, &new_verified.0, &new_verified.1, &flag])
         .await?;
     tx.commit().await?;
+    client.finished();
     if let Some(f) = &flag {
         tracing::warn!(store, flag = %f, "store flagged: its journal chain does not verify");
     }

@@ -219,24 +219,21 @@ fn recovers_through_half_open() {
 
 #[test]
 fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
-    // Over many stores (seeds): each through a long outage (opened many times, so its own
-    // wait is the cap plus up to as much again), then its half-open probe is answered busy,
-    // `Retry-After: 1`. As told, the wait is 1 s plus the spread (1-11 s), mostly under the
-    // cap; escalated, it would never be under the cap.
     let cfg = BreakerConfig::default();
     let told = Duration::from_secs(1);
-    let mut under_cap = 0;
+    // A long outage: opened many times, so its own wait is the cap plus up to as much again.
+    // Its half-open probe answered busy, `Retry-After: 1`: the wait is 1 s plus the usual
+    // spread (1-11 s), not the cap's 15-30 s.
+    let (mut under_cap, mut spread_out) = (0, 0);
     for seed in 0..200 {
         let mut now = t0();
-        let mut b = Breaker::new(cfg.clone(), seed, now);
+        let mut b = Breaker::new(cfg, seed, now);
         b.record(Outcome::Unreachable, now);
         for _ in 0..6 {
             now = b.next_attempt_at().unwrap();
             assert!(b.permit(now));
             b.record(Outcome::Unreachable, now);
         }
-        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
-        assert!(wait >= cfg.open_cap, "{wait:?}");
         now = b.next_attempt_at().unwrap();
         assert!(b.permit(now));
         b.record(
@@ -252,17 +249,43 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
             "{wait:?}"
         );
         under_cap += usize::from(wait < cfg.open_cap);
-        // Gone again without a word: its escalation resumes at the cap.
-        now = b.next_attempt_at().unwrap();
-        assert!(b.permit(now));
-        b.record(Outcome::Failure { retry_after: None }, now);
-        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
-        assert!(wait >= cfg.open_cap, "{wait:?}");
+        spread_out += usize::from(wait > told + Duration::from_secs(5));
     }
     assert!(
         under_cap >= 150,
         "{under_cap} of 200 waited less than the cap"
     );
+    assert!(
+        spread_out >= 50,
+        "a fleet told 1 s must still spread: {spread_out} of 200"
+    );
+    // Opened once (5-15 s), its probe answered busy: that answer is not a second opening,
+    // so the next silent failure opens for the second step (10 s, spread to 10-20 s), not
+    // the third (the cap, 15-30 s).
+    let mut second_step = 0;
+    for seed in 0..200 {
+        let mut now = t0();
+        let mut b = Breaker::new(cfg, seed, now);
+        b.record(Outcome::Unreachable, now);
+        now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(
+            Outcome::Failure {
+                retry_after: Some(told),
+            },
+            now,
+        );
+        now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(Outcome::Failure { retry_after: None }, now);
+        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+        assert!(
+            wait >= cfg.open_base * 2 && wait < cfg.open_base * 4,
+            "{wait:?}"
+        );
+        second_step += usize::from(wait < cfg.open_cap);
+    }
+    assert!(second_step >= 50, "{second_step} of 200 below the cap");
 }
 
 #[test]

@@ -354,6 +354,8 @@ pub struct FaultedDrain {
     pub drain_secs: f64,
     pub landed: u64,
     pub max_share_outage: f64,
+    /// Of stores sending again after the hub had failed them (its first second included).
+    pub max_share_outage_retrying: f64,
     pub max_share_recovery: f64,
 }
 
@@ -460,11 +462,12 @@ impl Report {
         };
         if let Some(f) = &self.faulted {
             println!(
-                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of the outage (its first left out) {:.1} %, of its recovery {:.1} %",
+                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of the outage (its first left out) {:.1} %, of stores sending again after the hub had failed them {:.1} %, of its recovery {:.1} %",
                 f.outage_secs,
                 f.drain_secs,
                 f.landed,
                 f.max_share_outage * 100.0,
+                f.max_share_outage_retrying * 100.0,
                 f.max_share_recovery * 100.0
             );
         }
@@ -797,6 +800,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             drain_secs: r.drain_secs,
             landed: r.landed_after_return,
             max_share_outage: r.max_share_outage,
+            max_share_outage_retrying: r.max_share_outage_retrying,
             max_share_recovery: r.max_share_recovery,
         });
     }
