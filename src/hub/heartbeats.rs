@@ -72,22 +72,19 @@ pub enum Refused {
 impl Writer {
     /// Heartbeats waiting for a write (not counting a group being written).
     pub fn waiting(&self) -> usize {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .waiting
-            .len()
+        self.queue().waiting.len()
+    }
+
+    /// The queue, locked (a panic elsewhere left it as consistent as the lock holder did).
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores `beat` with whatever else is waiting; returns after its COMMIT.
     pub async fn write(state: &HubState, beat: Beat) -> Result<(), Refused> {
         let (done, answer) = oneshot::channel();
         let lead = {
-            let mut q = state
-                .heartbeats
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut q = state.heartbeats.queue();
             if q.waiting.len() >= MAX_WAITING || q.bytes + beat.body.len() > MAX_WAITING_BYTES {
                 return Err(Refused::Busy);
             }
@@ -120,12 +117,7 @@ impl Drop for Writing {
         if self.cleared {
             return;
         }
-        let mut q = self
-            .state
-            .heartbeats
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut q = self.state.heartbeats.queue();
         if q.waiting.is_empty() {
             q.writing = false;
         } else if tokio::runtime::Handle::try_current().is_ok() {
@@ -143,11 +135,7 @@ async fn write_groups(state: HubState) {
     };
     loop {
         let group: Vec<Waiting> = {
-            let mut q = state
-                .heartbeats
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut q = state.heartbeats.queue();
             if q.waiting.is_empty() {
                 // Under the lock: a heartbeat arriving after this starts the next writer.
                 q.writing = false;

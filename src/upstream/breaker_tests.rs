@@ -217,6 +217,20 @@ fn recovers_through_half_open() {
     assert_eq!(b.state(), BreakerState::Closed);
 }
 
+/// At the breaker's next permitted moment, a half-open probe answered with `Retry-After`;
+/// returns that moment.
+fn probe_answered_busy(b: &mut Breaker, told: Duration) -> DateTime<Utc> {
+    let now = b.next_attempt_at().unwrap();
+    assert!(b.permit(now));
+    b.record(
+        Outcome::Failure {
+            retry_after: Some(told),
+        },
+        now,
+    );
+    now
+}
+
 #[test]
 fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
     let cfg = BreakerConfig::default();
@@ -234,14 +248,7 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
             assert!(b.permit(now));
             b.record(Outcome::Unreachable, now);
         }
-        now = b.next_attempt_at().unwrap();
-        assert!(b.permit(now));
-        b.record(
-            Outcome::Failure {
-                retry_after: Some(told),
-            },
-            now,
-        );
+        now = probe_answered_busy(&mut b, told);
         assert_eq!(b.state(), BreakerState::Open);
         let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
         assert!(
@@ -267,14 +274,7 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
         let mut now = t0();
         let mut b = Breaker::new(cfg, seed, now);
         b.record(Outcome::Unreachable, now);
-        now = b.next_attempt_at().unwrap();
-        assert!(b.permit(now));
-        b.record(
-            Outcome::Failure {
-                retry_after: Some(told),
-            },
-            now,
-        );
+        now = probe_answered_busy(&mut b, told);
         now = b.next_attempt_at().unwrap();
         assert!(b.permit(now));
         b.record(Outcome::Failure { retry_after: None }, now);
