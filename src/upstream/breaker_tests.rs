@@ -271,11 +271,10 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
     // the third (the cap, 15-30 s).
     let mut second_step = 0;
     for seed in 0..200 {
-        let mut now = t0();
-        let mut b = Breaker::new(cfg, seed, now);
-        b.record(Outcome::Unreachable, now);
-        now = probe_answered_busy(&mut b, told);
-        now = b.next_attempt_at().unwrap();
+        let mut b = Breaker::new(cfg, seed, t0());
+        b.record(Outcome::Unreachable, t0());
+        probe_answered_busy(&mut b, told);
+        let now = b.next_attempt_at().unwrap();
         assert!(b.permit(now));
         b.record(Outcome::Failure { retry_after: None }, now);
         let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
