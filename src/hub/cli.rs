@@ -174,9 +174,8 @@ pub async fn run(command: HubCommand, config: HubConfig) -> anyhow::Result<()> {
         HubCommand::Serve { .. } => {
             let listen = config.listen;
             let state = HubState::new(config)?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
+            let listener =
+                super::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "hub serving");
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             super::launch(state, listener, crate::server::shutdown_signal()).await?;

@@ -199,9 +199,8 @@ pub async fn run(args: HubDemoArgs) -> anyhow::Result<()> {
         ..HubConfig::default()
     };
     let hub_state = HubState::new(hub_config)?;
-    let hub_listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let hub_listener =
+        super::listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let hub_url = format!("http://{}", hub_listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

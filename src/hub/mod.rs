@@ -186,6 +186,26 @@ pub fn app(state: HubState) -> Router {
         .with_state(state)
 }
 
+/// Connections waiting to be accepted, per listening socket (the kernel caps it at
+/// `net.core.somaxconn`, 4,096 on current Debian). A fleet finding the hub back reconnects
+/// by the thousand; at the default 128 (`TcpListener::bind`, as the standard library) the
+/// queue overflowed, the kernel dropped the handshakes, and stores waited out SYN
+/// retransmits past their 5 s timeout: 5,967 pushes timed out and 397,500 entries went
+/// twice in one 2,000,000-entry drain (`cargo bench --bench fleet`, 2026-12-06).
+pub const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A listening socket for the hub, with [`ACCEPT_BACKLOG`].
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Serves `app(state)` on `listener` until `shutdown` resolves; in-flight requests finish.
 pub async fn launch(
     state: HubState,
