@@ -188,10 +188,10 @@ pub fn app(state: HubState) -> Router {
 
 /// Connections waiting to be accepted, per listening socket (the kernel caps it at
 /// `net.core.somaxconn`, 4,096 on current Debian). A fleet finding the hub back reconnects
-/// by the thousand; at the default 128 (`TcpListener::bind`, as the standard library) the
-/// queue overflowed, the kernel dropped the handshakes, and stores waited out SYN
-/// retransmits past their 5 s timeout: 5,967 pushes timed out and 397,500 entries went
-/// twice in one 2,000,000-entry drain (`cargo bench --bench fleet`, 2026-12-06).
+/// by the thousand, and the default of `TcpListener::bind` (128, as the standard library)
+/// leaves a burst of handshakes to the kernel's SYN retransmits. Measured, it did not
+/// explain the store-side timeouts of a 2,000,000-entry drain (`cargo bench --bench
+/// fleet`, 2026-12-06: 7,585 pushes timed out with 4,096 against 5,967 with 128).
 pub const ACCEPT_BACKLOG: u32 = 4096;
 
 /// A listening socket for the hub, with [`ACCEPT_BACKLOG`].
