@@ -55,6 +55,37 @@ async fn a_changed_entry_is_rejected_as_a_hash_mismatch() {
     assert_eq!(hub.verified("s1").await.0, 1);
 }
 
+/// An entry PostgreSQL could not store (U+0000 in its text) is rejected and kept with
+/// U+FFFD in its place; the batch around it lands, and the store is not left resending it.
+#[tokio::test]
+async fn an_entry_holding_u0000_is_rejected_alone_not_a_failed_batch() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut entries = Chain::new("s1").take(3);
+    entries[1]["body"]["note"] = json!("a\u{0}b");
+    assert_eq!(
+        hub.outcomes("s1", &token, &entries).await,
+        ["accepted", "rejected:invalid_entry", "accepted"]
+    );
+    let kept: String = hub
+        .pg
+        .client()
+        .await
+        .query_one(
+            "SELECT body->>'body' FROM journal_entries WHERE store_id = 's1' AND outcome = 'rejected'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept.contains("a\u{FFFD}b"), "{kept}");
+    // An id PostgreSQL could not store is the request's error, naming the entry.
+    let mut bad = Chain::new("s2").take(1);
+    bad[0]["id"] = json!("x\u{0}");
+    let (status, body) = hub.post_journal("s1", &token, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
 #[tokio::test]
 async fn two_entries_for_one_place_in_the_chain_are_a_fork_and_flag_the_store() {
     let hub = hub!();

@@ -64,7 +64,7 @@ pub async fn post_status(
             "sent_at must be a time between the years 1 and 9999",
         ));
     }
-    if let Some(path) = nul_at(&raw, "") {
+    if let Some(path) = super::intake::nul_at(&raw) {
         return Err(HubError::invalid(
             path,
             "a heartbeat's text cannot hold the character U+0000",
@@ -84,26 +84,6 @@ pub async fn post_status(
         })?;
     state.metrics.heartbeat();
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Where in `v` a string or key holds U+0000 (which `jsonb` cannot store), as a path.
-fn nul_at(v: &Value, at: &str) -> Option<String> {
-    match v {
-        Value::String(t) if t.contains('\0') => Some(at.trim_start_matches('.').to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, x)| nul_at(x, &format!("{at}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, x)| {
-            let here = format!("{at}.{k}");
-            if k.contains('\0') {
-                Some(here.trim_start_matches('.').to_owned())
-            } else {
-                nul_at(x, &here)
-            }
-        }),
-        _ => None,
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

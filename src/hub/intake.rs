@@ -26,8 +26,16 @@ impl Incoming {
         let id = raw
             .get("id")?
             .as_str()
-            .filter(|s| !s.is_empty())?
+            .filter(|s| !s.is_empty() && !s.contains('\0'))?
             .to_owned();
+        if nul_at(raw).is_some() {
+            // PostgreSQL cannot store it (text nor jsonb): kept with U+FFFD in its place,
+            // rejected, so the store sets it aside instead of resending it forever.
+            return Some(Incoming::Unreadable {
+                id,
+                raw: without_nul(raw),
+            });
+        }
         Some(match serde_json::from_value::<Entry>(raw.clone()) {
             Ok(entry) => Incoming::Entry {
                 body_canonical: canonical_json(&entry.body),
@@ -45,6 +53,51 @@ impl Incoming {
             Incoming::Entry { entry, .. } => &entry.id,
             Incoming::Unreadable { id, .. } => id,
         }
+    }
+}
+
+/// Where in `v` a string or key holds U+0000 (which PostgreSQL's text and `jsonb` cannot
+/// store), as a path (`version`, `journal.lanes.payments`, `[2].note`). Nothing is
+/// allocated unless one is found: it runs on every entry of every batch.
+pub fn nul_at(v: &Value) -> Option<String> {
+    /// The path's steps, innermost first.
+    fn steps(v: &Value) -> Option<Vec<String>> {
+        match v {
+            Value::String(t) => t.contains('\0').then(Vec::new),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| {
+                let mut p = steps(x)?;
+                p.push(format!("[{i}]"));
+                Some(p)
+            }),
+            Value::Object(map) => map.iter().find_map(|(k, x)| {
+                let mut p = if k.contains('\0') {
+                    Vec::new()
+                } else {
+                    steps(x)?
+                };
+                p.push(format!(".{k}"));
+                Some(p)
+            }),
+            _ => None,
+        }
+    }
+    let mut p = steps(v)?;
+    p.reverse();
+    Some(p.concat().trim_start_matches('.').to_owned())
+}
+
+/// `v` with every U+0000 in its strings and keys replaced by U+FFFD.
+fn without_nul(v: &Value) -> Value {
+    let clean = |t: &str| t.replace('\0', "\u{FFFD}");
+    match v {
+        Value::String(t) => Value::String(clean(t)),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, x)| (clean(k), without_nul(x)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
