@@ -153,26 +153,23 @@ async fn write_groups(state: HubState) {
             q.bytes -= bytes;
             q.waiting.drain(..n).collect()
         };
-        let stores: Vec<String> = group.iter().map(|w| w.beat.store.clone()).collect();
         let (beats, answers): (Vec<Beat>, Vec<_>) =
             group.into_iter().map(|w| (w.beat, w.done)).unzip();
+        let stores: Vec<&str> = beats.iter().map(|b| b.store.as_str()).collect();
         let result = write_group(&state, beats.iter().collect()).await;
         let answered: Vec<Result<(), DbError>> = match result {
             // Refused, and not because PostgreSQL is away: one store's heartbeat may be
             // what it refuses. Each store's again on its own, so only that one fails.
             Err(DbError::Bug(_)) if stores.iter().any(|s| *s != stores[0]) => {
                 let mut by_store: BTreeMap<&str, Result<(), DbError>> = BTreeMap::new();
-                for store in &stores {
-                    if by_store.contains_key(store.as_str()) {
+                for &store in &stores {
+                    if by_store.contains_key(store) {
                         continue;
                     }
-                    let own = beats.iter().filter(|b| b.store == *store).collect();
+                    let own = beats.iter().filter(|b| b.store == store).collect();
                     by_store.insert(store, write_group(&state, own).await);
                 }
-                stores
-                    .iter()
-                    .map(|s| by_store[s.as_str()].clone())
-                    .collect()
+                stores.iter().map(|s| by_store[s].clone()).collect()
             }
             r => vec![r; stores.len()],
         };
