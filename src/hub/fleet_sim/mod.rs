@@ -256,6 +256,8 @@ pub struct Report {
     pub landed_series: Vec<u64>,
     /// Where the machine's CPU went over the (first) drain.
     pub drain_cpu: Option<CpuSplit>,
+    /// The stores' runtime lag over the (first) drain, p99 and max, ms ([`Phase`]).
+    pub drain_lag: Option<(u64, u64)>,
 }
 
 /// CPU time over a window, as shares of one core (a 2-core machine has 200 %), from
@@ -428,6 +430,11 @@ impl Report {
                 c.postgres * 100.0,
                 c.stores * 100.0,
                 c.idle * 100.0
+            );
+        }
+        if let Some((p99, max)) = self.drain_lag {
+            println!(
+                "the stores' runtime over the drain (a 10 ms timer's lateness): p99 {p99} ms, max {max} ms"
             );
         }
         if let Some(c) = self.ceiling_rate {
@@ -907,6 +914,9 @@ struct Phase {
     target: u64,
     /// Where the CPU went from the return to the drain's end.
     cpu: CpuSplit,
+    /// How late this process's runtime woke a 10 ms timer over the drain, p99 and max (ms):
+    /// the stores' own scheduling delay, which every push's latency includes.
+    lag: (u64, u64),
 }
 
 /// The hub goes away for `outage` while every store journals `per_store` entries at random
@@ -972,6 +982,19 @@ async fn outage_and_drain(
     stats.hub_up.store(true, Ordering::Relaxed);
     let return_second = stats.second();
     say(plan, "hub back; the fleet drains");
+    let lags = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let lag_probe = tokio::spawn({
+        let lags = lags.clone();
+        async move {
+            let tick = Duration::from_millis(10);
+            loop {
+                let t = Instant::now();
+                tokio::time::sleep(tick).await;
+                let late = t.elapsed().saturating_sub(tick).as_millis() as u64;
+                lags.lock().expect("lags").push(late);
+            }
+        }
+    });
     let mut last_landed = returned;
     let mut seen = landed_before;
     let (mut killed, mut restarted) = (!faults, !faults || env.cluster.is_none());
@@ -1027,6 +1050,16 @@ async fn outage_and_drain(
     }
     let drained_second = stats.second();
     let cpu = cpu_from.split_until(&read_cpu(&env.hub_pids()));
+    lag_probe.abort();
+    let lag = {
+        let mut l = std::mem::take(&mut *lags.lock().expect("lags"));
+        l.sort_unstable();
+        let at = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)));
+        (
+            at(0.99).copied().unwrap_or(0),
+            l.last().copied().unwrap_or(0),
+        )
+    };
     // Two quiet seconds before anything else (the next outage): the recovery's last
     // second must not count the fleet finding the hub gone again.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1039,6 +1072,7 @@ async fn outage_and_drain(
         landed_after_return: stats.landed.load(Ordering::Relaxed) - landed_before,
         target,
         cpu,
+        lag,
     })
 }
 
@@ -1086,6 +1120,7 @@ impl Phase {
             .collect();
         report.peak_rate = report.landed_series.iter().copied().max().unwrap_or(0) as f64;
         report.drain_cpu = Some(self.cpu);
+        report.drain_lag = Some(self.lag);
         let (from_ms, to_ms) = (
             (return_second.max(0) as u64) * 1000,
             (drained_second.max(0) as u64) * 1000,
