@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Transaction;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
@@ -30,11 +31,18 @@ pub async fn post_journal(
     let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
         .await
         .map_err(|_| HubError::TooLarge)?;
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
-    let Some(raw) = body.get("entries").and_then(Value::as_array) else {
-        return Err(HubError::invalid("entries", "entries must be an array"));
+    // Read as text slices, not a `Value` tree: each well-formed entry is deserialised once,
+    // straight from its own text ([`Incoming::read_raw`]).
+    let not_array = || HubError::invalid("entries", "entries must be an array");
+    let top: HashMap<std::borrow::Cow<str>, &RawValue> = match serde_json::from_slice(&body) {
+        Ok(top) => top,
+        Err(e) if e.is_data() => return Err(not_array()),
+        Err(e) => return Err(HubError::BadJson(e.to_string())),
     };
+    let raw: Vec<&RawValue> = top
+        .get("entries")
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .ok_or_else(not_array)?;
     if raw.len() > state.config.max_entries_per_request {
         return Err(HubError::invalid(
             "entries",
@@ -46,9 +54,13 @@ pub async fn post_journal(
     }
     let mut incoming = Vec::with_capacity(raw.len());
     for (i, e) in raw.iter().enumerate() {
-        incoming.push(Incoming::read(e).ok_or_else(|| {
-            HubError::invalid(format!("entries[{i}].id"), "each entry needs a string id")
-        })?);
+        let no_id =
+            || HubError::invalid(format!("entries[{i}].id"), "each entry needs a string id");
+        incoming.push(
+            Incoming::read_raw(e)
+                .map_err(|_| no_id())?
+                .ok_or_else(no_id)?,
+        );
     }
     // Politeness: a bounded number of intake transactions reach PostgreSQL at once, and a
     // bounded number more wait for a turn; beyond both, busy at once. Waiting and landing
@@ -320,14 +332,17 @@ impl Insert {
 const INSERT: &str =
     "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
              body_canonical, body, prev_hash, hash, outcome, reason)
-         SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical, body::jsonb,
-             prev_hash, hash, outcome, reason
+         SELECT $1, id, seq, lane, kind, occurred_at, actor, device, body_canonical,
+             coalesce(body_canonical, body_as_sent)::jsonb, prev_hash, hash, outcome, reason
          FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
              $14::text[])
-             AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body,
+             AS t(id, seq, lane, kind, occurred_at, actor, device, body_canonical, body_as_sent,
                   prev_hash, hash, outcome, reason)";
 
+/// The new rows as columns borrowed from the batch (nothing copied before the wire). An
+/// entry's stored body is its canonical text, sent once; an unreadable one's is its text as
+/// sent (`body_as_sent`, null for the others).
 async fn insert_new(
     stmt: &Statement,
     tx: &Transaction<'_>,
@@ -336,41 +351,41 @@ async fn insert_new(
     decisions: &[Decision],
 ) -> Result<u64, tokio_postgres::Error> {
     #[derive(Default)]
-    struct Cols {
-        id: Vec<String>,
+    struct Cols<'a> {
+        id: Vec<&'a str>,
         seq: Vec<Option<i64>>,
-        lane: Vec<Option<String>>,
-        kind: Vec<Option<String>>,
-        occurred_at: Vec<Option<String>>,
-        actor: Vec<Option<String>>,
-        device: Vec<Option<String>>,
-        body_canonical: Vec<Option<String>>,
-        body: Vec<String>,
-        prev_hash: Vec<Option<String>>,
-        hash: Vec<Option<String>>,
+        lane: Vec<Option<&'a str>>,
+        kind: Vec<Option<&'a str>>,
+        occurred_at: Vec<Option<&'a str>>,
+        actor: Vec<Option<&'a str>>,
+        device: Vec<Option<&'a str>>,
+        body_canonical: Vec<Option<&'a str>>,
+        body_as_sent: Vec<Option<String>>,
+        prev_hash: Vec<Option<&'a str>>,
+        hash: Vec<Option<&'a str>>,
         outcome: Vec<&'static str>,
-        reason: Vec<Option<String>>,
+        reason: Vec<Option<&'a str>>,
     }
     let mut c = Cols::default();
     for (d, i) in decisions.iter().zip(incoming).filter(|(d, _)| d.new) {
-        c.id.push(d.id.clone());
+        c.id.push(&d.id);
         c.outcome.push(d.outcome.as_str());
-        c.reason.push(d.reason.clone());
+        c.reason.push(d.reason.as_deref());
         match i {
             Incoming::Entry {
                 entry: e,
                 body_canonical,
             } => {
                 c.seq.push(Some(e.seq));
-                c.lane.push(Some(e.lane.as_str().to_owned()));
-                c.kind.push(Some(e.kind.clone()));
-                c.occurred_at.push(Some(e.occurred_at.clone()));
-                c.actor.push(e.actor.clone());
-                c.device.push(e.device.clone());
-                c.body_canonical.push(Some(body_canonical.clone()));
-                c.body.push(body_canonical.clone());
-                c.prev_hash.push(Some(e.prev_hash.clone()));
-                c.hash.push(Some(e.hash.clone()));
+                c.lane.push(Some(e.lane.as_str()));
+                c.kind.push(Some(&e.kind));
+                c.occurred_at.push(Some(&e.occurred_at));
+                c.actor.push(e.actor.as_deref());
+                c.device.push(e.device.as_deref());
+                c.body_canonical.push(Some(body_canonical));
+                c.body_as_sent.push(None);
+                c.prev_hash.push(Some(&e.prev_hash));
+                c.hash.push(Some(&e.hash));
             }
             Incoming::Unreadable { raw, .. } => {
                 // Kept whole, as sent, for the person who looks at it.
@@ -381,7 +396,7 @@ async fn insert_new(
                 c.actor.push(None);
                 c.device.push(None);
                 c.body_canonical.push(None);
-                c.body.push(raw.to_string());
+                c.body_as_sent.push(Some(raw.to_string()));
                 c.prev_hash.push(None);
                 c.hash.push(None);
             }
@@ -402,7 +417,7 @@ async fn insert_new(
             &c.actor,
             &c.device,
             &c.body_canonical,
-            &c.body,
+            &c.body_as_sent,
             &c.prev_hash,
             &c.hash,
             &c.outcome,

@@ -282,36 +282,45 @@ struct CpuTicks {
 }
 
 /// utime + stime of a process, in clock ticks (0 if gone).
-fn proc_ticks(stat: &str) -> Option<(String, u64)> {
+/// A process's name and CPU ticks: its own, plus (`with_reaped`) those of the children it
+/// has reaped. PostgreSQL's are counted with them: the postmaster reaps every backend that
+/// exits (a hub closes the connections its deadline cut), and a sum over live processes alone
+/// would lose their time.
+fn proc_ticks(stat: &str, with_reaped: bool) -> Option<(String, u64)> {
     // `pid (comm) state ...`: comm may hold spaces, so split at the last ')'.
     let (head, rest) = stat.rsplit_once(')')?;
     let comm = head.split_once('(')?.1.to_owned();
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // After comm: state is field 3, utime 14, stime 15.
-    let t = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // After comm: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let mut t = field(11)? + field(12)?;
+    if with_reaped {
+        t += field(13)? + field(14)?;
+    }
     Some((comm, t))
 }
 
 fn read_cpu(hub_pids: &[u32]) -> CpuTicks {
-    let ticks_of = |pid: &str| {
+    let ticks_of = |pid: &str, with_reaped: bool| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| proc_ticks(&s))
+            .and_then(|s| proc_ticks(&s, with_reaped))
     };
     let hubs = hub_pids
         .iter()
-        .filter_map(|p| ticks_of(&p.to_string()))
+        .filter_map(|p| ticks_of(&p.to_string(), false))
         .map(|(_, t)| t)
         .sum();
     let postgres = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| ticks_of(e.file_name().to_str()?))
+        .filter_map(|e| ticks_of(e.file_name().to_str()?, true))
         .filter(|(comm, _)| comm == "postgres")
         .map(|(_, t)| t)
         .sum();
-    let stores = ticks_of("self").map_or(0, |(_, t)| t);
+    // Without the hub processes it has reaped.
+    let stores = ticks_of("self", false).map_or(0, |(_, t)| t);
     // /proc/stat's first line: cpu user nice system idle iowait ...
     let idle = std::fs::read_to_string("/proc/stat")
         .ok()

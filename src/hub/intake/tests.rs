@@ -202,3 +202,52 @@ fn seqs_at_the_ends_of_the_range_are_refused_not_a_panic() {
         assert_eq!(d[0].reason.as_deref(), Some("invalid_entry"), "seq {seq}");
     }
 }
+
+/// What [`Incoming`] holds, comparably: the id, and the entry with its canonical body or
+/// the value kept as sent.
+type Shape = (String, Option<(Entry, String)>, Option<Value>);
+
+fn shape(i: &Option<Incoming>) -> Option<Shape> {
+    i.as_ref().map(|i| match i {
+        Incoming::Entry {
+            entry,
+            body_canonical,
+        } => (
+            entry.id.clone(),
+            Some(((**entry).clone(), body_canonical.clone())),
+            None,
+        ),
+        Incoming::Unreadable { id, raw } => (id.clone(), None, Some(raw.clone())),
+    })
+}
+
+#[test]
+fn reading_an_entrys_text_answers_as_reading_its_value() {
+    let good = serde_json::to_string(&chain("s1", 1)[0]).unwrap();
+    let texts = [
+        good.clone(),
+        // A key given twice: the Value keeps the last, so the text's reading must too.
+        good.replacen("{", r#"{"seq":"first","#, 1),
+        good.replacen("{", r#"{"id":"earlier","#, 1),
+        // U+0000 in the body, in a key, in the id; and an escaped backslash before "u0000",
+        // which is no U+0000 at all.
+        good.replacen(r#""n":1"#, r#""n":"a\u0000b""#, 1),
+        good.replacen(r#""n":1"#, r#""a\u0000":1"#, 1),
+        good.replacen(r#""s1-e1""#, r#""s1\u0000e1""#, 1),
+        good.replacen(r#""n":1"#, r#""n":"a\\u0000b""#, 1),
+        // Not the shape of an entry; no id; an empty id; not an object.
+        r#"{"id":"x","seq":"not a number"}"#.to_owned(),
+        r#"{"id":"x","seq":1.5}"#.to_owned(),
+        r#"{"seq":1}"#.to_owned(),
+        good.replacen(r#""s1-e1""#, r#""""#, 1),
+        r#"[1,2]"#.to_owned(),
+        r#""text""#.to_owned(),
+    ];
+    assert!(texts[1..7].iter().chain(&texts[10..11]).all(|t| *t != good));
+    for t in &texts {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(t).unwrap();
+        let from_text = Incoming::read_raw(&raw).unwrap();
+        let from_value = Incoming::read(&serde_json::from_str::<Value>(t).unwrap());
+        assert_eq!(shape(&from_text), shape(&from_value), "{t}");
+    }
+}
