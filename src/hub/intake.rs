@@ -50,13 +50,16 @@ impl Incoming {
 
     /// [`Incoming::read`] from the entry's own JSON text, without building a `Value` for a
     /// well-formed entry: it is deserialised straight into an [`Entry`]. Anything else
-    /// (a U+0000 escape anywhere in the text, a shape `Entry` refuses, a key given twice)
+    /// (a U+0000 escape anywhere in the text, a shape `Entry` refuses, a key given twice, not
+    /// an object)
     /// takes `read`'s path over the parsed `Value`, so the answers are the same.
     pub fn read_raw(
         raw: &serde_json::value::RawValue,
     ) -> Result<Option<Incoming>, serde_json::Error> {
         let text = raw.get();
-        if !text.contains("\\u0000")
+        // Only an object: serde would also read an entry from an array of its fields.
+        if text.trim_start().starts_with('{')
+            && !text.contains("\\u0000")
             && let Ok(entry) = serde_json::from_str::<Entry>(text)
         {
             if entry.id.is_empty() {

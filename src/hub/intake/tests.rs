@@ -241,6 +241,21 @@ fn reading_an_entrys_text_answers_as_reading_its_value() {
         r#"{"seq":1}"#.to_owned(),
         good.replacen(r#""s1-e1""#, r#""""#, 1),
         r#"[1,2]"#.to_owned(),
+        // An entry's fields as an array, which serde would read into an `Entry`.
+        serde_json::to_string(&serde_json::json!([
+            1,
+            "s1-e1",
+            "pickups",
+            "pickup.handed_over",
+            "2026-01-01T00:00:00Z",
+            "s1",
+            null,
+            null,
+            {},
+            GENESIS,
+            "ab"
+        ]))
+        .unwrap(),
         r#""text""#.to_owned(),
     ];
     assert!(texts[1..7].iter().chain(&texts[10..11]).all(|t| *t != good));
