@@ -579,3 +579,42 @@ async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_g
     assert_eq!(hub.verified("s-held").await.0, 3);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_starting_hub_caches_every_stores_token_in_one_query() {
+    let hub = hub!();
+    let tokens = [hub.add_store("s1").await, hub.add_store("s2").await];
+    // Another hub process starting over the same database, as after an outage.
+    let config = standin::hub::HubConfig {
+        database_url: standin::config::Secret::new(hub.pg.url.clone()),
+        ..Default::default()
+    };
+    let state = standin::hub::HubState::new(config).unwrap();
+    assert!(state.tokens.is_empty());
+    assert_eq!(standin::hub::auth::warm(&state).await.unwrap(), 2);
+    assert_eq!(state.tokens.len(), 2);
+    // The cached tokens still authenticate only their own store.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(standin::hub::launch(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let status = |store: &'static str, token: String| {
+        let (client, other) = (hub.client.clone(), other.clone());
+        async move {
+            client
+                .post(format!("{other}/v1/stores/{store}/journal"))
+                .bearer_auth(token)
+                .json(&json!({ "entries": [] }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status("s1", tokens[0].clone()).await, StatusCode::OK);
+    assert_eq!(status("s2", tokens[0].clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("s2", tokens[1].clone()).await, StatusCode::OK);
+}

@@ -26,13 +26,47 @@ impl TokenCache {
 
     fn put(&self, hash: String, store: String) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: a fleet is thousands of stores, not millions.
-        if m.len() > 200_000 {
+        if m.len() >= CACHE_BOUND {
             m.clear();
         }
         m.insert(hash, store);
     }
 }
+
+impl TokenCache {
+    /// How many tokens are cached.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Fills the cache with every registered store's token hash in one query, returning how many.
+/// A hub process that starts while a fleet waits for it (after an outage, a deploy, a crash)
+/// then authenticates the thousands of stores that come back at once without a query each
+/// through the pool the intake needs. A store registered later is looked up on its first
+/// request, as before. At most the cache's bound.
+pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT token_sha256, store_id FROM stores LIMIT $1",
+            &[&(CACHE_BOUND as i64)],
+        )
+        .await?;
+    let n = rows.len();
+    let mut m = state.tokens.0.lock().unwrap_or_else(|p| p.into_inner());
+    for r in rows {
+        m.insert(r.get(0), r.get(1));
+    }
+    Ok(n)
+}
+
+/// The most tokens the cache holds: a fleet is thousands of stores, not millions.
+const CACHE_BOUND: usize = 200_000;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -213,6 +213,18 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let contact = tokio::spawn(flush_contact(state.clone()));
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            match auth::warm(&state).await {
+                Ok(n) => tracing::info!(stores = n, "store tokens cached"),
+                Err(e) => tracing::info!(
+                    error = %e,
+                    "store tokens not cached at start; each is looked up on first use"
+                ),
+            }
+        }
+    });
     let served = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
