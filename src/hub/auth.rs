@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use super::{HubError, HubState};
 use crate::access::token::sha256_hex;
@@ -77,12 +81,31 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The guard in front of every `/v1/stores/{store}/…` route (`hub::app` declares them
+/// behind it, in one table): the request's token must be `{store}`'s own before the handler
+/// runs, so a stranger's body is never read, and a route added to that table is covered
+/// without its author remembering. A route there without `{store}` is refused (403).
+pub async fn store_guard(
+    State(state): State<HubState>,
+    path: Result<Path<HashMap<String, String>>, PathRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let params = match path {
+        Ok(Path(params)) => params,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(store) = params.get("store") else {
+        return HubError::Forbidden.into_response();
+    };
+    match require_store(&state, request.headers(), store).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Succeeds when the request's token is `store`'s own.
-pub async fn require_store(
-    state: &HubState,
-    headers: &HeaderMap,
-    store: &str,
-) -> Result<(), HubError> {
+async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Result<(), HubError> {
     let token = bearer(headers).ok_or(HubError::Unauthorized)?;
     let hash = sha256_hex(token);
     let owner = match state.tokens.get(&hash) {

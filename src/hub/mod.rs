@@ -166,14 +166,21 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Central's paths plus operations, as one router (tests call this).
 pub fn app(state: HubState) -> Router {
-    Router::new()
-        .route("/v1/health", get(ops::health))
+    // A store's own paths, every one behind its token (`auth::store_guard`).
+    let stores = Router::new()
         .route(
             "/v1/stores/{store}/feeds/{feed}/batches",
             get(feeds::get_batches),
         )
         .route("/v1/stores/{store}/journal", post(journal::post_journal))
         .route("/v1/stores/{store}/status", post(fleet::post_status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::store_guard,
+        ));
+    Router::new()
+        .route("/v1/health", get(ops::health))
+        .merge(stores)
         .route("/v1/fleet", get(fleet::get_fleet))
         .route("/fleet", get(fleet::page))
         .route("/fleet/fleet.js", get(fleet::page_js))
