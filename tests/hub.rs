@@ -157,23 +157,11 @@ async fn a_store_uses_only_its_own_paths() {
     assert_eq!(body["error"]["code"], "unauthorized");
     // Every path of a store is behind its token, before anything of the request is read: a
     // body that is not JSON, a feed that does not exist, a heartbeat.
-    let post = |path: &str, token: Option<&str>, body: &'static str| {
-        let mut req = hub
-            .client
-            .post(format!("{}/v1/stores/s1/{path}", hub.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send()
-    };
     for (path, body) in [("journal", "not json"), ("status", "{}")] {
-        let res = post(path, Some(&t2), body).await.unwrap();
-        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
-        let res = post(path, None, body).await.unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let body: serde_json::Value = res.json().await.unwrap();
+        let (status, _) = hub.post_raw("s1", path, Some(&t2), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let (status, body) = hub.post_raw("s1", path, None, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["error"]["code"], "unauthorized", "{path}");
     }
     let (status, _) = hub.batches("s1", &t2, "no_such_feed", 0).await;

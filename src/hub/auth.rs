@@ -29,15 +29,20 @@ impl TokenCache {
     }
 
     fn put(&self, hash: String, store: String) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= CACHE_BOUND {
-            m.clear();
-        }
-        m.insert(hash, store);
+        self.put_all([(hash, store)]);
     }
-}
 
-impl TokenCache {
+    /// Caches each (token hash, store) pair; the cache starts over when it reaches its bound.
+    fn put_all(&self, pairs: impl IntoIterator<Item = (String, String)>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (hash, store) in pairs {
+            if m.len() >= CACHE_BOUND {
+                m.clear();
+            }
+            m.insert(hash, store);
+        }
+    }
+
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -62,10 +67,9 @@ pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
         )
         .await?;
     let n = rows.len();
-    let mut m = state.tokens.0.lock().unwrap_or_else(|p| p.into_inner());
-    for r in rows {
-        m.insert(r.get(0), r.get(1));
-    }
+    state
+        .tokens
+        .put_all(rows.into_iter().map(|r| (r.get(0), r.get(1))));
     Ok(n)
 }
 

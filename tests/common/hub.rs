@@ -91,6 +91,28 @@ impl TestHub {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/stores/{store}/{path}` with `body` as sent (JSON or not) and the token if
+    /// any: the status and the JSON answer (null if none).
+    pub async fn post_raw(
+        &self,
+        store: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/stores/{store}/{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// The outcomes of one push, as (outcome, reason) in order; panics unless 200.
     pub async fn outcomes(&self, store: &str, token: &str, entries: &[Value]) -> Vec<String> {
         let (status, body) = self.post_journal(store, token, entries).await;
