@@ -90,6 +90,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             return;
         }
         let round = round(&state, &url, &mut pipe).await;
+        // Registered before the breaker is read, so an answer in between still wakes us.
+        let mut eased = std::pin::pin!(state.upstreams.eased(Upstream::Central));
+        eased.as_mut().enable();
         let now = state.clock.now();
         let Some((wait, wake_on_append)) =
             next_wait(&state.upstreams, &mut backoff, round, now, idle)
@@ -99,6 +102,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = state.journal_appended.notified(), if wake_on_append => {}
+            // Held back by the breaker (or backing off) and central just answered someone
+            // else (the health probe, usually): go now, not at the end of the sleep.
+            _ = eased, if !wake_on_append => {}
             _ = shutdown.changed() => return,
         }
     }

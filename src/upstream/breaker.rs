@@ -141,6 +141,12 @@ impl Breaker {
         &self.cfg
     }
 
+    /// Whether traffic is held back at all: open, half-open (one request at a time), or
+    /// closed but gated by a `Retry-After`.
+    pub fn holds_back(&self) -> bool {
+        self.state != BreakerState::Closed || self.gated
+    }
+
     /// Consecutive failures while Closed (reset when it opens or a request succeeds).
     pub fn closed_failures(&self) -> u32 {
         self.failures

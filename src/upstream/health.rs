@@ -59,6 +59,9 @@ struct Entry {
 
 pub struct Upstreams {
     inner: Mutex<HashMap<Upstream, Entry>>,
+    /// Per upstream (indexed by `Upstream as usize`): woken when its breaker stops holding
+    /// traffic back because the upstream answered ([`Upstreams::eased`]).
+    eased: [tokio::sync::Notify; Upstream::ALL.len()],
 }
 
 impl Upstreams {
@@ -106,7 +109,20 @@ impl Upstreams {
             .collect();
         Self {
             inner: Mutex::new(map),
+            eased: std::array::from_fn(|_| tokio::sync::Notify::new()),
         }
+    }
+
+    /// Completes when `which` next answers a request while its breaker was holding traffic
+    /// back (open, half-open, or gated by a `Retry-After`): the moment a caller sleeping on
+    /// the breaker should ask `permit` again rather than wait out its timer. The health
+    /// probe is usually that request after an outage; without this the journal's uplink,
+    /// asleep for up to `journal.idle_poll_ms`, started the backlog up to a second later,
+    /// and a fleet's stores each sent in two seconds of the recovery instead of one (`cargo
+    /// bench --bench fleet`). Create it (and `enable` it) before reading the breaker, so an
+    /// answer in between is not missed; a wake-up is a hint, never a permit.
+    pub fn eased(&self, which: Upstream) -> tokio::sync::futures::Notified<'_> {
+        self.eased[which as usize].notified()
     }
 
     /// May a request to `which` go now? Ask before every request and report its outcome
@@ -195,6 +211,7 @@ impl Upstreams {
         } else {
             outcome
         };
+        let held = e.breaker.holds_back();
         let h = &mut e.health;
         match error {
             None => {
@@ -208,6 +225,9 @@ impl Upstreams {
         }
         e.breaker.record(outcome, now);
         e.refresh(which, now);
+        if held && outcome == Outcome::Success {
+            self.eased[which as usize].notify_waiters();
+        }
     }
 
     pub fn get(&self, which: Upstream) -> Option<Health> {
@@ -319,6 +339,58 @@ mod tests {
             (HealthState::Degraded, BreakerState::Closed),
             "the processor's breaker keeps its threshold: open means offline approvals"
         );
+    }
+
+    #[test]
+    fn an_answer_while_held_back_wakes_the_callers_waiting_on_the_breaker() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let woken = |n: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>| {
+            n.poll(&mut Context::from_waker(Waker::noop())) == Poll::Ready(())
+        };
+        let t0 = Utc::now();
+        let u = Upstreams::with_breaker(|_| true, BreakerConfig::default(), 5, t0);
+        let mut n = std::pin::pin!(u.eased(Upstream::Central));
+        n.as_mut().enable();
+        u.report(Upstream::Central, Ok(()), t0);
+        u.report(Upstream::Central, Err("HTTP 500".into()), t0);
+        assert!(!woken(n.as_mut()), "closed: nothing was held back");
+
+        u.report_failure(
+            Upstream::Central,
+            Failure::unreachable("connection refused"),
+            t0,
+        );
+        let at = u.get(Upstream::Central).unwrap().retry_at.unwrap();
+        assert!(u.permit(Upstream::Central, at), "the half-open probe");
+        let mut other = std::pin::pin!(u.eased(Upstream::Payments));
+        other.as_mut().enable();
+        u.report(Upstream::Central, Err("timeout".into()), at);
+        assert!(!woken(n.as_mut()), "a failed probe eases nothing");
+        let at = u.get(Upstream::Central).unwrap().retry_at.unwrap();
+        assert!(u.permit(Upstream::Central, at));
+        u.report(Upstream::Central, Ok(()), at);
+        assert!(woken(n.as_mut()), "the probe's answer wakes the uplink");
+        assert!(!woken(other.as_mut()), "bulkhead: the processor's waiters sleep on");
+
+        // Gated by a `Retry-After`: the one request let through answering wakes the rest.
+        assert!(u.permit(Upstream::Central, at));
+        u.report(Upstream::Central, Ok(()), at);
+        assert_eq!(u.get(Upstream::Central).unwrap().breaker, BreakerState::Closed);
+        let mut n = std::pin::pin!(u.eased(Upstream::Central));
+        n.as_mut().enable();
+        u.report(Upstream::Central, Ok(()), at);
+        assert!(!woken(n.as_mut()), "closed again");
+        u.report_failure_retry_after(
+            Upstream::Central,
+            "HTTP 503".into(),
+            Some(Duration::from_secs(2)),
+            at,
+        );
+        let held = u.get(Upstream::Central).unwrap().retry_at.unwrap();
+        assert!(u.permit(Upstream::Central, held));
+        u.report(Upstream::Central, Ok(()), held);
+        assert!(woken(n.as_mut()));
     }
 
     #[test]

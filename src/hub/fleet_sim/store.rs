@@ -316,6 +316,8 @@ impl VStore {
                 return;
             }
             let round = self.push_round(client, policy, stats).await;
+            let mut eased = std::pin::pin!(self.upstreams.eased(C));
+            eased.as_mut().enable();
             let Some((wait, wake_on_append)) = uplink::next_wait(
                 &self.upstreams,
                 &mut backoff,
@@ -328,6 +330,7 @@ impl VStore {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.appended.notified(), if wake_on_append => {}
+                _ = eased, if !wake_on_append => {}
                 _ = stop.changed() => return,
             }
         }
