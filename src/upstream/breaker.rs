@@ -21,7 +21,11 @@
 //!   `open_spread_min`: a nationwide outage opens every store's breaker within the same
 //!   second or two, and a first wait of 5 s spread over only 5 s put a fifth of the fleet in
 //!   each second of the first retry wave (`cargo bench --bench fleet`, 2026-12-06: 19–20 %);
-//!   spread over 10 s it is a tenth.
+//!   spread over 15 s it is a fifteenth. One exception keeps a long outage both polite and short:
+//!   once W is the cap and a half-open probe got no answer at all, the jitter is only
+//!   `phase_jitter`·W, so each store keeps the moment its earlier wide waits gave it, the
+//!   fleet's probes stay uniform over the period, and every store finds central back within
+//!   one period of its return (see [`BreakerConfig::default`]).
 //! - **HalfOpen**: one probe at a time; `success_threshold` successes close it, any failure
 //!   opens it again: with a longer wait, or, when the answer carried `Retry-After` (the
 //!   upstream answered: it is back, only busy), for that `Retry-After` with the same jitter.
@@ -63,27 +67,50 @@ pub struct BreakerConfig {
     pub open_cap: Duration,
     /// The open wait's jitter is at least this wide (see the module's comment).
     pub open_spread_min: Duration,
+    /// Once the wait is at `open_cap` and a half-open probe got no answer at all, the next
+    /// wait is `open_cap` plus at most this share of it: the store keeps the phase its
+    /// earlier, widely spread waits gave it (see the module's comment).
+    pub phase_jitter: f64,
     /// A single request let through that never reports back (its task was cancelled) is
     /// given up on after this long, so the breaker cannot wedge shut.
     pub probe_timeout: Duration,
 }
 
 impl Default for BreakerConfig {
-    /// A store finds central back within 30 s of its return (2 × `open_cap`), while a fleet
-    /// probes a dead central about once every 15–30 s per store: 5,000 stores are then about
-    /// 220 probes a second, 4–7 % of the fleet in any second, well inside the 15 % a hub is
-    /// promised. (The cap was 30 s, which kept the fleet at 2–3 % but left the last stores
-    /// finding central back a minute after its return: a minute of backlog nobody needed. At
-    /// 10 s the last stores found it within 20 s, but the recovery's busiest second reached
-    /// 15.5–17.8 % of the fleet: stores finding the hub back in the same seconds, each
-    /// sending for a second or two, `cargo bench --bench fleet`, 2026-12-06.)
+    /// A store whose breaker stays open probes central once every 15–16.5 s, each store at
+    /// its own moment of those 15 s: 5,000 stores are then about 320 probes a second, 6–7 %
+    /// of the fleet in any second (a hub is promised at most 15 %), and every store finds
+    /// central back within 16.5 s of its return.
+    ///
+    /// The moments are spread by the first wait: 5 s plus up to 15 s, so a fleet opened in
+    /// the same second is uniform over 15 s, exactly one period. Any later wait keeps that
+    /// (a phase uniform over the period plus any delay is still uniform over it), and once
+    /// the wait is the cap and a probe found nothing, it is the cap plus at most a tenth
+    /// (`phase_jitter`), so the last store is at most one period away.
+    ///
+    /// Measured with `cargo bench --bench fleet` (2026-12-06 and 07):
+    /// - the earlier rule drew every wait at the cap from 15–30 s: about 4.4 % of the fleet a
+    ///   second, but the last stores found central back 30 s after its return, and the drain
+    ///   was that wait (30 s for 200,000 entries PostgreSQL lands in 5 s);
+    /// - a 10 s cap with waits of 10–20 s found it in 20 s, but put 15.5–17.8 % of the fleet
+    ///   in the recovery's busiest second (before an answered probe woke the uplink);
+    /// - a 10 s period kept as here found it in 11 s, but 500 stores a second coming back,
+    ///   four pushes each, were more than the bench's hub could land on 2 cores: 3,703
+    ///   answered `busy`, intake p50 320 ms, 28 % of the fleet in the recovery's busiest
+    ///   second, and a 32 s drain. A period that brings stores back faster than the hub
+    ///   lands them only moves the wait from the breaker to `Retry-After`.
+    ///
+    /// A store that heard an answer and then failed again (central flapping: back for a
+    /// moment, then gone) is not keeping a phase: it re-spreads over the full width, so a
+    /// flap does not leave a clump of stores probing in the same second ever after.
     fn default() -> Self {
         Self {
             failure_threshold: 3,
             success_threshold: 2,
             open_base: Duration::from_secs(5),
             open_cap: Duration::from_secs(15),
-            open_spread_min: Duration::from_secs(10),
+            open_spread_min: Duration::from_secs(15),
+            phase_jitter: 0.1,
             probe_timeout: Duration::from_secs(60),
         }
     }
@@ -104,6 +131,9 @@ pub struct Breaker {
     opened: u32,
     /// Consecutive successes since leaving Open.
     successes: u32,
+    /// Whether the upstream has answered anything (a success, a `Retry-After`) since the
+    /// breaker last opened: a probe failing after that is a flap, not the same outage.
+    answered: bool,
     /// Open: when a half-open probe may go. Closed: a `Retry-After` hold.
     until: Option<DateTime<Utc>>,
     /// Closed only: after a `Retry-After`, one request at a time until one succeeds.
@@ -122,6 +152,7 @@ impl Breaker {
             failures: 0,
             opened: 0,
             successes: 0,
+            answered: false,
             until: None,
             gated: false,
             probe: None,
@@ -207,6 +238,7 @@ impl Breaker {
                 self.until = None;
             }
             (BreakerState::Open | BreakerState::HalfOpen, Outcome::Success) => {
+                self.answered = true;
                 if self.state == BreakerState::Open {
                     self.enter(BreakerState::HalfOpen, now);
                 }
@@ -215,9 +247,8 @@ impl Breaker {
                     self.enter(BreakerState::Closed, now);
                 }
             }
-            (BreakerState::Closed | BreakerState::HalfOpen, Outcome::Unreachable) => {
-                self.open(now, None);
-            }
+            (BreakerState::Closed, Outcome::Unreachable) => self.open(now, None),
+            (BreakerState::HalfOpen, Outcome::Unreachable) => self.reopen(now),
             (BreakerState::Open, Outcome::Unreachable) => {}
             (BreakerState::Closed, Outcome::Failure { retry_after }) => {
                 self.failures += 1;
@@ -231,6 +262,7 @@ impl Breaker {
             }
             (BreakerState::Open, Outcome::Failure { retry_after }) => {
                 if let Some(ra) = retry_after {
+                    self.answered = true;
                     let hold = now + chrono_duration(self.jittered(ra));
                     self.until = Some(self.until.map_or(hold, |u| u.max(hold)));
                 }
@@ -247,13 +279,23 @@ impl Breaker {
                 // each and drained for a minute after the rest (`cargo bench --bench fleet`).
                 self.open_for(now, ra);
             }
-            (BreakerState::HalfOpen, Outcome::Failure { retry_after: None }) => {
-                self.open(now, None);
-            }
+            (BreakerState::HalfOpen, Outcome::Failure { retry_after: None }) => self.reopen(now),
         }
     }
 
     fn open(&mut self, now: DateTime<Utc>, retry_after: Option<Duration>) {
+        self.open_with(now, retry_after, false);
+    }
+
+    /// Open again after a half-open failure without `Retry-After`. When nothing has answered
+    /// since it opened (the probe itself failed) and the wait has reached the cap, the wait is
+    /// the cap plus at most `phase_jitter` of it: the store keeps its phase.
+    fn reopen(&mut self, now: DateTime<Utc>) {
+        let unanswered = !self.answered;
+        self.open_with(now, None, unanswered);
+    }
+
+    fn open_with(&mut self, now: DateTime<Utc>, retry_after: Option<Duration>, keep_phase: bool) {
         self.enter(BreakerState::Open, now);
         self.opened = self.opened.saturating_add(1);
         let exp = self
@@ -262,9 +304,14 @@ impl Breaker {
             .saturating_mul(1u32 << (self.opened - 1).min(20))
             .min(self.cfg.open_cap);
         let w = exp.max(retry_after.unwrap_or_default()).min(MAX_WAIT);
-        let spread = w.max(self.cfg.open_spread_min.min(MAX_WAIT));
+        let spread = if keep_phase && w >= self.cfg.open_cap {
+            w.mul_f64(self.cfg.phase_jitter.clamp(0.0, 1.0))
+        } else {
+            w.max(self.cfg.open_spread_min.min(MAX_WAIT))
+        };
         let wait = w + spread.mul_f64(self.rng.random_range(0.0..1.0));
         self.until = Some(now + chrono_duration(wait));
+        self.answered = false;
     }
 
     /// Open for `Retry-After` (W = `ra`), spread as [`Self::open`] spreads, without counting
@@ -277,6 +324,7 @@ impl Breaker {
         let spread = w.max(self.cfg.open_spread_min.min(MAX_WAIT));
         let wait = w + spread.mul_f64(self.rng.random_range(0.0..1.0));
         self.until = Some(now + chrono_duration(wait));
+        self.answered = true;
     }
 
     /// W·(1 + U[0,1)): never earlier than W, spread over as much again.

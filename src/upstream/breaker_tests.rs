@@ -33,14 +33,16 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
         1u64..=8,
         0u64..=20,
         5u64..=120,
+        0u32..=10,
     )
-        .prop_map(|(f, s, base, mul, spread, pt)| BreakerConfig {
+        .prop_map(|(f, s, base, mul, spread, pt, jitter)| BreakerConfig {
             failure_threshold: f,
             success_threshold: s,
             open_base: Duration::from_secs(base),
             open_cap: Duration::from_secs(base * mul),
             open_spread_min: Duration::from_secs(spread),
             probe_timeout: Duration::from_secs(pt),
+            phase_jitter: f64::from(jitter) / 10.0,
         })
 }
 
@@ -207,7 +209,7 @@ fn recovers_through_half_open() {
     }
     assert_eq!(b.state(), BreakerState::Open);
     let at = b.next_attempt_at().unwrap();
-    assert!(at >= now + chrono::Duration::seconds(5) && at < now + chrono::Duration::seconds(15));
+    assert!(at >= now + chrono::Duration::seconds(5) && at < now + chrono::Duration::seconds(20));
     assert!(b.permit(at));
     assert_eq!((b.state(), b.since()), (BreakerState::HalfOpen, at));
     assert!(!b.permit(at), "one probe at a time");
@@ -235,9 +237,9 @@ fn probe_answered_busy(b: &mut Breaker, told: Duration) -> DateTime<Utc> {
 fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
     let cfg = BreakerConfig::default();
     let told = Duration::from_secs(1);
-    // A long outage: opened many times, so its own wait is the cap plus up to as much again.
+    // A long outage: opened many times, so its own wait is the cap (plus a tenth).
     // Its half-open probe answered busy, `Retry-After: 1`: the wait is 1 s plus the usual
-    // spread (1-11 s), not the cap's 15-30 s.
+    // spread (1-11 s), not the cap's escalated wait.
     let (mut under_cap, mut spread_out) = (0, 0);
     for seed in 0..200 {
         let mut now = t0();
@@ -267,8 +269,9 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
         "a fleet told 1 s must still spread: {spread_out} of 200"
     );
     // Opened once (5-15 s), its probe answered busy: that answer is not a second opening,
-    // so the next silent failure opens for the second step (10 s, spread to 10-20 s), not
-    // the third (the cap, 15-30 s).
+    // so the next silent failure opens for the second step (10 s, spread to 10-25 s), not
+    // the third (the cap, 15 s). That probe follows an answer, so it is spread as widely as
+    // any opening, not kept to the cap's phase.
     let mut second_step = 0;
     for seed in 0..200 {
         let mut b = Breaker::new(cfg, seed, t0());
@@ -279,19 +282,27 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
         b.record(Outcome::Failure { retry_after: None }, now);
         let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
         assert!(
-            wait >= cfg.open_base * 2 && wait < cfg.open_base * 4,
+            wait >= cfg.open_base * 2 && wait < cfg.open_base * 2 + cfg.open_spread_min,
             "{wait:?}"
         );
         second_step += usize::from(wait < cfg.open_cap);
+        let now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(Outcome::Unreachable, now);
+        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+        assert!(
+            wait >= cfg.open_cap && wait < cfg.open_cap.mul_f64(1.0 + cfg.phase_jitter),
+            "the third opening, at the cap with nothing heard since the second: {wait:?}"
+        );
     }
     assert!(second_step >= 50, "{second_step} of 200 below the cap");
 }
 
 #[test]
-fn a_fleet_opened_in_one_second_retries_spread_over_ten() {
+fn a_fleet_opened_in_one_second_retries_spread_over_fifteen() {
     // Every store's breaker opens in the same second (a nationwide outage): the first retry
-    // wave must not put more than a tenth of the fleet (plus noise) in any one second, and
-    // no store may come back before `open_base`.
+    // wave must not put more than a fifteenth of the fleet (plus noise) in any one second,
+    // and no store may come back before `open_base`.
     let now = t0();
     let cfg = BreakerConfig::default();
     let mut per_second = [0u32; 40];
@@ -305,8 +316,8 @@ fn a_fleet_opened_in_one_second_retries_spread_over_ten() {
         per_second[(at - now).num_seconds() as usize] += 1;
     }
     let busiest = *per_second.iter().max().unwrap();
-    assert!(busiest <= 2000 * 12 / 100, "{per_second:?}");
-    assert!(per_second[15..].iter().all(|&n| n == 0), "{per_second:?}");
+    assert!(busiest <= 2000 * 9 / 100, "{per_second:?}");
+    assert!(per_second[20..].iter().all(|&n| n == 0), "{per_second:?}");
 }
 
 #[test]
@@ -335,4 +346,95 @@ fn nothing_listening_opens_at_once_and_a_flaky_link_does_not() {
         b.next_attempt_at().unwrap() >= at + chrono_duration(cfg.open_base * 2),
         "with the next, longer wait"
     );
+}
+
+/// A nationwide outage of 300 s against the default policy: 5,000 stores notice within the
+/// same 1.5 s and every probe is refused. Returns the stores probing in each second of the
+/// outage and, per store, how long after central's return its first probe went.
+fn long_outage(stores: u64) -> (Vec<u32>, Vec<Duration>) {
+    const OUTAGE_SECS: i64 = 300;
+    let start = t0();
+    let back = start + chrono::Duration::seconds(OUTAGE_SECS);
+    let mut per_second = vec![0u32; OUTAGE_SECS as usize];
+    let mut found = Vec::new();
+    for seed in 0..stores {
+        let noticed = start + chrono::Duration::milliseconds((seed * 7_919 % 1_500) as i64);
+        let mut b = Breaker::new(BreakerConfig::default(), seed, noticed);
+        b.record(Outcome::Unreachable, noticed);
+        loop {
+            let at = b.next_attempt_at().unwrap();
+            if at >= back {
+                found.push((at - back).to_std().unwrap());
+                break;
+            }
+            per_second[(at - start).num_seconds() as usize] += 1;
+            assert!(b.permit(at));
+            b.record(Outcome::Unreachable, at);
+        }
+    }
+    (per_second, found)
+}
+
+#[test]
+fn a_long_outage_keeps_the_fleet_spread_and_every_store_finds_central_within_one_period() {
+    let stores = 5_000;
+    let (per_second, found) = long_outage(stores);
+    let cap = BreakerConfig::default().open_cap;
+    // Uniform over the period: 1 / 15.75 s is 6.3 % a second; where the first and second
+    // waves overlap and with binomial noise over 300 seconds it stays under 9 %.
+    let busiest = *per_second[1..].iter().max().unwrap();
+    assert!(
+        u64::from(busiest) * 100 <= stores * 9,
+        "busiest second {busiest} of {stores}: {per_second:?}"
+    );
+    let last = found.iter().max().unwrap();
+    assert!(
+        *last <= cap.mul_f64(1.1),
+        "the last store found central {last:?} after its return"
+    );
+    // Not bunched at the start either: about a fifteenth of the fleet in each of those
+    // seconds.
+    let mut first = [0u32; 17];
+    for f in &found {
+        first[f.as_secs() as usize] += 1;
+    }
+    assert!(
+        first.iter().all(|&n| u64::from(n) * 100 <= stores * 9),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn a_store_that_heard_central_and_lost_it_again_re_spreads_its_wait() {
+    // At the cap, a half-open probe answered and the next request failed (a flapping
+    // central): the wait is spread as widely as a first opening's, so the stores that met
+    // the flap together do not probe together ever after.
+    let cfg = BreakerConfig::default();
+    let (mut kept, mut wide) = (0, 0);
+    for seed in 0..200 {
+        let mut now = t0();
+        let mut b = Breaker::new(cfg, seed, now);
+        b.record(Outcome::Unreachable, now);
+        for _ in 0..4 {
+            now = b.next_attempt_at().unwrap();
+            assert!(b.permit(now));
+            b.record(Outcome::Unreachable, now);
+        }
+        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+        assert!(
+            wait >= cfg.open_cap && wait < cfg.open_cap.mul_f64(1.0 + cfg.phase_jitter),
+            "a refused probe at the cap keeps its phase: {wait:?}"
+        );
+        kept += 1;
+        now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(Outcome::Success, now);
+        assert!(b.permit(now));
+        b.record(Outcome::Unreachable, now);
+        let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
+        assert!(wait >= cfg.open_cap && wait < cfg.open_cap * 2, "{wait:?}");
+        wide += usize::from(wait > cfg.open_cap.mul_f64(1.5));
+    }
+    assert_eq!(kept, 200);
+    assert!(wide >= 60, "{wide} of 200 spread past 1.5 × the cap");
 }

@@ -371,12 +371,18 @@ mod tests {
         assert!(u.permit(Upstream::Central, at));
         u.report(Upstream::Central, Ok(()), at);
         assert!(woken(n.as_mut()), "the probe's answer wakes the uplink");
-        assert!(!woken(other.as_mut()), "bulkhead: the processor's waiters sleep on");
+        assert!(
+            !woken(other.as_mut()),
+            "bulkhead: the processor's waiters sleep on"
+        );
 
         // Gated by a `Retry-After`: the one request let through answering wakes the rest.
         assert!(u.permit(Upstream::Central, at));
         u.report(Upstream::Central, Ok(()), at);
-        assert_eq!(u.get(Upstream::Central).unwrap().breaker, BreakerState::Closed);
+        assert_eq!(
+            u.get(Upstream::Central).unwrap().breaker,
+            BreakerState::Closed
+        );
         let mut n = std::pin::pin!(u.eased(Upstream::Central));
         n.as_mut().enable();
         u.report(Upstream::Central, Ok(()), at);
