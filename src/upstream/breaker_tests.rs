@@ -268,7 +268,7 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
         spread_out >= 50,
         "a fleet told 1 s must still spread: {spread_out} of 200"
     );
-    // Opened once (5-15 s), its probe answered busy: that answer is not a second opening,
+    // Opened once (5-20 s), its probe answered busy: that answer is not a second opening,
     // so the next silent failure opens for the second step (10 s, spread to 10-25 s), not
     // the third (the cap, 15 s). That probe follows an answer, so it is spread as widely as
     // any opening, not kept to the cap's phase.

@@ -52,7 +52,7 @@ struct Entry {
     /// Whether a connection refused opens the breaker at once ([`Failure::unreachable`]):
     /// central's does, so a fleet finds a dead central with one request per store. The
     /// processor's does not: there an open breaker turns a lane's payments into offline
-    /// approvals (money at risk) for 5–15 s, while a kiosk paying into a refused connection
+    /// approvals (money at risk) for 5–20 s (15–16.5 s once at the cap), while a kiosk paying into a refused connection
     /// is already decided by stand-in within milliseconds, so the threshold costs nothing.
     opens_when_unreachable: bool,
 }
