@@ -553,7 +553,12 @@ async fn check(state: &AppState, samples: &[Sample]) {
                 .query_map([], |r| {
                     let id: String = r.get(0)?;
                     let n = decisions.get(&id).copied().unwrap_or(0);
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, n))
+                    // The answer as a replay gives it: stored without its `payment_id`
+                    // (migration 0016), which the row's own column puts back.
+                    let answer: Option<String> = r.get(4)?;
+                    let answer =
+                        answer.map(|a| standin::payments::store::answer_from_stored(&id, a));
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, answer, n))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok::<_, standin::store::StoreError>(rows)

@@ -284,7 +284,7 @@ fn answer_to_store(answer: &Value) -> String {
 
 /// The kiosk's answer from the `answer` column: `payment_id` put back when stored without it.
 /// Keys serialize in order, so the replay is the same JSON as the first answer.
-fn answer_from_stored(payment_id: &str, stored: String) -> String {
+pub fn answer_from_stored(payment_id: &str, stored: String) -> String {
     match serde_json::from_str::<Value>(&stored) {
         Ok(Value::Object(mut o)) if !o.contains_key("payment_id") => {
             o.insert("payment_id".into(), json!(payment_id));
