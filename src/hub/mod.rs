@@ -109,9 +109,10 @@ impl HubState {
 
 /// Added to `Retry-After` when PostgreSQL is away (`database_unavailable`): that is an
 /// outage, not a moment's queue. A store's breaker takes a `Retry-After` answer to its
-/// half-open probe as its wait (spread over at least 10 s more), so a fleet probing a hub
-/// without its database comes back every 5–25 s, about 7 % of it in a second, near the
-/// 4–7 % of a fleet probing a hub that is gone; without this, every 1–23 s, about 10 %.
+/// half-open probe as its wait (spread over at least 15 s more), so a fleet probing a hub
+/// without its database comes back every 5–31 s, about 6 % of it in a second, near the
+/// 6–7 % of a fleet probing a hub that is gone (2026-12-06, with 10 s of spread: every
+/// 5–25 s, about 7 %; without this, every 1–23 s, about 10 %).
 pub const UNAVAILABLE_AT_LEAST_SECS: u64 = 4;
 
 /// `min + (hash(store) mod spread) + jitter`, jitter up to a fifth of the spread.

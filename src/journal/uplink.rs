@@ -90,7 +90,8 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             return;
         }
         let round = round(&state, &url, &mut pipe).await;
-        // Registered before the breaker is read, so an answer in between still wakes us.
+        // Registered before the breaker is read: an answer from here on wakes us, and one
+        // while the round settled is seen by `next_wait` (a breaker closed since: go now).
         let mut eased = std::pin::pin!(state.upstreams.eased(Upstream::Central));
         eased.as_mut().enable();
         let now = state.clock.now();
@@ -128,6 +129,9 @@ pub fn next_wait(
             return None;
         }
         Round::Idle => (idle, true),
+        // Refused, but if another caller's answer closed the breaker while this round
+        // settled (after the refusal, before the caller's wake-up was registered), go now.
+        Round::Held if lets_through(upstreams) => (Duration::ZERO, false),
         Round::Held => (
             upstreams.next_permit_in(Upstream::Central, now, idle),
             false,
@@ -137,6 +141,15 @@ pub fn next_wait(
             false,
         ),
     })
+}
+
+/// Whether central's breaker lets every request through: closed and not gated (a gated
+/// breaker keeps its `Retry-After` hold until an answer lifts it, and lets one request at a
+/// time through after it, so a refusal there is not retried at once).
+fn lets_through(upstreams: &Upstreams) -> bool {
+    upstreams
+        .get(Upstream::Central)
+        .is_some_and(|h| h.breaker == crate::upstream::BreakerState::Closed && h.retry_at.is_none())
 }
 
 /// Per lane, the newest `seq` central has answered for in a batch whose outcomes may still
@@ -427,4 +440,58 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
         }
     };
     Round::Delivered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{BreakerConfig, Failure};
+
+    #[test]
+    fn a_held_round_sleeps_on_the_breaker_unless_it_has_closed_since() {
+        let t0 = chrono::Utc::now();
+        let idle = Duration::from_secs(1);
+        let u = Upstreams::with_breaker(|_| true, BreakerConfig::default(), 3, t0);
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+        let held = |u: &Upstreams, b: &mut Backoff, now| next_wait(u, b, Round::Held, now, idle);
+
+        u.report_failure(Upstream::Central, Failure::unreachable("refused"), t0);
+        assert_eq!(
+            held(&u, &mut backoff, t0),
+            Some((idle, false)),
+            "open: poll"
+        );
+        let at = u.get(Upstream::Central).unwrap().retry_at.unwrap();
+        assert!(u.permit(Upstream::Central, at), "someone else's probe");
+        assert_eq!(
+            held(&u, &mut backoff, at),
+            Some((idle, false)),
+            "half-open with a probe in flight: poll, never spin"
+        );
+        u.report(Upstream::Central, Ok(()), at);
+        assert!(u.permit(Upstream::Central, at));
+        u.report(Upstream::Central, Ok(()), at);
+        assert_eq!(
+            held(&u, &mut backoff, at),
+            Some((Duration::ZERO, false)),
+            "closed since the refusal: go now"
+        );
+
+        u.report_failure_retry_after(
+            Upstream::Central,
+            "HTTP 503".into(),
+            Some(Duration::from_secs(2)),
+            at,
+        );
+        let until = u.get(Upstream::Central).unwrap().retry_at.unwrap();
+        assert!(
+            u.permit(Upstream::Central, until),
+            "the one request after the hold"
+        );
+        let (wait, _) = held(&u, &mut backoff, until).unwrap();
+        assert!(
+            wait > Duration::ZERO,
+            "gated, its one request in flight: no spin"
+        );
+    }
 }

@@ -80,7 +80,9 @@ impl Default for BreakerConfig {
     /// A store whose breaker stays open probes central once every 15–16.5 s, each store at
     /// its own moment of those 15 s: 5,000 stores are then about 320 probes a second, 6–7 %
     /// of the fleet in any second (a hub is promised at most 15 %), and every store finds
-    /// central back within 16.5 s of its return.
+    /// central back within 16.5 s of its return once its wait is at the cap (an outage of
+    /// about 45 s or more; a probe that times out rather than being refused adds its
+    /// timeout to each period).
     ///
     /// The moments are spread by the first wait: 5 s plus up to 15 s, so a fleet opened in
     /// the same second is uniform over 15 s, exactly one period. Any later wait keeps that
@@ -112,6 +114,21 @@ impl Default for BreakerConfig {
             open_spread_min: Duration::from_secs(15),
             phase_jitter: 0.1,
             probe_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// The payment processor's breaker: the policy central's had before 2026-12-07 (first
+    /// wait 5 s plus up to 10 s, then 10–20 s, then 15–30 s, drawn afresh each time). While
+    /// it is open a lane's card payments are approved offline (money at risk), so the first
+    /// wait stays short; the fleet-wide spread and kept phase of [`BreakerConfig::default`]
+    /// are for central, which every store of the fleet probes at once.
+    pub fn processor() -> Self {
+        Self {
+            open_spread_min: Duration::from_secs(10),
+            phase_jitter: 1.0,
+            ..Self::default()
         }
     }
 }

@@ -239,7 +239,7 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
     let told = Duration::from_secs(1);
     // A long outage: opened many times, so its own wait is the cap (plus a tenth).
     // Its half-open probe answered busy, `Retry-After: 1`: the wait is 1 s plus the usual
-    // spread (1-11 s), not the cap's escalated wait.
+    // spread (1-16 s), not the cap's escalated wait.
     let (mut under_cap, mut spread_out) = (0, 0);
     for seed in 0..200 {
         let mut now = t0();
@@ -410,7 +410,7 @@ fn a_store_that_heard_central_and_lost_it_again_re_spreads_its_wait() {
     // central): the wait is spread as widely as a first opening's, so the stores that met
     // the flap together do not probe together ever after.
     let cfg = BreakerConfig::default();
-    let (mut kept, mut wide) = (0, 0);
+    let mut wide = 0;
     for seed in 0..200 {
         let mut now = t0();
         let mut b = Breaker::new(cfg, seed, now);
@@ -425,7 +425,6 @@ fn a_store_that_heard_central_and_lost_it_again_re_spreads_its_wait() {
             wait >= cfg.open_cap && wait < cfg.open_cap.mul_f64(1.0 + cfg.phase_jitter),
             "a refused probe at the cap keeps its phase: {wait:?}"
         );
-        kept += 1;
         now = b.next_attempt_at().unwrap();
         assert!(b.permit(now));
         b.record(Outcome::Success, now);
@@ -435,6 +434,5 @@ fn a_store_that_heard_central_and_lost_it_again_re_spreads_its_wait() {
         assert!(wait >= cfg.open_cap && wait < cfg.open_cap * 2, "{wait:?}");
         wide += usize::from(wait > cfg.open_cap.mul_f64(1.5));
     }
-    assert_eq!(kept, 200);
     assert!(wide >= 60, "{wide} of 200 spread past 1.5 × the cap");
 }

@@ -52,32 +52,46 @@ struct Entry {
     /// Whether a connection refused opens the breaker at once ([`Failure::unreachable`]):
     /// central's does, so a fleet finds a dead central with one request per store. The
     /// processor's does not: there an open breaker turns a lane's payments into offline
-    /// approvals (money at risk) for 5–20 s (15–16.5 s once at the cap), while a kiosk paying into a refused connection
+    /// approvals (money at risk) for 5–15 s ([`BreakerConfig::processor`]), while a kiosk paying into a refused connection
     /// is already decided by stand-in within milliseconds, so the threshold costs nothing.
     opens_when_unreachable: bool,
 }
 
 pub struct Upstreams {
     inner: Mutex<HashMap<Upstream, Entry>>,
-    /// Per upstream (indexed by `Upstream as usize`): woken when its breaker stops holding
-    /// traffic back because the upstream answered ([`Upstreams::eased`]).
+    /// Per upstream (indexed by `Upstream as usize`): woken when the upstream answers a
+    /// request its breaker let through while holding traffic back ([`Upstreams::eased`]).
     eased: [tokio::sync::Notify; Upstream::ALL.len()],
 }
 
 impl Upstreams {
+    /// Central's breaker with the fleet's policy ([`BreakerConfig::default`]), the
+    /// processor's with its own ([`BreakerConfig::processor`]).
     pub fn new(configured: impl Fn(Upstream) -> bool, now: DateTime<Utc>) -> Self {
-        Self::with_breaker(
+        Self::with_breakers(
             configured,
-            BreakerConfig::default(),
+            |u| match u {
+                Upstream::Central => BreakerConfig::default(),
+                Upstream::Payments => BreakerConfig::processor(),
+            },
             rand::rng().random(),
             now,
         )
     }
 
-    /// With a given breaker policy and jitter seed (simulations and tests).
+    /// With one breaker policy for every upstream and a jitter seed (simulations and tests).
     pub fn with_breaker(
         configured: impl Fn(Upstream) -> bool,
         cfg: BreakerConfig,
+        seed: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self::with_breakers(configured, |_| cfg, seed, now)
+    }
+
+    fn with_breakers(
+        configured: impl Fn(Upstream) -> bool,
+        cfg: impl Fn(Upstream) -> BreakerConfig,
         seed: u64,
         now: DateTime<Utc>,
     ) -> Self {
@@ -95,7 +109,7 @@ impl Upstreams {
                     breaker: BreakerState::Closed,
                     retry_at: None,
                 };
-                let breaker = Breaker::new(cfg, seed.wrapping_add(i as u64), now);
+                let breaker = Breaker::new(cfg(u), seed.wrapping_add(i as u64), now);
                 let opens_when_unreachable = u == Upstream::Central;
                 (
                     u,
@@ -114,7 +128,9 @@ impl Upstreams {
     }
 
     /// Completes when `which` next answers a request while its breaker was holding traffic
-    /// back (open, half-open, or gated by a `Retry-After`): the moment a caller sleeping on
+    /// back (open, half-open, or gated by a `Retry-After`) and that hold had run out (a
+    /// request sent before a `Retry-After` and answered during it does not cut the wait
+    /// short for the others): the moment a caller sleeping on
     /// the breaker should ask `permit` again rather than wait out its timer. The health
     /// probe is usually that request after an outage; without this the journal's uplink,
     /// asleep for up to `journal.idle_poll_ms`, started the backlog up to a second later,
@@ -211,7 +227,7 @@ impl Upstreams {
         } else {
             outcome
         };
-        let held = e.breaker.holds_back();
+        let held = e.breaker.holds_back() && e.breaker.held_until().is_none_or(|u| now >= u);
         let h = &mut e.health;
         match error {
             None => {
@@ -397,6 +413,60 @@ mod tests {
         assert!(u.permit(Upstream::Central, held));
         u.report(Upstream::Central, Ok(()), held);
         assert!(woken(n.as_mut()));
+    }
+
+    #[test]
+    fn the_processors_breaker_keeps_its_short_first_wait() {
+        // Central's first wait is spread over 15 s for the fleet; the processor's over 10 s,
+        // since its open breaker means offline approvals.
+        let mut central_late = 0;
+        for _ in 0..200 {
+            let t0 = Utc::now();
+            let u = Upstreams::new(|_| true, t0);
+            u.report_failure(Upstream::Central, Failure::unreachable("refused"), t0);
+            for _ in 0..3 {
+                u.report(Upstream::Payments, Err("timeout".into()), t0);
+            }
+            let wait = |w: Upstream| (u.get(w).unwrap().retry_at.unwrap() - t0).to_std().unwrap();
+            let (c, p) = (wait(Upstream::Central), wait(Upstream::Payments));
+            assert!(
+                c >= Duration::from_secs(5) && c < Duration::from_secs(20),
+                "{c:?}"
+            );
+            assert!(
+                p >= Duration::from_secs(5) && p < Duration::from_secs(15),
+                "{p:?}"
+            );
+            central_late += usize::from(c >= Duration::from_secs(15));
+        }
+        assert!(
+            central_late >= 20,
+            "{central_late} of 200 central waits past 15 s"
+        );
+    }
+
+    #[test]
+    fn an_answer_to_a_request_sent_before_a_hold_does_not_wake_the_callers() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let t0 = Utc::now();
+        let u = Upstreams::with_breaker(|_| true, BreakerConfig::default(), 8, t0);
+        u.report_failure_retry_after(
+            Upstream::Central,
+            "HTTP 503".into(),
+            Some(Duration::from_secs(10)),
+            t0,
+        );
+        let mut n = std::pin::pin!(u.eased(Upstream::Central));
+        n.as_mut().enable();
+        // A heartbeat sent before the 503 comes back fine a second later.
+        u.report(Upstream::Central, Ok(()), t0 + chrono::Duration::seconds(1));
+        assert!(
+            n.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending(),
+            "the uplink sleeps out the Retry-After it computed"
+        );
     }
 
     #[test]
