@@ -166,6 +166,10 @@ async fn a_store_uses_only_its_own_paths() {
     }
     let (status, _) = hub.batches("s1", &t2, "no_such_feed", 0).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A store id that is not text (invalid UTF-8 once decoded) is refused in JSON, naming it.
+    let (status, body) = hub.post_raw("%FF", "journal", Some(&t1), "{}").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "store", "{body}");
     // Another store's entry sent on one's own path is refused, not landed under it.
     assert_eq!(
         hub.outcomes("s2", &t2, &entries).await,

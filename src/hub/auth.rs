@@ -88,7 +88,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The guard in front of every `/v1/stores/{store}/…` route (`hub::app` declares them
 /// behind it, in one table): the request's token must be `{store}`'s own before the handler
 /// runs, so a stranger's body is never read, and a route added to that table is covered
-/// without its author remembering. A route there without `{store}` is refused (403).
+/// without its author remembering. A route there without `{store}` is refused (403), and a
+/// path whose parameters are not text (422, JSON) never reaches the handler's own extractor.
 pub async fn store_guard(
     State(state): State<HubState>,
     path: Result<Path<HashMap<String, String>>, PathRejection>,
@@ -97,7 +98,15 @@ pub async fn store_guard(
 ) -> Response {
     let params = match path {
         Ok(Path(params)) => params,
-        Err(rejection) => return rejection.into_response(),
+        // axum's own rejection is plain text; every hub error is JSON naming the field.
+        Err(rejection) => {
+            return HubError::Invalid {
+                code: "invalid_path",
+                field: "store".into(),
+                message: rejection.body_text(),
+            }
+            .into_response();
+        }
     };
     let Some(store) = params.get("store") else {
         return HubError::Forbidden.into_response();
