@@ -219,6 +219,18 @@ fn recovers_through_half_open() {
     assert_eq!(b.state(), BreakerState::Closed);
 }
 
+/// `times` half-open probes in a row, each refused at the breaker's next permitted moment
+/// (central gone); returns the last one's moment.
+fn refuse_probes(b: &mut Breaker, times: usize) -> DateTime<Utc> {
+    let mut now = t0();
+    for _ in 0..times {
+        now = b.next_attempt_at().unwrap();
+        assert!(b.permit(now));
+        b.record(Outcome::Unreachable, now);
+    }
+    now
+}
+
 /// At the breaker's next permitted moment, a half-open probe answered with `Retry-After`;
 /// returns that moment.
 fn probe_answered_busy(b: &mut Breaker, told: Duration) -> DateTime<Utc> {
@@ -242,15 +254,10 @@ fn a_busy_answer_to_a_half_open_probe_is_waited_out_as_told_not_escalated() {
     // spread (1-16 s), not the cap's escalated wait.
     let (mut under_cap, mut spread_out) = (0, 0);
     for seed in 0..200 {
-        let mut now = t0();
-        let mut b = Breaker::new(cfg, seed, now);
-        b.record(Outcome::Unreachable, now);
-        for _ in 0..6 {
-            now = b.next_attempt_at().unwrap();
-            assert!(b.permit(now));
-            b.record(Outcome::Unreachable, now);
-        }
-        now = probe_answered_busy(&mut b, told);
+        let mut b = Breaker::new(cfg, seed, t0());
+        b.record(Outcome::Unreachable, t0());
+        refuse_probes(&mut b, 6);
+        let now = probe_answered_busy(&mut b, told);
         assert_eq!(b.state(), BreakerState::Open);
         let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
         assert!(
@@ -412,14 +419,9 @@ fn a_store_that_heard_central_and_lost_it_again_re_spreads_its_wait() {
     let cfg = BreakerConfig::default();
     let mut wide = 0;
     for seed in 0..200 {
-        let mut now = t0();
-        let mut b = Breaker::new(cfg, seed, now);
-        b.record(Outcome::Unreachable, now);
-        for _ in 0..4 {
-            now = b.next_attempt_at().unwrap();
-            assert!(b.permit(now));
-            b.record(Outcome::Unreachable, now);
-        }
+        let mut b = Breaker::new(cfg, seed, t0());
+        b.record(Outcome::Unreachable, t0());
+        let mut now = refuse_probes(&mut b, 4);
         let wait = (b.next_attempt_at().unwrap() - now).to_std().unwrap();
         assert!(
             wait >= cfg.open_cap && wait < cfg.open_cap.mul_f64(1.0 + cfg.phase_jitter),

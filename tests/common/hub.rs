@@ -100,17 +100,8 @@ impl TestHub {
         token: Option<&str>,
         body: &'static str,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .post(format!("{}/v1/stores/{store}/{path}", self.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let url = format!("{}/v1/stores/{store}/{path}", self.url);
+        super::post_raw(&self.client, &url, body, token).await
     }
 
     /// The outcomes of one push, as (outcome, reason) in order; panics unless 200.

@@ -132,17 +132,8 @@ impl TestStore {
         body: String,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .post(format!("{}/sync/v1/feeds/{feed}/batches", self.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let url = format!("{}/sync/v1/feeds/{feed}/batches", self.url);
+        post_raw(&self.client, &url, body, token).await
     }
 
     pub async fn status(&self) -> Value {
@@ -196,6 +187,26 @@ impl TestStore {
 }
 
 // Records as HQ would send them -------------------------------------------------------------
+
+/// POSTs `body` as it is, labelled JSON, with `token` as the bearer if any: the status and
+/// the JSON answer (null if none).
+pub async fn post_raw(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
 
 pub fn receipt(id: &str) -> Value {
     json!({
