@@ -3,8 +3,10 @@
 //! same rows into the same schema, in the same run, on the same throwaway cluster.
 //!
 //! `cargo bench --bench hub_intake`; `BENCH_STORES` (default 64) stores of `BENCH_ENTRIES`
-//! (default 1,000) entries each, pushed in batches of 100 (Standin's `journal.batch_size`)
-//! by `BENCH_CONCURRENCY` (default 8) stores at a time. Goal: hub ≥ 0.5 of the baseline.
+//! (default 1,000) entries each, pushed in batches of `BENCH_BATCH` (default 100) by
+//! `BENCH_CONCURRENCY` (default 8) stores at a time. Goal: hub ≥ 0.5 of the baseline.
+//! Each side also prints PostgreSQL's CPU per 1,000 entries (every `postgres` process's
+//! time from `/proc`, the backends that exited included): the cost the hub adds per batch.
 
 #[path = "../tests/common/pg.rs"]
 #[allow(dead_code)]
@@ -14,8 +16,6 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use standin::journal::chain::{GENESIS, Hashed, canonical_json, entry_hash};
-
-const BATCH: usize = 100;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -57,10 +57,11 @@ fn chain(store: &str, n: usize) -> Vec<Value> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (stores, per_store, concurrency) = (
+    let (stores, per_store, concurrency, batch_size) = (
         env("BENCH_STORES", 64),
         env("BENCH_ENTRIES", 1_000),
         env("BENCH_CONCURRENCY", 8),
+        env("BENCH_BATCH", 100).max(1),
     );
     let Some(pg) = tokio::task::spawn_blocking(pg::TestPg::start)
         .await
@@ -85,7 +86,7 @@ async fn main() {
     let chains: Vec<Vec<Value>> = ids.iter().map(|s| chain(s, per_store)).collect();
     let total = stores * per_store;
     println!(
-        "{stores} stores x {per_store} entries = {total}, batches of {BATCH}, {concurrency} at once"
+        "{stores} stores x {per_store} entries = {total}, batches of {batch_size}, {concurrency} at once"
     );
 
     // Through the hub, over HTTP.
@@ -109,6 +110,7 @@ async fn main() {
         std::future::pending(),
     ));
     let client = reqwest::Client::new();
+    let pg_ticks = standin::hub::fleet_sim::postgres_ticks();
     let started = Instant::now();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
@@ -119,7 +121,7 @@ async fn main() {
         let sem = sem.clone();
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await.unwrap();
-            for batch in entries.chunks(BATCH) {
+            for batch in entries.chunks(batch_size) {
                 loop {
                     let res = client
                         .post(format!("{url}/v1/stores/{store}/journal"))
@@ -141,6 +143,7 @@ async fn main() {
         t.await.unwrap();
     }
     let hub_secs = started.elapsed().as_secs_f64();
+    let hub_pg_ticks = standin::hub::fleet_sim::postgres_ticks() - pg_ticks;
     let landed: i64 = hub_db
         .query_one(
             "SELECT count(*) FROM journal_entries WHERE outcome = 'accepted'",
@@ -152,6 +155,7 @@ async fn main() {
     assert_eq!(landed as usize, total, "every entry landed once");
 
     // PostgreSQL's own multi-row INSERT of the same rows, same batches, same concurrency.
+    let pg_ticks = standin::hub::fleet_sim::postgres_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (store, entries) in ids.iter().zip(&chains) {
@@ -164,7 +168,7 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await.unwrap();
             let mut c = standin::hub::db::connect(&url).await.unwrap();
-            for batch in entries.chunks(BATCH) {
+            for batch in entries.chunks(batch_size) {
                 let col = |f: &str| -> Vec<String> {
                     batch.iter().map(|e| e[f].as_str().unwrap_or_default().to_owned()).collect()
                 };
@@ -191,8 +195,43 @@ async fn main() {
         t.await.unwrap();
     }
     let base_secs = started.elapsed().as_secs_f64();
+    let base_pg_ticks = standin::hub::fleet_sim::postgres_ticks() - pg_ticks;
+    // Clock ticks are 1/100 s on Linux: ms per 1,000 entries = ticks * 10 * 1000 / total.
+    let per_k = |ticks: u64| ticks as f64 * 10_000.0 / total as f64;
     let (hub_rate, base_rate) = (total as f64 / hub_secs, total as f64 / base_secs);
-    println!("hub intake:      {hub_rate:>9.0} entries/s ({hub_secs:.2} s)");
-    println!("postgres INSERT: {base_rate:>9.0} entries/s ({base_secs:.2} s)");
+    println!(
+        "hub intake:      {hub_rate:>9.0} entries/s ({hub_secs:.2} s); PostgreSQL CPU {:.1} ms per 1,000 entries",
+        per_k(hub_pg_ticks)
+    );
+    println!(
+        "postgres INSERT: {base_rate:>9.0} entries/s ({base_secs:.2} s); PostgreSQL CPU {:.1} ms per 1,000 entries",
+        per_k(base_pg_ticks)
+    );
     println!("ratio: {:.2} (goal >= 0.5)", hub_rate / base_rate);
+    // `BENCH_PG_STATEMENTS=1` with `STANDIN_TEST_PG_OPTS="-c
+    // shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"`:
+    // where PostgreSQL's time went, statement by statement, both sides.
+    if std::env::var_os("BENCH_PG_STATEMENTS").is_some() {
+        admin
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .unwrap();
+        for r in admin
+            .query(
+                "SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                 FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 16",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let (calls, exec, plan, q): (i64, f64, f64, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            println!(
+                "{calls:>7} calls {:>7.1} us exec {:>6.1} us plan  {q}",
+                exec * 1000.0 / calls.max(1) as f64,
+                plan * 1000.0 / calls.max(1) as f64
+            );
+        }
+    }
 }

@@ -284,5 +284,28 @@ pub fn advance(
     (verified, None)
 }
 
+/// [`advance`] over what a batch's reads and decisions already know, when that settles it:
+/// `chain` holds every landed link at the seqs in `asked` (sorted; the reads looked each one
+/// up, so a seq there without a link has none) and the batch's own. The walk goes up from
+/// `verified` while the next seq is known; `None` when it reaches a seq nobody asked about,
+/// and the caller reads the chain from PostgreSQL instead. A batch that continues the
+/// verified prefix in order (the common case) is settled here: its last seq's successor was
+/// asked for.
+pub fn advance_known(
+    mut verified: (i64, String),
+    chain: &HashMap<i64, Link>,
+    asked: &[i64],
+) -> Option<((i64, String), Option<i64>)> {
+    loop {
+        let next = verified.0.checked_add(1)?;
+        match chain.get(&next) {
+            Some(link) if link.prev_hash != verified.1 => return Some((verified, Some(next))),
+            Some(link) => verified = (next, link.hash.clone()),
+            None if asked.binary_search(&next).is_ok() => return Some((verified, None)),
+            None => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -113,8 +113,9 @@ pub async fn post_journal(
 /// lock and every read the rules need, pipelined in that order (PostgreSQL runs a
 /// connection's statements one after another, so the reads run after the lock is held and
 /// see every earlier batch of this store committed); the new rows, the re-sent ones' count
-/// and the first page of the chain after the verified prefix, pipelined; the store's row;
-/// COMMIT. Every statement is prepared once per connection before its flight, so a flight
+/// and, unless the reads already settle where the verified prefix ends
+/// ([`intake::advance_known`]), the first page of the chain after it, pipelined; the store's
+/// row; COMMIT. Every statement is prepared once per connection before its flight, so a flight
 /// goes out in the order written.
 pub async fn land(
     state: &HubState,
@@ -131,8 +132,9 @@ pub async fn land(
     let reads = Reads::prepare(&tx).await?;
     let keys = Keys::of(incoming);
     let lock_params: [&(dyn ToSql + Sync); 1] = [&store];
-    let (row, mut known) = tokio::try_join!(
+    let (_, row, mut known) = tokio::try_join!(
         biased;
+        tx.batch_execute(GENERIC_PLANS),
         tx.query_opt(&lock, &lock_params),
         reads.run(&tx, store, &keys)
     )?;
@@ -153,6 +155,9 @@ pub async fn land(
         )
         .await?;
     let insert = Insert::prepare(&tx).await?;
+    // Where the verified prefix now ends, from what the reads and decisions know; the chain
+    // is read from PostgreSQL only when they do not settle it.
+    let settled = intake::advance_known(verified.clone(), &known.chain, &keys.seqs);
     let page = tx.prepare_cached(CHAIN_PAGE).await?;
     let page_params: [&(dyn ToSql + Sync); 3] = [&store, &verified.0, &PAGE];
     let (_, _, first_page) = tokio::try_join!(
@@ -165,7 +170,12 @@ pub async fn land(
                 tx.execute(&arrivals, &[&store, &resent]).await
             }
         },
-        tx.query(&page, &page_params)
+        async {
+            match settled {
+                Some(_) => Ok(None),
+                None => tx.query(&page, &page_params).await.map(Some),
+            }
+        }
     )?;
     let fork = decisions
         .iter()
@@ -175,7 +185,12 @@ pub async fn land(
             Incoming::Entry { entry, .. } => format!("chain_fork at seq {}", entry.seq),
             Incoming::Unreadable { .. } => "chain_fork".to_owned(),
         });
-    let (new_verified, broken) = advance_prefix(&tx, store, verified.clone(), first_page).await?;
+    let (new_verified, broken) = match (settled, first_page) {
+        (Some(settled), _) => settled,
+        (None, first_page) => {
+            advance_prefix(&tx, store, verified.clone(), first_page.unwrap_or_default()).await?
+        }
+    };
     let flag = fork.or(broken.map(|s| format!("chain broken at seq {s}")));
     let update = tx
         .prepare_cached(
@@ -195,6 +210,15 @@ pub async fn land(
     }
     Ok(decisions)
 }
+
+/// The intake's statements run their prepared (generic) plans. Left to choose, PostgreSQL
+/// plans each read of the partitioned `journal_entries` afresh at every execution (a generic
+/// plan over all partitions looks dearer than one pruned to the store's), and that planning
+/// was most of a batch's cost: about 150 µs for each of three reads, against 25–50 µs to run
+/// one (pg_stat_statements, `cargo bench --bench hub_intake` with `BENCH_PG_STATEMENTS`). A
+/// generic plan prunes to the store's partition when it starts. `SET LOCAL`: for this
+/// transaction only, sent in the first flight.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// What the reads look up: the batch's ids, the seqs around its entries, and the orders
 /// its hand-overs name.

@@ -300,6 +300,22 @@ fn proc_ticks(stat: &str, with_reaped: bool) -> Option<(String, u64)> {
     Some((comm, t))
 }
 
+/// CPU clock ticks of every `postgres` process on the machine, with the backends they have
+/// reaped (see [`proc_ticks`]).
+pub fn postgres_ticks() -> u64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", e.file_name().to_str()?));
+            proc_ticks(&stat.ok()?, true)
+        })
+        .filter(|(comm, _)| comm == "postgres")
+        .map(|(_, t)| t)
+        .sum()
+}
+
 fn read_cpu(hub_pids: &[u32]) -> CpuTicks {
     let ticks_of = |pid: &str, with_reaped: bool| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -311,14 +327,7 @@ fn read_cpu(hub_pids: &[u32]) -> CpuTicks {
         .filter_map(|p| ticks_of(&p.to_string(), false))
         .map(|(_, t)| t)
         .sum();
-    let postgres = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| ticks_of(e.file_name().to_str()?, true))
-        .filter(|(comm, _)| comm == "postgres")
-        .map(|(_, t)| t)
-        .sum();
+    let postgres = postgres_ticks();
     // Without the hub processes it has reaped.
     let stores = ticks_of("self", false).map_or(0, |(_, t)| t);
     // /proc/stat's first line: cpu user nice system idle iowait ...

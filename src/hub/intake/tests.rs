@@ -266,3 +266,64 @@ fn reading_an_entrys_text_answers_as_reading_its_value() {
         assert_eq!(shape(&from_text), shape(&from_value), "{t}");
     }
 }
+
+proptest::proptest! {
+    /// Where the reads settle the verified prefix, it ends where a walk over every landed
+    /// link would: landed before in any order, with gaps and a stranger's link, then any batch.
+    #[test]
+    fn the_prefix_the_reads_settle_is_the_one_the_whole_chain_gives(
+        landed_before in proptest::collection::vec(proptest::bool::ANY, 12),
+        stranger_at in proptest::option::of(1i64..=12),
+        batch in proptest::collection::vec(1i64..=12, 0..8),
+    ) {
+        let c = chain("s1", 12);
+        let link = |e: &Entry| Link { id: e.id.clone(), prev_hash: e.prev_hash.clone(), hash: e.hash.clone() };
+        // What PostgreSQL holds: the chosen entries, one place taken by a stranger's link.
+        let mut landed: HashMap<i64, Link> = c
+            .iter()
+            .filter(|e| landed_before[(e.seq - 1) as usize])
+            .map(|e| (e.seq, link(e)))
+            .collect();
+        if let Some(s) = stranger_at {
+            let x = entry("s1", s, "ff", json!({}));
+            landed.insert(s, link(&x));
+        }
+        let sorted = |m: &HashMap<i64, Link>| {
+            let mut v: Vec<_> = m.iter().map(|(s, l)| (*s, l.prev_hash.clone(), l.hash.clone())).collect();
+            v.sort();
+            v
+        };
+        let (verified, _) = advance((0, GENESIS.to_string()), sorted(&landed));
+        // The batch's reads, as `journal::Keys` asks for them.
+        let entries: Vec<Entry> = batch.iter().map(|s| c[(*s - 1) as usize].clone()).collect();
+        let mut asked: Vec<i64> = entries.iter().flat_map(|e| [e.seq - 1, e.seq, e.seq + 1]).collect();
+        asked.sort();
+        asked.dedup();
+        let mut known = Known::default();
+        for s in &asked {
+            if let Some(l) = landed.get(s) {
+                known.chain.insert(*s, l.clone());
+                known.answers.insert(l.id.clone(), (Outcome::Accepted, None));
+            }
+        }
+        let ahead = entries.last().is_some_and(|e| landed.contains_key(&(e.seq + 1)));
+        let decisions = decide("s1", &incoming(&entries), &mut known);
+        for (d, e) in decisions.iter().zip(&entries) {
+            if d.new && d.outcome != Outcome::Rejected {
+                landed.insert(e.seq, link(e));
+            }
+        }
+        let whole = advance(verified.clone(), sorted(&landed).into_iter().filter(|l| l.0 > verified.0));
+        if let Some(settled) = advance_known(verified.clone(), &known.chain, &asked) {
+            proptest::prop_assert_eq!(settled, whole);
+        }
+        // A batch continuing the verified prefix in order, with nothing landed beyond it, is
+        // always settled.
+        let continues = !ahead
+            && !entries.is_empty()
+            && entries.iter().enumerate().all(|(i, e)| e.seq == verified.0 + 1 + i as i64);
+        if continues {
+            proptest::prop_assert!(advance_known(verified, &known.chain, &asked).is_some());
+        }
+    }
+}
