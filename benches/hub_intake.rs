@@ -5,8 +5,8 @@
 //! `cargo bench --bench hub_intake`; `BENCH_STORES` (default 64) stores of `BENCH_ENTRIES`
 //! (default 1,000) entries each, pushed in batches of `BENCH_BATCH` (default 100) by
 //! `BENCH_CONCURRENCY` (default 8) stores at a time. Goal: hub ≥ 0.5 of the baseline.
-//! Each side also prints PostgreSQL's CPU per 1,000 entries (every `postgres` process's
-//! time from `/proc`, the backends that exited included): the cost the hub adds per batch.
+//! Each side also prints PostgreSQL's CPU per 1,000 entries (the server's processes' time
+//! from `/proc`, the backends that exited included): the cost the hub adds per batch.
 
 #[path = "../tests/common/pg.rs"]
 #[allow(dead_code)]
@@ -110,7 +110,7 @@ async fn main() {
         std::future::pending(),
     ));
     let client = reqwest::Client::new();
-    let pg_ticks = standin::hub::fleet_sim::postgres_ticks();
+    let pg_ticks = standin::hub::fleet_sim::cluster_ticks(pg.port);
     let started = Instant::now();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
@@ -143,7 +143,7 @@ async fn main() {
         t.await.unwrap();
     }
     let hub_secs = started.elapsed().as_secs_f64();
-    let hub_pg_ticks = standin::hub::fleet_sim::postgres_ticks() - pg_ticks;
+    let hub_pg_ticks = standin::hub::fleet_sim::cluster_ticks(pg.port) - pg_ticks;
     let landed: i64 = hub_db
         .query_one(
             "SELECT count(*) FROM journal_entries WHERE outcome = 'accepted'",
@@ -154,40 +154,57 @@ async fn main() {
         .get(0);
     assert_eq!(landed as usize, total, "every entry landed once");
 
-    // PostgreSQL's own multi-row INSERT of the same rows, same batches, same concurrency.
-    let pg_ticks = standin::hub::fleet_sim::postgres_ticks();
+    // PostgreSQL's own multi-row INSERT of the same rows, same batches, same concurrency:
+    // `concurrency` connections kept open, the statement prepared once on each (as the hub's
+    // pool and statement cache do), taking stores from one queue.
+    let pg_ticks = standin::hub::fleet_sim::cluster_ticks(pg.port);
     let started = Instant::now();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(chains.clone()));
     let mut tasks = Vec::new();
-    for (store, entries) in ids.iter().zip(&chains) {
-        let (url, store, entries, sem) = (
-            baseline_url.clone(),
-            store.clone(),
-            entries.clone(),
-            sem.clone(),
-        );
+    for _ in 0..concurrency {
+        let (url, queue) = (baseline_url.clone(), queue.clone());
         tasks.push(tokio::spawn(async move {
-            let _p = sem.acquire_owned().await.unwrap();
             let mut c = standin::hub::db::connect(&url).await.unwrap();
-            for batch in entries.chunks(batch_size) {
-                let col = |f: &str| -> Vec<String> {
-                    batch.iter().map(|e| e[f].as_str().unwrap_or_default().to_owned()).collect()
-                };
-                let seqs: Vec<i64> = batch.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-                let bodies: Vec<String> = batch.iter().map(|e| canonical_json(&e["body"])).collect();
-                let tx = c.transaction().await.unwrap();
-                tx.execute(
-                    "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor,
-                         device, body_canonical, body, prev_hash, hash, outcome)
-                     SELECT $1, id, seq, lane, kind, occ, actor, device, b, b::jsonb, prev, hash, 'accepted'
-                     FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-                          AS t(id, seq, lane, kind, occ, actor, device, b, prev, hash)",
-                    &[&store, &col("id"), &seqs, &col("lane"), &col("kind"), &col("occurred_at"),
-                      &col("actor"), &col("device"), &bodies, &col("prev_hash"), &col("hash")],
-                )
+            let insert = c
+                .prepare(standin::hub::fleet_sim::CEILING_INSERT)
                 .await
                 .unwrap();
-                tx.commit().await.unwrap();
+            loop {
+                let Some(entries) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let store = entries[0]["store_id"].as_str().unwrap().to_owned();
+                for batch in entries.chunks(batch_size) {
+                    let col = |f: &str| -> Vec<String> {
+                        batch
+                            .iter()
+                            .map(|e| e[f].as_str().unwrap_or_default().to_owned())
+                            .collect()
+                    };
+                    let seqs: Vec<i64> = batch.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+                    let bodies: Vec<String> =
+                        batch.iter().map(|e| canonical_json(&e["body"])).collect();
+                    let tx = c.transaction().await.unwrap();
+                    tx.execute(
+                        &insert,
+                        &[
+                            &store,
+                            &col("id"),
+                            &seqs,
+                            &col("lane"),
+                            &col("kind"),
+                            &col("occurred_at"),
+                            &col("actor"),
+                            &col("device"),
+                            &bodies,
+                            &col("prev_hash"),
+                            &col("hash"),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                    tx.commit().await.unwrap();
+                }
             }
         }));
     }
@@ -195,7 +212,7 @@ async fn main() {
         t.await.unwrap();
     }
     let base_secs = started.elapsed().as_secs_f64();
-    let base_pg_ticks = standin::hub::fleet_sim::postgres_ticks() - pg_ticks;
+    let base_pg_ticks = standin::hub::fleet_sim::cluster_ticks(pg.port) - pg_ticks;
     // Clock ticks are 1/100 s on Linux: ms per 1,000 entries = ticks * 10 * 1000 / total.
     let per_k = |ticks: u64| ticks as f64 * 10_000.0 / total as f64;
     let (hub_rate, base_rate) = (total as f64 / hub_secs, total as f64 / base_secs);

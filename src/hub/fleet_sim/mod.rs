@@ -302,7 +302,7 @@ fn proc_ticks(stat: &str, with_reaped: bool) -> Option<(String, u64)> {
 
 /// CPU clock ticks of every `postgres` process on the machine, with the backends they have
 /// reaped (see [`proc_ticks`]).
-pub fn postgres_ticks() -> u64 {
+fn postgres_ticks() -> u64 {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -314,6 +314,45 @@ pub fn postgres_ticks() -> u64 {
         .filter(|(comm, _)| comm == "postgres")
         .map(|(_, t)| t)
         .sum()
+}
+
+/// CPU clock ticks of one PostgreSQL server: its postmaster (the server listening on `port`)
+/// with every backend it has reaped, and its live children. Other clusters on the machine,
+/// and one still shutting down from an earlier run, are not counted.
+pub fn cluster_ticks(port: u16) -> u64 {
+    let want = format!("-p\0{port}\0");
+    let procs: Vec<(u32, u32, String, u64, u64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (comm, own) = proc_ticks(&stat, false)?;
+            let (_, with_reaped) = proc_ticks(&stat, true)?;
+            // After comm: state, then ppid.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (comm == "postgres").then_some((pid, ppid, comm, own, with_reaped))
+        })
+        .collect();
+    let Some(postmaster) = procs.iter().find(|p| {
+        std::fs::read(format!("/proc/{}/cmdline", p.0))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&want))
+    }) else {
+        return 0;
+    };
+    postmaster.4
+        + procs
+            .iter()
+            .filter(|p| p.1 == postmaster.0)
+            .map(|p| p.3)
+            .sum::<u64>()
 }
 
 fn read_cpu(hub_pids: &[u32]) -> CpuTicks {
@@ -1271,6 +1310,15 @@ async fn verify(
     Ok(())
 }
 
+/// The ceiling's one statement: every row of a batch in one multi-row INSERT.
+pub const CEILING_INSERT: &str =
+    "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor,
+         device, body_canonical, body, prev_hash, hash, outcome)
+     SELECT $1, id, seq, lane, kind, occ, actor, device, b, b::jsonb, prev, hash, 'accepted'
+     FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+          AS t(id, seq, lane, kind, occ, actor, device, b, prev, hash)";
+
 /// PostgreSQL's own multi-row INSERT of each store's `batches` into the hub's schema in a
 /// fresh database: one transaction per batch, `concurrency` stores at a time (the hub's
 /// intake bound). Entries per second.
@@ -1289,12 +1337,15 @@ pub async fn insert_ceiling(
         let (queue, url) = (queue.clone(), url.to_owned());
         workers.spawn(async move {
             let mut c = super::db::connect(&url).await?;
+            // Prepared once per connection, as the hub's own statements are.
+            let insert = c.prepare(CEILING_INSERT).await?;
             loop {
                 let Some(store_batches) = queue.lock().expect("queue").pop() else {
                     return anyhow::Ok(());
                 };
                 for b in store_batches.iter().filter(|b| !b.is_empty()) {
-                    let col = |f: fn(&Entry) -> String| -> Vec<String> { b.iter().map(f).collect() };
+                    let col =
+                        |f: fn(&Entry) -> String| -> Vec<String> { b.iter().map(f).collect() };
                     let opt = |f: fn(&Entry) -> Option<String>| -> Vec<Option<String>> {
                         b.iter().map(f).collect()
                     };
@@ -1303,12 +1354,7 @@ pub async fn insert_ceiling(
                     let store = b[0].store_id.clone();
                     let tx = c.transaction().await?;
                     tx.execute(
-                        "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor,
-                             device, body_canonical, body, prev_hash, hash, outcome)
-                         SELECT $1, id, seq, lane, kind, occ, actor, device, b, b::jsonb, prev, hash, 'accepted'
-                         FROM unnest($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-                              AS t(id, seq, lane, kind, occ, actor, device, b, prev, hash)",
+                        &insert,
                         &[
                             &store,
                             &col(|e| e.id.clone()),
