@@ -11,7 +11,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use deadpool_postgres::Transaction;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio_postgres::Statement;
@@ -109,34 +108,39 @@ pub async fn post_journal(
 
 /// Decides and writes one batch; returns after COMMIT.
 ///
-/// Five round trips to PostgreSQL, whatever the batch (eight before): BEGIN; the store's row
-/// lock and every read the rules need, pipelined in that order (PostgreSQL runs a
-/// connection's statements one after another, so the reads run after the lock is held and
-/// see every earlier batch of this store committed); the new rows, the re-sent ones' count
-/// and, unless the reads already settle where the verified prefix ends
-/// ([`intake::advance_known`]), the first page of the chain after it, pipelined; the store's
-/// row; COMMIT. Every statement is prepared once per connection before its flight, so a flight
-/// goes out in the order written.
+/// Three round trips to PostgreSQL in the common case, whatever the batch (eight at first):
+/// 1. BEGIN, the store's row lock and every read the rules need, pipelined in that order
+///    (PostgreSQL runs a connection's statements one after another, so the reads run after
+///    the lock is held and see every earlier batch of this store committed);
+/// 2. the new rows, the re-sent ones' count and, unless the reads already settle where the
+///    verified prefix ends ([`intake::advance_known`]), the first page of the chain after it;
+/// 3. the store's row and COMMIT.
+///
+/// Every statement is prepared once per connection before its flight, so a flight goes out
+/// in the order written. The transaction is the connection's own (BEGIN sent with the first
+/// flight): any early return drops the [`super::db::Exclusive`] connection unfinished,
+/// which closes it, and PostgreSQL rolls back.
 pub async fn land(
     state: &HubState,
     store: &str,
     incoming: &[Incoming],
 ) -> Result<Vec<Decision>, DbError> {
-    let mut client = super::db::Exclusive::get(&state.pool).await?;
-    let tx = client.transaction().await?;
-    let lock = tx
+    let client = super::db::Exclusive::get(&state.pool).await?;
+    let c: &Client = &client;
+    let lock = c
         .prepare_cached(
             "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
         )
         .await?;
-    let reads = Reads::prepare(&tx).await?;
+    let reads = c.prepare_cached(READS).await?;
+    let cancelled = c.prepare_cached(CANCELLED).await?;
     let keys = Keys::of(incoming);
     let lock_params: [&(dyn ToSql + Sync); 1] = [&store];
     let (_, row, mut known) = tokio::try_join!(
         biased;
-        tx.batch_execute(GENERIC_PLANS),
-        tx.query_opt(&lock, &lock_params),
-        reads.run(&tx, store, &keys)
+        c.batch_execute(BEGIN),
+        c.query_opt(&lock, &lock_params),
+        read(c, (&reads, &cancelled), store, &keys)
     )?;
     let Some(row) = row else {
         return Err(DbError::Bug(format!("store {store} vanished")));
@@ -148,32 +152,32 @@ pub async fn land(
         .filter(|d| !d.new)
         .map(|d| d.id.as_str())
         .collect();
-    let arrivals = tx
+    let arrivals = c
         .prepare_cached(
             "UPDATE journal_entries SET arrivals = arrivals + 1
              WHERE store_id = $1 AND id = ANY($2)",
         )
         .await?;
-    let insert = Insert::prepare(&tx).await?;
+    let insert = c.prepare_cached(INSERT).await?;
     // Where the verified prefix now ends, from what the reads and decisions know; the chain
     // is read from PostgreSQL only when they do not settle it.
     let settled = intake::advance_known(verified.clone(), &known.chain, &keys.seqs);
-    let page = tx.prepare_cached(CHAIN_PAGE).await?;
+    let page = c.prepare_cached(CHAIN_PAGE).await?;
     let page_params: [&(dyn ToSql + Sync); 3] = [&store, &verified.0, &PAGE];
     let (_, _, first_page) = tokio::try_join!(
         biased;
-        insert.run(&tx, store, incoming, &decisions),
+        insert_new(&insert, c, store, incoming, &decisions),
         async {
             if resent.is_empty() {
                 Ok(0)
             } else {
-                tx.execute(&arrivals, &[&store, &resent]).await
+                c.execute(&arrivals, &[&store, &resent]).await
             }
         },
         async {
             match settled {
                 Some(_) => Ok(None),
-                None => tx.query(&page, &page_params).await.map(Some),
+                None => c.query(&page, &page_params).await.map(Some),
             }
         }
     )?;
@@ -188,11 +192,11 @@ pub async fn land(
     let (new_verified, broken) = match (settled, first_page) {
         (Some(settled), _) => settled,
         (None, first_page) => {
-            advance_prefix(&tx, store, verified.clone(), first_page.unwrap_or_default()).await?
+            advance_prefix(c, store, verified.clone(), first_page.unwrap_or_default()).await?
         }
     };
     let flag = fork.or(broken.map(|s| format!("chain broken at seq {s}")));
-    let update = tx
+    let update = c
         .prepare_cached(
             "UPDATE stores SET verified_seq = $2, verified_hash = $3, last_contact_at = now(),
                  flagged_at = CASE WHEN $4::text IS NULL THEN flagged_at
@@ -201,9 +205,14 @@ pub async fn land(
              WHERE store_id = $1",
         )
         .await?;
-    tx.execute(&update, &[&store, &new_verified.0, &new_verified.1, &flag])
-        .await?;
-    tx.commit().await?;
+    // COMMIT goes with the update. Were the update to fail, PostgreSQL would answer the
+    // COMMIT of the aborted transaction with a rollback; the update's error returns first.
+    let update_params: [&(dyn ToSql + Sync); 4] = [&store, &new_verified.0, &new_verified.1, &flag];
+    tokio::try_join!(
+        biased;
+        c.execute(&update, &update_params),
+        c.batch_execute("COMMIT")
+    )?;
     client.finished();
     if let Some(f) = &flag {
         tracing::warn!(store, flag = %f, "store flagged: its journal chain does not verify");
@@ -211,14 +220,17 @@ pub async fn land(
     Ok(decisions)
 }
 
-/// The intake's statements run their prepared (generic) plans. Left to choose, PostgreSQL
-/// plans each read of the partitioned `journal_entries` afresh at every execution (a generic
-/// plan over all partitions looks dearer than one pruned to the store's), and that planning
-/// was most of a batch's cost: about 150 µs for each of three reads, against 25–50 µs to run
-/// one (pg_stat_statements, `cargo bench --bench hub_intake` with `BENCH_PG_STATEMENTS`). A
-/// generic plan prunes to the store's partition when it starts. `SET LOCAL`: for this
-/// transaction only, sent in the first flight.
-const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+/// A pooled connection's client, with its statement cache.
+type Client = deadpool_postgres::ClientWrapper;
+
+/// Opens the transaction. The intake's statements run their prepared (generic) plans: left
+/// to choose, PostgreSQL planned each read of the partitioned `journal_entries` afresh at
+/// every execution (a generic plan over all partitions looks dearer than one pruned to the
+/// store's), and that planning was most of a batch's cost: about 150 µs for each of three
+/// reads against 25–50 µs to run one (pg_stat_statements, `cargo bench --bench hub_intake`
+/// with `BENCH_PG_STATEMENTS`). A generic plan prunes to the store's partition when it
+/// starts. `SET LOCAL`: for this transaction only.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// What the reads look up: the batch's ids, the seqs around its entries, and the orders
 /// its hand-overs name.
@@ -255,104 +267,72 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// The reads the rules need ([`Known`]), prepared.
-struct Reads {
-    answers: Statement,
-    chain: Statement,
-    cancelled: Statement,
-}
+/// The rows the rules need ([`Known`]) in one statement: every earlier answer to the batch's
+/// ids, and every landed link at the seqs around its entries. The last column says which
+/// a row was asked for as; a row can be both.
+const READS: &str = "SELECT id, outcome, reason, seq, prev_hash, hash, id = ANY($2)
+     FROM journal_entries
+     WHERE store_id = $1 AND (id = ANY($2) OR (seq = ANY($3) AND outcome <> 'rejected'))";
 
-impl Reads {
-    async fn prepare(tx: &Transaction<'_>) -> Result<Self, tokio_postgres::Error> {
-        Ok(Reads {
-            answers: tx
-                .prepare_cached(
-                    "SELECT id, outcome, reason FROM journal_entries
-                     WHERE store_id = $1 AND id = ANY($2)",
-                )
-                .await?,
-            chain: tx
-                .prepare_cached(
-                    "SELECT seq, id, prev_hash, hash FROM journal_entries
-                     WHERE store_id = $1 AND seq = ANY($2) AND outcome <> 'rejected'",
-                )
-                .await?,
-            cancelled: tx
-                .prepare_cached(
-                    "SELECT key FROM feed_records
-                     WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
-                       AND NOT deleted AND record->>'status' = 'cancelled'",
-                )
-                .await?,
-        })
-    }
+/// The cancelled orders among those the batch's hand-overs name.
+const CANCELLED: &str = "SELECT key FROM feed_records
+     WHERE store_id = $1 AND feed = 'pickup_orders' AND key = ANY($2)
+       AND NOT deleted AND record->>'status' = 'cancelled'";
 
-    /// All three in one flight, in this order.
-    async fn run(
-        &self,
-        tx: &Transaction<'_>,
-        store: &str,
-        keys: &Keys<'_>,
-    ) -> Result<Known, tokio_postgres::Error> {
-        let answers: [&(dyn ToSql + Sync); 2] = [&store, &keys.ids];
-        let chain: [&(dyn ToSql + Sync); 2] = [&store, &keys.seqs];
-        let (answers, chain, cancelled) = tokio::try_join!(
-            biased;
-            tx.query(&self.answers, &answers),
-            tx.query(&self.chain, &chain),
-            async {
-                if keys.orders.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    tx.query(&self.cancelled, &[&store, &keys.orders]).await
-                }
+/// The reads, in one flight: [`READS`], then [`CANCELLED`] when the batch hands over orders.
+async fn read(
+    c: &Client,
+    (reads, cancelled): (&Statement, &Statement),
+    store: &str,
+    keys: &Keys<'_>,
+) -> Result<Known, tokio_postgres::Error> {
+    let params: [&(dyn ToSql + Sync); 3] = [&store, &keys.ids, &keys.seqs];
+    let (rows, cancelled) = tokio::try_join!(
+        biased;
+        c.query(reads, &params),
+        async {
+            if keys.orders.is_empty() {
+                Ok(Vec::new())
+            } else {
+                c.query(cancelled, &[&store, &keys.orders]).await
             }
-        )?;
-        let mut known = Known::default();
-        for r in answers {
-            let outcome = match r.get::<_, &str>(1) {
+        }
+    )?;
+    let mut known = Known::default();
+    for r in rows {
+        let (id, outcome, asked_by_id): (String, &str, bool) = (r.get(0), r.get(1), r.get(6));
+        let (seq, prev_hash, hash): (Option<i64>, Option<String>, Option<String>) =
+            (r.get(3), r.get(4), r.get(5));
+        if let (Some(seq), Some(prev_hash), Some(hash), false) =
+            (seq, prev_hash, hash, outcome == "rejected")
+        {
+            if keys.seqs.binary_search(&seq).is_ok() {
+                known.chain.insert(
+                    seq,
+                    Link {
+                        id: id.clone(),
+                        prev_hash,
+                        hash,
+                    },
+                );
+            }
+        }
+        if asked_by_id {
+            let outcome = match outcome {
                 "accepted" => Outcome::Accepted,
                 "conflict" => Outcome::Conflict,
                 _ => Outcome::Rejected,
             };
-            known.answers.insert(r.get(0), (outcome, r.get(2)));
+            known.answers.insert(id, (outcome, r.get(2)));
         }
-        for r in chain {
-            known.chain.insert(
-                r.get(0),
-                Link {
-                    id: r.get(1),
-                    prev_hash: r.get(2),
-                    hash: r.get(3),
-                },
-            );
-        }
-        known
-            .cancelled_orders
-            .extend(cancelled.into_iter().map(|r| r.get(0)));
-        Ok(known)
     }
+    known
+        .cancelled_orders
+        .extend(cancelled.into_iter().map(|r| r.get(0)));
+    Ok(known)
 }
 
 /// All new rows in one statement (arrays unnested), whatever the batch size.
-struct Insert(Statement);
-
-impl Insert {
-    async fn prepare(tx: &Transaction<'_>) -> Result<Self, tokio_postgres::Error> {
-        Ok(Insert(tx.prepare_cached(INSERT).await?))
-    }
-
-    async fn run(
-        &self,
-        tx: &Transaction<'_>,
-        store: &str,
-        incoming: &[Incoming],
-        decisions: &[Decision],
-    ) -> Result<u64, tokio_postgres::Error> {
-        insert_new(&self.0, tx, store, incoming, decisions).await
-    }
-}
-
 const INSERT: &str =
     "INSERT INTO journal_entries (store_id, id, seq, lane, kind, occurred_at, actor, device,
              body_canonical, body, prev_hash, hash, outcome, reason)
@@ -369,7 +349,7 @@ const INSERT: &str =
 /// sent (`body_as_sent`, null for the others).
 async fn insert_new(
     stmt: &Statement,
-    tx: &Transaction<'_>,
+    client: &Client,
     store: &str,
     incoming: &[Incoming],
     decisions: &[Decision],
@@ -429,26 +409,27 @@ async fn insert_new(
     if c.id.is_empty() {
         return Ok(0);
     }
-    tx.execute(
-        stmt,
-        &[
-            &store,
-            &c.id,
-            &c.seq,
-            &c.lane,
-            &c.kind,
-            &c.occurred_at,
-            &c.actor,
-            &c.device,
-            &c.body_canonical,
-            &c.body_as_sent,
-            &c.prev_hash,
-            &c.hash,
-            &c.outcome,
-            &c.reason,
-        ],
-    )
-    .await
+    client
+        .execute(
+            stmt,
+            &[
+                &store,
+                &c.id,
+                &c.seq,
+                &c.lane,
+                &c.kind,
+                &c.occurred_at,
+                &c.actor,
+                &c.device,
+                &c.body_canonical,
+                &c.body_as_sent,
+                &c.prev_hash,
+                &c.hash,
+                &c.outcome,
+                &c.reason,
+            ],
+        )
+        .await
 }
 
 /// The landed links after a verified seq, a page at a time.
@@ -460,7 +441,7 @@ const PAGE: i64 = 2_000;
 /// Moves the store's verified prefix over every contiguous landed link after it, starting
 /// from `rows`, the first page ([`CHAIN_PAGE`] after `verified`), read with the batch's rows.
 async fn advance_prefix(
-    tx: &Transaction<'_>,
+    c: &Client,
     store: &str,
     mut verified: (i64, String),
     mut rows: Vec<tokio_postgres::Row>,
@@ -476,9 +457,9 @@ async fn advance_prefix(
         if broken.is_some() || !full || verified.0 < before + PAGE {
             return Ok((verified, broken));
         }
-        rows = tx
+        rows = c
             .query(
-                &tx.prepare_cached(CHAIN_PAGE).await?,
+                &c.prepare_cached(CHAIN_PAGE).await?,
                 &[&store, &verified.0, &PAGE],
             )
             .await?;
