@@ -444,6 +444,56 @@ async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_
     );
 }
 
+/// The intake's transaction is its connection's own (BEGIN goes with its first flight): a
+/// landing cut short, by an error or the deadline, drops its connection unfinished, and that
+/// connection is closed, so PostgreSQL rolls it back and no later request is handed a
+/// connection still inside it, or waits on its locks.
+#[tokio::test]
+async fn a_connection_cut_short_inside_a_transaction_is_closed_not_reused() {
+    use standin::hub::db::Exclusive;
+    let hub = hub!();
+    let pool = &hub.state.pool;
+    async fn pid(c: &Exclusive) -> i32 {
+        c.query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+    let cut = Exclusive::get(pool).await.unwrap();
+    let cut_pid = pid(&cut).await;
+    cut.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
+        .await
+        .unwrap();
+    drop(cut);
+    // The pool never hands the cut connection out again, and its transaction's lock is let
+    // go once PostgreSQL sees it closed.
+    let mut released = false;
+    for _ in 0..100 {
+        let c = Exclusive::get(pool).await.unwrap();
+        assert_ne!(
+            pid(&c).await,
+            cut_pid,
+            "the cut connection was handed out again"
+        );
+        // Let go: the lock is free and the cut connection's backend has ended.
+        released = c
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(4242)
+                        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+                &[&cut_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        c.finished();
+        if released {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(released, "the cut transaction was still open after 5 s");
+}
+
 #[tokio::test]
 async fn readiness_follows_postgresql_and_the_schema() {
     let hub = hub!();
