@@ -444,6 +444,94 @@ async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_
     );
 }
 
+/// A batch that fails inside its own transaction lands nothing: the hub answers an error in
+/// JSON, never 2xx, and leaves no connection inside that transaction; sent again once
+/// PostgreSQL takes it, it lands whole. Failed at each flight of the landing: the INSERT;
+/// the store's row, with COMMIT pipelined behind it (PostgreSQL answers that COMMIT with a
+/// rollback); and COMMIT itself (a deferred constraint trigger).
+#[tokio::test]
+async fn a_batch_failing_inside_its_transaction_lands_nothing_and_lands_whole_when_resent() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut chain = Chain::new("s1");
+    let db = hub.pg.client().await;
+    db.batch_execute(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$",
+    )
+    .await
+    .unwrap();
+    let failures = [
+        (
+            "journal_entries",
+            "BEFORE INSERT ON journal_entries FOR EACH ROW",
+        ),
+        ("stores", "BEFORE UPDATE ON stores FOR EACH ROW"),
+        (
+            "stores",
+            "AFTER UPDATE ON stores DEFERRABLE INITIALLY DEFERRED FOR EACH ROW",
+        ),
+    ];
+    for (i, (table, when)) in failures.into_iter().enumerate() {
+        let constraint = if when.contains("DEFERRED") {
+            "CONSTRAINT"
+        } else {
+            ""
+        };
+        db.batch_execute(&format!(
+            "CREATE {constraint} TRIGGER boom {when} EXECUTE FUNCTION boom()"
+        ))
+        .await
+        .unwrap();
+        let entries = chain.take(2);
+        let (status, body) = hub.post_journal("s1", &token, &entries).await;
+        assert!(status.is_server_error(), "{when}: {status} {body}");
+        assert!(
+            body["error"]["code"].is_string(),
+            "{when}: not the error shape: {body}"
+        );
+        assert_eq!(
+            hub.rows("s1").await.len(),
+            2 * i,
+            "{when}: something landed"
+        );
+        // The failed transaction's connection is closed, not left idle inside it.
+        let mut left_open = -1;
+        for _ in 0..100 {
+            left_open = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = 'standin-hub' AND state LIKE 'idle in transaction%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            if left_open == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            left_open, 0,
+            "{when}: a connection stayed inside the failed transaction"
+        );
+        db.batch_execute(&format!("DROP TRIGGER boom ON {table}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            hub.outcomes("s1", &token, &entries).await,
+            ["accepted"; 2],
+            "{when}"
+        );
+        assert_eq!(
+            hub.verified("s1").await,
+            (2 * (i as i64 + 1), None),
+            "{when}"
+        );
+    }
+}
+
 /// The intake's transaction is its connection's own (BEGIN goes with its first flight): a
 /// landing cut short, by an error or the deadline, drops its connection unfinished, and that
 /// connection is closed, so PostgreSQL rolls it back and no later request is handed a

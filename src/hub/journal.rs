@@ -229,7 +229,10 @@ type Client = deadpool_postgres::ClientWrapper;
 /// store's), and that planning was most of a batch's cost: about 150 µs for each of three
 /// reads against 25–50 µs to run one (pg_stat_statements, `cargo bench --bench hub_intake`
 /// with `BENCH_PG_STATEMENTS`). A generic plan prunes to the store's partition when it
-/// starts. `SET LOCAL`: for this transaction only.
+/// starts. `SET LOCAL`: for this transaction only. The cost: a generic plan locks every
+/// partition (8; within PostgreSQL's per-session fast-path lock slots once cached), so a
+/// strong lock on one partition (a plain `CREATE INDEX`, `REINDEX`, `ALTER TABLE`) holds up
+/// every store's intake, not an eighth (README, "Scaling out").
 const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// What the reads look up: the batch's ids, the seqs around its entries, and the orders
