@@ -60,6 +60,8 @@ struct Queue {
     bytes: usize,
     /// A task is writing (and will take what waits when it is done).
     writing: bool,
+    /// Heartbeats in the group being written (until the next group is taken).
+    in_group: usize,
 }
 
 /// Why a heartbeat was not stored.
@@ -70,9 +72,10 @@ pub enum Refused {
 }
 
 impl Writer {
-    /// Heartbeats waiting for a write (not counting a group being written).
-    pub fn waiting(&self) -> usize {
-        self.queue().waiting.len()
+    /// Heartbeats not yet answered: waiting for a write, or in the group being written.
+    pub fn unanswered(&self) -> usize {
+        let q = self.queue();
+        q.waiting.len() + q.in_group
     }
 
     /// The queue, locked (a panic elsewhere left it as consistent as the lock holder did).
@@ -118,6 +121,7 @@ impl Drop for Writing {
             return;
         }
         let mut q = self.state.heartbeats.queue();
+        q.in_group = 0;
         if q.waiting.is_empty() {
             q.writing = false;
         } else if tokio::runtime::Handle::try_current().is_ok() {
@@ -139,6 +143,7 @@ async fn write_groups(state: HubState) {
             if q.waiting.is_empty() {
                 // Under the lock: a heartbeat arriving after this starts the next writer.
                 q.writing = false;
+                q.in_group = 0;
                 writing.cleared = true;
                 return;
             }
@@ -151,6 +156,7 @@ async fn write_groups(state: HubState) {
                 bytes += w.beat.body.len();
             }
             q.bytes -= bytes;
+            q.in_group = n;
             q.waiting.drain(..n).collect()
         };
         let (beats, answers): (Vec<Beat>, Vec<_>) =
