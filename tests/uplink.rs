@@ -71,6 +71,94 @@ async fn payments_go_before_audit_and_each_lane_in_order() {
     sim.shutdown().await;
 }
 
+/// A store back from a short outage with a few entries in each lane sends them in one push,
+/// by priority (payments, returns, pickups, audit), each lane in `seq` order: lower lanes
+/// ride in the room the higher ones leave, so central takes one request, not one per lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_entries_in_each_lane_go_in_one_push_by_priority() {
+    let sim = simulator(20, 5).await;
+    fault(&sim, "central", json!({"mode": "down"})).await;
+    let t = standin_pushing_to(&sim).await;
+    let mut written = Vec::new();
+    for (lane, kind, n) in [
+        (Lane::Audit, "audit.login", 5),
+        (Lane::Pickups, "pickup.handed_over", 4),
+        (Lane::Payments, "payment.approved_offline", 3),
+        (Lane::Returns, "return.taken", 2),
+        (Lane::Payments, "payment.approved_offline", 2),
+    ] {
+        written.extend(append_entries(&t.db_path(), lane, kind, n));
+    }
+    assert!(written.len() < 20, "all fit in one batch_size push");
+    fault(&sim, "central", json!({"mode": "ok"})).await;
+    all_delivered(&t).await;
+    let received = received_journal(&sim).await;
+    let lanes: Vec<&str> = received
+        .iter()
+        .map(|r| r["lane"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lanes,
+        [
+            vec!["payments"; 5],
+            vec!["returns"; 2],
+            vec!["pickups"; 4],
+            vec!["audit"; 5]
+        ]
+        .concat(),
+        "priority order, every entry once"
+    );
+    let pushes: std::collections::BTreeSet<u64> = received
+        .iter()
+        .map(|r| r["push"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        pushes.len(),
+        1,
+        "one push for the whole backlog: {pushes:?}"
+    );
+    for w in received.windows(2) {
+        let (a, b) = (&w[0]["entry"], &w[1]["entry"]);
+        if a["lane"] == b["lane"] {
+            assert!(a["seq"].as_i64() < b["seq"].as_i64(), "lane out of order");
+        }
+    }
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+/// More than a batch holds: the first push is the top lane's alone, and the lanes below wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_push_is_the_top_lane_alone() {
+    let sim = simulator(20, 5).await;
+    fault(&sim, "central", json!({"mode": "down"})).await;
+    let t = standin_pushing_to(&sim).await;
+    append_entries(&t.db_path(), Lane::Audit, "audit.login", 10);
+    append_entries(&t.db_path(), Lane::Payments, "payment.approved_offline", 30);
+    fault(&sim, "central", json!({"mode": "ok"})).await;
+    all_delivered(&t).await;
+    let received = received_journal(&sim).await;
+    let first_push = received[0]["push"].as_u64().unwrap();
+    let first: Vec<&str> = received
+        .iter()
+        .filter(|r| r["push"].as_u64() == Some(first_push))
+        .map(|r| r["lane"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        vec!["payments"; 20],
+        "a full first push is payments only"
+    );
+    let last_payment = received
+        .iter()
+        .rposition(|r| r["lane"] == "payments")
+        .unwrap();
+    let first_audit = received.iter().position(|r| r["lane"] == "audit").unwrap();
+    assert!(last_payment < first_audit);
+    t.stop().await;
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_entry_is_set_aside_and_never_holds_back_its_lane() {
     let sim = simulator(20, 5).await;

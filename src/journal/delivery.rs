@@ -205,10 +205,91 @@ pub fn next_lane_after(
 /// bytes its hash covers) instead of parsed and encoded again.
 #[derive(Debug, Default)]
 pub struct PendingJson {
-    /// `seq` and id of each entry, in `seq` order.
+    /// `seq` and id of each entry, lane by lane in priority order, each lane in `seq` order.
     pub entries: Vec<(i64, String)>,
+    /// Per lane (indexed by `Lane as usize`), the last `seq` in the push; 0 for none.
+    pub last_seq: [i64; 4],
+    /// The lowest-priority lane in the push.
+    pub last_lane: Option<Lane>,
     /// `[{entry}, …]`
     pub json: Vec<u8>,
+}
+
+impl PendingJson {
+    /// Appends up to `limit` of `lane`'s oldest pending entries after `after` (a `seq`).
+    fn push_lane(
+        &mut self,
+        conn: &Connection,
+        lane: Lane,
+        after: i64,
+        limit: usize,
+    ) -> rusqlite::Result<()> {
+        /// [`Entry`]'s wire shape, borrowed from the row.
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            seq: i64,
+            id: &'a str,
+            lane: &'a str,
+            kind: &'a str,
+            occurred_at: &'a str,
+            store_id: &'a str,
+            actor: Option<&'a str>,
+            device: Option<&'a str>,
+            body: &'a serde_json::value::RawValue,
+            prev_hash: &'a str,
+            hash: &'a str,
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM journal WHERE lane = ?1 AND outcome IS NULL AND seq > ?2
+             ORDER BY seq LIMIT ?3"
+        ))?;
+        let mut rows = stmt.query(params![lane.as_str(), after, limit as i64])?;
+        let bad = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+        };
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> rusqlite::Result<&str> {
+                r.get_ref(i)?.as_str().map_err(|e| bad(i, Box::new(e)))
+            };
+            let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
+                r.get_ref(i)?
+                    .as_str_or_null()
+                    .map_err(|e| bad(i, Box::new(e)))
+            };
+            let wire = Wire {
+                seq: r.get(0)?,
+                id: text(1)?,
+                lane: text(2)?,
+                kind: text(3)?,
+                occurred_at: text(4)?,
+                store_id: text(5)?,
+                actor: opt(6)?,
+                device: opt(7)?,
+                body: serde_json::from_str(text(8)?).map_err(|e| bad(8, Box::new(e)))?,
+                prev_hash: text(9)?,
+                hash: text(10)?,
+            };
+            if self.json.is_empty() {
+                self.json.reserve(limit.min(1_000) * 512);
+                self.json.push(b'[');
+            } else {
+                self.json.push(b',');
+            }
+            serde_json::to_writer(&mut self.json, &wire).map_err(|e| bad(0, Box::new(e)))?;
+            self.entries.push((wire.seq, wire.id.to_owned()));
+            self.last_seq[lane as usize] = wire.seq;
+            self.last_lane = Some(lane);
+        }
+        Ok(())
+    }
+
+    fn close(mut self) -> Self {
+        if self.json.is_empty() {
+            self.json.push(b'[');
+        }
+        self.json.push(b']');
+        self
+    }
 }
 
 /// The oldest pending entries of `lane` after `after` (a `seq`), in `seq` order, serialised.
@@ -218,64 +299,50 @@ pub fn pending_json(
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<PendingJson> {
-    /// [`Entry`]'s wire shape, borrowed from the row.
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        seq: i64,
-        id: &'a str,
-        lane: &'a str,
-        kind: &'a str,
-        occurred_at: &'a str,
-        store_id: &'a str,
-        actor: Option<&'a str>,
-        device: Option<&'a str>,
-        body: &'a serde_json::value::RawValue,
-        prev_hash: &'a str,
-        hash: &'a str,
-    }
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM journal WHERE lane = ?1 AND outcome IS NULL AND seq > ?2
-         ORDER BY seq LIMIT ?3"
-    ))?;
-    let mut rows = stmt.query(params![lane.as_str(), after, limit as i64])?;
-    let mut out = PendingJson {
-        entries: Vec::new(),
-        json: Vec::with_capacity(limit.min(1_000) * 512),
+    let mut out = PendingJson::default();
+    out.push_lane(conn, lane, after, limit)?;
+    Ok(out.close())
+}
+
+/// One push of at most `limit` entries, serialised: the highest-priority lane's pending
+/// entries after `after(lane)` first, then each lower lane's in the room left, each lane in
+/// `seq` order. A lower lane only ever rides in room a higher one left unused, so it never
+/// holds a higher lane back; and a store with a few entries in each lane (a fleet coming
+/// back from a short outage) sends them in one request and one commit at central instead of
+/// one per lane.
+pub fn push_batch(
+    conn: &Connection,
+    after: impl Fn(Lane) -> i64,
+    limit: usize,
+) -> rusqlite::Result<PendingJson> {
+    let mut out = PendingJson::default();
+    Lane::fill(limit, |lane, room| {
+        let before = out.entries.len();
+        out.push_lane(conn, lane, after(lane), room)?;
+        Ok::<_, rusqlite::Error>(out.entries.len() - before)
+    })?;
+    Ok(out.close())
+}
+
+/// Whether `batch`, read by [`push_batch`] with `after` and `limit`, is no longer what that
+/// read would give now: an entry appended since in a lane the read would take. A full batch
+/// gives way only to a lane above its last (the rest of its last lane and the lanes below
+/// wait for room anyway); a batch with room left took everything, so any new entry counts.
+pub fn push_outdated(
+    conn: &Connection,
+    after: impl Fn(Lane) -> i64,
+    batch: &PendingJson,
+    limit: usize,
+) -> rusqlite::Result<bool> {
+    let Some(last) = batch.last_lane else {
+        return Ok(next_lane_after(conn, after)?.is_some());
     };
-    out.json.push(b'[');
-    let bad = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
-    };
-    while let Some(r) = rows.next()? {
-        let text = |i: usize| -> rusqlite::Result<&str> {
-            r.get_ref(i)?.as_str().map_err(|e| bad(i, Box::new(e)))
-        };
-        let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
-            r.get_ref(i)?
-                .as_str_or_null()
-                .map_err(|e| bad(i, Box::new(e)))
-        };
-        let wire = Wire {
-            seq: r.get(0)?,
-            id: text(1)?,
-            lane: text(2)?,
-            kind: text(3)?,
-            occurred_at: text(4)?,
-            store_id: text(5)?,
-            actor: opt(6)?,
-            device: opt(7)?,
-            body: serde_json::from_str(text(8)?).map_err(|e| bad(8, Box::new(e)))?,
-            prev_hash: text(9)?,
-            hash: text(10)?,
-        };
-        if !out.entries.is_empty() {
-            out.json.push(b',');
-        }
-        serde_json::to_writer(&mut out.json, &wire).map_err(|e| bad(0, Box::new(e)))?;
-        out.entries.push((wire.seq, wire.id.to_owned()));
+    let full = batch.entries.len() >= limit;
+    if full && last == Lane::BY_PRIORITY[0] {
+        return Ok(false);
     }
-    out.json.push(b']');
-    Ok(out)
+    let covered = |l: Lane| after(l).max(batch.last_seq[l as usize]);
+    Ok(next_lane_after(conn, covered)?.is_some_and(|l| !full || l < last))
 }
 
 /// Counts a delivery attempt for entries about to be sent (shown in reconciliation/status).
@@ -362,6 +429,11 @@ mod tests {
             .unwrap();
         conn.execute_batch(include_str!("../../migrations/0016_wal_per_commit.sql"))
             .unwrap();
+        append_lanes(&conn, lanes);
+        conn
+    }
+
+    fn append_lanes(conn: &Connection, lanes: &[Lane]) {
         for (i, lane) in lanes.iter().enumerate() {
             let e = NewEntry {
                 lane: *lane,
@@ -370,9 +442,40 @@ mod tests {
                 device: None,
                 body: json!({"n": i, "z": "é\"", "a": [1, {"b": null}]}),
             };
-            crate::journal::append(&conn, "store-0001", "2026-12-06T11:00:00.000Z", e).unwrap();
+            crate::journal::append(conn, "store-0001", "2026-12-06T11:00:00.000Z", e).unwrap();
         }
-        conn
+    }
+
+    fn lane(i: u8) -> Lane {
+        Lane::BY_PRIORITY[usize::from(i % 4)]
+    }
+
+    proptest::proptest! {
+        /// A batch read ahead is outdated exactly when reading it again now would give a
+        /// different batch: any journal, anything already answered per lane, any limit,
+        /// any entries appended since.
+        #[test]
+        fn a_push_is_outdated_exactly_when_a_read_now_differs(
+            before in proptest::collection::vec(0u8..4, 0..12),
+            answered in proptest::collection::vec(0usize..4, 4),
+            limit in 1usize..8,
+            appended in proptest::collection::vec(0u8..4, 0..4),
+        ) {
+            let lanes: Vec<Lane> = before.into_iter().map(lane).collect();
+            let conn = journal(&lanes);
+            // Central answered for the first `answered[l]` entries of each lane.
+            let mut after = [0i64; 4];
+            for l in Lane::BY_PRIORITY {
+                let seqs: Vec<i64> = pending(&conn, l, 100).unwrap().iter().map(|e| e.seq).collect();
+                let n = answered[l as usize].min(seqs.len());
+                after[l as usize] = if n == 0 { 0 } else { seqs[n - 1] };
+            }
+            let read = push_batch(&conn, |l| after[l as usize], limit).unwrap();
+            append_lanes(&conn, &appended.into_iter().map(lane).collect::<Vec<_>>());
+            let now = push_batch(&conn, |l| after[l as usize], limit).unwrap();
+            let outdated = push_outdated(&conn, |l| after[l as usize], &read, limit).unwrap();
+            proptest::prop_assert_eq!(outdated, now.entries != read.entries);
+        }
     }
 
     fn state(conn: &Connection, seq: i64) -> (Option<String>, Option<String>, i64) {
@@ -411,6 +514,62 @@ mod tests {
             )
             .unwrap();
         assert!(String::from_utf8(got.json).unwrap().contains(&stored));
+    }
+
+    /// A push takes the highest lane first and the lower lanes in the room it leaves, each
+    /// lane in `seq` order and after what central already answered; never more than asked.
+    #[test]
+    fn a_push_fills_by_priority_in_the_room_left() {
+        use Lane::*;
+        let lanes = [Audit, Payments, Pickups, Audit, Payments, Returns, Audit];
+        let conn = journal(&lanes);
+        let seq_of = |l: Lane| -> Vec<i64> {
+            pending(&conn, l, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        let by_priority: Vec<i64> = Lane::BY_PRIORITY.into_iter().flat_map(seq_of).collect();
+        for limit in 1..=lanes.len() + 1 {
+            let got = push_batch(&conn, |_| 0, limit).unwrap();
+            let seqs: Vec<i64> = got.entries.iter().map(|e| e.0).collect();
+            assert_eq!(seqs, by_priority[..limit.min(lanes.len())], "limit {limit}");
+            let parsed: Vec<crate::journal::Entry> = serde_json::from_slice(&got.json).unwrap();
+            assert_eq!(
+                parsed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                seqs,
+                "the JSON carries the same entries in the same order"
+            );
+            for l in Lane::BY_PRIORITY {
+                let last = parsed
+                    .iter()
+                    .filter(|e| e.lane == l)
+                    .map(|e| e.seq)
+                    .next_back();
+                assert_eq!(got.last_seq[l as usize], last.unwrap_or(0), "{l:?}");
+            }
+            assert_eq!(got.last_lane, parsed.last().map(|e| e.lane));
+        }
+        // After what central answered, per lane: payments' first and audit's first skipped.
+        let answered = |l: Lane| match l {
+            Payments => seq_of(Payments)[0],
+            Audit => seq_of(Audit)[0],
+            _ => 0,
+        };
+        let got = push_batch(&conn, answered, 10).unwrap();
+        let seqs: Vec<i64> = got.entries.iter().map(|e| e.0).collect();
+        let want: Vec<i64> = [
+            &seq_of(Payments)[1..],
+            &seq_of(Returns)[..],
+            &seq_of(Pickups)[..],
+            &seq_of(Audit)[1..],
+        ]
+        .concat();
+        assert_eq!(seqs, want);
+        let none = push_batch(&conn, |_| 100, 10).unwrap();
+        assert!(none.entries.is_empty() && none.last_lane.is_none());
+        assert_eq!(none.json, b"[]");
     }
 
     #[test]

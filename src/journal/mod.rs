@@ -41,6 +41,23 @@ impl Lane {
     pub fn parse(s: &str) -> Option<Self> {
         Self::BY_PRIORITY.into_iter().find(|l| l.as_str() == s)
     }
+
+    /// The rule for what one push carries, at most `limit` entries: each lane in priority
+    /// order adds up to the room left (`add(lane, room)` answers how many it added). A lower
+    /// lane only rides in room the higher ones left unused, so it never holds one back.
+    pub fn fill<E>(
+        limit: usize,
+        mut add: impl FnMut(Lane, usize) -> Result<usize, E>,
+    ) -> Result<(), E> {
+        let mut room = limit;
+        for lane in Self::BY_PRIORITY {
+            if room == 0 {
+                break;
+            }
+            room = room.saturating_sub(add(lane, room)?);
+        }
+        Ok(())
+    }
 }
 
 /// What an action asks to record.

@@ -1,9 +1,10 @@
 //! Delivery by push: the uplink worker sends pending entries to central.
 //!
-//! One batch in flight at a time, always from the highest-priority lane that has anything
-//! pending (payments, returns, pickups, audit), in `seq` order within the lane, at most
-//! `batch_size` entries; while a backlog drains (each batch full and fully answered) the
-//! batches double up to [`backlog_batch`]. Per-entry outcomes, and the attempt they count,
+//! One batch in flight at a time, at most `batch_size` entries: the highest-priority lane
+//! that has anything pending first (payments, returns, pickups, audit), then the lower lanes
+//! in the room it leaves, each lane in `seq` order ([`delivery::push_batch`]); while a
+//! backlog drains (each batch full and fully answered) the batches double up to
+//! [`backlog_batch`]. Per-entry outcomes, and the attempt they count,
 //! are stored in one transaction. A transport failure or a 429/5xx resends the same entries
 //! (re-read from the database, so the same ids and the same order, also after a restart)
 //! after a capped, fully jittered backoff that honours `Retry-After`. Entries central did not
@@ -171,8 +172,9 @@ impl Answered {
 
 /// A push, read and serialised, ready to send.
 struct Batch {
-    lane: Lane,
     pending: PendingJson,
+    /// The most entries it was read with: a batch with fewer took every lane's pending.
+    limit: usize,
 }
 
 impl Batch {
@@ -180,8 +182,27 @@ impl Batch {
         self.pending.entries.len()
     }
 
-    fn last_seq(&self) -> i64 {
-        self.pending.entries.last().map_or(0, |e| e.0)
+    fn full(&self) -> bool {
+        self.len() >= self.limit
+    }
+
+    /// The lanes it starts and ends with, for the logs.
+    fn lanes(&self) -> (&'static str, &'static str) {
+        // Lanes go in priority order, so the first is the highest one present.
+        let first = Lane::BY_PRIORITY
+            .into_iter()
+            .find(|l| self.pending.last_seq[*l as usize] > 0);
+        (
+            first.map_or("", Lane::as_str),
+            self.pending.last_lane.map_or("", Lane::as_str),
+        )
+    }
+
+    /// `answered` as if this batch were answered too.
+    fn answered_after(&self, answered: Answered) -> Answered {
+        Lane::BY_PRIORITY.into_iter().fold(answered, |a, l| {
+            a.with(l, self.pending.last_seq[l as usize])
+        })
     }
 
     fn seqs(&self) -> Vec<i64> {
@@ -252,7 +273,7 @@ impl Pipeline {
     }
 }
 
-/// The next batch after `answered`: from the highest-priority lane with anything left.
+/// The next batch after `answered`, by priority ([`delivery::push_batch`]).
 async fn read_batch(
     state: &AppState,
     answered: Answered,
@@ -261,28 +282,28 @@ async fn read_batch(
     state
         .store
         .read(move |c| -> Result<Option<Batch>, StoreError> {
-            let Some(lane) = delivery::next_lane_after(c, |l| answered.get(l))? else {
-                return Ok(None);
-            };
-            let pending = delivery::pending_json(c, lane, answered.get(lane), limit)?;
-            Ok((!pending.entries.is_empty()).then_some(Batch { lane, pending }))
+            let pending = delivery::push_batch(c, |l| answered.get(l), limit)?;
+            Ok((!pending.entries.is_empty()).then_some(Batch { pending, limit }))
         })
         .await
 }
 
-/// Whether a lane above `lane` has anything after `answered`: an entry appended since a
-/// batch was read ahead goes first, as it would have without the read-ahead.
-async fn outranked(state: &AppState, answered: Answered, lane: Lane) -> bool {
-    if lane == Lane::BY_PRIORITY[0] {
-        return false;
+/// A batch read ahead (after `answered`), unless it gives way to entries appended since
+/// ([`delivery::push_outdated`]): they go as they would have without the read-ahead.
+async fn if_current(state: &AppState, answered: Answered, batch: Batch) -> Option<Batch> {
+    // Nothing outranks a full batch of the top lane: no read needed (a payments backlog).
+    if batch.full() && batch.pending.last_lane == Some(Lane::BY_PRIORITY[0]) {
+        return Some(batch);
     }
     state
         .store
-        .read_quick(move |c| -> Result<bool, StoreError> {
-            Ok(delivery::next_lane_after(c, |l| answered.get(l))?.is_some_and(|l| l < lane))
+        .read_quick(move |c| -> Result<Option<Batch>, StoreError> {
+            let outdated =
+                delivery::push_outdated(c, |l| answered.get(l), &batch.pending, batch.limit)?;
+            Ok((!outdated).then_some(batch))
         })
         .await
-        .unwrap_or(true)
+        .unwrap_or(None)
 }
 
 enum Sent {
@@ -303,19 +324,19 @@ async fn send(state: &AppState, url: &str, batch: &Batch) -> Sent {
         .body(body)
         .send()
         .await;
-    let lane = batch.lane.as_str();
+    let (lane, last_lane) = batch.lanes();
     let res = match sent {
         Ok(r) => r,
         Err(e) => {
             let failure = Failure::transport(&e);
-            tracing::warn!(lane, entries = batch.len(), error = %failure.error, "journal push failed; will resend the same entries");
+            tracing::warn!(lane, last_lane, entries = batch.len(), error = %failure.error, "journal push failed; will resend the same entries");
             return Sent::Failed(failure);
         }
     };
     let status = res.status();
     if !status.is_success() {
         let ra = retry_after(res.headers());
-        tracing::warn!(lane, %status, retry_after = ?ra, "central refused the journal push; will resend");
+        tracing::warn!(lane, last_lane, %status, retry_after = ?ra, "central refused the journal push; will resend");
         return Sent::Failed(Failure::answered(
             format!("journal push answered HTTP {status}"),
             ra,
@@ -332,8 +353,8 @@ async fn send(state: &AppState, url: &str, batch: &Batch) -> Sent {
 
 async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
     let ahead = match pipe.next.take() {
-        Some(b) if !outranked(state, pipe.answered, b.lane).await => Some(b),
-        _ => None,
+        Some(b) => if_current(state, pipe.answered, b).await,
+        None => None,
     };
     let batch = match ahead {
         Some(b) => b,
@@ -352,13 +373,12 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
         return pipe.settled(Round::Held).await;
     }
     // While this batch is in flight, read the one after it as if it will be answered.
-    let full = batch.len() >= pipe.limit;
-    let next_limit = if full {
+    let next_limit = if batch.full() {
         pipe.limit.saturating_mul(2).min(pipe.most)
     } else {
         pipe.batch_size
     };
-    let after = pipe.answered.with(batch.lane, batch.last_seq());
+    let after = batch.answered_after(pipe.answered);
     let (sent, ahead) = tokio::join!(
         send(state, url, &batch),
         read_batch(state, after, next_limit)
@@ -416,8 +436,10 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
             .await
     });
     pipe.recording = Some(recording);
+    let (lane, last_lane) = batch.lanes();
     tracing::debug!(
-        lane = batch.lane.as_str(),
+        lane,
+        last_lane,
         sent = batch.len(),
         answered,
         "journal batch delivered"

@@ -131,6 +131,7 @@ async fn received(AxState(ctx): AxState<AdminCtx>) -> Response {
                 "seq": r.entry.get("seq"),
                 "lane": r.entry.get("lane"),
                 "kind": r.entry.get("kind"),
+                "push": r.push,
                 "count": r.count,
                 "outcome": r.outcome,
                 "entry": r.entry,

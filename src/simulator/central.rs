@@ -128,13 +128,18 @@ async fn journal(
     if store != st.store_id {
         return Err(unknown_store());
     }
-    let results: Vec<Value> = entries[..take].iter().map(|e| intake(&mut st, e)).collect();
+    st.journal_pushes += 1;
+    let push = st.journal_pushes;
+    let results: Vec<Value> = entries[..take]
+        .iter()
+        .map(|e| intake(&mut st, e, push))
+        .collect();
     drop(st);
     Ok(axum::Json(json!({ "results": results })).into_response())
 }
 
 /// Records one arrival of `entry` and decides its outcome.
-fn intake(st: &mut State, entry: &Value) -> Value {
+fn intake(st: &mut State, entry: &Value, push: u64) -> Value {
     let id = entry["id"].as_str().unwrap_or_default().to_owned();
     let (outcome, reason) = if let Some(&i) = st.journal_index.get(&id) {
         let rec = &mut st.journal[i];
@@ -155,6 +160,7 @@ fn intake(st: &mut State, entry: &Value) -> Value {
         st.journal_index.insert(id.clone(), st.journal.len());
         st.journal.push(JournalRecord {
             id: id.clone(),
+            push,
             count: 1,
             outcome,
             reason,

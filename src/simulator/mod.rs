@@ -196,6 +196,7 @@ impl Simulator {
             orders: seeded.orders,
             journal: Vec::new(),
             journal_index: HashMap::new(),
+            journal_pushes: 0,
             reject_ids: HashSet::new(),
             reject_kinds: HashSet::new(),
             authorizations: Default::default(),

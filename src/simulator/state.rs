@@ -218,6 +218,8 @@ impl Fault {
 /// One journal entry id as central saw it.
 pub(crate) struct JournalRecord {
     pub id: String,
+    /// The journal request (1, 2, 3 … since start) that first carried it.
+    pub push: u64,
     pub count: u64,
     pub outcome: &'static str,
     pub reason: Option<&'static str>,
@@ -266,6 +268,8 @@ pub(crate) struct State {
     pub orders: HashMap<String, Value>,
     pub journal: Vec<JournalRecord>,
     pub journal_index: HashMap<String, usize>,
+    /// Journal requests taken since start.
+    pub journal_pushes: u64,
     pub reject_ids: HashSet<String>,
     pub reject_kinds: HashSet<String>,
     pub authorizations: IdemLog,

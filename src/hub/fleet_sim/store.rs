@@ -65,8 +65,8 @@ struct Journal {
 }
 
 /// The batches a store with `entries` all pending sends, in order, by the uplink's rule
-/// ([`Journal::pending`]): the highest-priority lane first, `seq` order within it, at most
-/// `limit` a batch. The fleet bench's fair PostgreSQL peer commits the same transactions.
+/// ([`Journal::pending`]): the highest-priority lane first, `seq` order within it, the lower
+/// lanes in the room left, at most `limit` a batch. The fleet bench's fair PostgreSQL peer commits the same transactions.
 pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
     let mut j = Journal {
         entries: entries.to_vec(),
@@ -74,10 +74,10 @@ pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
     };
     let mut out = Vec::new();
     loop {
-        let Some((_, batch)) = j.pending(limit.max(1)) else {
+        let batch: Vec<Entry> = j.pending(limit.max(1)).into_iter().cloned().collect();
+        if batch.is_empty() {
             return out;
-        };
-        let batch: Vec<Entry> = batch.into_iter().cloned().collect();
+        }
         for e in &batch {
             j.settled[(e.seq - 1) as usize] = Some(Outcome::Accepted);
         }
@@ -86,21 +86,26 @@ pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
 }
 
 impl Journal {
-    /// The next batch, borrowed: a push serialises it under the journal's lock rather than
-    /// cloning every entry (cloning 100 entries a push was the simulator's largest cost,
-    /// enough to delay its own runtime by seconds at 400 entries a store).
-    fn pending(&self, limit: usize) -> Option<(Lane, Vec<&Entry>)> {
-        Lane::BY_PRIORITY.into_iter().find_map(|lane| {
-            let batch: Vec<&Entry> = self
-                .entries
-                .iter()
-                .zip(&self.settled)
-                .filter(|(e, s)| e.lane == lane && s.is_none())
-                .map(|(e, _)| e)
-                .take(limit)
-                .collect();
-            (!batch.is_empty()).then_some((lane, batch))
-        })
+    /// The next push, as Standin's uplink makes it ([`Lane::fill`]): the highest lane's
+    /// pending first, the lower lanes in the room left, each in `seq` order. Borrowed: a
+    /// push serialises it under the journal's lock rather than cloning every entry (cloning
+    /// 100 entries a push was the simulator's largest cost, enough to delay its own runtime
+    /// by seconds at 400 entries a store).
+    fn pending(&self, limit: usize) -> Vec<&Entry> {
+        let mut batch = Vec::new();
+        let _ = Lane::fill(limit, |lane, room| {
+            let before = batch.len();
+            batch.extend(
+                self.entries
+                    .iter()
+                    .zip(&self.settled)
+                    .filter(|(e, s)| e.lane == lane && s.is_none())
+                    .map(|(e, _)| e)
+                    .take(room),
+            );
+            Ok::<_, std::convert::Infallible>(batch.len() - before)
+        });
+        batch
     }
 
     fn backlog(&self) -> usize {
@@ -340,9 +345,10 @@ impl VStore {
         // The request's body and the batch's (id, seq) pairs, read under the lock.
         let (body, sent_ids) = {
             let j = self.journal.lock().expect("journal lock");
-            let Some((_lane, entries)) = j.pending(policy.batch_size.max(1)) else {
+            let entries = j.pending(policy.batch_size.max(1));
+            if entries.is_empty() {
                 return Round::Idle;
-            };
+            }
             #[derive(serde::Serialize)]
             struct Body<'a> {
                 entries: &'a [&'a Entry],
