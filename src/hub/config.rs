@@ -37,7 +37,8 @@ pub struct HubConfig {
     /// p99 5 s, 766,600 entries answered `duplicate`).
     pub intake_deadline_ms: u64,
     /// Retry-After = min + a per-store share of spread (from the store id's hash) + jitter
-    /// (up to a fifth of spread); the store's breaker spreads it further (at least 10 s). At
+    /// (up to a fifth of spread); the store's breaker spreads it further (at least 10 s). For
+    /// `busy`, spread is at most this, following the refusals ([`super::pace`]). At
     /// 2 + 20 the few stores told `busy` while a fleet drained came back up to 50 s later,
     /// and were the last 40 s of the drain (`cargo bench --bench fleet`, 2026-12-06).
     pub retry_after_min_secs: u64,

@@ -69,7 +69,7 @@ pub async fn post_journal(
     // have landed and its resend is answered `duplicate`.
     let Ok(_admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
-        return Err(HubError::Busy(state.retry_after(&store)));
+        return Err(HubError::Busy(state.busy_retry_after(&store)));
     };
     let deadline = std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
     let turn = async {
@@ -83,7 +83,7 @@ pub async fn post_journal(
             deadline_ms = deadline.as_millis() as u64,
             "journal batch not landed in time; answered busy"
         );
-        return Err(HubError::Busy(state.retry_after(&store)));
+        return Err(HubError::Busy(state.busy_retry_after(&store)));
     };
     let decisions = landed.map_err(|e| {
         let err = state.db_error(&store, e);
@@ -93,6 +93,7 @@ pub async fn post_journal(
         err
     })?;
     state.metrics.count(&decisions);
+    state.pace.landed();
     let results: Vec<Value> = decisions
         .iter()
         .map(|d| {

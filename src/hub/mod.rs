@@ -19,6 +19,7 @@ pub mod intake;
 pub mod journal;
 pub mod metrics;
 pub mod ops;
+pub mod pace;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub seen: std::sync::Mutex<HashMap<String, f64>>,
     /// Heartbeats waiting for their group's write ([`heartbeats`]).
     pub heartbeats: heartbeats::Writer,
+    /// Journal pushes just refused and landed, for a `busy` answer's `Retry-After`.
+    pub pace: pace::Pace,
 }
 
 impl std::ops::Deref for HubState {
@@ -80,6 +83,7 @@ impl HubState {
             tokens: auth::TokenCache::default(),
             seen: std::sync::Mutex::default(),
             heartbeats: heartbeats::Writer::default(),
+            pace: pace::Pace::default(),
         })))
     }
 
@@ -90,6 +94,18 @@ impl HubState {
             store,
             self.config.retry_after_min_secs,
             self.config.retry_after_spread_secs,
+            rand::random::<u64>(),
+        )
+    }
+
+    /// Seconds a journal push refused `busy` should wait: [`HubState::retry_after`] over a
+    /// spread that follows how many this process has just refused against how many it has
+    /// just landed ([`pace`]), at most `retry_after_spread_secs`. Counts the refusal.
+    pub fn busy_retry_after(&self, store: &str) -> u64 {
+        retry_after_secs(
+            store,
+            self.config.retry_after_min_secs,
+            self.pace.refused(self.config.retry_after_spread_secs),
             rand::random::<u64>(),
         )
     }

@@ -1,0 +1,130 @@
+//! How long a store told `busy` should stay away: about as long as this process needs to land
+//! the pushes it has just refused, at the rate it has just been landing them, and never
+//! longer than `retry_after_spread_secs`.
+//!
+//! A fixed spread was either too short for a machine that lands slowly or far too long for a
+//! burst the hub would clear in a second: a fleet draining after an outage had a few hundred
+//! pushes refused in one bad second, each store told 1–13 s and spreading it to twice that
+//! (its backoff waits [RA, 2·RA)), and the last entries landed over a 25 s tail after the
+//! rest had landed in 18 s (`cargo bench --bench fleet`, 2026-12-07). The spread follows the
+//! refusals: when they keep coming (the hub stays behind), it grows with them; when the hub
+//! lands nothing at all, it is the full spread.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Refusals and landings over the last two whole seconds and this one.
+pub struct Pace {
+    started: Instant,
+    window: Mutex<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    /// The second (since `started`) that `refused[0]` and `landed[0]` count.
+    second: u64,
+    refused: [u64; 3],
+    landed: [u64; 3],
+}
+
+impl Window {
+    /// Moves the window to `second`, forgetting what is older than two seconds before it.
+    fn at(&mut self, second: u64) -> &mut Self {
+        let shift = second.saturating_sub(self.second).min(3) as usize;
+        if shift > 0 {
+            self.refused.rotate_right(shift);
+            self.landed.rotate_right(shift);
+            self.refused[..shift].fill(0);
+            self.landed[..shift].fill(0);
+            self.second = second;
+        }
+        self
+    }
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            window: Mutex::default(),
+        }
+    }
+}
+
+impl Pace {
+    fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A push landed (committed and answered).
+    pub fn landed(&self) {
+        let s = self.second();
+        self.window().at(s).landed[0] += 1;
+    }
+
+    /// A push refused `busy`; the spread (seconds) to tell it, at most `most`.
+    pub fn refused(&self, most: u64) -> u64 {
+        let s = self.second();
+        let mut w = self.window();
+        let w = w.at(s);
+        w.refused[0] += 1;
+        busy_spread(w.refused.iter().sum(), w.landed.iter().sum(), most)
+    }
+}
+
+/// Seconds to spread `refused` pushes over so this process can land them at the rate it
+/// landed `landed` in the same window (up to three seconds, counted as two and a half: the
+/// current one is partly gone): at least 1, at most `most`; `most` when nothing landed.
+pub fn busy_spread(refused: u64, landed: u64, most: u64) -> u64 {
+    let most = most.max(1);
+    if landed == 0 {
+        return most;
+    }
+    // refused ÷ (landed per second), with landed per second = landed ÷ 2.5.
+    (refused * 5).div_ceil(landed * 2).clamp(1, most)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spread_follows_refusals_against_landings() {
+        // A hub landing 250 pushes a second (625 in the window) refusing a burst of 100:
+        // one second is enough.
+        assert_eq!(busy_spread(100, 625, 10), 1);
+        // Refusing as many as it lands in a second and a half: two seconds.
+        assert_eq!(busy_spread(375, 625, 10), 2);
+        // Refusing four times what it lands: the cap.
+        assert_eq!(busy_spread(2_500, 625, 10), 10);
+        // Nothing landed (stalled, or nothing yet): the full spread.
+        assert_eq!(busy_spread(1, 0, 10), 10);
+        assert_eq!(busy_spread(1, 0, 0), 1);
+        // Never below a second.
+        assert_eq!(busy_spread(1, 1_000_000, 10), 1);
+    }
+
+    #[test]
+    fn the_window_forgets_what_is_older_than_two_seconds() {
+        let mut w = Window::default();
+        w.at(0).landed[0] += 5;
+        w.at(0).refused[0] += 1;
+        w.at(1).landed[0] += 7;
+        w.at(2).refused[0] += 2;
+        assert_eq!(w.landed, [0, 7, 5]);
+        assert_eq!(w.refused, [2, 0, 1]);
+        w.at(3);
+        assert_eq!(w.landed, [0, 0, 7]);
+        assert_eq!(w.refused, [0, 2, 0]);
+        w.at(100);
+        assert_eq!((w.landed, w.refused), ([0; 3], [0; 3]));
+        // A second seen again (or earlier, from a racing clock read) changes nothing.
+        w.at(100).landed[0] += 1;
+        w.at(99);
+        assert_eq!(w.landed, [1, 0, 0]);
+    }
+}
