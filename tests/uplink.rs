@@ -108,6 +108,10 @@ async fn a_few_entries_in_each_lane_go_in_one_push_by_priority() {
         .concat(),
         "priority order, every entry once"
     );
+    assert!(
+        received.iter().all(|r| r["count"] == 1),
+        "each entry sent once"
+    );
     let pushes: std::collections::BTreeSet<u64> = received
         .iter()
         .map(|r| r["push"].as_u64().unwrap())
@@ -138,6 +142,10 @@ async fn a_full_push_is_the_top_lane_alone() {
     fault(&sim, "central", json!({"mode": "ok"})).await;
     all_delivered(&t).await;
     let received = received_journal(&sim).await;
+    assert!(
+        received.iter().all(|r| r["count"] == 1),
+        "each entry sent once"
+    );
     let first_push = received[0]["push"].as_u64().unwrap();
     let first: Vec<&str> = received
         .iter()
@@ -155,6 +163,68 @@ async fn a_full_push_is_the_top_lane_alone() {
         .unwrap();
     let first_audit = received.iter().position(|r| r["lane"] == "audit").unwrap();
     assert!(last_payment < first_audit);
+    t.stop().await;
+    sim.shutdown().await;
+}
+
+/// While a push is in flight the next one is read ahead; entries appended meanwhile in a
+/// higher lane displace it and go in the very next push, as they would have without the
+/// read-ahead. Central answers after 1.5 s, and the payments are appended 0.5 s into the
+/// first push of a backlog of audit entries (whose read-ahead is full of audit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_appended_during_a_push_go_ahead_of_what_was_read_ahead() {
+    let sim = simulator(20, 5).await;
+    fault(
+        &sim,
+        "central",
+        json!({"mode": "latency", "latency_ms": 1500}),
+    )
+    .await;
+    let central = sim.central_url();
+    let t = TestStore::start_with(move |c| {
+        c.central.url = Some(central);
+        c.central.timeout_ms = 5_000;
+        c.central.health_interval_secs = 30;
+        c.journal.batch_size = 20;
+        c.journal.idle_poll_ms = 20;
+    })
+    .await;
+    let audit = append_entries(&t.db_path(), Lane::Audit, "audit.login", 100);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let payments = append_entries(&t.db_path(), Lane::Payments, "payment.approved_offline", 5);
+    all_delivered(&t).await;
+    let received = received_journal(&sim).await;
+    assert!(
+        received.iter().all(|r| r["count"] == 1),
+        "each entry sent once"
+    );
+    let push_of = |id: &str| {
+        received
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["push"].as_u64())
+            .unwrap()
+    };
+    let first = push_of(&audit[0].id);
+    for p in &payments {
+        assert!(
+            push_of(&p.id) <= first + 1,
+            "a payment appended during push {first} waited behind the read-ahead: push {}",
+            push_of(&p.id)
+        );
+    }
+    let last_payment = received
+        .iter()
+        .rposition(|r| r["lane"] == "payments")
+        .unwrap();
+    let audit_after = received
+        .iter()
+        .position(|r| r["lane"] == "audit" && r["push"].as_u64() > Some(first))
+        .unwrap();
+    assert!(
+        last_payment < audit_after,
+        "payments before the audit not yet sent"
+    );
     t.stop().await;
     sim.shutdown().await;
 }

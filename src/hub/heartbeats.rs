@@ -60,7 +60,7 @@ struct Queue {
     bytes: usize,
     /// A task is writing (and will take what waits when it is done).
     writing: bool,
-    /// Heartbeats in the group being written (until the next group is taken).
+    /// Heartbeats in the group being written, until it is answered.
     in_group: usize,
 }
 
@@ -179,6 +179,7 @@ async fn write_groups(state: HubState) {
             }
             r => vec![r; stores.len()],
         };
+        state.heartbeats.queue().in_group = 0;
         for (a, r) in answers.into_iter().zip(answered) {
             let _ = a.send(r);
         }

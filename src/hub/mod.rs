@@ -99,13 +99,17 @@ impl HubState {
     }
 
     /// Seconds a journal push refused `busy` should wait: [`HubState::retry_after`] over a
-    /// spread that follows how many this process has just refused against how many it has
-    /// just landed ([`pace`]), at most `retry_after_spread_secs`. Counts the refusal.
+    /// spread that follows how many pushes this process has waiting and has just refused
+    /// against how many it has just landed ([`pace`]), at most `retry_after_spread_secs`.
+    /// Counts the refusal.
     pub fn busy_retry_after(&self, store: &str) -> u64 {
+        let admitted = self.config.intake_at_once.max(1) + self.config.intake_queue;
+        let waiting = admitted.saturating_sub(self.intake_admitted.available_permits());
         retry_after_secs(
             store,
             self.config.retry_after_min_secs,
-            self.pace.refused(self.config.retry_after_spread_secs),
+            self.pace
+                .refused(waiting as u64, self.config.retry_after_spread_secs),
             rand::random::<u64>(),
         )
     }

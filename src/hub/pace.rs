@@ -1,6 +1,6 @@
 //! How long a store told `busy` should stay away: about as long as this process needs to land
-//! the pushes it has just refused, at the rate it has just been landing them, and never
-//! longer than `retry_after_spread_secs`.
+//! the pushes waiting in it and those it has just refused, at the rate it has just been
+//! landing them, and never longer than `retry_after_spread_secs`.
 //!
 //! A fixed spread was either too short for a machine that lands slowly or far too long for a
 //! burst the hub would clear in a second: a fleet draining after an outage had a few hundred
@@ -66,26 +66,35 @@ impl Pace {
         self.window().at(s).landed[0] += 1;
     }
 
-    /// A push refused `busy`; the spread (seconds) to tell it, at most `most`.
-    pub fn refused(&self, most: u64) -> u64 {
+    /// A push refused `busy`, with `waiting` pushes admitted and not yet landed; the spread
+    /// (seconds) to tell it, at most `most`.
+    pub fn refused(&self, waiting: u64, most: u64) -> u64 {
         let s = self.second();
         let mut w = self.window();
         let w = w.at(s);
         w.refused[0] += 1;
-        busy_spread(w.refused.iter().sum(), w.landed.iter().sum(), most)
+        busy_spread(
+            w.refused.iter().sum::<u64>() + waiting,
+            w.landed.iter().sum(),
+            most,
+        )
     }
 }
 
-/// Seconds to spread `refused` pushes over so this process can land them at the rate it
-/// landed `landed` in the same window (up to three seconds, counted as two and a half: the
-/// current one is partly gone): at least 1, at most `most`; `most` when nothing landed.
-pub fn busy_spread(refused: u64, landed: u64, most: u64) -> u64 {
+/// Seconds to spread `ahead` pushes (waiting, and just refused) over so this process can
+/// land them at the rate it landed `landed` in the same window (up to three seconds, counted
+/// as two and a half: the current one is partly gone): at least 2, so the stores refused in
+/// one second are not all told the same second; at most `most`; `most` when nothing landed.
+pub fn busy_spread(ahead: u64, landed: u64, most: u64) -> u64 {
     let most = most.max(1);
     if landed == 0 {
         return most;
     }
-    // refused ÷ (landed per second), with landed per second = landed ÷ 2.5.
-    (refused * 5).div_ceil(landed * 2).clamp(1, most)
+    // ahead ÷ (landed per second), with landed per second = landed ÷ 2.5.
+    (ahead.saturating_mul(5))
+        .div_ceil(landed.saturating_mul(2))
+        .max(2)
+        .min(most)
 }
 
 #[cfg(test)]
@@ -94,18 +103,20 @@ mod tests {
 
     #[test]
     fn the_spread_follows_refusals_against_landings() {
-        // A hub landing 250 pushes a second (625 in the window) refusing a burst of 100:
-        // one second is enough.
-        assert_eq!(busy_spread(100, 625, 10), 1);
-        // Refusing as many as it lands in a second and a half: two seconds.
-        assert_eq!(busy_spread(375, 625, 10), 2);
-        // Refusing four times what it lands: the cap.
+        // A hub landing 250 pushes a second (625 in the window) with 100 ahead of a refused
+        // one: under a second's work, told the least, two seconds.
+        assert_eq!(busy_spread(100, 625, 10), 2);
+        // 600 ahead, 2.4 s of work: three.
+        assert_eq!(busy_spread(600, 625, 10), 3);
+        // Four times what it lands in a second: the cap.
         assert_eq!(busy_spread(2_500, 625, 10), 10);
         // Nothing landed (stalled, or nothing yet): the full spread.
         assert_eq!(busy_spread(1, 0, 10), 10);
         assert_eq!(busy_spread(1, 0, 0), 1);
-        // Never below a second.
-        assert_eq!(busy_spread(1, 1_000_000, 10), 1);
+        assert_eq!(busy_spread(1, 1_000_000, 1), 1);
+        // Never below two seconds when the cap allows.
+        assert_eq!(busy_spread(1, 1_000_000, 10), 2);
+        assert_eq!(busy_spread(u64::MAX, 1, 10), 10);
     }
 
     #[test]

@@ -292,18 +292,6 @@ impl PendingJson {
     }
 }
 
-/// The oldest pending entries of `lane` after `after` (a `seq`), in `seq` order, serialised.
-pub fn pending_json(
-    conn: &Connection,
-    lane: Lane,
-    after: i64,
-    limit: usize,
-) -> rusqlite::Result<PendingJson> {
-    let mut out = PendingJson::default();
-    out.push_lane(conn, lane, after, limit)?;
-    Ok(out.close())
-}
-
 /// One push of at most `limit` entries, serialised: the highest-priority lane's pending
 /// entries after `after(lane)` first, then each lower lane's in the room left, each lane in
 /// `seq` order. A lower lane only ever rides in room a higher one left unused, so it never
@@ -487,22 +475,28 @@ mod tests {
         .unwrap()
     }
 
+    /// One lane's entries after `after`, the others all answered.
+    fn only(lane: Lane, after: i64) -> impl Fn(Lane) -> i64 {
+        move |l| if l == lane { after } else { i64::MAX }
+    }
+
+    fn pending_json(conn: &Connection, lane: Lane, after: i64, limit: usize) -> PendingJson {
+        push_batch(conn, only(lane, after), limit).unwrap()
+    }
+
     /// The serialised batch is exactly what `pending` reads, after the given `seq`.
     #[test]
     fn pending_json_is_the_pending_entries_after_a_seq() {
         use Lane::*;
         let conn = journal(&[Audit, Payments, Audit, Payments, Payments, Audit]);
         let all = pending(&conn, Payments, 10).unwrap();
-        let got = pending_json(&conn, Payments, all[0].seq, 10).unwrap();
+        let got = pending_json(&conn, Payments, all[0].seq, 10);
         let parsed: Vec<crate::journal::Entry> = serde_json::from_slice(&got.json).unwrap();
         assert_eq!(parsed, all[1..]);
         let ids: Vec<(i64, String)> = all[1..].iter().map(|e| (e.seq, e.id.clone())).collect();
         assert_eq!(got.entries, ids);
-        assert_eq!(
-            pending_json(&conn, Payments, 0, 2).unwrap().entries.len(),
-            2
-        );
-        let none = pending_json(&conn, Returns, 0, 10).unwrap();
+        assert_eq!(pending_json(&conn, Payments, 0, 2).entries.len(), 2);
+        let none = pending_json(&conn, Returns, 0, 10);
         assert!(none.entries.is_empty());
         assert_eq!(none.json, b"[]");
         // Bodies go as stored: the canonical bytes the hash covers.
