@@ -21,9 +21,13 @@ const CHROMIUM_ARGS = [
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls fn until it returns something truthy; throws with `what` after `ms`. */
+/**
+ * Polls fn until it returns something truthy; throws with `what` after `ms`. Timed on the
+ * monotonic clock: this VM's wall clock once jumped 45 s ahead in a 15 s wait, and a wait
+ * timed by `Date.now()` gave up early.
+ */
 export async function until(what, fn, ms = 15_000, every = 100) {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   let last;
   for (;;) {
     try {
@@ -32,7 +36,7 @@ export async function until(what, fn, ms = 15_000, every = 100) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
     await sleep(every);
   }
 }
