@@ -10,6 +10,14 @@ use standin::journal::Lane;
 use standin::simulator::Simulator;
 
 async fn standin_pushing_to(sim: &Simulator) -> TestStore {
+    standin_pushing_to_with(sim, |_| {}).await
+}
+
+/// [`standin_pushing_to`], then `tweak` on its config.
+async fn standin_pushing_to_with(
+    sim: &Simulator,
+    tweak: impl FnOnce(&mut standin::config::Config),
+) -> TestStore {
     let central = sim.central_url();
     TestStore::start_with(move |c| {
         c.central.url = Some(central);
@@ -19,6 +27,7 @@ async fn standin_pushing_to(sim: &Simulator) -> TestStore {
         c.journal.retry_base_ms = 50;
         c.journal.retry_cap_ms = 500;
         c.journal.idle_poll_ms = 50;
+        tweak(c);
     })
     .await
 }
@@ -180,12 +189,9 @@ async fn entries_appended_during_a_push_go_ahead_of_what_was_read_ahead() {
         json!({"mode": "latency", "latency_ms": 1500}),
     )
     .await;
-    let central = sim.central_url();
-    let t = TestStore::start_with(move |c| {
-        c.central.url = Some(central);
+    let t = standin_pushing_to_with(&sim, |c| {
         c.central.timeout_ms = 5_000;
         c.central.health_interval_secs = 30;
-        c.journal.batch_size = 20;
         c.journal.idle_poll_ms = 20;
     })
     .await;

@@ -283,6 +283,14 @@ impl PendingJson {
         Ok(())
     }
 
+    /// Whether entries appended after this batch was read (with `limit`) could change it:
+    /// not when it is full of the top lane, since nothing outranks that and the rest of its
+    /// lane waits for room anyway. The one place [`push_outdated`]'s shortcut is decided, so
+    /// a caller can skip the read.
+    pub fn may_be_outdated(&self, limit: usize) -> bool {
+        !(self.entries.len() >= limit && self.last_lane == Some(Lane::BY_PRIORITY[0]))
+    }
+
     fn close(mut self) -> Self {
         if self.json.is_empty() {
             self.json.push(b'[');
@@ -325,10 +333,10 @@ pub fn push_outdated(
     let Some(last) = batch.last_lane else {
         return Ok(next_lane_after(conn, after)?.is_some());
     };
-    let full = batch.entries.len() >= limit;
-    if full && last == Lane::BY_PRIORITY[0] {
+    if !batch.may_be_outdated(limit) {
         return Ok(false);
     }
+    let full = batch.entries.len() >= limit;
     let covered = |l: Lane| after(l).max(batch.last_seq[l as usize]);
     Ok(next_lane_after(conn, covered)?.is_some_and(|l| !full || l < last))
 }

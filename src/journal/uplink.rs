@@ -291,8 +291,8 @@ async fn read_batch(
 /// A batch read ahead (after `answered`), unless it gives way to entries appended since
 /// ([`delivery::push_outdated`]): they go as they would have without the read-ahead.
 async fn if_current(state: &AppState, answered: Answered, batch: Batch) -> Option<Batch> {
-    // Nothing outranks a full batch of the top lane: no read needed (a payments backlog).
-    if batch.full() && batch.pending.last_lane == Some(Lane::BY_PRIORITY[0]) {
+    // A full batch of the top lane (a payments backlog) needs no read.
+    if !batch.pending.may_be_outdated(batch.limit) {
         return Some(batch);
     }
     state

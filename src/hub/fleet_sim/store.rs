@@ -66,7 +66,8 @@ struct Journal {
 
 /// The batches a store with `entries` all pending sends, in order, by the uplink's rule
 /// ([`Journal::pending`]): the highest-priority lane first, `seq` order within it, the lower
-/// lanes in the room left, at most `limit` a batch. The fleet bench's fair PostgreSQL peer commits the same transactions.
+/// lanes in the room left, at most `limit` a batch. The fleet bench's fair PostgreSQL peer
+/// commits the same transactions.
 pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
     let mut j = Journal {
         entries: entries.to_vec(),
