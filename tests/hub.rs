@@ -361,6 +361,62 @@ async fn a_full_intake_answers_503_with_retry_after_spread_per_store() {
     );
 }
 
+/// A hub that has just been landing pushes tells the few it refuses to come back soon (the
+/// least spread, 2 s: `Retry-After` 1 or 2), not the whole `retry_after_spread_secs` it tells
+/// when nothing lands (`src/hub/pace.rs`). Fails if landings are not counted.
+#[tokio::test]
+async fn a_hub_that_is_landing_tells_the_few_it_refuses_to_come_back_soon() {
+    let hub = hub!(|c| {
+        c.intake_at_once = 1;
+        c.intake_queue = 0;
+        c.retry_after_min_secs = 1;
+        c.retry_after_spread_secs = 30;
+    });
+    let token = hub.add_store("lands").await;
+    let mut chain = Chain::new("lands");
+    for _ in 0..20 {
+        let batch = chain.take(1);
+        assert_eq!(hub.outcomes("lands", &token, &batch).await, ["accepted"]);
+    }
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(hub.add_store(&format!("r{i}")).await);
+    }
+    // Every admission taken, as a running batch would: the next push is refused at once.
+    let held = hub
+        .state
+        .intake_admitted
+        .clone()
+        .acquire_owned()
+        .await
+        .unwrap();
+    let mut told = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let store = format!("r{i}");
+        let res = hub
+            .client
+            .post(format!("{}/v1/stores/{store}/journal", hub.url))
+            .bearer_auth(t)
+            .json(&json!({ "entries": Chain::new(&store).take(1) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        told.push(
+            res.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    drop(held);
+    assert!(
+        told.iter().all(|ra| (1..=2).contains(ra)),
+        "told {told:?} after 20 landings in the last moment"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_once() {
     let hub = hub!(|c| {
