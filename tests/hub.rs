@@ -372,15 +372,16 @@ async fn a_hub_that_is_landing_tells_the_few_it_refuses_to_come_back_soon() {
         c.retry_after_min_secs = 1;
         c.retry_after_spread_secs = 30;
     });
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(hub.add_store(&format!("r{i}")).await);
+    }
+    // The landings just before the refusals (the hub looks back 2–3 s).
     let token = hub.add_store("lands").await;
     let mut chain = Chain::new("lands");
     for _ in 0..20 {
         let batch = chain.take(1);
         assert_eq!(hub.outcomes("lands", &token, &batch).await, ["accepted"]);
-    }
-    let mut tokens = Vec::new();
-    for i in 0..8 {
-        tokens.push(hub.add_store(&format!("r{i}")).await);
     }
     // Every admission taken, as a running batch would: the next push is refused at once.
     let held = hub
