@@ -33,6 +33,9 @@
 //! Outcomes reported by callers that did not ask `permit` (an unsolicited success while
 //! Open, say) still count: a success is evidence the upstream answers, so it moves Open to
 //! HalfOpen; a failure while Open only ever pushes `until` later, by its `Retry-After`.
+//! Except after a refused connection: Open lets nothing through, so a success while it is
+//! open answers a request sent before the refusal, and once nothing was listening that is
+//! the old process finishing its work as it stopped, not evidence of one listening again.
 
 use std::time::Duration;
 
@@ -151,6 +154,13 @@ pub struct Breaker {
     /// Whether the upstream has answered anything (a success, a `Retry-After`) since the
     /// breaker last opened: a probe failing after that is a flap, not the same outage.
     answered: bool,
+    /// Open because a connection was refused: nothing was listening. Open lets nothing
+    /// through, so a success arriving now answers a request sent before that: the old
+    /// process finishing its work as it stopped, not one listening again. It does not
+    /// half-open the breaker (`cargo bench --bench fleet`, 2026-12-07: such answers
+    /// half-opened 7 % of the fleet in the outage's first second, each store then probing
+    /// a hub that was gone).
+    nobody_listening: bool,
     /// Open: when a half-open probe may go. Closed: a `Retry-After` hold.
     until: Option<DateTime<Utc>>,
     /// Closed only: after a `Retry-After`, one request at a time until one succeeds.
@@ -170,6 +180,7 @@ impl Breaker {
             opened: 0,
             successes: 0,
             answered: false,
+            nobody_listening: false,
             until: None,
             gated: false,
             probe: None,
@@ -254,6 +265,7 @@ impl Breaker {
                 self.gated = false;
                 self.until = None;
             }
+            (BreakerState::Open, Outcome::Success) if self.nobody_listening => {}
             (BreakerState::Open | BreakerState::HalfOpen, Outcome::Success) => {
                 self.answered = true;
                 if self.state == BreakerState::Open {
@@ -264,8 +276,14 @@ impl Breaker {
                     self.enter(BreakerState::Closed, now);
                 }
             }
-            (BreakerState::Closed, Outcome::Unreachable) => self.open(now, None),
-            (BreakerState::HalfOpen, Outcome::Unreachable) => self.reopen(now),
+            (BreakerState::Closed, Outcome::Unreachable) => {
+                self.open(now, None);
+                self.nobody_listening = true;
+            }
+            (BreakerState::HalfOpen, Outcome::Unreachable) => {
+                self.reopen(now);
+                self.nobody_listening = true;
+            }
             (BreakerState::Open, Outcome::Unreachable) => {}
             (BreakerState::Closed, Outcome::Failure { retry_after }) => {
                 self.failures += 1;
@@ -358,6 +376,7 @@ impl Breaker {
         self.until = None;
         self.gated = false;
         self.probe = None;
+        self.nobody_listening = false;
         if state == BreakerState::Closed {
             self.opened = 0;
         }

@@ -66,6 +66,8 @@ proptest! {
         let mut success_run = 0u32;
         let mut opened = 0u32;
         let mut probe: Option<DateTime<Utc>> = None;
+        // Open since a refused connection: a success then answers a request sent before it.
+        let mut nobody_listening = false;
 
         for (dt, op) in steps {
             now += chrono::Duration::milliseconds(dt);
@@ -90,6 +92,12 @@ proptest! {
                     if yes && b.state() == BreakerState::HalfOpen {
                         probe = Some(now);
                     }
+                }
+                Op::Success if before == BreakerState::Open && nobody_listening => {
+                    b.record(Outcome::Success, now);
+                    probe = None;
+                    prop_assert_eq!(b.state(), BreakerState::Open, "an answer sent before nothing listened half-opened it");
+                    prop_assert_eq!(b.next_attempt_at(), next_before, "nor moved its wait");
                 }
                 Op::Success => {
                     b.record(Outcome::Success, now);
@@ -172,6 +180,7 @@ proptest! {
                 success_run = 0;
             }
             if b.state() != before {
+                nobody_listening = matches!(op, Op::Unreachable);
                 prop_assert_eq!(b.since(), now, "since must move with the state");
             } else {
                 prop_assert_eq!(b.since(), since_before, "since moved without a state change");

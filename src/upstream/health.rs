@@ -347,6 +347,19 @@ mod tests {
             (HealthState::Down, BreakerState::Open, 1)
         );
         assert!(!u.permit(Upstream::Central, t0));
+        // A request sent before the refusal, answered as the old process stops: no evidence
+        // of one listening, so no half-open probe at a hub that is gone.
+        u.report(
+            Upstream::Central,
+            Ok(()),
+            t0 + chrono::Duration::milliseconds(300),
+        );
+        let h = u.get(Upstream::Central).unwrap();
+        assert_eq!(
+            (h.state, h.breaker),
+            (HealthState::Down, BreakerState::Open)
+        );
+        assert!(!u.permit(Upstream::Central, t0 + chrono::Duration::seconds(1)));
         assert!(u.permit(Upstream::Payments, t0), "bulkhead");
         u.report_failure(Upstream::Payments, refused(), t0);
         let h = u.get(Upstream::Payments).unwrap();
