@@ -62,10 +62,62 @@ const MAX_PUSH: usize = 5_000;
 /// what the hub takes in one request. Fewer, larger pushes make fewer commits (one per batch,
 /// `synchronous=FULL`) and requests; 1,000 entries are about 600 KB.
 pub fn backlog_batch(cfg: &JournalConfig) -> usize {
-    cfg.batch_size
+    backlog_batch_of(cfg.batch_size)
+}
+
+fn backlog_batch_of(batch_size: usize) -> usize {
+    batch_size
         .max(1)
         .saturating_mul(10)
-        .min(MAX_PUSH.max(cfg.batch_size))
+        .min(MAX_PUSH.max(batch_size))
+}
+
+/// How many entries the next push reads: `batch_size`, doubling up to [`backlog_batch`]
+/// while each push goes out full and comes back fully answered (a backlog draining), and
+/// back to `batch_size` after anything else. The fleet simulator's stores size their pushes
+/// by the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchGrowth {
+    limit: usize,
+    base: usize,
+    most: usize,
+}
+
+impl BatchGrowth {
+    /// For `journal.batch_size` = `batch_size`.
+    pub fn new(batch_size: usize) -> Self {
+        let base = batch_size.max(1);
+        Self {
+            limit: base,
+            base,
+            most: backlog_batch_of(batch_size),
+        }
+    }
+
+    /// Entries the next read may take.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The limit after a push of `sent` entries read with [`BatchGrowth::limit`], if central
+    /// answers for all of them.
+    pub fn after_answered(&self, sent: usize) -> usize {
+        if sent >= self.limit {
+            self.limit.saturating_mul(2).min(self.most)
+        } else {
+            self.base
+        }
+    }
+
+    /// A push of `sent` entries was answered for all of them.
+    pub fn answered(&mut self, sent: usize) {
+        self.limit = self.after_answered(sent);
+    }
+
+    /// Anything but a fully answered push: start again at `batch_size`.
+    pub fn reset(&mut self) {
+        self.limit = self.base;
+    }
 }
 
 /// Runs until `shutdown` fires. Needs `central.url`.
@@ -182,10 +234,6 @@ impl Batch {
         self.pending.entries.len()
     }
 
-    fn full(&self) -> bool {
-        self.len() >= self.limit
-    }
-
     /// The lanes it starts and ends with, for the logs.
     fn lanes(&self) -> (&'static str, &'static str) {
         // Lanes go in priority order, so the first is the highest one present.
@@ -217,10 +265,8 @@ struct Pipeline {
     recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// The next batch, read while the previous one was in flight (as if it were answered).
     next: Option<Batch>,
-    /// Entries in the next read: `batch_size`, doubling while batches go full and answered.
-    limit: usize,
-    batch_size: usize,
-    most: usize,
+    /// Entries in the next read.
+    size: BatchGrowth,
 }
 
 impl Pipeline {
@@ -229,9 +275,7 @@ impl Pipeline {
             answered: Answered::default(),
             recording: None,
             next: None,
-            limit: cfg.batch_size.max(1),
-            batch_size: cfg.batch_size.max(1),
-            most: backlog_batch(cfg),
+            size: BatchGrowth::new(cfg.batch_size),
         }
     }
 
@@ -259,7 +303,7 @@ impl Pipeline {
     async fn settle(&mut self) -> bool {
         self.next = None;
         self.answered = Answered::default();
-        self.limit = self.batch_size;
+        self.size.reset();
         self.stored().await
     }
 
@@ -358,7 +402,7 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
     };
     let batch = match ahead {
         Some(b) => b,
-        None => match read_batch(state, pipe.answered, pipe.limit).await {
+        None => match read_batch(state, pipe.answered, pipe.size.limit()).await {
             Ok(Some(b)) => b,
             Ok(None) => return pipe.settled(Round::Idle).await,
             Err(e) => {
@@ -373,11 +417,7 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
         return pipe.settled(Round::Held).await;
     }
     // While this batch is in flight, read the one after it as if it will be answered.
-    let next_limit = if batch.full() {
-        pipe.limit.saturating_mul(2).min(pipe.most)
-    } else {
-        pipe.batch_size
-    };
+    let next_limit = pipe.size.after_answered(batch.len());
     let after = batch.answered_after(pipe.answered);
     let (sent, ahead) = tokio::join!(
         send(state, url, &batch),
@@ -453,7 +493,7 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
         return pipe.settled(Round::Delivered).await;
     }
     pipe.answered = after;
-    pipe.limit = next_limit;
+    pipe.size.answered(batch.len());
     pipe.next = match ahead {
         Ok(next) => next,
         Err(e) => {
@@ -468,6 +508,33 @@ async fn round(state: &AppState, url: &str, pipe: &mut Pipeline) -> Round {
 mod tests {
     use super::*;
     use crate::upstream::{BreakerConfig, Failure};
+
+    #[test]
+    fn pushes_double_while_they_go_full_and_answered_and_start_again_after_anything_else() {
+        let mut size = BatchGrowth::new(100);
+        let mut limits = Vec::new();
+        for _ in 0..6 {
+            limits.push(size.limit());
+            size.answered(size.limit());
+        }
+        assert_eq!(limits, [100, 200, 400, 800, 1_000, 1_000]);
+        size.answered(999);
+        assert_eq!(
+            size.limit(),
+            100,
+            "a push with room left: the backlog is gone"
+        );
+        size.answered(100);
+        size.reset();
+        assert_eq!(size.limit(), 100, "a failed or partly answered push");
+        let mut big = BatchGrowth::new(3_000);
+        big.answered(3_000);
+        assert_eq!(
+            big.limit(),
+            MAX_PUSH,
+            "never beyond what the hub takes at once"
+        );
+    }
 
     #[test]
     fn a_held_round_sleeps_on_the_breaker_unless_it_has_closed_since() {

@@ -657,6 +657,9 @@ impl Drop for HubProc {
     }
 }
 
+/// How long the fleet may take to settle before its outage starts anyway.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(120);
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -773,6 +776,24 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             });
         }
     }
+    // A nationwide outage meets a fleet in its routine traffic, not in its first minute:
+    // 5,000 stores starting within 2 s make 25,000 first feed pulls at once, and pulls still
+    // queued at the hub when it went away made the outage's first second look like a
+    // fleet retrying (2026-12-07: timed out at 5 s, each store then sending again).
+    let starting = Instant::now();
+    while !stores.iter().all(|s| s.settled()) && starting.elapsed() < SETTLE_AT_MOST {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let settled = stores.iter().filter(|s| s.settled()).count();
+    say(
+        &plan,
+        format!(
+            "{settled} of {} stores settled (feeds pulled, a heartbeat in) in {:.1} s; {:?} of routine traffic before the outage",
+            stores.len(),
+            starting.elapsed().as_secs_f64(),
+            plan.warmup
+        ),
+    );
     tokio::time::sleep(plan.warmup).await;
 
     // The measured outage and drain; then, when planned, a second outage whose drain the
@@ -904,7 +925,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         let base = db.rsplit_once('/').map_or(db.as_str(), |(b, _)| b);
         let concurrency = plan.intake_at_once * plan.hubs;
         // Twice, each into a fresh database: the same transactions the stores sent (each
-        // store's lanes in priority order, `batch_size` at most: the hub's own unit of work),
+        // store's lanes in priority order, in pushes growing from `batch_size` as the
+        // uplink's do: the hub's own unit of work),
         // and the same rows in 100-row transactions whatever their lane (PostgreSQL's best).
         // The first outage's rows: the drain the ratio is printed for.
         let first = |s: &VStore| {

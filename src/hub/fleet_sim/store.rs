@@ -66,22 +66,25 @@ struct Journal {
 
 /// The batches a store with `entries` all pending sends, in order, by the uplink's rule
 /// ([`Journal::pending`]): the highest-priority lane first, `seq` order within it, the lower
-/// lanes in the room left, at most `limit` a batch. The fleet bench's fair PostgreSQL peer
-/// commits the same transactions.
-pub fn delivery_batches(entries: &[Entry], limit: usize) -> Vec<Vec<Entry>> {
+/// lanes in the room left, `batch_size` entries at first and twice as many after each full
+/// push answered ([`uplink::BatchGrowth`]). The fleet bench's fair PostgreSQL peer commits
+/// the same transactions.
+pub fn delivery_batches(entries: &[Entry], batch_size: usize) -> Vec<Vec<Entry>> {
     let mut j = Journal {
         entries: entries.to_vec(),
         settled: vec![None; entries.len()],
     };
+    let mut size = uplink::BatchGrowth::new(batch_size);
     let mut out = Vec::new();
     loop {
-        let batch: Vec<Entry> = j.pending(limit.max(1)).into_iter().cloned().collect();
+        let batch: Vec<Entry> = j.pending(size.limit()).into_iter().cloned().collect();
         if batch.is_empty() {
             return out;
         }
         for e in &batch {
             j.settled[(e.seq - 1) as usize] = Some(Outcome::Accepted);
         }
+        size.answered(batch.len());
         out.push(batch);
     }
 }
@@ -144,6 +147,8 @@ pub struct VStore {
     last_retry_second: AtomicI64,
     /// All entries generated (the generator is done).
     pub generated_all: AtomicBool,
+    /// Every feed pulled to its end at least once.
+    pulled: AtomicBool,
     pub set_aside: AtomicU64,
     pub till: Mutex<Till>,
     /// Sent as the heartbeat's `interval_secs` (the hub's silence threshold for this store).
@@ -172,6 +177,7 @@ impl VStore {
             last_second: AtomicI64::new(-1),
             last_retry_second: AtomicI64::new(-1),
             generated_all: AtomicBool::new(false),
+            pulled: AtomicBool::new(false),
             set_aside: AtomicU64::new(0),
             till: Mutex::default(),
             interval_secs: None,
@@ -236,6 +242,14 @@ impl VStore {
 
     pub fn backlog(&self) -> usize {
         self.journal.lock().expect("journal lock").backlog()
+    }
+
+    /// Past its start: every feed pulled to the end once, and a heartbeat taken (or the hub
+    /// takes none). A fleet in this state sends only its routine traffic.
+    pub fn settled(&self) -> bool {
+        self.pulled.load(Ordering::Relaxed)
+            && (self.heartbeats_accepted.load(Ordering::Relaxed) > 0
+                || self.heartbeat_unsupported.load(Ordering::Relaxed))
     }
 
     /// Counts this store as sending in the current second (once per second), as
@@ -317,11 +331,12 @@ impl VStore {
     ) {
         let mut stop = stop.clone();
         let mut backoff = Backoff::new(policy.retry_base, policy.retry_cap);
+        let mut size = uplink::BatchGrowth::new(policy.batch_size);
         loop {
             if *stop.borrow() {
                 return;
             }
-            let round = self.push_round(client, policy, stats).await;
+            let round = self.push_round(client, policy, stats, &mut size).await;
             let mut eased = std::pin::pin!(self.upstreams.eased(C));
             eased.as_mut().enable();
             let Some((wait, wake_on_append)) = uplink::next_wait(
@@ -342,13 +357,37 @@ impl VStore {
         }
     }
 
-    async fn push_round(&self, client: &reqwest::Client, policy: &Policy, stats: &Stats) -> Round {
-        // The request's body and the batch's (id, seq) pairs, read under the lock.
+    /// One push of at most `size`'s limit, grown and reset by the uplink's own rule.
+    async fn push_round(
+        &self,
+        client: &reqwest::Client,
+        policy: &Policy,
+        stats: &Stats,
+        size: &mut uplink::BatchGrowth,
+    ) -> Round {
+        let round = self.push_once(client, policy, stats, size.limit()).await;
+        match round {
+            (Round::Delivered, Some(sent)) => size.answered(sent),
+            _ => size.reset(),
+        }
+        round.0
+    }
+
+    /// One push of at most `limit` entries; with the number sent when central answered for
+    /// every one of them.
+    async fn push_once(
+        &self,
+        client: &reqwest::Client,
+        policy: &Policy,
+        stats: &Stats,
+        limit: usize,
+    ) -> (Round, Option<usize>) {
+        // The request's body and the batch's (id → seq) map, read under the lock.
         let (body, sent_ids) = {
             let j = self.journal.lock().expect("journal lock");
-            let entries = j.pending(policy.batch_size.max(1));
+            let entries = j.pending(limit.max(1));
             if entries.is_empty() {
-                return Round::Idle;
+                return (Round::Idle, None);
             }
             #[derive(serde::Serialize)]
             struct Body<'a> {
@@ -356,11 +395,12 @@ impl VStore {
             }
             let body = serde_json::to_vec(&Body { entries: &entries })
                 .expect("a journal entry serialises");
-            let ids: Vec<(String, i64)> = entries.iter().map(|e| (e.id.clone(), e.seq)).collect();
+            let ids: std::collections::HashMap<String, i64> =
+                entries.iter().map(|e| (e.id.clone(), e.seq)).collect();
             (body, ids)
         };
         if !self.upstreams.permit(C, chrono::Utc::now()) {
-            return Round::Held;
+            return (Round::Held, None);
         }
         self.sending(stats);
         let started = Instant::now();
@@ -386,7 +426,7 @@ impl VStore {
                     }
                 }
                 self.upstreams.report_failure(C, failure, now);
-                return Round::Failed(None);
+                return (Round::Failed(None), None);
             }
         };
         let status = res.status();
@@ -414,7 +454,7 @@ impl VStore {
                 ra,
                 now,
             );
-            return Round::Failed(ra);
+            return (Round::Failed(ra), None);
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -434,7 +474,7 @@ impl VStore {
                     None,
                     now,
                 );
-                return Round::Failed(None);
+                return (Round::Failed(None), None);
             }
         };
         stats.intake_latency(started.elapsed());
@@ -443,7 +483,7 @@ impl VStore {
         let mut j = self.journal.lock().expect("journal lock");
         for r in answer.results {
             // Only entries we sent, first answer wins (as delivery::record_outcomes).
-            let Some(&(_, seq)) = sent_ids.iter().find(|(id, _)| *id == r.id) else {
+            let Some(&seq) = sent_ids.get(&r.id) else {
                 continue;
             };
             let slot = &mut j.settled[(seq - 1) as usize];
@@ -463,9 +503,10 @@ impl VStore {
             }
         }
         if answered == 0 {
-            return Round::Failed(None);
+            return (Round::Failed(None), None);
         }
-        Round::Delivered
+        let all = answered == sent_ids.len();
+        (Round::Delivered, all.then_some(sent_ids.len()))
     }
 
     /// The health probe: Standin's `upstream::probe` loop.
@@ -523,6 +564,7 @@ impl VStore {
             let delay = match self.pull_all(client, policy, stats).await {
                 Ok(()) => {
                     backoff.reset();
+                    self.pulled.store(true, Ordering::Relaxed);
                     policy.pull_interval
                 }
                 Err(None) => self.upstreams.next_permit_in(C, now, policy.pull_interval),
@@ -745,4 +787,36 @@ pub fn heartbeat_body(s: &VStore) -> Heartbeat {
         "feeds": feeds,
     });
     serde_json::from_value(beat).expect("the heartbeat's own shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stores_backlog_goes_in_growing_pushes_by_lane_priority() {
+        let store = VStore::new(
+            "s1".into(),
+            "t".into(),
+            "http://127.0.0.1:9".into(),
+            &Policy::default(),
+            1,
+        );
+        // 100 entries in each lane, appended round robin.
+        let entries: Vec<Entry> = (0..400).map(|n| store.append(n)).collect();
+        let pushes = delivery_batches(&entries, 100);
+        let sizes: Vec<usize> = pushes.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [100, 200, 100],
+            "100, then twice as many after a full push"
+        );
+        let lanes: Vec<Lane> = pushes.iter().flatten().map(|e| e.lane).collect();
+        let mut by_priority = lanes.clone();
+        by_priority.sort_by_key(|l| Lane::BY_PRIORITY.iter().position(|p| p == l));
+        assert_eq!(lanes, by_priority, "each lane before the ones below it");
+        let mut seqs: Vec<i64> = pushes.iter().flatten().map(|e| e.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=400).collect::<Vec<_>>(), "every entry once");
+    }
 }
