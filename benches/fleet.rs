@@ -16,8 +16,12 @@
 //!   (default 40);
 //! - `BENCH_FAULTS` (default 1; 0: no hub SIGKILL, no PostgreSQL restart: a quick look at
 //!   one clean drain, e.g. with `BENCH_OUTAGE_SECS=60 BENCH_SECOND_OUTAGE_SECS=0`);
-//! - `BENCH_WARMUP_SECS` (default 10): the hub up before the outage, long enough to print
-//!   the fleet's own cadence of requests with nothing wrong.
+//! - `BENCH_WARMUP_SECS` (default 10): the hub up before the outage, once every store has
+//!   pulled its feeds and had a heartbeat taken, long enough to print the fleet's own
+//!   cadence of requests with nothing wrong;
+//! - `BENCH_FLEET_THREADS` (default 2): the virtual stores' runtime threads. The stores
+//!   share the machine's cores with the hub and PostgreSQL; their runtime falling behind
+//!   turns into stores timing out on pushes the hub lands anyway.
 
 use std::time::Duration;
 
@@ -28,11 +32,19 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env("BENCH_FLEET_THREADS", 2).max(1))
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let dir = std::env::temp_dir().join(format!(
         "standin-bench-fleet-{}",
         uuid::Uuid::now_v7().simple()

@@ -431,20 +431,20 @@ impl Report {
             self.stores, self.hubs, self.outage_secs, self.generated
         );
         println!(
-            "busiest second, share of stores sending: outage {:.1} % ({} s in; its first second left out), recovery {:.1} % (goal <= 15 %)",
-            self.max_share_outage * 100.0,
-            self.busiest_outage_second,
+            "busiest second, share of stores sending: outage {:.1} % sending again after the hub failed them (every second, its first included), recovery {:.1} % (goal <= 15 %)",
+            self.max_share_outage_retrying * 100.0,
             self.max_share_recovery * 100.0
         );
         println!(
-            "outage's first second (the fleet finding the hub gone): {:.1} % of stores sent ({:.1} % sending again after the hub had failed them); busiest second of such retries {:.1} %",
+            "outage counting every request: {:.1} % of stores in its first second ({:.1} % of them sending again), {:.1} % at its busiest after it ({} s in): a store sending for the first time since the hub went is its routine traffic finding the hub gone, once",
             self.outage_series.first().copied().unwrap_or_default() * 100.0,
             self.outage_retry_series
                 .first()
                 .copied()
                 .unwrap_or_default()
                 * 100.0,
-            self.max_share_outage_retrying * 100.0
+            self.max_share_outage * 100.0,
+            self.busiest_outage_second,
         );
         let pct = |v: &[f64]| {
             v.iter()
@@ -526,12 +526,12 @@ impl Report {
         };
         if let Some(f) = &self.faulted {
             println!(
-                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of the outage (its first left out) {:.1} %, of stores sending again after the hub had failed them {:.1} %, of its recovery {:.1} %",
+                "second outage ({:.0} s), for the faults: its drain took {:.1} s for {} entries; busiest second of the outage {:.1} % sending again after the hub had failed them ({:.1} % counting every request, its first second left out), of its recovery {:.1} %",
                 f.outage_secs,
                 f.drain_secs,
                 f.landed,
-                f.max_share_outage * 100.0,
                 f.max_share_outage_retrying * 100.0,
+                f.max_share_outage * 100.0,
                 f.max_share_recovery * 100.0
             );
         }
