@@ -742,9 +742,10 @@ async fn two_hub_processes_racing_one_batch_land_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_gives_up() {
     // A store's row held by another transaction (the other hub process, a stuck lock): the
-    // batch waits no longer than `intake_deadline_ms`, is rolled back and answered 503 busy
-    // with a Retry-After, well before the store's own 5 s timeout; resent once the row is
-    // free it lands once.
+    // store waits no longer than `intake_deadline_ms` and is answered 503 busy with a
+    // Retry-After, well before its own 5 s timeout. The landing it started is not thrown
+    // away: it finishes once the row is free, with no resend, and the resend is answered
+    // `duplicate`. Every entry lands once.
     let Some(hub) = TestHub::start_with(|c| c.intake_deadline_ms = 500).await else {
         return;
     };
@@ -781,9 +782,17 @@ async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_g
     assert!(hub.rows("s-held").await.is_empty(), "nothing landed");
 
     tx.rollback().await.unwrap();
+    let freed = std::time::Instant::now();
+    while hub.rows("s-held").await.len() < 3 {
+        assert!(
+            freed.elapsed() < std::time::Duration::from_secs(10),
+            "the landing answered busy never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         hub.outcomes("s-held", &token, &batch).await,
-        ["accepted", "accepted", "accepted"]
+        ["duplicate", "duplicate", "duplicate"]
     );
     assert_eq!(hub.rows("s-held").await.len(), 3);
     assert_eq!(hub.verified("s-held").await.0, 3);

@@ -29,8 +29,9 @@ pub struct HubConfig {
     /// its last stores drained a minute after the rest (`cargo bench --bench fleet`,
     /// 2026-12-06).
     pub intake_queue: usize,
-    /// A journal batch not landed within this (waiting for a connection, a lock, or
-    /// PostgreSQL itself) is rolled back and answered 503 `busy`. Kept under the stores'
+    /// A journal batch not landed within this is answered 503 `busy`: one still waiting for
+    /// its turn never starts; one landing (waiting for a connection, a lock, or PostgreSQL
+    /// itself) finishes in the background and its resend is answered `duplicate`. Kept under the stores'
     /// own `central.timeout_ms` (5,000): a store that gives up on a push sends the same
     /// entries again, so a batch the hub lands after its store stopped waiting is work done
     /// twice (`cargo bench --bench fleet` with 2,000,000 entries on a loaded machine: intake
