@@ -95,6 +95,11 @@ impl fmt::Debug for HubConfig {
 }
 
 impl HubConfig {
+    /// Journal batches a process holds at once, landing or waiting for a turn.
+    pub fn intake_admitted(&self) -> usize {
+        self.intake_at_once.max(1) + self.intake_queue
+    }
+
     /// Loads `file` (if any), then `STANDIN_HUB__…` overrides from `env`. Errors name the key.
     pub fn load(
         file: Option<&Path>,

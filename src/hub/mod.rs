@@ -74,9 +74,7 @@ impl HubState {
         let pool = db::pool(config.database_url.expose(), config.pool_size)?;
         Ok(Self(Arc::new(Shared {
             intake_permits: Arc::new(tokio::sync::Semaphore::new(config.intake_at_once.max(1))),
-            intake_admitted: Arc::new(tokio::sync::Semaphore::new(
-                config.intake_at_once.max(1) + config.intake_queue,
-            )),
+            intake_admitted: Arc::new(tokio::sync::Semaphore::new(config.intake_admitted())),
             config,
             pool,
             metrics: metrics::Metrics::default(),
@@ -103,8 +101,8 @@ impl HubState {
     /// against how many it has just landed ([`pace`]), at most `retry_after_spread_secs`.
     /// Counts the refusal.
     pub fn busy_retry_after(&self, store: &str) -> u64 {
-        let admitted = self.config.intake_at_once.max(1) + self.config.intake_queue;
-        let waiting = admitted.saturating_sub(self.intake_admitted.available_permits());
+        let waiting = (self.config.intake_admitted())
+            .saturating_sub(self.intake_admitted.available_permits());
         retry_after_secs(
             store,
             self.config.retry_after_min_secs,
