@@ -257,7 +257,14 @@ impl Breaker {
         }
     }
 
-    pub fn record(&mut self, outcome: Outcome, now: DateTime<Utc>) {
+    /// Records `outcome`; false when it says nothing about the upstream now (a success
+    /// answering a request sent before nothing was listening), so callers keep their own
+    /// view of it unchanged too.
+    pub fn record(&mut self, outcome: Outcome, now: DateTime<Utc>) -> bool {
+        if self.state == BreakerState::Open && self.nobody_listening && outcome == Outcome::Success
+        {
+            return false;
+        }
         self.probe = None;
         match (self.state, outcome) {
             (BreakerState::Closed, Outcome::Success) => {
@@ -265,7 +272,6 @@ impl Breaker {
                 self.gated = false;
                 self.until = None;
             }
-            (BreakerState::Open, Outcome::Success) if self.nobody_listening => {}
             (BreakerState::Open | BreakerState::HalfOpen, Outcome::Success) => {
                 self.answered = true;
                 if self.state == BreakerState::Open {
@@ -316,6 +322,7 @@ impl Breaker {
             }
             (BreakerState::HalfOpen, Outcome::Failure { retry_after: None }) => self.reopen(now),
         }
+        true
     }
 
     fn open(&mut self, now: DateTime<Utc>, retry_after: Option<Duration>) {

@@ -228,6 +228,9 @@ impl Upstreams {
             outcome
         };
         let held = e.breaker.holds_back() && e.breaker.held_until().is_none_or(|u| now >= u);
+        if !e.breaker.record(outcome, now) {
+            return;
+        }
         let h = &mut e.health;
         match error {
             None => {
@@ -239,7 +242,6 @@ impl Upstreams {
                 h.last_error = Some(msg);
             }
         }
-        e.breaker.record(outcome, now);
         e.refresh(which, now);
         if held && outcome == Outcome::Success {
             self.eased[which as usize].notify_waiters();
@@ -356,8 +358,9 @@ mod tests {
         );
         let h = u.get(Upstream::Central).unwrap();
         assert_eq!(
-            (h.state, h.breaker),
-            (HealthState::Down, BreakerState::Open)
+            (h.state, h.breaker, h.consecutive_failures, h.last_success),
+            (HealthState::Down, BreakerState::Open, 1, None),
+            "nor does the status say central answered"
         );
         assert!(!u.permit(Upstream::Central, t0 + chrono::Duration::seconds(1)));
         assert!(u.permit(Upstream::Payments, t0), "bulkhead");
