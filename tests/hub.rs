@@ -799,6 +799,102 @@ async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_g
     hub.stop().await;
 }
 
+/// Feed pulls holding every connection they may use (blocked here on the lock that makes a
+/// store's batches, as a crowd of first pulls keeps them busy) neither hold up a journal
+/// batch, which has connections of its own, nor wait past the pool's 2 s: the next pull is
+/// answered `busy` with a `Retry-After`, not `database_unavailable`. With one pool for both
+/// (before 2026-12-07 afternoon) the batch waited for a connection and was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_holding_their_connections_leave_the_intake_its_own() {
+    let Some(hub) = TestHub::start_with(|c| {
+        c.intake_at_once = 1;
+        // The intake's two (one batch, the heartbeat writer) and one for pulls.
+        c.pool_size = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("p1").await, hub.add_store("p2").await);
+    hub.import(
+        "policy",
+        &[json!({ "key": "offline_max_hours", "value": 6 })],
+    )
+    .await;
+    // p2's token is looked up (on the pulls' connections) and cached by its first push, as
+    // a starting hub caches every store's.
+    let mut chain = Chain::new("p2");
+    assert_eq!(hub.outcomes("p2", &t2, &chain.take(1)).await, ["accepted"]);
+    // The lock p1's first policy pull needs to make its snapshot, held.
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('p1' || '/' || 'policy', 0))",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Three pulls, as many as the old single pool had connections: one takes the pulls'
+    // connection and waits on the lock, the others wait for that connection.
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
+            tokio::spawn(async move {
+                let res = client
+                    .get(format!("{url}/v1/stores/p1/feeds/policy/batches?after=0"))
+                    .bearer_auth(&t1)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let ra = res.headers().get("retry-after").cloned();
+                let body: serde_json::Value = res.json().await.unwrap_or_default();
+                (status, ra, body)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let landed = std::time::Instant::now();
+    assert_eq!(
+        hub.outcomes("p2", &t2, &chain.take(2)).await,
+        ["accepted", "accepted"]
+    );
+    assert!(
+        landed.elapsed() < std::time::Duration::from_millis(1_500),
+        "the batch waited {:?} behind the pulls",
+        landed.elapsed()
+    );
+    // The pulls still waiting for a connection get `busy` once the pool's wait (2 s) is
+    // over; then the lock goes, and the pull that held it is answered.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tx.rollback().await.unwrap();
+    let mut refused = 0;
+    let mut answered = Vec::new();
+    for pull in pulls {
+        answered.push(pull.await.unwrap());
+    }
+    for (status, ra, body) in &answered {
+        if *status == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+            assert_eq!(body["error"]["code"], "busy", "{body}");
+            assert!(ra.is_some(), "no Retry-After");
+        } else {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            assert_eq!(body["batches"][0]["upserts"][0]["value"], 6, "{body}");
+        }
+    }
+    assert_eq!(refused, 2, "{answered:?}");
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_refused_no_connection_total 2"),
+        "{metrics}"
+    );
+    // With the lock gone, the pulls' connection serves again.
+    let (status, page) = hub.batches("p2", &t2, "policy", 0).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    hub.stop().await;
+}
+
 #[tokio::test]
 async fn a_starting_hub_caches_every_stores_token_in_one_query() {
     let hub = hub!();

@@ -17,7 +17,9 @@ pub struct HubConfig {
     /// password), so it never shows in Debug output.
     pub database_url: Secret,
     pub listen: SocketAddr,
-    /// Connections each hub process keeps to PostgreSQL.
+    /// Connections each hub process keeps to PostgreSQL, in all: `intake_at_once` + 1 are
+    /// the intake's own (journal batches and the heartbeat writer), the rest serve feed
+    /// pulls, the fleet view and token lookups. At least `intake_at_once` + 2.
     pub pool_size: usize,
     /// Journal batches landing at once per hub process; beyond it the hub answers 503 with
     /// a `Retry-After` spread per store rather than queueing on PostgreSQL.
@@ -95,6 +97,32 @@ impl fmt::Debug for HubConfig {
 }
 
 impl HubConfig {
+    /// Connections kept for the intake: one per batch landing at once, one for heartbeats.
+    pub fn intake_pool_size(&self) -> usize {
+        self.intake_at_once.max(1) + 1
+    }
+
+    /// Connections for everything else (feed pulls, the fleet view, token lookups).
+    pub fn shared_pool_size(&self) -> usize {
+        self.pool_size
+            .saturating_sub(self.intake_pool_size())
+            .max(1)
+    }
+
+    /// Settings that cannot work together, named by key.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.pool_size < self.intake_pool_size() + 1 {
+            anyhow::bail!(
+                "hub config key `pool_size`: {} is too small for intake_at_once = {}: the intake keeps {} connections of its own (one per batch landing at once, one for heartbeats) and feed pulls need at least one more; set pool_size to at least {}",
+                self.pool_size,
+                self.intake_at_once,
+                self.intake_pool_size(),
+                self.intake_pool_size() + 1
+            );
+        }
+        Ok(())
+    }
+
     /// Journal batches a process holds at once, landing or waiting for a turn.
     pub fn intake_admitted(&self) -> usize {
         self.intake_at_once.max(1) + self.intake_queue
@@ -127,8 +155,10 @@ impl HubConfig {
                 .unwrap_or(toml::Value::String(value));
             table.insert(key.to_ascii_lowercase(), v);
         }
-        serde_path_to_error::deserialize::<_, HubConfig>(toml::Value::Table(table))
-            .map_err(|e| anyhow::anyhow!("hub config key `{}`: {}", e.path(), e.inner()))
+        let config = serde_path_to_error::deserialize::<_, HubConfig>(toml::Value::Table(table))
+            .map_err(|e| anyhow::anyhow!("hub config key `{}`: {}", e.path(), e.inner()))?;
+        config.check()?;
+        Ok(config)
     }
 }
 
@@ -147,6 +177,18 @@ mod tests {
         assert_eq!(c.database_url.expose(), "postgres://h/db");
         assert_eq!(c.intake_at_once, 3);
         assert!(!format!("{c:?}").contains("postgres://h/db"));
+    }
+
+    #[test]
+    fn a_pool_too_small_for_the_intake_is_named() {
+        let env = [("STANDIN_HUB__INTAKE_AT_ONCE".into(), "16".into())];
+        let e = HubConfig::load(None, env).unwrap_err().to_string();
+        assert!(
+            e.contains("`pool_size`") && e.contains("at least 18"),
+            "{e}"
+        );
+        let c = HubConfig::default();
+        assert_eq!((c.intake_pool_size(), c.shared_pool_size()), (9, 7));
     }
 
     #[test]

@@ -213,7 +213,7 @@ async fn write_group(state: &HubState, beats: Vec<&Beat>) -> Result<(), DbError>
         body.push(b.body.as_str());
         count.push(n);
     }
-    let client = super::db::Exclusive::get(&state.pool).await?;
+    let client = super::db::Exclusive::get(&state.intake_pool).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&ids, &sent_at, &seq, &body, &count];
     let write = async {

@@ -157,7 +157,7 @@ pub async fn land(
     store: &str,
     incoming: &[Incoming],
 ) -> Result<Vec<Decision>, DbError> {
-    let client = super::db::Exclusive::get(&state.pool).await?;
+    let client = super::db::Exclusive::get(&state.intake_pool).await?;
     let c: &Client = &client;
     let lock = c
         .prepare_cached(

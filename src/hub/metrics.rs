@@ -24,6 +24,7 @@ pub struct Metrics {
     by_reason: [AtomicU64; REASONS.len()],
     busy: AtomicU64,
     unavailable: AtomicU64,
+    no_connection: AtomicU64,
     heartbeats: AtomicU64,
 }
 
@@ -59,6 +60,10 @@ impl Metrics {
         self.busy.fetch_add(1, Relaxed);
     }
 
+    pub fn refused_no_connection(&self) {
+        self.no_connection.fetch_add(1, Relaxed);
+    }
+
     pub fn refused_unavailable(&self) {
         self.unavailable.fetch_add(1, Relaxed);
     }
@@ -91,6 +96,11 @@ impl Metrics {
             "standin_hub_intake_refused_unavailable_total",
             "Journal requests answered 503 because PostgreSQL was unavailable.",
             self.unavailable.load(Relaxed),
+        );
+        counter(
+            "standin_hub_refused_no_connection_total",
+            "Requests answered 503 busy because no PostgreSQL connection of their kind came free within 2 s (feed pulls, the fleet view, token lookups; the intake has its own).",
+            self.no_connection.load(Relaxed),
         );
         counter(
             "standin_hub_heartbeats_total",

@@ -40,7 +40,14 @@ pub struct HubState(Arc<Shared>);
 
 pub struct Shared {
     pub config: HubConfig,
+    /// Connections for feed pulls, the fleet view, token lookups and the contact flush
+    /// (`pool_size` less the intake's own).
     pub pool: deadpool_postgres::Pool,
+    /// The intake's own connections: one for each journal batch landing at once and one for
+    /// the heartbeat writer ([`HubConfig::intake_pool_size`]). Apart from `pool`, so a
+    /// crowd of feed pulls (25,000 at a fleet's start) never holds the connections journal
+    /// batches and heartbeats need: a batch that has its turn has its connection.
+    pub intake_pool: deadpool_postgres::Pool,
     /// Bounds the journal transactions this process runs at once (`intake_at_once`).
     pub intake_permits: Arc<tokio::sync::Semaphore>,
     /// Bounds the batches running or waiting for a permit (`intake_at_once` +
@@ -71,8 +78,11 @@ impl HubState {
         if config.database_url.is_empty() {
             anyhow::bail!("no database URL: pass --database-url or set STANDIN_HUB__DATABASE_URL");
         }
-        let pool = db::pool(config.database_url.expose(), config.pool_size)?;
+        config.check()?;
+        let pool = db::pool(config.database_url.expose(), config.shared_pool_size())?;
+        let intake_pool = db::pool(config.database_url.expose(), config.intake_pool_size())?;
         Ok(Self(Arc::new(Shared {
+            intake_pool,
             intake_permits: Arc::new(tokio::sync::Semaphore::new(config.intake_at_once.max(1))),
             intake_admitted: Arc::new(tokio::sync::Semaphore::new(config.intake_admitted())),
             config,
@@ -113,9 +123,14 @@ impl HubState {
     }
 
     /// A PostgreSQL failure as the store sees it: 503 with `Retry-After` when the database
-    /// is away or shedding load, 500 for anything else (a bug, logged).
+    /// is away or shedding load, `busy` when this process had no connection free for it,
+    /// 500 for anything else (a bug, logged).
     pub fn db_error(&self, store: &str, e: impl Into<DbError>) -> HubError {
         match e.into() {
+            DbError::NoConnection => {
+                self.metrics.refused_no_connection();
+                HubError::Busy(self.retry_after(store))
+            }
             DbError::Transient(detail) => HubError::Unavailable {
                 retry_after: UNAVAILABLE_AT_LEAST_SECS + self.retry_after(store),
                 detail,
@@ -144,6 +159,9 @@ pub fn retry_after_secs(store: &str, min: u64, spread: u64, random: u64) -> u64 
 
 #[derive(Debug, Clone)]
 pub enum DbError {
+    /// Every connection of the pool asked was in use for its whole wait (2 s): this process
+    /// is at capacity; PostgreSQL itself answered.
+    NoConnection,
     Transient(String),
     Bug(String),
 }
@@ -175,6 +193,9 @@ impl From<deadpool_postgres::PoolError> for DbError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                Self::NoConnection
+            }
             other => Self::Transient(other.to_string()),
         }
     }

@@ -601,7 +601,8 @@ impl HubProc {
             )
             .env(
                 "STANDIN_HUB__POOL_SIZE",
-                (plan.intake_at_once + 4).to_string(),
+                // The intake's own (intake_at_once + 1) and 8 for feed pulls.
+                (plan.intake_at_once + 9).to_string(),
             )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
