@@ -804,6 +804,86 @@ async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_g
 /// batch, which has connections of its own, nor wait past the pool's 2 s: the next pull is
 /// answered `busy` with a `Retry-After`, not `database_unavailable`. With one pool for both
 /// (before 2026-12-07 afternoon) the batch waited for a connection and was refused.
+/// A push that the ones ahead of it cannot let through within the deadline, at the rate
+/// this process has just been landing, is refused `busy` on arrival, not after the whole
+/// deadline; one that can wait its turn still does, and lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once() {
+    let Some(hub) = TestHub::start_with(|c| {
+        c.intake_at_once = 1;
+        c.intake_queue = 8;
+        c.intake_deadline_ms = 4_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("w1").await, hub.add_store("w2").await);
+    // A running batch holds an admission and the one slot.
+    let held = (
+        hub.state
+            .intake_admitted
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap(),
+        hub.state
+            .intake_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap(),
+    );
+    // Landings have just been taking 2.5 s each (one slot): one push waiting fits in the
+    // 4 s deadline, a second behind it does not.
+    hub.state
+        .pace
+        .landed(std::time::Duration::from_millis(2_500));
+    let waiting = {
+        let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
+        let entries = Chain::new("w1").take(2);
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/v1/stores/w1/journal"))
+                .bearer_auth(&t1)
+                .json(&json!({ "entries": entries }))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let admitted = hub.state.config.intake_admitted();
+    let mut queued = false;
+    for _ in 0..500 {
+        if hub.state.intake_admitted.available_permits() == admitted - 2 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(queued, "the first push never took its place in the queue");
+    let asked = std::time::Instant::now();
+    let (status, body) = hub.post_journal("w2", &t2, &Chain::new("w2").take(1)).await;
+    let waited = asked.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert!(
+        waited < std::time::Duration::from_millis(1_500),
+        "refused after {waited:?}: it waited for the deadline"
+    );
+    drop(held);
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(hub.rows("w2").await.is_empty());
+    assert_eq!(hub.rows("w1").await.len(), 2);
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_intake_refused_expected_wait_total 1"),
+        "{metrics}"
+    );
+    hub.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_holding_their_connections_leave_the_intake_its_own() {
     let Some(hub) = TestHub::start_with(|c| {

@@ -25,6 +25,7 @@ pub struct Metrics {
     busy: AtomicU64,
     unavailable: AtomicU64,
     no_connection: AtomicU64,
+    expected_wait: AtomicU64,
     heartbeats: AtomicU64,
 }
 
@@ -58,6 +59,10 @@ impl Metrics {
 
     pub fn refused_busy(&self) {
         self.busy.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_expected_wait(&self) {
+        self.expected_wait.fetch_add(1, Relaxed);
     }
 
     pub fn refused_no_connection(&self) {
@@ -96,6 +101,11 @@ impl Metrics {
             "standin_hub_intake_refused_unavailable_total",
             "Journal requests answered 503 because PostgreSQL was unavailable.",
             self.unavailable.load(Relaxed),
+        );
+        counter(
+            "standin_hub_intake_refused_expected_wait_total",
+            "Of the busy refusals: journal requests refused on arrival because those waiting ahead of them could not land within intake_deadline_ms at the recent landing rate.",
+            self.expected_wait.load(Relaxed),
         );
         counter(
             "standin_hub_refused_no_connection_total",

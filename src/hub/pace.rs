@@ -9,6 +9,10 @@
 //! rest had landed in 18 s (`cargo bench --bench fleet`, 2026-12-07). The spread follows the
 //! refusals: when they keep coming (the hub stays behind), it grows with them; when the hub
 //! lands nothing at all, it is the full spread.
+//!
+//! The window also keeps how long landings took, which tells the intake whether a push just
+//! admitted behind a queue can land within its deadline ([`Pace::expected_wait_ms`]): one
+//! that cannot is refused at once rather than after holding its store for the whole deadline.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -25,6 +29,8 @@ struct Window {
     second: u64,
     refused: [u64; 3],
     landed: [u64; 3],
+    /// Milliseconds those landings took, from their turn to COMMIT.
+    landing_ms: [u64; 3],
 }
 
 impl Window {
@@ -34,8 +40,10 @@ impl Window {
         if shift > 0 {
             self.refused.rotate_right(shift);
             self.landed.rotate_right(shift);
+            self.landing_ms.rotate_right(shift);
             self.refused[..shift].fill(0);
             self.landed[..shift].fill(0);
+            self.landing_ms[..shift].fill(0);
             self.second = second;
         }
         self
@@ -60,10 +68,28 @@ impl Pace {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A push landed (committed and answered).
-    pub fn landed(&self) {
+    /// A push landed (committed), `took` from its turn to COMMIT.
+    pub fn landed(&self, took: std::time::Duration) {
         let s = self.second();
-        self.window().at(s).landed[0] += 1;
+        let mut w = self.window();
+        let w = w.at(s);
+        w.landed[0] += 1;
+        w.landing_ms[0] += took.as_millis() as u64;
+    }
+
+    /// How long (ms) until the last of `ahead` pushes waiting for one of `at_once` turns has
+    /// landed, at what a landing has just been taking here; `None` when nothing landed lately
+    /// (a fresh start, or PostgreSQL just back): then nothing is known.
+    pub fn expected_wait_ms(&self, ahead: u64, at_once: u64) -> Option<u64> {
+        let s = self.second();
+        let mut w = self.window();
+        let w = w.at(s);
+        expected_wait_ms(
+            ahead,
+            at_once,
+            w.landed.iter().sum(),
+            w.landing_ms.iter().sum(),
+        )
     }
 
     /// A push refused `busy`, with `waiting` pushes admitted and not yet landed; the spread
@@ -97,6 +123,18 @@ pub fn busy_spread(ahead: u64, landed: u64, most: u64) -> u64 {
         .min(most)
 }
 
+/// `ahead` pushes through `at_once` turns, each taking the mean of `landed` landings that
+/// took `landing_ms` in all: what the hub can do, not how much it was asked (a quiet hub
+/// that landed one push lately is not a slow one).
+pub fn expected_wait_ms(ahead: u64, at_once: u64, landed: u64, landing_ms: u64) -> Option<u64> {
+    (landed > 0).then(|| {
+        ahead
+            .div_ceil(at_once.max(1))
+            .saturating_mul(landing_ms)
+            .div_ceil(landed)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +155,20 @@ mod tests {
         // Never below two seconds when the cap allows.
         assert_eq!(busy_spread(1, 1_000_000, 10), 2);
         assert_eq!(busy_spread(u64::MAX, 1, 10), 10);
+    }
+
+    #[test]
+    fn the_expected_wait_is_the_pushes_ahead_at_the_recent_rate() {
+        // Landings of 40 ms on average, 8 at once: 16 ahead is two rounds, 80 ms.
+        assert_eq!(expected_wait_ms(16, 8, 10, 400), Some(80));
+        assert_eq!(expected_wait_ms(17, 8, 10, 400), Some(120));
+        // Fewer ahead than turns: one landing's time.
+        assert_eq!(expected_wait_ms(1, 8, 3, 90), Some(30));
+        // 600 ahead of 8 turns at 400 ms: 30 s, far past any deadline.
+        assert_eq!(expected_wait_ms(600, 8, 5, 2_000), Some(30_000));
+        // Nothing landed lately: unknown, not "forever".
+        assert_eq!(expected_wait_ms(5, 8, 0, 0), None);
+        assert_eq!(expected_wait_ms(u64::MAX, 1, 1, 1), Some(u64::MAX));
     }
 
     #[test]
