@@ -834,7 +834,7 @@ async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once()
             .await
             .unwrap(),
     );
-    // Landings have just been taking 2.5 s each (one slot): one push waiting fits in the
+    // Landings have just been taking 2.5 s each (one slot): one push waiting fits in three quarters of the
     // 4 s deadline, a second behind it does not.
     hub.state
         .pace
