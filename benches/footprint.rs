@@ -82,9 +82,21 @@ fn allocator(pid: u32) -> String {
         "glibc malloc"
     };
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let settings: Vec<String> = environ
-        .split(|&b| b == 0)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    // glibc (2.36) parses `GLIBC_TUNABLES` in place, writing a NUL over each `:`: the
+    // tunables after the first read as entries of their own, put back here.
+    let mut vars: Vec<String> = Vec::new();
+    for v in environ.split(|&b| b == 0) {
+        let v = String::from_utf8_lossy(v).into_owned();
+        match vars.last_mut() {
+            Some(last) if last.starts_with("GLIBC_TUNABLES=") && v.starts_with("glibc.") => {
+                last.push(':');
+                last.push_str(&v);
+            }
+            _ => vars.push(v),
+        }
+    }
+    let settings: Vec<String> = vars
+        .into_iter()
         .filter(|v| {
             [
                 "GLIBC_TUNABLES=",

@@ -884,6 +884,86 @@ async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once()
     hub.stop().await;
 }
 
+/// Journal bodies held at once are bounded in bytes (`intake_memory_mib`): a batch that
+/// would go past it is answered `busy` with a `Retry-After` (its body read and dropped, never
+/// kept), whether it states its length or not; a small one that fits lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_bodies_past_the_memory_budget_are_refused_busy_unkept() {
+    let Some(hub) = TestHub::start_with(|c| c.intake_memory_mib = 32).await else {
+        return;
+    };
+    let token = hub.add_store("m1").await;
+    // All of the budget but one 64 KiB unit held, as bodies being read or landing would.
+    let units = hub.state.intake_memory.available_permits() as u32;
+    let held = hub
+        .state
+        .intake_memory
+        .clone()
+        .acquire_many_owned(units - 1)
+        .await
+        .unwrap();
+    let mut chain = Chain::new("m1");
+    assert_eq!(
+        hub.outcomes("m1", &token, &chain.take(1)).await,
+        ["accepted"]
+    );
+    // About 200 KiB: four units. With its length stated, and then as a stream without one.
+    let big =
+        json!({ "entries": [entry("m1", 2, "x", "note", json!({ "pad": "p".repeat(200_000) }))] })
+            .to_string();
+    let url = format!("{}/v1/stores/m1/journal", hub.url);
+    let stated = hub
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    // Chunked: no Content-Length, the budget is found short while reading.
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    let mut req = format!(
+        "POST /v1/stores/m1/journal HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in big.as_bytes().chunks(16 * 1024) {
+        req.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+        req.extend(chunk);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    let (status, head, body) = common::raw(&addr, &req).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("busy")),
+        "{head}"
+    );
+    assert!(head.contains("retry-after:"), "{head}");
+    assert_eq!(stated.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(stated.headers().contains_key("retry-after"));
+    let body: serde_json::Value = stated.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert_eq!(
+        hub.rows("m1").await.len(),
+        1,
+        "nothing of the refused batches landed"
+    );
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_intake_refused_memory_total 2"),
+        "{metrics}"
+    );
+    // The budget back, the next batch lands; and every unit taken was given back.
+    drop(held);
+    assert_eq!(
+        hub.outcomes("m1", &token, &chain.take(1)).await,
+        ["accepted"]
+    );
+    assert_eq!(hub.state.intake_memory.available_permits() as u32, units);
+    hub.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_holding_their_connections_leave_the_intake_its_own() {
     let Some(hub) = TestHub::start_with(|c| {

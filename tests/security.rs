@@ -444,21 +444,6 @@ async fn a_burst_of_override_pins_checks_exactly_the_lockout_limit() {
     );
 }
 
-async fn raw(addr: &str, request: &[u8]) -> (u16, String, Value) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        status,
-        head.to_ascii_lowercase(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
-}
-
 /// Every error is the JSON shape with a code, whoever produced it: the framework's extractor
 /// rejections, 404, 405, and hyper's own 414 and 431.
 #[tokio::test]

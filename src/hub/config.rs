@@ -31,6 +31,11 @@ pub struct HubConfig {
     /// its last stores drained a minute after the rest (`cargo bench --bench fleet`,
     /// 2026-12-06).
     pub intake_queue: usize,
+    /// Journal request bodies a process holds at once (MiB), being read, waiting or landing:
+    /// a batch that would go past it is answered 503 `busy` without the rest of its body
+    /// being read. With the admitted count it bounds what a fleet pushing at once costs a
+    /// hub in memory. At least the largest body (32 MiB).
+    pub intake_memory_mib: usize,
     /// A journal batch not landed within this is answered 503 `busy`: one still waiting for
     /// its turn never starts; one landing (waiting for a connection, a lock, or PostgreSQL
     /// itself) finishes in the background and its resend is answered `duplicate`. Kept under the stores'
@@ -68,6 +73,7 @@ impl Default for HubConfig {
             pool_size: 16,
             intake_at_once: 8,
             intake_queue: 256,
+            intake_memory_mib: 256,
             intake_deadline_ms: 3_000,
             retry_after_min_secs: 1,
             retry_after_spread_secs: 10,
@@ -89,6 +95,7 @@ impl fmt::Debug for HubConfig {
             .field("pool_size", &self.pool_size)
             .field("intake_at_once", &self.intake_at_once)
             .field("intake_queue", &self.intake_queue)
+            .field("intake_memory_mib", &self.intake_memory_mib)
             .field("intake_deadline_ms", &self.intake_deadline_ms)
             .field("batch_records", &self.batch_records)
             .field("batch_bytes", &self.batch_bytes)
@@ -118,6 +125,13 @@ impl HubConfig {
                 self.intake_at_once,
                 self.intake_pool_size(),
                 self.intake_pool_size() + 1
+            );
+        }
+        let largest_mib = super::MAX_BODY_BYTES.div_ceil(1024 * 1024);
+        if self.intake_memory_mib < largest_mib {
+            anyhow::bail!(
+                "hub config key `intake_memory_mib`: {} is less than the largest journal request ({largest_mib} MiB), which could then never be taken",
+                self.intake_memory_mib
             );
         }
         Ok(())
@@ -189,6 +203,9 @@ mod tests {
         );
         let c = HubConfig::default();
         assert_eq!((c.intake_pool_size(), c.shared_pool_size()), (9, 7));
+        let env = [("STANDIN_HUB__INTAKE_MEMORY_MIB".into(), "8".into())];
+        let e = HubConfig::load(None, env).unwrap_err().to_string();
+        assert!(e.contains("`intake_memory_mib`"), "{e}");
     }
 
     #[test]

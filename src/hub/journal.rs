@@ -26,10 +26,16 @@ pub async fn post_journal(
     request: Request,
 ) -> Result<Response, HubError> {
     // The token was checked before this runs (`auth::store_guard`): a stranger's body is
-    // never read.
-    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| HubError::TooLarge)?;
+    // never read. Nor is a store's while this process holds as many batches as it admits,
+    // or as many bytes of them as `intake_memory_mib`: 5,000 stores pushing at once must not
+    // all be read into memory to be refused.
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
+        state.metrics.refused_busy();
+        return Err(HubError::Busy(state.busy_retry_after(&store)));
+    };
+    let (body, memory) = read_within_budget(&state, &store, request.into_body(), deadline).await?;
     // Read as text slices, not a `Value` tree: each well-formed entry is deserialised once,
     // straight from its own text ([`Incoming::read_raw`]).
     let not_array = || HubError::invalid("entries", "entries must be an array");
@@ -72,10 +78,6 @@ pub async fn post_journal(
     // exactly when the hub was most behind: in a 2,000,000-entry drain 101,221 batches were
     // answered busy at the deadline, and every landing cut short cost PostgreSQL a new
     // connection as well as the batch's work done again.
-    let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
-        state.metrics.refused_busy();
-        return Err(HubError::Busy(state.busy_retry_after(&store)));
-    };
     // Every turn taken, and the pushes waiting (this one included) cannot all land within
     // the deadline at what landings have just been taking here: busy now, not after holding
     // the store for the whole deadline. An overloaded hub (5,000 stores on 6 threads against
@@ -101,8 +103,7 @@ pub async fn post_journal(
             return Err(HubError::Busy(state.busy_retry_after(&store)));
         }
     }
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    drop(body);
     let turn = tokio::time::timeout_at(deadline, state.intake_permits.clone().acquire_owned());
     let Ok(Ok(permit)) = turn.await else {
         return Err(not_landed_in_time(&state, &store, "waiting for its turn"));
@@ -110,7 +111,7 @@ pub async fn post_journal(
     let mut landing = tokio::spawn({
         let (state, store) = (state.clone(), store.clone());
         async move {
-            let _turn = (admitted, permit);
+            let _turn = (admitted, permit, memory);
             let started = std::time::Instant::now();
             let landed = land(&state, &store, &incoming).await;
             if let Ok(decisions) = &landed {
@@ -150,6 +151,86 @@ pub async fn post_journal(
         })
         .collect();
     Ok(axum::Json(json!({ "results": results })).into_response())
+}
+
+/// What the intake's memory budget counts in.
+const MEMORY_UNIT: usize = 64 * 1024;
+
+/// Reads a journal request's body while this process's budget for bodies
+/// (`intake_memory_mib`) has room for it, taking its share as it goes: all at once when the
+/// request says its length, a unit at a time as a body without one arrives. When the budget
+/// has no room, the rest is read and dropped (so the store reads the answer rather than a
+/// reset connection, as the store's own 413 does) and the answer is `busy`; so too when the
+/// deadline passes first. The share is held until the batch has landed.
+async fn read_within_budget(
+    state: &HubState,
+    store: &str,
+    mut body: axum::body::Body,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), HubError> {
+    use http_body_util::BodyExt;
+    let units =
+        |bytes: usize| u32::try_from(bytes.div_ceil(MEMORY_UNIT).max(1)).unwrap_or(u32::MAX);
+    let refuse = |why: &str| {
+        state.metrics.refused_busy();
+        state.metrics.refused_memory();
+        tracing::debug!(store, "journal batch refused busy: {why}");
+        HubError::Busy(state.busy_retry_after(store))
+    };
+    const NO_ROOM: &str = "no room in intake_memory_mib";
+    let stated = match axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .map(usize::try_from)
+    {
+        Some(Ok(n)) if n <= super::MAX_BODY_BYTES => Some(n),
+        Some(_) => return Err(HubError::TooLarge),
+        None => None,
+    };
+    let take = |n: u32| state.intake_memory.clone().try_acquire_many_owned(n).ok();
+    let mut held = take(units(stated.unwrap_or(0)));
+    let mut buf = Vec::with_capacity(if held.is_some() {
+        stated.unwrap_or(0)
+    } else {
+        0
+    });
+    let mut seen = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(refuse("its body did not arrive within the deadline")),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(HubError::TooLarge),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > super::MAX_BODY_BYTES {
+            return Err(HubError::TooLarge);
+        }
+        let Some(permit) = held.as_mut() else {
+            continue; // refused: read and dropped
+        };
+        let (need, have) = (
+            units(seen),
+            u32::try_from(permit.num_permits()).unwrap_or(u32::MAX),
+        );
+        if need > have {
+            match take(need - have) {
+                Some(more) => permit.merge(more),
+                None => {
+                    held = None;
+                    buf = Vec::new();
+                    continue;
+                }
+            }
+        }
+        buf.extend_from_slice(&data);
+    }
+    match held {
+        Some(permit) => Ok((buf, permit)),
+        None => Err(refuse(NO_ROOM)),
+    }
 }
 
 /// A batch past `intake_deadline_ms`: answered busy, with the `Retry-After` the hub's pace

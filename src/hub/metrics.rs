@@ -26,6 +26,7 @@ pub struct Metrics {
     unavailable: AtomicU64,
     no_connection: AtomicU64,
     expected_wait: AtomicU64,
+    memory: AtomicU64,
     heartbeats: AtomicU64,
 }
 
@@ -63,6 +64,10 @@ impl Metrics {
 
     pub fn refused_expected_wait(&self) {
         self.expected_wait.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_memory(&self) {
+        self.memory.fetch_add(1, Relaxed);
     }
 
     pub fn refused_no_connection(&self) {
@@ -106,6 +111,11 @@ impl Metrics {
             "standin_hub_intake_refused_expected_wait_total",
             "Of the busy refusals: journal requests refused on arrival because those waiting ahead of them could not land within intake_deadline_ms at the recent landing rate.",
             self.expected_wait.load(Relaxed),
+        );
+        counter(
+            "standin_hub_intake_refused_memory_total",
+            "Of the busy refusals: journal requests refused unread (or part read) because the bodies held were at intake_memory_mib, or the body did not arrive within the deadline.",
+            self.memory.load(Relaxed),
         );
         counter(
             "standin_hub_refused_no_connection_total",

@@ -53,6 +53,9 @@ pub struct Shared {
     /// Bounds the batches running or waiting for a permit (`intake_at_once` +
     /// `intake_queue`): taken first, without waiting.
     pub intake_admitted: Arc<tokio::sync::Semaphore>,
+    /// Bounds the journal request bodies held at once, in 64 KiB units
+    /// (`intake_memory_mib`): taken as a body is read, held until its batch has landed.
+    pub intake_memory: Arc<tokio::sync::Semaphore>,
     pub metrics: metrics::Metrics,
     pub tokens: auth::TokenCache,
     /// Stores heard from since the last flush into `stores.last_contact_at` ([`launch`]),
@@ -85,6 +88,7 @@ impl HubState {
             intake_pool,
             intake_permits: Arc::new(tokio::sync::Semaphore::new(config.intake_at_once.max(1))),
             intake_admitted: Arc::new(tokio::sync::Semaphore::new(config.intake_admitted())),
+            intake_memory: Arc::new(tokio::sync::Semaphore::new(config.intake_memory_mib * 16)),
             config,
             pool,
             metrics: metrics::Metrics::default(),

@@ -322,3 +322,21 @@ pub fn column<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, sql: &st
         .map(Result::unwrap)
         .collect()
 }
+
+/// Sends `request` as written on a new connection and reads until it closes (5 s at most):
+/// (status, head in lower case, body as JSON or null).
+pub async fn raw(addr: &str, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
