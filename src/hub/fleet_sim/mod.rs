@@ -258,6 +258,9 @@ pub struct Report {
     pub drain_cpu: Option<CpuSplit>,
     /// The stores' runtime lag over the (first) drain, p99 and max, ms ([`Phase`]).
     pub drain_lag: Option<(u64, u64)>,
+    /// Each hub process's peak RSS (MB, `VmHWM`: since it started) once the (first) drain
+    /// is over: what taking the fleet's backlogs cost it in memory.
+    pub hub_rss_peak_mb: Vec<f64>,
 }
 
 /// CPU time over a window, as shares of one core (a 2-core machine has 200 %), from
@@ -487,6 +490,16 @@ impl Report {
                 c.postgres * 100.0,
                 c.stores * 100.0,
                 c.idle * 100.0
+            );
+        }
+        if !self.hub_rss_peak_mb.is_empty() {
+            println!(
+                "hub processes' peak RSS (since each started): {}",
+                self.hub_rss_peak_mb
+                    .iter()
+                    .map(|m| format!("{m:.1} MB"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         if let Some((p99, max)) = self.drain_lag {
@@ -997,6 +1010,7 @@ struct Phase {
     /// How late this process's runtime woke a 10 ms timer over the drain, p99 and max (ms):
     /// the stores' own scheduling delay, which every push's latency includes.
     lag: (u64, u64),
+    hub_rss_peak_mb: Vec<f64>,
 }
 
 /// The hub goes away for `outage` while every store journals `per_store` entries at random
@@ -1153,7 +1167,26 @@ async fn outage_and_drain(
         target,
         cpu,
         lag,
+        hub_rss_peak_mb: env
+            .hub_pids()
+            .iter()
+            .filter_map(|&p| rss_peak_mb(p))
+            .collect(),
     })
+}
+
+/// A process's peak resident set (`VmHWM` in `/proc/PID/status`), in MB.
+fn rss_peak_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 impl Phase {
@@ -1201,6 +1234,7 @@ impl Phase {
         report.peak_rate = report.landed_series.iter().copied().max().unwrap_or(0) as f64;
         report.drain_cpu = Some(self.cpu);
         report.drain_lag = Some(self.lag);
+        report.hub_rss_peak_mb = self.hub_rss_peak_mb.clone();
         let (from_ms, to_ms) = (
             (return_second.max(0) as u64) * 1000,
             (drained_second.max(0) as u64) * 1000,
