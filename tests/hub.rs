@@ -884,9 +884,10 @@ async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once()
     hub.stop().await;
 }
 
-/// Journal bodies held at once are bounded in bytes (`intake_memory_mib`): a batch that
-/// would go past it is answered `busy` with a `Retry-After` (its body read and dropped, never
-/// kept), whether it states its length or not; a small one that fits lands.
+/// Store bodies held at once are bounded in bytes (`intake_memory_mib`): a journal batch
+/// that would go past it is answered `busy` with a `Retry-After` (its body read and dropped,
+/// never kept), whether it states its length or not, and so is a heartbeat; a small batch
+/// that fits lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_bodies_past_the_memory_budget_are_refused_busy_unkept() {
     let Some(hub) = TestHub::start_with(|c| c.intake_memory_mib = 32).await else {
@@ -954,6 +955,25 @@ async fn journal_bodies_past_the_memory_budget_are_refused_busy_unkept() {
         metrics.contains("standin_hub_intake_refused_memory_total 2"),
         "{metrics}"
     );
+    // Heartbeats are read within the same budget: with none of it left, one is refused too.
+    let last = hub
+        .state
+        .intake_memory
+        .clone()
+        .acquire_owned()
+        .await
+        .unwrap();
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/m1/status", hub.url))
+        .bearer_auth(&token)
+        .json(&json!({ "store_id": "m1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    drop(last);
     // The budget back, the next batch lands; and every unit taken was given back.
     drop(held);
     assert_eq!(

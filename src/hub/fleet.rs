@@ -40,9 +40,14 @@ pub async fn post_status(
     Path(store): Path<String>,
     request: Request,
 ) -> Result<Response, HubError> {
-    let body = axum::body::to_bytes(request.into_body(), MAX_HEARTBEAT_BYTES)
-        .await
-        .map_err(|_| HubError::TooLarge)?;
+    // Read within the hub's budget for store bodies, held while the heartbeat is parsed (the
+    // writer's queue bounds what waits after that).
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    let (body, memory) =
+        super::body::read(&state, request.into_body(), MAX_HEARTBEAT_BYTES, deadline)
+            .await
+            .map_err(|e| e.into_error(&state, &store, || state.retry_after(&store)))?;
     let raw: Value = serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
     if !raw.is_object() {
         return Err(HubError::invalid("body", "a heartbeat is a JSON object"));
@@ -75,6 +80,7 @@ pub async fn post_status(
         seq: i64::try_from(beat.seq).unwrap_or(i64::MAX),
         body: raw.to_string(),
     };
+    drop((raw, body, memory));
     super::heartbeats::Writer::write(&state, beat)
         .await
         .map_err(|e| match e {

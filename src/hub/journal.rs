@@ -35,7 +35,15 @@ pub async fn post_journal(
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));
     };
-    let (body, memory) = read_within_budget(&state, &store, request.into_body(), deadline).await?;
+    let (body, memory) =
+        super::body::read(&state, request.into_body(), super::MAX_BODY_BYTES, deadline)
+            .await
+            .map_err(|e| {
+                e.into_error(&state, &store, || {
+                    state.metrics.refused_busy();
+                    state.busy_retry_after(&store)
+                })
+            })?;
     // Read as text slices, not a `Value` tree: each well-formed entry is deserialised once,
     // straight from its own text ([`Incoming::read_raw`]).
     let not_array = || HubError::invalid("entries", "entries must be an array");
@@ -151,86 +159,6 @@ pub async fn post_journal(
         })
         .collect();
     Ok(axum::Json(json!({ "results": results })).into_response())
-}
-
-/// What the intake's memory budget counts in.
-const MEMORY_UNIT: usize = 64 * 1024;
-
-/// Reads a journal request's body while this process's budget for bodies
-/// (`intake_memory_mib`) has room for it, taking its share as it goes: all at once when the
-/// request says its length, a unit at a time as a body without one arrives. When the budget
-/// has no room, the rest is read and dropped (so the store reads the answer rather than a
-/// reset connection, as the store's own 413 does) and the answer is `busy`; so too when the
-/// deadline passes first. The share is held until the batch has landed.
-async fn read_within_budget(
-    state: &HubState,
-    store: &str,
-    mut body: axum::body::Body,
-    deadline: tokio::time::Instant,
-) -> Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), HubError> {
-    use http_body_util::BodyExt;
-    let units =
-        |bytes: usize| u32::try_from(bytes.div_ceil(MEMORY_UNIT).max(1)).unwrap_or(u32::MAX);
-    let refuse = |why: &str| {
-        state.metrics.refused_busy();
-        state.metrics.refused_memory();
-        tracing::debug!(store, "journal batch refused busy: {why}");
-        HubError::Busy(state.busy_retry_after(store))
-    };
-    const NO_ROOM: &str = "no room in intake_memory_mib";
-    let stated = match axum::body::HttpBody::size_hint(&body)
-        .exact()
-        .map(usize::try_from)
-    {
-        Some(Ok(n)) if n <= super::MAX_BODY_BYTES => Some(n),
-        Some(_) => return Err(HubError::TooLarge),
-        None => None,
-    };
-    let take = |n: u32| state.intake_memory.clone().try_acquire_many_owned(n).ok();
-    let mut held = take(units(stated.unwrap_or(0)));
-    let mut buf = Vec::with_capacity(if held.is_some() {
-        stated.unwrap_or(0)
-    } else {
-        0
-    });
-    let mut seen = 0usize;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(refuse("its body did not arrive within the deadline")),
-            Ok(None) => break,
-            Ok(Some(Err(_))) => return Err(HubError::TooLarge),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len();
-        if seen > super::MAX_BODY_BYTES {
-            return Err(HubError::TooLarge);
-        }
-        let Some(permit) = held.as_mut() else {
-            continue; // refused: read and dropped
-        };
-        let (need, have) = (
-            units(seen),
-            u32::try_from(permit.num_permits()).unwrap_or(u32::MAX),
-        );
-        if need > have {
-            match take(need - have) {
-                Some(more) => permit.merge(more),
-                None => {
-                    held = None;
-                    buf = Vec::new();
-                    continue;
-                }
-            }
-        }
-        buf.extend_from_slice(&data);
-    }
-    match held {
-        Some(permit) => Ok((buf, permit)),
-        None => Err(refuse(NO_ROOM)),
-    }
 }
 
 /// A batch past `intake_deadline_ms`: answered busy, with the `Retry-After` the hub's pace

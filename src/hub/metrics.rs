@@ -114,7 +114,7 @@ impl Metrics {
         );
         counter(
             "standin_hub_intake_refused_memory_total",
-            "Of the busy refusals: journal requests refused unread (or part read) because the bodies held were at intake_memory_mib, or the body did not arrive within the deadline.",
+            "Store requests (journal batches, heartbeats) answered 503 busy, their bodies read and dropped, because the bodies held were at intake_memory_mib or did not arrive within intake_deadline_ms.",
             self.memory.load(Relaxed),
         );
         counter(

@@ -5,6 +5,7 @@
 //! `Retry-After`). Hub processes keep no state of their own: run as many as needed.
 
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod cluster;
 pub mod config;

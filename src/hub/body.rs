@@ -1,0 +1,108 @@
+//! Request bodies from stores, read within the hub's memory budget for them
+//! (`intake_memory_mib`): journal batches and heartbeats, the two routes a whole fleet writes
+//! to at once. Nothing a store sends is read into memory past that budget, so 5,000 stores
+//! writing at once cost a hub process at most the budget, not 5,000 bodies.
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{HubError, HubState};
+
+/// What the budget counts in.
+pub const UNIT: usize = 64 * 1024;
+
+/// A body not taken.
+#[derive(Debug)]
+pub enum Refused {
+    /// Larger than the route takes (413).
+    TooLarge,
+    /// No room in the budget, or not arrived within the deadline: 503 `busy`.
+    NoRoom(&'static str),
+}
+
+impl Refused {
+    /// The answer: 413, or 503 `busy` with the `Retry-After` the route gives (`busy`, which
+    /// also counts the refusal as the route counts its own).
+    pub fn into_error(self, state: &HubState, store: &str, busy: impl FnOnce() -> u64) -> HubError {
+        match self {
+            Refused::TooLarge => HubError::TooLarge,
+            Refused::NoRoom(why) => {
+                state.metrics.refused_memory();
+                tracing::debug!(store, "store request refused busy: {why}");
+                HubError::Busy(busy())
+            }
+        }
+    }
+}
+
+/// Reads `body` (at most `limit` bytes) while the budget has room for it, taking its share
+/// as it goes: all at once when the request states its length, a unit at a time as a body
+/// without one arrives. Without room, the rest is read and dropped (so the store reads the
+/// answer rather than a reset connection, as the store's own 413 does) and it is refused;
+/// so too when the deadline passes first. The share comes back when the permit drops.
+pub async fn read(
+    state: &HubState,
+    mut body: axum::body::Body,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), Refused> {
+    use http_body_util::BodyExt;
+    const NO_ROOM: &str = "no room in intake_memory_mib";
+    let units = |bytes: usize| u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
+    let stated = match axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .map(usize::try_from)
+    {
+        Some(Ok(n)) if n <= limit => Some(n),
+        Some(_) => return Err(Refused::TooLarge),
+        None => None,
+    };
+    let take = |n: u32| state.intake_memory.clone().try_acquire_many_owned(n).ok();
+    let mut held = take(units(stated.unwrap_or(0)));
+    let mut buf = Vec::with_capacity(if held.is_some() {
+        stated.unwrap_or(0)
+    } else {
+        0
+    });
+    let mut seen = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(Refused::NoRoom(
+                    "its body did not arrive within the deadline",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(Refused::TooLarge),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > limit {
+            return Err(Refused::TooLarge);
+        }
+        let Some(permit) = held.as_mut() else {
+            continue; // refused: read and dropped
+        };
+        let (need, have) = (
+            units(seen),
+            u32::try_from(permit.num_permits()).unwrap_or(u32::MAX),
+        );
+        if need > have {
+            match take(need - have) {
+                Some(more) => permit.merge(more),
+                None => {
+                    held = None;
+                    buf = Vec::new();
+                    continue;
+                }
+            }
+        }
+        buf.extend_from_slice(&data);
+    }
+    match held {
+        Some(permit) => Ok((buf, permit)),
+        None => Err(Refused::NoRoom(NO_ROOM)),
+    }
+}
