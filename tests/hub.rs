@@ -427,45 +427,15 @@ async fn a_batch_waits_its_turn_in_the_queue_and_beyond_the_queue_is_refused_at_
     });
     let (t1, t2) = (hub.add_store("s1").await, hub.add_store("s2").await);
     // A running batch holds one admission and the one slot.
-    let held = (
-        hub.state
-            .intake_admitted
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap(),
-        hub.state
-            .intake_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap(),
-    );
+    let held = hub.hold_a_running_batch().await;
     // The held permit stands for a running batch: one more may wait for it.
-    let waiting = {
-        let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
-        let entries = Chain::new("s1").take(2);
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/v1/stores/s1/journal"))
-                .bearer_auth(&t1)
-                .json(&json!({ "entries": entries }))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let waiting = hub.push_in_background("s1", &t1, Chain::new("s1").take(2));
     // Until it is admitted, the queue has room; then the third batch is refused at once
     // (not after the 20 s deadline, which is what waiting in an unbounded queue would give).
-    let mut queued = false;
-    for _ in 0..500 {
-        if hub.state.intake_admitted.available_permits() == 0 {
-            queued = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(queued, "the second batch never took its place in the queue");
+    assert!(
+        hub.until_holding(2).await,
+        "the second batch never took its place in the queue"
+    );
     let asked = std::time::Instant::now();
     let refused = hub
         .client
@@ -820,48 +790,17 @@ async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once()
     };
     let (t1, t2) = (hub.add_store("w1").await, hub.add_store("w2").await);
     // A running batch holds an admission and the one slot.
-    let held = (
-        hub.state
-            .intake_admitted
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap(),
-        hub.state
-            .intake_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap(),
-    );
+    let held = hub.hold_a_running_batch().await;
     // Landings have just been taking 2.5 s each (one slot): one push waiting fits in three quarters of the
     // 4 s deadline, a second behind it does not.
     hub.state
         .pace
         .landed(std::time::Duration::from_millis(2_500));
-    let waiting = {
-        let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
-        let entries = Chain::new("w1").take(2);
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/v1/stores/w1/journal"))
-                .bearer_auth(&t1)
-                .json(&json!({ "entries": entries }))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
-    let admitted = hub.state.config.intake_admitted();
-    let mut queued = false;
-    for _ in 0..500 {
-        if hub.state.intake_admitted.available_permits() == admitted - 2 {
-            queued = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert!(queued, "the first push never took its place in the queue");
+    let waiting = hub.push_in_background("w1", &t1, Chain::new("w1").take(2));
+    assert!(
+        hub.until_holding(2).await,
+        "the first push never took its place in the queue"
+    );
     let asked = std::time::Instant::now();
     let (status, body) = hub.post_journal("w2", &t2, &Chain::new("w2").take(1)).await;
     let waited = asked.elapsed();

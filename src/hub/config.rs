@@ -137,6 +137,12 @@ impl HubConfig {
         Ok(())
     }
 
+    /// `intake_deadline_ms` as a duration (at least 1 ms): how long a store's write may
+    /// take, from its arrival to its answer.
+    pub fn intake_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.intake_deadline_ms.max(1))
+    }
+
     /// Journal batches a process holds at once, landing or waiting for a turn.
     pub fn intake_admitted(&self) -> usize {
         self.intake_at_once.max(1) + self.intake_queue

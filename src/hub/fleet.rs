@@ -42,8 +42,7 @@ pub async fn post_status(
 ) -> Result<Response, HubError> {
     // Read within the hub's budget for store bodies, held while the heartbeat is parsed (the
     // writer's queue bounds what waits after that).
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
     let (body, memory) =
         super::body::read(&state, request.into_body(), MAX_HEARTBEAT_BYTES, deadline)
             .await

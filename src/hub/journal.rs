@@ -29,8 +29,7 @@ pub async fn post_journal(
     // never read. Nor is a store's while this process holds as many batches as it admits,
     // or as many bytes of them as `intake_memory_mib`: 5,000 stores pushing at once must not
     // all be read into memory to be refused.
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(state.config.intake_deadline_ms.max(1));
+    let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
     let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));
@@ -98,8 +97,7 @@ pub async fn post_journal(
     // 227,000 (without the check: 423.2 s and 1,089,200).
     let at_once = state.config.intake_at_once.max(1);
     if state.intake_permits.available_permits() == 0 {
-        let held = state.config.intake_admitted() - state.intake_admitted.available_permits();
-        let ahead = held.saturating_sub(at_once).max(1);
+        let ahead = state.intake_held().saturating_sub(at_once).max(1);
         if state
             .pace
             .expected_wait_ms(ahead as u64, at_once as u64)

@@ -99,7 +99,7 @@ impl Metrics {
         );
         counter(
             "standin_hub_intake_refused_busy_total",
-            "Journal requests answered 503 because the intake was at its limit.",
+            "Journal requests answered 503 busy: the intake at its limit, their wait past the deadline (expected or reached), or no room for their body.",
             self.busy.load(Relaxed),
         );
         counter(

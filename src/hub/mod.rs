@@ -111,18 +111,23 @@ impl HubState {
         )
     }
 
+    /// Journal batches this process holds now, landing or waiting for a turn.
+    pub fn intake_held(&self) -> usize {
+        (self.config.intake_admitted()).saturating_sub(self.intake_admitted.available_permits())
+    }
+
     /// Seconds a journal push refused `busy` should wait: [`HubState::retry_after`] over a
     /// spread that follows how many pushes this process has waiting and has just refused
     /// against how many it has just landed ([`pace`]), at most `retry_after_spread_secs`.
     /// Counts the refusal.
     pub fn busy_retry_after(&self, store: &str) -> u64 {
-        let waiting = (self.config.intake_admitted())
-            .saturating_sub(self.intake_admitted.available_permits());
         retry_after_secs(
             store,
             self.config.retry_after_min_secs,
-            self.pace
-                .refused(waiting as u64, self.config.retry_after_spread_secs),
+            self.pace.refused(
+                self.intake_held() as u64,
+                self.config.retry_after_spread_secs,
+            ),
             rand::random::<u64>(),
         )
     }

@@ -56,6 +56,50 @@ impl TestHub {
         }
     }
 
+    /// An admission and a turn held, as a running batch holds them (dropped: it is done).
+    pub async fn hold_a_running_batch(
+        &self,
+    ) -> (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let admitted = self.state.intake_admitted.clone().acquire_owned().await;
+        let turn = self.state.intake_permits.clone().acquire_owned().await;
+        (admitted.unwrap(), turn.unwrap())
+    }
+
+    /// Waits (up to 5 s) until this process holds `n` journal batches, landing or waiting;
+    /// whether it did.
+    pub async fn until_holding(&self, n: usize) -> bool {
+        for _ in 0..500 {
+            if self.state.intake_held() == n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Pushes `entries` for `store` in a task of its own (to wait in the queue meanwhile).
+    pub fn push_in_background(
+        &self,
+        store: &str,
+        token: &str,
+        entries: Vec<Value>,
+    ) -> tokio::task::JoinHandle<reqwest::Response> {
+        let (client, token) = (self.client.clone(), token.to_owned());
+        let url = format!("{}/v1/stores/{store}/journal", self.url);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(&token)
+                .json(&serde_json::json!({ "entries": entries }))
+                .send()
+                .await
+                .unwrap()
+        })
+    }
+
     /// Registers `store`; its token.
     pub async fn add_store(&self, store: &str) -> String {
         let client = self.pg.client().await;
