@@ -48,7 +48,7 @@ pub struct Shared {
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
     pub draining: Arc<AtomicBool>,
     /// The open connections (set by `launch`; read by `/metrics`).
-    pub connections: Arc<std::sync::OnceLock<Arc<crate::server::conn::Registry>>>,
+    pub connections: Arc<std::sync::OnceLock<Arc<crate::http::conn::Registry>>>,
     /// Name search's copies in memory, checked against the database on every search.
     pub pickup_names: Arc<crate::pickups::names::Names>,
 }

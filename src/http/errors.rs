@@ -2,7 +2,7 @@
 //! already is; what the framework and middleware answer on their own (a rejected extractor,
 //! a 405, a timeout layer) is rewritten here, on every route and on no route at all. What
 //! hyper answers before any of this runs (a request line or headers it cannot take) is
-//! rewritten on the connection (`crate::server::conn`) with [`code_for`] too.
+//! rewritten on the connection (`crate::http::conn`) with [`code_for`] too.
 
 use axum::body::Body;
 use axum::extract::Request;

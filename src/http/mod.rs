@@ -4,6 +4,7 @@
 //! (`crate::app`) sits above both and builds the router from every concern's routes.
 
 mod card_data;
+pub mod conn;
 mod errors;
 mod extract;
 mod guard;

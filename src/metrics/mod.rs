@@ -262,7 +262,7 @@ fn payments(out: &mut Exposition, status: &Status) {
     }
 }
 
-fn connections(out: &mut Exposition, registry: &crate::server::conn::Registry) {
+fn connections(out: &mut Exposition, registry: &crate::http::conn::Registry) {
     let (open, evicted, refused) = registry.counts();
     out.family(
         "standin_http_connections_open",

@@ -14,11 +14,11 @@ use sd_notify::NotifyState;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::http::conn;
 use crate::state::AppState;
 use crate::store::Store;
 
 pub mod arenas;
-pub mod conn;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
