@@ -1052,3 +1052,94 @@ async fn a_starting_hub_caches_every_stores_token_in_one_query() {
     assert_eq!(status("s2", tokens[0].clone()).await, StatusCode::FORBIDDEN);
     assert_eq!(status("s2", tokens[1].clone()).await, StatusCode::OK);
 }
+
+/// The hub serves through the same governed accept loop as the store: a client hoarding
+/// idle sockets and slow heads loses its own idle ones, never the stores' pushes; a slow
+/// head is closed within `idle_timeout_secs`; and what hyper or the router answers before
+/// any handler runs (a request line it cannot parse, a method a path does not take, a head
+/// past the limits) is JSON like every other answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hoarding_sockets_cannot_starve_the_fleet_and_every_error_is_json() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = hub!(|c| {
+        c.max_connections = 200;
+        c.max_connections_per_client = 100;
+        c.idle_timeout_secs = 2;
+    });
+    let token = hub.add_store("s1").await;
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /v1/stores/s1/journal HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // A store with a fresh connection each time still lands its batches.
+    let mut chain = Chain::new("s1");
+    for _ in 0..3 {
+        let fresh = reqwest::Client::new();
+        let res = fresh
+            .post(format!("{}/v1/stores/s1/journal", hub.url))
+            .bearer_auth(&token)
+            .json(&json!({ "entries": chain.take(2) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(hub.verified("s1").await.0, 6);
+    let (open, evicted, _) = hub.state.connections.get().unwrap().counts();
+    assert!(open <= 100, "{open} open");
+    assert!(evicted >= 500, "{evicted} evicted");
+    let (_, metrics) = hub.get("/metrics").await;
+    let closed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("standin_hub_http_connections_closed_idle_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(closed >= 500, "{closed}");
+    let mut s = slow.pop().unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "the slow head was closed: {n:?}"
+    );
+    drop((idle, slow));
+
+    // Errors answered before any handler runs, each in the JSON shape with its code.
+    let long = format!(
+        "GET /healthz?{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+    for (request, status, code) in [
+        (
+            b"POST /v1/fleet HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
+        (b"GET /\x01 HTTP/1.1\r\n\r\n".to_vec(), 400, "bad_request"),
+        (long.into_bytes(), 414, "uri_too_long"),
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ] {
+        let (got, head, v) = common::raw(&addr, &request).await;
+        assert_eq!(
+            (got, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{head}"
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+    }
+    hub.stop().await;
+}

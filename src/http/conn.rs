@@ -47,6 +47,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub idle_timeout: Duration,
+    /// The `Retry-After` of the 503 a newcomer gets when no room can be made for it.
+    pub retry_after_secs: u64,
 }
 
 impl Limits {
@@ -261,7 +263,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Some(admitted) = registry.admit(peer.ip()) else {
-            tasks.spawn(refuse(stream));
+            tasks.spawn(refuse(stream, registry.limits.retry_after_secs));
             continue;
         };
         tasks.spawn(connection(
@@ -278,13 +280,13 @@ pub async fn serve(
 }
 
 /// A 503 in the JSON shape for a newcomer no room could be made for.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, retry_after_secs: u64) {
     let body = crate::http::error_body(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         Some("too many connections are busy; retry shortly"),
     );
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: {retry_after_secs}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -482,6 +484,7 @@ mod tests {
             max_connections: max,
             max_connections_per_client: per,
             idle_timeout: Duration::from_secs(10),
+            retry_after_secs: 1,
         }
     }
 

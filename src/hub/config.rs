@@ -63,6 +63,21 @@ pub struct HubConfig {
     /// A store is `silent` in the fleet view after this many health intervals without any
     /// contact (heartbeat or journal): N = 3 by default, 15 s at the stores' default 5 s.
     pub silent_after_intervals: u64,
+    /// Open client connections per process at most (lowered to fit the open-file limit). At
+    /// the cap the oldest idle connection is closed for a newcomer; only when every one in
+    /// the way is busy is the newcomer answered 503 (`crate::http::conn`).
+    pub max_connections: usize,
+    /// Open connections from one client address at most. As many as `max_connections` by
+    /// default: stores behind one NAT or a load balancer share an address. Set it lower
+    /// where stores reach the hub directly, so one address cannot hold every socket.
+    pub max_connections_per_client: usize,
+    /// A request's head must arrive within this of the connection opening or of the previous
+    /// answer: idle keep-alive connections and slow heads are closed after it. Above the
+    /// stores' own idle pool timeout (30 s), so a store, not the hub, closes an idle one.
+    pub idle_timeout_secs: u64,
+    /// A request not answered within this is answered 503 and dropped (a journal batch
+    /// already landing finishes first: [`super::journal`]).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -83,6 +98,10 @@ impl Default for HubConfig {
             log_filter: "info".into(),
             health_interval_secs: 5,
             silent_after_intervals: 3,
+            max_connections: 16_384,
+            max_connections_per_client: 16_384,
+            idle_timeout_secs: 45,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -99,6 +118,13 @@ impl fmt::Debug for HubConfig {
             .field("intake_deadline_ms", &self.intake_deadline_ms)
             .field("batch_records", &self.batch_records)
             .field("batch_bytes", &self.batch_bytes)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +151,13 @@ impl HubConfig {
                 self.intake_at_once,
                 self.intake_pool_size(),
                 self.intake_pool_size() + 1
+            );
+        }
+        if self.request_timeout_secs.saturating_mul(1000) <= self.intake_deadline_ms {
+            anyhow::bail!(
+                "hub config key `request_timeout_secs`: {} s does not leave a journal batch its `intake_deadline_ms` ({} ms)",
+                self.request_timeout_secs,
+                self.intake_deadline_ms
             );
         }
         let largest_mib = super::MAX_BODY_BYTES.div_ceil(1024 * 1024);

@@ -78,8 +78,14 @@ impl Metrics {
         self.unavailable.fetch_add(1, Relaxed);
     }
 
-    /// Prometheus text format.
-    pub fn render(&self, intake_in_use: usize, intake_limit: usize) -> String {
+    /// Prometheus text format; `connections` as [`crate::http::conn::Registry::counts`]
+    /// gives them (none before the process serves).
+    pub fn render(
+        &self,
+        intake_in_use: usize,
+        intake_limit: usize,
+        connections: Option<(usize, u64, u64)>,
+    ) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(
@@ -127,6 +133,24 @@ impl Metrics {
             "Store heartbeats (POST /v1/stores/{store}/status) taken.",
             self.heartbeats.load(Relaxed),
         );
+        if let Some((_, closed_idle, refused)) = connections {
+            counter(
+                "standin_hub_http_connections_closed_idle_total",
+                "Idle connections closed to make room for a newcomer at a cap.",
+                closed_idle,
+            );
+            counter(
+                "standin_hub_http_connections_refused_total",
+                "Newcomers answered 503 because every connection in the way was busy.",
+                refused,
+            );
+        }
+        if let Some((open, ..)) = connections {
+            let _ = writeln!(
+                out,
+                "# HELP standin_hub_http_connections_open Client connections open now (capped by max_connections and per address).\n# TYPE standin_hub_http_connections_open gauge\nstandin_hub_http_connections_open {open}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP standin_hub_journal_set_aside_total Journal entries rejected or in conflict, by reason.\n# TYPE standin_hub_journal_set_aside_total counter"

@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::http::conn;
 pub use config::HubConfig;
 pub use error::HubError;
 
@@ -66,6 +67,8 @@ pub struct Shared {
     pub heartbeats: heartbeats::Writer,
     /// Journal pushes just refused and landed, for a `busy` answer's `Retry-After`.
     pub pace: pace::Pace,
+    /// The open client connections, once [`launch`] serves (for `/metrics`).
+    pub connections: std::sync::OnceLock<Arc<conn::Registry>>,
 }
 
 impl std::ops::Deref for HubState {
@@ -97,6 +100,7 @@ impl HubState {
             seen: std::sync::Mutex::default(),
             heartbeats: heartbeats::Writer::default(),
             pace: pace::Pace::default(),
+            connections: std::sync::OnceLock::new(),
         })))
     }
 
@@ -211,11 +215,19 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
-/// Largest request body (a journal batch of `max_entries_per_request` entries fits).
+/// Largest request body (a journal batch of `max_entries_per_request` entries fits), read
+/// only by the journal route, through [`body::read`] within the memory budget.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// What any other route's body extractor takes (`DefaultBodyLimit`, router-wide): a route
+/// added with a `Json` or `Bytes` extractor is bounded without its author asking. The
+/// routes stores write to read their bodies themselves ([`body::read`]), each with its own
+/// limit declared where it reads.
+pub const DEFAULT_BODY_BYTES: usize = 64 * 1024;
 
 /// Central's paths plus operations, as one router (tests call this).
 pub fn app(state: HubState) -> Router {
+    let request_timeout = std::time::Duration::from_secs(state.config.request_timeout_secs.max(1));
     // A store's own paths, every one behind its token (`auth::store_guard`).
     let stores = Router::new()
         .route(
@@ -239,7 +251,10 @@ pub fn app(state: HubState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::http::edge(req, next, request_timeout)
+        }))
         .with_state(state)
 }
 
@@ -282,14 +297,38 @@ pub async fn launch(
             }
         }
     });
-    let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let config = &state.config;
+    let limits = conn::Limits {
+        max_connections: config.max_connections.max(1),
+        max_connections_per_client: config.max_connections_per_client.max(1),
+        idle_timeout: std::time::Duration::from_secs(config.idle_timeout_secs.max(1)),
+        retry_after_secs: config.retry_after_min_secs + config.retry_after_spread_secs,
+    }
+    .within_descriptors();
+    let registry = conn::Registry::new(limits);
+    state.connections.set(registry.clone()).ok();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = conn::serve(listener, app(state.clone()), registry, stopped);
+    tokio::pin!(server);
+    let served = tokio::select! {
+        _ = &mut server => Err(anyhow::anyhow!("the listener stopped unexpectedly")),
+        _ = shutdown => Ok(()),
+    };
+    let _ = stop.send(true);
+    if served.is_ok()
+        && tokio::time::timeout(DRAIN_LIMIT, &mut server)
+            .await
+            .is_err()
+    {
+        tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway");
+    }
     contact.abort();
     flush_contact_once(&state).await;
-    served?;
-    Ok(())
+    served
 }
+
+/// How long requests in flight get to finish once a hub process is told to stop.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl HubState {
     /// Notes that `store` was heard from (any request with its own token, a refused one

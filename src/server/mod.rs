@@ -82,6 +82,7 @@ pub async fn launch(
         max_connections: state.config.http.max_connections.max(1),
         max_connections_per_client: state.config.http.max_connections_per_client.max(1),
         idle_timeout: Duration::from_secs(state.config.http.idle_timeout_secs.max(1)),
+        retry_after_secs: 1,
     }
     .within_descriptors();
     let registry = conn::Registry::new(limits);
