@@ -261,6 +261,65 @@ pub struct Report {
     /// Each hub process's peak RSS (MB, `VmHWM`: since it started) once the (first) drain
     /// is over: what taking the fleet's backlogs cost it in memory.
     pub hub_rss_peak_mb: Vec<f64>,
+    /// The hub processes' refusal counters once the (first) drain is over, summed over the
+    /// processes (each since it started), as [`HUB_COUNTERS`] names them.
+    pub hub_counters: Vec<(&'static str, u64)>,
+}
+
+/// The hub's counters the report prints (from each process's `/metrics`), with a short name.
+pub const HUB_COUNTERS: [(&str, &str); 7] = [
+    ("busy", "standin_hub_intake_refused_busy_total"),
+    (
+        "of which expected wait",
+        "standin_hub_intake_refused_expected_wait_total",
+    ),
+    (
+        "of which body budget",
+        "standin_hub_intake_refused_memory_total",
+    ),
+    ("no connection", "standin_hub_refused_no_connection_total"),
+    (
+        "database unavailable",
+        "standin_hub_intake_refused_unavailable_total",
+    ),
+    (
+        "idle sockets closed at the cap",
+        "standin_hub_http_connections_closed_idle_total",
+    ),
+    (
+        "sockets refused",
+        "standin_hub_http_connections_refused_total",
+    ),
+];
+
+/// [`HUB_COUNTERS`] summed over the hub processes on `ports` (a process that does not answer
+/// counts nothing).
+async fn hub_counters(ports: &[u16]) -> Vec<(&'static str, u64)> {
+    let client = reqwest::Client::new();
+    let mut sums = vec![0u64; HUB_COUNTERS.len()];
+    for port in ports {
+        let Ok(res) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let text = res.text().await.unwrap_or_default();
+        for (i, (_, name)) in HUB_COUNTERS.iter().enumerate() {
+            sums[i] += text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    HUB_COUNTERS
+        .iter()
+        .map(|(short, _)| *short)
+        .zip(sums)
+        .collect()
 }
 
 /// CPU time over a window, as shares of one core (a 2-core machine has 200 %), from
@@ -498,6 +557,16 @@ impl Report {
                 self.hub_rss_peak_mb
                     .iter()
                     .map(|m| format!("{m:.1} MB"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if !self.hub_counters.is_empty() {
+            println!(
+                "hub counters after the drain (summed over processes, each since it started): {}",
+                self.hub_counters
+                    .iter()
+                    .map(|(name, n)| format!("{name} {n}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -1011,6 +1080,7 @@ struct Phase {
     /// the stores' own scheduling delay, which every push's latency includes.
     lag: (u64, u64),
     hub_rss_peak_mb: Vec<f64>,
+    hub_counters: Vec<(&'static str, u64)>,
 }
 
 /// The hub goes away for `outage` while every store journals `per_store` entries at random
@@ -1172,6 +1242,7 @@ async fn outage_and_drain(
             .iter()
             .filter_map(|&p| rss_peak_mb(p))
             .collect(),
+        hub_counters: hub_counters(&env.hubs.iter().map(|h| h.port).collect::<Vec<_>>()).await,
     })
 }
 
@@ -1235,6 +1306,7 @@ impl Phase {
         report.drain_cpu = Some(self.cpu);
         report.drain_lag = Some(self.lag);
         report.hub_rss_peak_mb = self.hub_rss_peak_mb.clone();
+        report.hub_counters = self.hub_counters.clone();
         let (from_ms, to_ms) = (
             (return_second.max(0) as u64) * 1000,
             (drained_second.max(0) as u64) * 1000,
