@@ -113,6 +113,50 @@ async fn two_entries_for_one_place_in_the_chain_are_a_fork_and_flag_the_store() 
     assert!(fleet.contains("chain_fork at seq 2"), "{fleet}");
 }
 
+/// An id already in the chain sent again with other content (a valid hash over it) is not a
+/// re-send: it is answered `chain_fork` and flags the store, never `duplicate`, which would
+/// tell the store its new content is at HQ; the id's row stays the first. So too an id
+/// reused at another seq. A true re-send is still a duplicate.
+#[tokio::test]
+async fn an_id_sent_again_with_other_content_is_a_fork_not_a_duplicate() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut chain = Chain::new("s1");
+    let first = chain.take(3);
+    assert_eq!(hub.outcomes("s1", &token, &first).await, ["accepted"; 3]);
+    let id = |i: usize| first[i]["id"].as_str().unwrap().to_owned();
+    let hash = |i: usize| first[i]["hash"].as_str().unwrap().to_owned();
+    // Seq 3 again under its own id, with another body.
+    let changed =
+        common::hub::entry_as(&id(2), "s1", 3, &hash(1), "audit.note", json!({ "n": 99 }));
+    assert_ne!(changed["hash"], first[2]["hash"]);
+    // Seq 4 under seq 1's id.
+    let reused = common::hub::entry_as(&id(0), "s1", 4, &hash(2), "audit.note", json!({ "n": 4 }));
+    for e in [changed, reused] {
+        assert_eq!(
+            hub.outcomes("s1", &token, &[e]).await,
+            ["rejected:chain_fork"]
+        );
+    }
+    assert_eq!(
+        hub.outcomes("s1", &token, &first).await,
+        ["duplicate"; 3],
+        "a true re-send"
+    );
+    let rows = hub.rows("s1").await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    // Accepted once, arrived twice (the re-send); the forks are not arrivals of them.
+    assert!(
+        rows.iter().all(|r| r.1 == "accepted" && r.2 == 2),
+        "{rows:?}"
+    );
+    let (seq, flag) = hub.verified("s1").await;
+    assert_eq!(seq, 3);
+    assert!(flag.unwrap_or_default().contains("chain_fork"));
+    let (_, fleet) = hub.get("/v1/fleet?state=flagged").await;
+    assert!(fleet.contains("\"s1\""), "{fleet}");
+}
+
 #[tokio::test]
 async fn lanes_out_of_seq_order_advance_the_verified_prefix_only_when_contiguous() {
     let hub = hub!();

@@ -248,6 +248,15 @@ mod tests {
     }
 
     #[test]
+    fn a_request_timeout_inside_the_intake_deadline_is_named() {
+        let env = [("STANDIN_HUB__REQUEST_TIMEOUT_SECS".into(), "3".into())];
+        let e = HubConfig::load(None, env).unwrap_err().to_string();
+        assert!(e.contains("`request_timeout_secs`"), "{e}");
+        let env = [("STANDIN_HUB__REQUEST_TIMEOUT_SECS".into(), "4".into())];
+        assert_eq!(HubConfig::load(None, env).unwrap().request_timeout_secs, 4);
+    }
+
+    #[test]
     fn an_unknown_key_is_named() {
         let env = [("STANDIN_HUB__POOL".into(), "3".into())];
         let e = HubConfig::load(None, env).unwrap_err().to_string();

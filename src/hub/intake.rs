@@ -138,9 +138,18 @@ pub struct Link {
 /// seqs around the batch's, and the store's orders HQ has cancelled.
 #[derive(Debug, Default)]
 pub struct Known {
-    pub answers: HashMap<String, (Outcome, Option<String>)>,
+    pub answers: HashMap<String, Answer>,
     pub chain: HashMap<i64, Link>,
     pub cancelled_orders: HashSet<String>,
+}
+
+/// The first answer given for an id, with the hash of the entry that got it when that entry
+/// landed in the chain (accepted or conflict): a re-send must carry the same hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,11 +174,25 @@ pub fn decide(store: &str, incoming: &[Incoming], known: &mut Known) -> Vec<Deci
 
 fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
     let id = incoming.id().to_owned();
-    if let Some((outcome, reason)) = known.answers.get(&id) {
+    if let Some(first) = known.answers.get(&id) {
+        // Not a re-send but another entry under an id already in the chain: answered as
+        // the fork it is (the store flagged), never `duplicate`, which would tell the store
+        // that what it sent is at HQ. Nothing is written: the id's row stays the first.
+        if let (Incoming::Entry { entry, .. }, Some(landed)) = (incoming, &first.hash)
+            && *landed != entry.hash
+        {
+            return Decision {
+                id,
+                outcome: Outcome::Rejected,
+                reason: Some("chain_fork".into()),
+                new: false,
+                fork: true,
+            };
+        }
         // The first answer stands; an accepted entry sent again is a duplicate.
-        let (outcome, reason) = match outcome {
+        let (outcome, reason) = match first.outcome {
             Outcome::Accepted | Outcome::Duplicate => (Outcome::Duplicate, None),
-            o => (*o, reason.clone()),
+            o => (o, first.reason.clone()),
         };
         return Decision {
             id,
@@ -187,7 +210,18 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
         } => judge(store, entry, body_canonical, known),
     };
     let reason = reason.map(str::to_owned);
-    known.answers.insert(id.clone(), (outcome, reason.clone()));
+    let landed_hash = match incoming {
+        Incoming::Entry { entry, .. } if outcome != Outcome::Rejected => Some(entry.hash.clone()),
+        _ => None,
+    };
+    known.answers.insert(
+        id.clone(),
+        Answer {
+            outcome,
+            reason: reason.clone(),
+            hash: landed_hash,
+        },
+    );
     if let (Incoming::Entry { entry, .. }, true) = (incoming, outcome != Outcome::Rejected) {
         known.chain.insert(
             entry.seq,

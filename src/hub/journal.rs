@@ -214,7 +214,7 @@ pub async fn land(
     let decisions = intake::decide(store, incoming, &mut known);
     let resent: Vec<&str> = decisions
         .iter()
-        .filter(|d| !d.new)
+        .filter(|d| !d.new && !d.fork)
         .map(|d| d.id.as_str())
         .collect();
     let arrivals = c
@@ -391,7 +391,17 @@ async fn read(
                 "conflict" => Outcome::Conflict,
                 _ => Outcome::Rejected,
             };
-            known.answers.insert(id, (outcome, r.get(2)));
+            let hash = r
+                .get::<_, Option<String>>(5)
+                .filter(|_| outcome != Outcome::Rejected);
+            known.answers.insert(
+                id,
+                intake::Answer {
+                    outcome,
+                    reason: r.get(2),
+                    hash,
+                },
+            );
         }
     }
     known

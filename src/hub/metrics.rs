@@ -33,7 +33,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn count(&self, decisions: &[Decision]) {
         for d in decisions {
-            if !d.new {
+            if !d.new && !d.fork {
                 self.duplicates.fetch_add(1, Relaxed);
                 continue;
             }

@@ -268,7 +268,18 @@ impl Chain {
 
 /// One entry at `seq` after `prev`, hashed as the store hashes it.
 pub fn entry(store: &str, seq: i64, prev: &str, kind: &str, body: Value) -> Value {
-    let id = uuid::Uuid::now_v7().to_string();
+    entry_as(
+        &uuid::Uuid::now_v7().to_string(),
+        store,
+        seq,
+        prev,
+        kind,
+        body,
+    )
+}
+
+/// [`entry`] under the id given.
+pub fn entry_as(id: &str, store: &str, seq: i64, prev: &str, kind: &str, body: Value) -> Value {
     let lane = if kind.starts_with("pickup") {
         "pickups"
     } else {
@@ -279,7 +290,7 @@ pub fn entry(store: &str, seq: i64, prev: &str, kind: &str, body: Value) -> Valu
         prev,
         &Hashed {
             seq,
-            id: &id,
+            id,
             lane,
             kind,
             occurred_at,

@@ -303,7 +303,14 @@ proptest::proptest! {
         for s in &asked {
             if let Some(l) = landed.get(s) {
                 known.chain.insert(*s, l.clone());
-                known.answers.insert(l.id.clone(), (Outcome::Accepted, None));
+                known.answers.insert(
+                    l.id.clone(),
+                    Answer {
+                        outcome: Outcome::Accepted,
+                        reason: None,
+                        hash: Some(l.hash.clone()),
+                    },
+                );
             }
         }
         let ahead = entries.last().is_some_and(|e| landed.contains_key(&(e.seq + 1)));
