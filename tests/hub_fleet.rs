@@ -536,3 +536,81 @@ async fn a_heartbeat_postgresql_would_refuse_is_refused_alone_naming_the_field()
     let (status, body) = send(&hub, "h2", &t2, &beat("h2", 1, "up", "up", 0, 0)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
+
+/// What no store reports is refused, naming the field, before it reaches the fleet's totals:
+/// negative counts and amounts, and amounts past what 5,000 stores can sum (an `i64::MAX`
+/// from two stores overflowed the totals: a panic in a debug build, a wrapped total in a
+/// release one). A heartbeat dated ahead of the hub's clock ranks as sent now, so the
+/// store's correct heartbeats after it are kept (one dated 2099 froze its view for good).
+/// A store reporting an hour-plus interval is still silent after three hours at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_no_store_sends_are_refused_and_a_future_date_cannot_freeze_a_store() {
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let t1 = hub.add_store("h1").await;
+    for (field, value) in [
+        ("payments.offline_total_minor", json!(-10_000_000)),
+        ("payments.offline_count", json!(-3)),
+        ("payments.offline_total_minor", json!(i64::MAX)),
+        ("journal.pending", json!(-1)),
+        ("journal.lanes.payments.pending", json!(-1)),
+        ("refunds.queued_total_minor", json!(i64::MAX)),
+    ] {
+        let mut b = beat("h1", 1, "up", "up", 0, 1);
+        let mut at = &mut b;
+        let path: Vec<&str> = field.split('.').collect();
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value.clone();
+        let (status, body) = send(&hub, "h1", &t1, &b).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field} = {value}: {body}"
+        );
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    // Two stores at the largest amount taken: the totals hold.
+    let t2 = hub.add_store("h2").await;
+    for (s, t) in [("h1", &t1), ("h2", &t2)] {
+        let mut b = beat(s, 1, "up", "down", 0, 1);
+        b["payments"]["offline_total_minor"] = json!(1_000_000_000_000_000i64);
+        let (status, body) = send(&hub, s, t, &b).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (status, f) = fleet(&hub, "").await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(
+        f["totals"]["offline_exposure_minor"]["USD"],
+        json!(2_000_000_000_000_000i64),
+        "{f}"
+    );
+    // From the future, then correct again: the correct one is what the fleet shows.
+    let mut future = beat("h1", 2, "down", "down", 5, 3);
+    future["sent_at"] = json!("2099-01-01T00:00:00Z");
+    assert_eq!(
+        send(&hub, "h1", &t1, &future).await.0,
+        StatusCode::NO_CONTENT
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        send(&hub, "h1", &t1, &beat("h1", 3, "up", "up", 0, 0))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, f) = fleet(&hub, "").await;
+    let h1 = store(&f, "h1");
+    assert_eq!(h1["state"], "ok", "{h1}");
+    assert_eq!(h1["reported"]["seq"], 3, "{h1}");
+    // An absurd interval: silent after at most 3 × 3,600 s.
+    let mut slow = beat("h2", 2, "up", "up", 0, 0);
+    slow["interval_secs"] = json!(u64::MAX);
+    assert_eq!(send(&hub, "h2", &t2, &slow).await.0, StatusCode::NO_CONTENT);
+    let (_, f) = fleet(&hub, "").await;
+    let h2 = store(&f, "h2");
+    assert_eq!(h2["silent_after_secs"], 3 * 3_600, "{h2}");
+    assert_eq!(h2["state"], "ok", "{h2}");
+}

@@ -67,6 +67,7 @@ pub async fn post_status(
             "sent_at must be a time between the years 1 and 9999",
         ));
     }
+    check_ranges(&beat)?;
     if let Some(path) = super::intake::nul_at(&raw) {
         return Err(HubError::invalid(
             path,
@@ -75,7 +76,9 @@ pub async fn post_status(
     }
     let beat = super::heartbeats::Beat {
         store: store.clone(),
-        sent_at: beat.sent_at,
+        // The newest report is kept by `sent_at`, so one dated ahead of the hub's clock
+        // would outrank every correct one after it: it ranks as sent now.
+        sent_at: beat.sent_at.min(Utc::now()),
         seq: i64::try_from(beat.seq).unwrap_or(i64::MAX),
         body: raw.to_string(),
     };
@@ -88,6 +91,67 @@ pub async fn post_status(
         })?;
     state.metrics.heartbeat();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Largest count a heartbeat may report (entries, payments, refunds).
+const MAX_COUNT: i64 = 1_000_000_000_000;
+/// Largest amount, in minor units (ten trillion in a currency of two decimals): 5,000 stores
+/// reporting it still sum well inside an `i64`.
+const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
+/// The longest health interval the fleet view believes: a store reporting a longer one is
+/// still called silent after `silent_after_intervals` of these.
+const MAX_INTERVAL_SECS: u64 = 3_600;
+
+/// Counts and amounts no store reports (negative, or past the bounds above) are refused,
+/// naming the field, before they reach the fleet's totals.
+fn check_ranges(beat: &Heartbeat) -> Result<(), HubError> {
+    let mut fields: Vec<(String, i64, i64)> = vec![
+        ("journal.pending".into(), beat.journal.pending, MAX_COUNT),
+        (
+            "journal.set_aside".into(),
+            beat.journal.set_aside,
+            MAX_COUNT,
+        ),
+        ("journal.last_seq".into(), beat.journal.last_seq, i64::MAX),
+        (
+            "payments.offline_count".into(),
+            beat.payments.offline_count,
+            MAX_COUNT,
+        ),
+        (
+            "payments.offline_total_minor".into(),
+            beat.payments.offline_total_minor,
+            MAX_AMOUNT_MINOR,
+        ),
+        ("refunds.queued".into(), beat.refunds.queued, MAX_COUNT),
+        (
+            "refunds.queued_total_minor".into(),
+            beat.refunds.queued_total_minor,
+            MAX_AMOUNT_MINOR,
+        ),
+    ];
+    for (lane, l) in &beat.journal.lanes {
+        fields.push((
+            format!("journal.lanes.{lane}.pending"),
+            l.pending,
+            MAX_COUNT,
+        ));
+    }
+    for (feed, f) in &beat.feeds {
+        if let Some(age) = f.age_secs {
+            fields.push((format!("feeds.{feed}.age_secs"), age, i64::MAX));
+        }
+    }
+    match fields
+        .into_iter()
+        .find(|(_, v, max)| !(0..=*max).contains(v))
+    {
+        Some((field, _, max)) => Err(HubError::invalid(
+            field,
+            format!("must be a whole number from 0 to {max}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -239,10 +303,11 @@ pub async fn read(state: &HubState) -> Result<Fleet, DbError> {
             .as_ref()
             .and_then(|b| b.interval_secs)
             .filter(|i| *i > 0)
-            .unwrap_or(default_interval);
+            .unwrap_or(default_interval)
+            .min(MAX_INTERVAL_SECS);
         let silent_after_secs = interval.saturating_mul(n);
         let since = last_contact.map(|t| (now - t).num_seconds().max(0));
-        let silent = since.is_none_or(|s| s > silent_after_secs as i64);
+        let silent = since.is_none_or(|s| s > i64::try_from(silent_after_secs).unwrap_or(i64::MAX));
         let down = |u: &str| {
             beat.as_ref()
                 .and_then(|b| b.upstreams.get(u))
@@ -280,15 +345,20 @@ pub async fn read(state: &HubState) -> Result<Fleet, DbError> {
         for f in &flags {
             *totals.by_flag.entry(f).or_default() += 1;
         }
-        totals.set_aside += set_aside_count;
+        // Saturating: reports are bounded on arrival ([`check_ranges`]), but a row written
+        // before those bounds must not panic or wrap the fleet's totals.
+        totals.set_aside = totals.set_aside.saturating_add(set_aside_count);
         if let Some(b) = &beat {
-            totals.backlog += b.journal.pending.max(0);
+            totals.backlog = totals.backlog.saturating_add(b.journal.pending.max(0));
             if b.payments.offline_count > 0 {
-                totals.offline_payments += b.payments.offline_count;
-                *totals
+                totals.offline_payments = totals
+                    .offline_payments
+                    .saturating_add(b.payments.offline_count);
+                let exposure = totals
                     .offline_exposure_minor
                     .entry(currency_label(b.payments.currency.as_deref()))
-                    .or_default() += b.payments.offline_total_minor;
+                    .or_default();
+                *exposure = exposure.saturating_add(b.payments.offline_total_minor.max(0));
             }
         }
         stores.push(FleetStore {

@@ -187,7 +187,9 @@ async fn write_groups(state: HubState) {
 }
 
 /// One statement for the group: per store its newest report (by `sent_at`, then `seq`,
-/// against what is stored too) and the count of heartbeats.
+/// against what is stored too) and the count of heartbeats. `sent_at` is never later than
+/// when the hub took the heartbeat (`fleet::post_status`); a stored one that is (written
+/// before that rule) ranks as of when it was received.
 async fn write_group(state: &HubState, beats: Vec<&Beat>) -> Result<(), DbError> {
     let mut newest: BTreeMap<&str, (&Beat, i64)> = BTreeMap::new();
     for b in beats {
@@ -241,10 +243,10 @@ const UPSERT: &str = "INSERT INTO store_status AS s (store_id, sent_at, seq, bod
      ON CONFLICT (store_id) DO UPDATE SET
          last_contact = now(),
          heartbeats = s.heartbeats + excluded.heartbeats,
-         received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+         received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
              THEN now() ELSE s.received_at END,
-         body = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+         body = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
              THEN excluded.body ELSE s.body END,
-         seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (s.sent_at, s.seq)
+         seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
              THEN excluded.seq ELSE s.seq END,
-         sent_at = greatest(excluded.sent_at, s.sent_at)";
+         sent_at = greatest(excluded.sent_at, least(s.sent_at, s.received_at))";
