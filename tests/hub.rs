@@ -1187,3 +1187,37 @@ async fn a_client_hoarding_sockets_cannot_starve_the_fleet_and_every_error_is_js
     }
     hub.stop().await;
 }
+
+/// A rotated token stops working on a running hub process within `token_refresh_secs`,
+/// though the process had it cached; the new one works at once (looked up on first use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_stops_working_within_the_refresh_interval() {
+    let hub = hub!(|c| c.token_refresh_secs = 1);
+    let old = hub.add_store("s1").await;
+    let mut chain = Chain::new("s1");
+    assert_eq!(hub.outcomes("s1", &old, &chain.take(1)).await, ["accepted"]);
+    let client = hub.pg.client().await;
+    let new = standin::hub::auth::rotate_token(&client, "s1")
+        .await
+        .unwrap();
+    assert_eq!(hub.outcomes("s1", &new, &chain.take(1)).await, ["accepted"]);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = hub.post_journal("s1", &old, &[]).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the old token still works after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(hub.outcomes("s1", &new, &chain.take(1)).await, ["accepted"]);
+    assert!(
+        standin::hub::auth::rotate_token(&client, "nobody")
+            .await
+            .is_err()
+    );
+}

@@ -14,8 +14,9 @@ use super::{HubError, HubState};
 use crate::access::token::sha256_hex;
 
 /// Token hash → store id, for tokens already seen valid: the hot paths then ask PostgreSQL
-/// nothing to authenticate. Tokens are never revoked by the hub today, so a hit stays true;
-/// misses are not cached.
+/// nothing to authenticate. Replaced whole from the `stores` table every
+/// `token_refresh_secs` ([`keep_fresh`]), so a token rotated (`standin hub store rotate`)
+/// stops working on every hub process within that; misses are not cached.
 #[derive(Default)]
 pub struct TokenCache(Mutex<HashMap<String, String>>);
 
@@ -43,6 +44,12 @@ impl TokenCache {
         }
     }
 
+    /// The cache becomes exactly `pairs` (at most the bound).
+    fn replace_all(&self, pairs: impl IntoIterator<Item = (String, String)>) {
+        let fresh: HashMap<String, String> = pairs.into_iter().take(CACHE_BOUND).collect();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -53,11 +60,11 @@ impl TokenCache {
     }
 }
 
-/// Fills the cache with every registered store's token hash in one query, returning how many.
+/// Makes the cache every registered store's token hash, in one query, returning how many.
 /// A hub process that starts while a fleet waits for it (after an outage, a deploy, a crash)
 /// then authenticates the thousands of stores that come back at once without a query each
 /// through the pool the intake needs. A store registered later is looked up on its first
-/// request, as before. At most the cache's bound.
+/// request. A token no longer in the table (rotated) leaves the cache. At most the bound.
 pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
     let client = state.pool.get().await?;
     let rows = client
@@ -69,8 +76,31 @@ pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
     let n = rows.len();
     state
         .tokens
-        .put_all(rows.into_iter().map(|r| (r.get(0), r.get(1))));
+        .replace_all(rows.into_iter().map(|r| (r.get(0), r.get(1))));
     Ok(n)
+}
+
+/// [`warm`] at start, then every `token_refresh_secs`, for as long as the process serves. A
+/// refresh that fails (PostgreSQL away, the shared connections all busy) keeps the cache as
+/// it was and is tried again at the next tick.
+pub async fn keep_fresh(state: HubState) {
+    let every = std::time::Duration::from_secs(state.config.token_refresh_secs.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        tick.tick().await;
+        match warm(&state).await {
+            Ok(n) if first => tracing::info!(stores = n, "store tokens cached"),
+            Ok(_) => {}
+            Err(e) if first => tracing::info!(
+                error = %e,
+                "store tokens not cached at start; each is looked up on first use"
+            ),
+            Err(e) => tracing::debug!(error = %e, "store tokens not refreshed"),
+        }
+        first = false;
+    }
 }
 
 /// The most tokens the cache holds: a fleet is thousands of stores, not millions.
@@ -167,6 +197,22 @@ pub async fn add_store(client: &tokio_postgres::Client, store: &str) -> anyhow::
         .await?;
     if n == 0 {
         anyhow::bail!("store {store} is already registered");
+    }
+    Ok(token)
+}
+
+/// Gives `store` a new token, returning it (shown once); the old one stops working on every
+/// hub process within `token_refresh_secs`.
+pub async fn rotate_token(client: &tokio_postgres::Client, store: &str) -> anyhow::Result<String> {
+    let token = crate::access::token::generate();
+    let n = client
+        .execute(
+            "UPDATE stores SET token_sha256 = $2 WHERE store_id = $1",
+            &[&store, &sha256_hex(&token)],
+        )
+        .await?;
+    if n == 0 {
+        anyhow::bail!("store {store} is not registered");
     }
     Ok(token)
 }

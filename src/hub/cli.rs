@@ -85,6 +85,9 @@ pub enum StoreCommand {
     /// Register a store and print its token, once (only its SHA-256 is kept): the store's
     /// `central.token`.
     Add { store_id: String },
+    /// Give a registered store a new token and print it, once; the old one stops working on
+    /// every hub process within `token_refresh_secs` (15 s).
+    Rotate { store_id: String },
 }
 
 impl HubArgs {
@@ -121,6 +124,17 @@ pub async fn run(command: HubCommand, config: HubConfig) -> anyhow::Result<()> {
             let client = db::connect(&url).await?;
             let token = super::auth::add_store(&client, &store_id).await?;
             println!("store {store_id} registered; its central.token (shown once):");
+            println!("{token}");
+        }
+        HubCommand::Store {
+            command: StoreCommand::Rotate { store_id },
+        } => {
+            let client = db::connect(&url).await?;
+            let token = super::auth::rotate_token(&client, &store_id).await?;
+            println!(
+                "store {store_id} has a new central.token (shown once); the old one stops working within {} s:",
+                config.token_refresh_secs.max(1)
+            );
             println!("{token}");
         }
         HubCommand::Import { feed, file } => {

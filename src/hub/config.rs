@@ -78,6 +78,9 @@ pub struct HubConfig {
     /// A request not answered within this is answered 503 and dropped (a journal batch
     /// already landing finishes first: [`super::journal`]).
     pub request_timeout_secs: u64,
+    /// Each process reloads every store's token from PostgreSQL this often, so a rotated
+    /// token (`standin hub store rotate`) stops working within it.
+    pub token_refresh_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -102,6 +105,7 @@ impl Default for HubConfig {
             max_connections_per_client: 16_384,
             idle_timeout_secs: 45,
             request_timeout_secs: 60,
+            token_refresh_secs: 15,
         }
     }
 }

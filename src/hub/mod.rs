@@ -285,18 +285,7 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let contact = tokio::spawn(flush_contact(state.clone()));
-    tokio::spawn({
-        let state = state.clone();
-        async move {
-            match auth::warm(&state).await {
-                Ok(n) => tracing::info!(stores = n, "store tokens cached"),
-                Err(e) => tracing::info!(
-                    error = %e,
-                    "store tokens not cached at start; each is looked up on first use"
-                ),
-            }
-        }
-    });
+    let tokens = tokio::spawn(auth::keep_fresh(state.clone()));
     let config = &state.config;
     let limits = conn::Limits {
         max_connections: config.max_connections.max(1),
@@ -323,6 +312,7 @@ pub async fn launch(
         tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway");
     }
     contact.abort();
+    tokens.abort();
     flush_contact_once(&state).await;
     served
 }
