@@ -161,6 +161,40 @@ mod tests {
         );
     }
 
+    /// The encodings API.md ("The chain") promises to other makes of store, and its
+    /// worked example.
+    #[test]
+    fn the_contracts_encodings_and_example_hold() {
+        let parse = |t: &str| canonical_json(&serde_json::from_str::<Value>(t).unwrap());
+        assert_eq!(
+            parse(r#"{"b": 1, "a": {"y": "é", "x": null}}"#),
+            r#"{"a":{"x":null,"y":"é"},"b":1}"#
+        );
+        assert_eq!(parse("1.5e-07"), "1.5e-7");
+        assert_eq!(parse("12345678901234567890123"), "1.2345678901234568e+22");
+        assert_eq!(parse("18446744073709551615"), "18446744073709551615");
+        assert_eq!(parse("-9223372036854775808"), "-9223372036854775808");
+        assert_eq!(parse(r#""a/\u001f\u00e9\b""#), "\"a/\\u001f\u{e9}\\b\"");
+        let hash = entry_hash(
+            GENESIS,
+            &Hashed {
+                seq: 1,
+                id: "0193a0e0-0000-7000-8000-000000000001",
+                lane: "pickups",
+                kind: "pickup.handed_over",
+                occurred_at: "2026-12-06T09:00:00Z",
+                store_id: "store-0001",
+                actor: Some("E100"),
+                device: None,
+                body: &parse(r#"{"order_id": "ORD-1", "lines": [{"line": 1, "qty": 2}]}"#),
+            },
+        );
+        assert_eq!(hash, EXAMPLE_HASH);
+    }
+
+    /// API.md's worked example's hash.
+    const EXAMPLE_HASH: &str = "3fe0b44e4aa2c6c7386200500951b7c264246fb78b4b82a17735b5ffe700ba40";
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
