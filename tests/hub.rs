@@ -5,7 +5,7 @@ mod common;
 
 use common::hub::{Chain, TestHub, entry, order};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 macro_rules! hub {
     ($tweak:expr) => {
@@ -52,6 +52,55 @@ async fn a_changed_entry_is_rejected_as_a_hash_mismatch() {
         ["rejected:hash_mismatch"]
     );
     assert_eq!(hub.rows("s1").await.len(), 2);
+    assert_eq!(hub.verified("s1").await.0, 1);
+}
+
+/// An entry that is not one (a field missing, of the wrong type, a time that is not RFC
+/// 3339) is rejected `invalid_entry` with the field named in its result, on its first
+/// answer and on a re-send; the entries around it land.
+#[tokio::test]
+async fn an_unreadable_entry_is_rejected_naming_its_field() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    let mut chain = Chain::new("s1");
+    let good = chain.take(1);
+    let mut no_lane = Chain::new("s1").take(1)[0].clone();
+    no_lane["id"] = json!(uuid::Uuid::now_v7().to_string());
+    no_lane.as_object_mut().unwrap().remove("lane");
+    let mut bad_seq = no_lane.clone();
+    bad_seq["id"] = json!(uuid::Uuid::now_v7().to_string());
+    bad_seq["lane"] = json!("audit");
+    bad_seq["seq"] = json!("two");
+    let yesterday = common::hub::entry(
+        "s1",
+        2,
+        good[0]["hash"].as_str().unwrap(),
+        "audit.note",
+        json!({}),
+    );
+    let mut yesterday = yesterday;
+    yesterday["occurred_at"] = json!("yesterday");
+    let batch = [good[0].clone(), no_lane, bad_seq, yesterday];
+    for _ in 0..2 {
+        let (status, body) = hub.post_journal("s1", &token, &batch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let fields: Vec<Value> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["reason"], r["field"]]))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                json!([null, null]),
+                json!(["invalid_entry", "lane"]),
+                json!(["invalid_entry", "seq"]),
+                json!(["invalid_entry", "occurred_at"]),
+            ],
+            "{body}"
+        );
+    }
     assert_eq!(hub.verified("s1").await.0, 1);
 }
 

@@ -533,6 +533,19 @@ async fn a_heartbeat_postgresql_would_refuse_is_refused_alone_naming_the_field()
     let (status, body) = send(&hub, "h1", &t1, &ancient).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["field"], "sent_at", "{body}");
+    let mut unsent = beat("h1", 3, "up", "up", 0, 0);
+    unsent.as_object_mut().unwrap().remove("sent_at");
+    let (status, body) = send(&hub, "h1", &t1, &unsent).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "sent_at", "{body}");
+    let mut unsent = beat("h1", 3, "up", "up", 0, 0);
+    unsent["upstreams"]["central"]
+        .as_object_mut()
+        .unwrap()
+        .remove("state");
+    let (status, body) = send(&hub, "h1", &t1, &unsent).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "upstreams.central.state", "{body}");
     let (status, body) = send(&hub, "h2", &t2, &beat("h2", 1, "up", "up", 0, 0)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }

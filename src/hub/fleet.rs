@@ -52,7 +52,7 @@ pub async fn post_status(
         return Err(HubError::invalid("body", "a heartbeat is a JSON object"));
     }
     let beat: Heartbeat = serde_path_to_error::deserialize(&raw)
-        .map_err(|e| HubError::invalid(e.path().to_string(), e.inner().to_string()))?;
+        .map_err(|e| HubError::invalid(super::intake::error_field(&e), e.inner().to_string()))?;
     if beat.store_id != store {
         return Err(HubError::invalid(
             "store_id",

@@ -17,8 +17,33 @@ pub enum Incoming {
         entry: Box<Entry>,
         body_canonical: String,
     },
-    /// Has an id but not the shape of an entry: rejected (`invalid_entry`), kept as sent.
-    Unreadable { id: String, raw: Value },
+    /// Has an id but not the shape of an entry: rejected (`invalid_entry`), kept as sent;
+    /// `field` names what is wrong (`occurred_at`, `body.note`, `seq`).
+    Unreadable {
+        id: String,
+        raw: Value,
+        field: String,
+    },
+}
+
+/// `occurred_at` must be an RFC 3339 time (PostgreSQL would take `yesterday` as one).
+fn readable_time(t: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(t).is_ok()
+}
+
+/// Where a serde error says a body went wrong, as a field path: a missing field is named by
+/// its own name, not by the object holding it (`sent_at`, not `.`).
+pub fn error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let message = e.inner().to_string();
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next());
+    match (path.as_str(), missing) {
+        (".", Some(name)) => name.to_owned(),
+        (p, Some(name)) => format!("{p}.{name}"),
+        (p, None) => p.to_owned(),
+    }
 }
 
 impl Incoming {
@@ -28,23 +53,27 @@ impl Incoming {
             .as_str()
             .filter(|s| !s.is_empty() && !s.contains('\0'))?
             .to_owned();
-        if nul_at(raw).is_some() {
+        if let Some(field) = nul_at(raw) {
             // PostgreSQL cannot store it (text nor jsonb): kept with U+FFFD in its place,
             // rejected, so the store sets it aside instead of resending it forever.
             return Some(Incoming::Unreadable {
                 id,
                 raw: without_nul(raw),
+                field,
             });
         }
-        Some(match serde_json::from_value::<Entry>(raw.clone()) {
+        let unreadable = |field: String| Incoming::Unreadable {
+            id: id.clone(),
+            raw: raw.clone(),
+            field,
+        };
+        Some(match serde_path_to_error::deserialize::<_, Entry>(raw) {
+            Ok(entry) if !readable_time(&entry.occurred_at) => unreadable("occurred_at".into()),
             Ok(entry) => Incoming::Entry {
                 body_canonical: canonical_json(&entry.body),
                 entry: Box::new(entry),
             },
-            Err(_) => Incoming::Unreadable {
-                id,
-                raw: raw.clone(),
-            },
+            Err(e) => unreadable(error_field(&e)),
         })
     }
 
@@ -61,6 +90,7 @@ impl Incoming {
         if text.trim_start().starts_with('{')
             && !text.contains("\\u0000")
             && let Ok(entry) = serde_json::from_str::<Entry>(text)
+            && readable_time(&entry.occurred_at)
         {
             if entry.id.is_empty() {
                 return Ok(None);
@@ -71,6 +101,14 @@ impl Incoming {
             }));
         }
         Ok(Incoming::read(&serde_json::from_str::<Value>(text)?))
+    }
+
+    /// What is wrong with an unreadable entry.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Incoming::Entry { .. } => None,
+            Incoming::Unreadable { field, .. } => Some(field.clone()),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -161,6 +199,8 @@ pub struct Decision {
     pub new: bool,
     /// Two different entries claim one place in the chain: flag the store.
     pub fork: bool,
+    /// For an entry rejected `invalid_entry`: what is wrong with it.
+    pub field: Option<String>,
 }
 
 /// Decides every entry in order; `known` is updated as entries land, so a batch that
@@ -187,6 +227,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
                 reason: Some("chain_fork".into()),
                 new: false,
                 fork: true,
+                field: None,
             };
         }
         // The first answer stands; an accepted entry sent again is a duplicate.
@@ -200,6 +241,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
             reason,
             new: false,
             fork: false,
+            field: incoming.field(),
         };
     }
     let (outcome, reason, fork) = match incoming {
@@ -238,6 +280,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
         reason,
         new: true,
         fork,
+        field: incoming.field(),
     }
 }
 

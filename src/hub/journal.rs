@@ -153,6 +153,9 @@ pub async fn post_journal(
             if let Some(reason) = &d.reason {
                 r["reason"] = json!(reason);
             }
+            if let Some(field) = &d.field {
+                r["field"] = json!(field);
+            }
             r
         })
         .collect();

@@ -217,7 +217,7 @@ fn shape(i: &Option<Incoming>) -> Option<Shape> {
             Some(((**entry).clone(), body_canonical.clone())),
             None,
         ),
-        Incoming::Unreadable { id, raw } => (id.clone(), None, Some(raw.clone())),
+        Incoming::Unreadable { id, raw, .. } => (id.clone(), None, Some(raw.clone())),
     })
 }
 
