@@ -1270,3 +1270,73 @@ async fn a_rotated_token_stops_working_within_the_refresh_interval() {
             .is_err()
     );
 }
+
+/// One store cannot hold more than `BATCHES_PER_STORE` of a process's journal admission,
+/// whatever it sends: its pushes past that are answered 429 with a `Retry-After` at once,
+/// while another store's push lands. A body that does not arrive in time is answered 408
+/// `body_timeout`, saying what to do, not 503 `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_take_the_admission_and_a_slow_body_is_told_so() {
+    use tokio::io::AsyncWriteExt;
+    let hub = hub!(|c| c.intake_deadline_ms = 1_500);
+    let token = hub.add_store("s1").await;
+    let other = hub.add_store("s2").await;
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    // s1's pushes whose bodies never finish arriving, each holding a place.
+    let mut held = Vec::new();
+    for _ in 0..standin::hub::BATCHES_PER_STORE {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /v1/stores/s1/journal HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"entries\":["
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        held.push(s);
+    }
+    let started = std::time::Instant::now();
+    while hub.state.store_batches("s1") < standin::hub::BATCHES_PER_STORE {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{}",
+            hub.state.store_batches("s1")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (status, body) = hub
+        .post_journal("s1", &token, &Chain::new("s1").take(1))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    assert_eq!(
+        hub.outcomes("s2", &other, &Chain::new("s2").take(1)).await,
+        ["accepted"]
+    );
+    // Each held push is answered 408 once its time is up, and its place comes back.
+    for mut s in held {
+        let (status, _, v) = common::read_answer(&mut s).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (408, Some("body_timeout")),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        hub.outcomes("s1", &token, &Chain::new("s1").take(1)).await,
+        ["accepted"]
+    );
+    let (_, metrics) = hub.get("/metrics").await;
+    for name in [
+        "standin_hub_intake_refused_store_busy_total",
+        "standin_hub_refused_body_timeout_total",
+    ] {
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!(n >= 1, "{name} {n}");
+    }
+}

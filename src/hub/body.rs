@@ -15,20 +15,31 @@ pub const UNIT: usize = 64 * 1024;
 pub enum Refused {
     /// Larger than the route takes (413).
     TooLarge,
-    /// No room in the budget, or not arrived within the deadline: 503 `busy`.
-    NoRoom(&'static str),
+    /// No room in the budget: 503 `busy`.
+    NoRoom,
+    /// Not arrived within the deadline (ms from the request): 408 `body_timeout`, which
+    /// says what to do about it, where `busy` would point at the hub.
+    Slow(u64),
 }
 
 impl Refused {
-    /// The answer: 413, or 503 `busy` with the `Retry-After` the route gives (`busy`, which
-    /// also counts the refusal as the route counts its own).
+    /// The answer: 413, 408, or 503 `busy` with the `Retry-After` the route gives (`busy`,
+    /// which also counts the refusal as the route counts its own).
     pub fn into_error(self, state: &HubState, store: &str, busy: impl FnOnce() -> u64) -> HubError {
         match self {
             Refused::TooLarge => HubError::TooLarge,
-            Refused::NoRoom(why) => {
+            Refused::NoRoom => {
                 state.metrics.refused_memory();
-                tracing::debug!(store, "store request refused busy: {why}");
+                tracing::debug!(
+                    store,
+                    "store request refused busy: no room in intake_memory_mib"
+                );
                 HubError::Busy(busy())
+            }
+            Refused::Slow(ms) => {
+                state.metrics.refused_body_timeout();
+                tracing::debug!(store, ms, "store request's body did not arrive in time");
+                HubError::BodyTimeout(ms)
             }
         }
     }
@@ -38,7 +49,7 @@ impl Refused {
 /// as it goes: all at once when the request states its length, a unit at a time as a body
 /// without one arrives. Without room, the rest is read and dropped (so the store reads the
 /// answer rather than a reset connection, as the store's own 413 does) and it is refused;
-/// so too when the deadline passes first. The share comes back when the permit drops.
+/// a body not in by the deadline is refused as slow. The share comes back when the permit drops.
 pub async fn read(
     state: &HubState,
     mut body: axum::body::Body,
@@ -46,7 +57,9 @@ pub async fn read(
     deadline: tokio::time::Instant,
 ) -> Result<(Vec<u8>, OwnedSemaphorePermit), Refused> {
     use http_body_util::BodyExt;
-    const NO_ROOM: &str = "no room in intake_memory_mib";
+    let allowed_ms = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_millis() as u64;
     let units = |bytes: usize| u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
     let stated = match axum::body::HttpBody::size_hint(&body)
         .exact()
@@ -66,11 +79,7 @@ pub async fn read(
     let mut seen = 0usize;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => {
-                return Err(Refused::NoRoom(
-                    "its body did not arrive within the deadline",
-                ));
-            }
+            Err(_) => return Err(Refused::Slow(allowed_ms)),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Refused::TooLarge),
             Ok(Some(Ok(frame))) => frame,
@@ -103,6 +112,6 @@ pub async fn read(
     }
     match held {
         Some(permit) => Ok((buf, permit)),
-        None => Err(Refused::NoRoom(NO_ROOM)),
+        None => Err(Refused::NoRoom),
     }
 }

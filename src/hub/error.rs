@@ -31,6 +31,15 @@ pub enum HubError {
     /// 503 `busy`: too many intakes at once; come back after `Retry-After` seconds.
     #[error("the hub is busy; retry after {0} s")]
     Busy(u64),
+    /// 429 `too_many_requests`: this store already has as many journal pushes in the hub
+    /// process as one store may (`hub::BATCHES_PER_STORE`); send one at a time.
+    #[error("this store already has pushes in flight here; send one at a time, retry after {0} s")]
+    TooMany(u64),
+    /// 408 `body_timeout`: the request's body did not arrive within the time it had.
+    #[error(
+        "the request body did not arrive within {0} ms of the request; send fewer entries at a time"
+    )]
+    BodyTimeout(u64),
     /// 503 `database_unavailable`: PostgreSQL cannot be reached; also with `Retry-After`.
     #[error("the hub's database is unavailable; retry after {retry_after} s")]
     Unavailable { retry_after: u64, detail: String },
@@ -57,6 +66,8 @@ impl HubError {
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -78,7 +89,7 @@ impl IntoResponse for HubError {
             body["error"]["field"] = json!(field);
         }
         let mut res = (status, axum::Json(body)).into_response();
-        if let Self::Busy(s) | Self::Unavailable { retry_after: s, .. } = self {
+        if let Self::Busy(s) | Self::TooMany(s) | Self::Unavailable { retry_after: s, .. } = self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

@@ -30,6 +30,10 @@ pub async fn post_journal(
     // or as many bytes of them as `intake_memory_mib`: 5,000 stores pushing at once must not
     // all be read into memory to be refused.
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
+    let Some(slot) = state.store_slot(&store) else {
+        state.metrics.refused_store_busy();
+        return Err(HubError::TooMany(state.retry_after(&store)));
+    };
     let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));
@@ -117,7 +121,7 @@ pub async fn post_journal(
     let mut landing = tokio::spawn({
         let (state, store) = (state.clone(), store.clone());
         async move {
-            let _turn = (admitted, permit, memory);
+            let _turn = (slot, admitted, permit, memory);
             let started = std::time::Instant::now();
             let landed = land(&state, &store, &incoming).await;
             if let Ok(decisions) = &landed {

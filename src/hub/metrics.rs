@@ -27,6 +27,8 @@ pub struct Metrics {
     no_connection: AtomicU64,
     expected_wait: AtomicU64,
     memory: AtomicU64,
+    store_busy: AtomicU64,
+    body_timeout: AtomicU64,
     heartbeats: AtomicU64,
 }
 
@@ -64,6 +66,14 @@ impl Metrics {
 
     pub fn refused_expected_wait(&self) {
         self.expected_wait.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_store_busy(&self) {
+        self.store_busy.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_body_timeout(&self) {
+        self.body_timeout.fetch_add(1, Relaxed);
     }
 
     pub fn refused_memory(&self) {
@@ -120,8 +130,18 @@ impl Metrics {
         );
         counter(
             "standin_hub_intake_refused_memory_total",
-            "Store requests (journal batches, heartbeats) answered 503 busy, their bodies read and dropped, because the bodies held were at intake_memory_mib or did not arrive within intake_deadline_ms.",
+            "Store requests (journal batches, heartbeats) answered 503 busy, their bodies read and dropped, because the bodies held were at intake_memory_mib.",
             self.memory.load(Relaxed),
+        );
+        counter(
+            "standin_hub_intake_refused_store_busy_total",
+            "Journal requests answered 429: their store already had as many pushes in this process as one store may.",
+            self.store_busy.load(Relaxed),
+        );
+        counter(
+            "standin_hub_refused_body_timeout_total",
+            "Store requests (journal batches, heartbeats) answered 408: their body did not arrive within intake_deadline_ms of the request.",
+            self.body_timeout.load(Relaxed),
         );
         counter(
             "standin_hub_refused_no_connection_total",

@@ -326,9 +326,15 @@ pub fn column<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, sql: &st
 /// Sends `request` as written on a new connection and reads until it closes (5 s at most):
 /// (status, head in lower case, body as JSON or null).
 pub async fn raw(addr: &str, request: &[u8]) -> (u16, String, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
+    read_answer(&mut s).await
+}
+
+/// Reads the answer on `s` until the connection closes (5 s at most), as [`raw`] gives it.
+pub async fn read_answer(s: &mut tokio::net::TcpStream) -> (u16, String, Value) {
+    use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out).to_string();
