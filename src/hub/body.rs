@@ -79,6 +79,8 @@ pub async fn read(
     let mut seen = 0usize;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            // Refused for room already, it stays that; else it was too slow.
+            Err(_) if held.is_none() => return Err(Refused::NoRoom),
             Err(_) => return Err(Refused::Slow(allowed_ms)),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Refused::TooLarge),
