@@ -102,6 +102,19 @@ async fn an_unreadable_entry_is_rejected_naming_its_field() {
         );
     }
     assert_eq!(hub.verified("s1").await.0, 1);
+    // Half a surrogate pair escaped in its text: JSON by grammar, no Unicode text. Rejected
+    // alone, naming where, not a refused batch the store would send forever.
+    let (status, body) = hub
+        .post_raw(
+            "s1",
+            "journal",
+            Some(token.as_str()),
+            r#"{"entries":[{"id":"e-surrogate","seq":9,"body":{"note":"a\ud800b"}}]}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["reason"], "invalid_entry", "{body}");
+    assert_eq!(body["results"][0]["field"], "body.note", "{body}");
 }
 
 /// An entry PostgreSQL could not store (U+0000 in its text) is rejected and kept with

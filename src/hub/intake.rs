@@ -100,7 +100,30 @@ impl Incoming {
                 entry: Box::new(entry),
             }));
         }
-        Ok(Incoming::read(&serde_json::from_str::<Value>(text)?))
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => Ok(Incoming::read(&v)),
+            Err(e) => Incoming::with_lone_surrogates(text).ok_or(e).map(Some),
+        }
+    }
+
+    /// An entry whose text escapes half a surrogate pair (`"\ud800"`): JSON by its grammar,
+    /// but no Unicode text, so neither serde nor PostgreSQL can hold it. Like U+0000, it is
+    /// kept with U+FFFD in place of each lone half and rejected (`invalid_entry`, naming where),
+    /// rather than refusing the whole batch, which the store would send again forever.
+    /// `None` when the text is still not JSON after that, or has no id.
+    fn with_lone_surrogates(text: &str) -> Option<Incoming> {
+        let raw: Value = serde_json::from_str(&replace_lone_surrogates(text)).ok()?;
+        let id = raw
+            .get("id")?
+            .as_str()
+            .filter(|s| !s.is_empty() && !s.contains('\0'))?
+            .to_owned();
+        let field = char_at(&raw, '\u{FFFD}').unwrap_or_else(|| "id".into());
+        Some(Incoming::Unreadable {
+            id,
+            raw: without_nul(&raw),
+            field,
+        })
     }
 
     /// What is wrong with an unreadable entry.
@@ -123,20 +146,25 @@ impl Incoming {
 /// store), as a path (`version`, `journal.lanes.payments`, `[2].note`). Nothing is
 /// allocated unless one is found: it runs on every entry of every batch.
 pub fn nul_at(v: &Value) -> Option<String> {
+    char_at(v, '\0')
+}
+
+/// Where in `v` a string or key holds `c`, as [`nul_at`] names it.
+fn char_at(v: &Value, c: char) -> Option<String> {
     /// The path's steps, innermost first.
-    fn steps(v: &Value) -> Option<Vec<String>> {
+    fn steps(v: &Value, c: char) -> Option<Vec<String>> {
         match v {
-            Value::String(t) => t.contains('\0').then(Vec::new),
+            Value::String(t) => t.contains(c).then(Vec::new),
             Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| {
-                let mut p = steps(x)?;
+                let mut p = steps(x, c)?;
                 p.push(format!("[{i}]"));
                 Some(p)
             }),
             Value::Object(map) => map.iter().find_map(|(k, x)| {
-                let mut p = if k.contains('\0') {
+                let mut p = if k.contains(c) {
                     Vec::new()
                 } else {
-                    steps(x)?
+                    steps(x, c)?
                 };
                 p.push(format!(".{k}"));
                 Some(p)
@@ -144,9 +172,63 @@ pub fn nul_at(v: &Value) -> Option<String> {
             _ => None,
         }
     }
-    let mut p = steps(v)?;
+    let mut p = steps(v, c)?;
     p.reverse();
     Some(p.concat().trim_start_matches('.').to_owned())
+}
+
+/// JSON text with every `\uXXXX` escape of half a surrogate pair that has no other half
+/// replaced by `\ufffd`; everything else as it was.
+fn replace_lone_surrogates(text: &str) -> String {
+    let hex = |at: usize| -> Option<u16> {
+        let h = text.get(at..at + 4)?;
+        u16::from_str_radix(h, 16).ok()
+    };
+    let escape_at = |at: usize| -> Option<u16> {
+        (text.get(at..at + 2)? == "\\u")
+            .then(|| hex(at + 2))
+            .flatten()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(off) = text[i..].find('\\') {
+        let at = i + off;
+        out.push_str(&text[i..at]);
+        let Some(unit) = escape_at(at) else {
+            // Another escape (`\\`, `\"`, `\n` …): copied whole, so an escaped backslash
+            // is never read as the start of a `\u`.
+            match text.get(at..at + 2) {
+                Some(two) => {
+                    out.push_str(two);
+                    i = at + 2;
+                    continue;
+                }
+                None => {
+                    out.push_str(&text[at..]);
+                    i = text.len();
+                    break;
+                }
+            }
+        };
+        match unit {
+            0xD800..=0xDBFF
+                if escape_at(at + 6).is_some_and(|u| (0xDC00..=0xDFFF).contains(&u)) =>
+            {
+                out.push_str(&text[at..at + 12]);
+                i = at + 12;
+            }
+            0xD800..=0xDFFF => {
+                out.push_str("\\ufffd");
+                i = at + 6;
+            }
+            _ => {
+                out.push_str(&text[at..at + 6]);
+                i = at + 6;
+            }
+        }
+    }
+    out.push_str(&text[i..]);
+    out
 }
 
 /// `v` with every U+0000 in its strings and keys replaced by U+FFFD.

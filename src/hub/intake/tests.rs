@@ -334,3 +334,26 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn half_a_surrogate_pair_is_kept_replaced_and_rejected_naming_where() {
+    assert_eq!(
+        replace_lone_surrogates(
+            r#"{"a":"x\ud800y","b":"\ud83d\ude00","c":"\\ud800","d":"\udc00\u00e9"}"#
+        ),
+        r#"{"a":"x\ufffdy","b":"\ud83d\ude00","c":"\\ud800","d":"\ufffd\u00e9"}"#
+    );
+    // Truncated or odd input never panics.
+    for t in ["\\", "\\u12", "\\ud800\\u", "é\\", "\\é"] {
+        let _ = replace_lone_surrogates(t);
+    }
+    let text = r#"{"id":"e1","seq":1,"body":{"note":"a\udd00b"}}"#;
+    let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+    match Incoming::read_raw(&raw).unwrap() {
+        Some(Incoming::Unreadable { id, raw, field }) => {
+            assert_eq!((id.as_str(), field.as_str()), ("e1", "body.note"));
+            assert_eq!(raw["body"]["note"], "a\u{FFFD}b");
+        }
+        _ => panic!("not read as unreadable"),
+    }
+}
