@@ -627,3 +627,47 @@ async fn reports_no_store_sends_are_refused_and_a_future_date_cannot_freeze_a_st
     assert_eq!(h2["silent_after_secs"], 3 * 3_600, "{h2}");
     assert_eq!(h2["state"], "ok", "{h2}");
 }
+
+/// A heartbeat older by its clock than the stored one is ignored when it arrives within
+/// `request_timeout_secs` of it (a late arrival through the other hub process), but not after
+/// that: a store whose clock was set back is not frozen at its last report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_clock_went_back_is_not_frozen_at_its_last_report() {
+    let Some(hub) = TestHub::start_with(|c| {
+        c.request_timeout_secs = 1;
+        c.intake_deadline_ms = 500;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = hub.add_store("h1").await;
+    let at = |secs_ago: i64| {
+        (chrono::Utc::now() - chrono::Duration::seconds(secs_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let mut b = beat("h1", 5, "up", "up", 0, 0);
+    b["sent_at"] = json!(at(0));
+    assert_eq!(send(&hub, "h1", &t, &b).await.0, StatusCode::NO_CONTENT);
+    // Older by its clock, arriving at once: a late arrival, ignored.
+    let mut late = beat("h1", 4, "down", "down", 3, 3);
+    late["sent_at"] = json!(at(10));
+    assert_eq!(send(&hub, "h1", &t, &late).await.0, StatusCode::NO_CONTENT);
+    let (_, f) = fleet(&hub, "").await;
+    assert_eq!(store(&f, "h1")["reported"]["seq"], 5, "{f}");
+    // The clock set back an hour, reporting after the window: taken.
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    let mut back = beat("h1", 1, "down", "down", 2, 1);
+    back["sent_at"] = json!(at(3_600));
+    assert_eq!(send(&hub, "h1", &t, &back).await.0, StatusCode::NO_CONTENT);
+    let (_, f) = fleet(&hub, "").await;
+    let h1 = store(&f, "h1");
+    assert_eq!(h1["reported"]["seq"], 1, "{h1}");
+    assert_eq!(h1["state"], "offline", "{h1}");
+    // And its next one, a second later by its clock, at once: taken too.
+    let mut next = beat("h1", 2, "up", "up", 0, 0);
+    next["sent_at"] = json!(at(3_599));
+    assert_eq!(send(&hub, "h1", &t, &next).await.0, StatusCode::NO_CONTENT);
+    let (_, f) = fleet(&hub, "").await;
+    assert_eq!(store(&f, "h1")["reported"]["seq"], 2, "{f}");
+}

@@ -216,8 +216,9 @@ async fn write_group(state: &HubState, beats: Vec<&Beat>) -> Result<(), DbError>
         count.push(n);
     }
     let client = super::db::Exclusive::get(&state.intake_pool).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&ids, &sent_at, &seq, &body, &count];
+    let late_within = state.config.request_timeout_secs as f64;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&ids, &sent_at, &seq, &body, &count, &late_within];
     let write = async {
         let stmt = client.prepare_cached(UPSERT).await?;
         client.execute(&stmt, &params).await
@@ -236,6 +237,12 @@ async fn write_group(state: &HubState, beats: Vec<&Beat>) -> Result<(), DbError>
     }
 }
 
+/// The newest report wins: by `sent_at`, then `seq`, against the stored one. Ranking by the
+/// store's clock keeps a heartbeat that arrives late (through the other hub process) from
+/// overwriting a newer one; but a heartbeat taken more than `$6` seconds after the stored
+/// one (`request_timeout_secs`: no request is answered later than that) cannot be an older
+/// one arriving late, so it wins whatever its clock says: a store whose clock was set back
+/// is not frozen at its last report until its clock catches up.
 const UPSERT: &str = "INSERT INTO store_status AS s (store_id, sent_at, seq, body, heartbeats)
      SELECT id, at::timestamptz, seq, body::jsonb, n
      FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
@@ -244,9 +251,14 @@ const UPSERT: &str = "INSERT INTO store_status AS s (store_id, sent_at, seq, bod
          last_contact = now(),
          heartbeats = s.heartbeats + excluded.heartbeats,
          received_at = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
+                                 OR s.received_at < now() - make_interval(secs => $6)
              THEN now() ELSE s.received_at END,
          body = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
+                          OR s.received_at < now() - make_interval(secs => $6)
              THEN excluded.body ELSE s.body END,
          seq = CASE WHEN (excluded.sent_at, excluded.seq) >= (least(s.sent_at, s.received_at), s.seq)
+                         OR s.received_at < now() - make_interval(secs => $6)
              THEN excluded.seq ELSE s.seq END,
-         sent_at = greatest(excluded.sent_at, least(s.sent_at, s.received_at))";
+         sent_at = CASE WHEN s.received_at < now() - make_interval(secs => $6)
+             THEN excluded.sent_at
+             ELSE greatest(excluded.sent_at, least(s.sent_at, s.received_at)) END";
