@@ -200,6 +200,19 @@ async fn an_id_sent_again_with_other_content_is_a_fork_not_a_duplicate() {
             ["rejected:chain_fork"]
         );
     }
+    // Seq 2's hash with other content; seq 1's id on an entry that is not one.
+    let mut tampered = first[1].clone();
+    tampered["body"] = json!({ "n": 1000 });
+    assert_eq!(
+        hub.outcomes("s1", &token, &[tampered]).await,
+        ["rejected:hash_mismatch"]
+    );
+    let mut unreadable = first[0].clone();
+    unreadable.as_object_mut().unwrap().remove("lane");
+    assert_eq!(
+        hub.outcomes("s1", &token, &[unreadable]).await,
+        ["rejected:chain_fork"]
+    );
     assert_eq!(
         hub.outcomes("s1", &token, &first).await,
         ["duplicate"; 3],

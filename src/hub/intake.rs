@@ -283,6 +283,9 @@ pub struct Decision {
     pub fork: bool,
     /// For an entry rejected `invalid_entry`: what is wrong with it.
     pub field: Option<String>,
+    /// The same entry sent again (answered as first; an arrival of it), as against a new
+    /// one or something else under a landed id (a fork, a tampered copy).
+    pub again: bool,
 }
 
 /// Decides every entry in order; `known` is updated as entries land, so a batch that
@@ -297,20 +300,31 @@ pub fn decide(store: &str, incoming: &[Incoming], known: &mut Known) -> Vec<Deci
 fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
     let id = incoming.id().to_owned();
     if let Some(first) = known.answers.get(&id) {
-        // Not a re-send but another entry under an id already in the chain: answered as
-        // the fork it is (the store flagged), never `duplicate`, which would tell the store
-        // that what it sent is at HQ. Nothing is written: the id's row stays the first.
-        if let (Incoming::Entry { entry, .. }, Some(landed)) = (incoming, &first.hash)
-            && *landed != entry.hash
-        {
-            return Decision {
-                id,
-                outcome: Outcome::Rejected,
-                reason: Some("chain_fork".into()),
-                new: false,
-                fork: true,
-                field: None,
-            };
+        let answer = |outcome, reason: &str, fork| Decision {
+            id: id.clone(),
+            outcome,
+            reason: Some(reason.to_owned()),
+            new: false,
+            fork,
+            field: incoming.field(),
+            again: false,
+        };
+        // What is sent again must be what landed: its claimed hash the landed one's, and its
+        // content that hash's. Else it is not a re-send and never `duplicate`, which would
+        // tell the store that what it sent is at HQ. Nothing is written: the id's row stays
+        // the first. Another entry under a landed id is the fork it is (the store flagged).
+        if let Some(landed) = &first.hash {
+            match incoming {
+                Incoming::Entry {
+                    entry,
+                    body_canonical,
+                } if *landed == entry.hash => {
+                    if !hash_holds(entry, body_canonical) {
+                        return answer(Outcome::Rejected, "hash_mismatch", false);
+                    }
+                }
+                _ => return answer(Outcome::Rejected, "chain_fork", true),
+            }
         }
         // The first answer stands; an accepted entry sent again is a duplicate.
         let (outcome, reason) = match first.outcome {
@@ -324,6 +338,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
             new: false,
             fork: false,
             field: incoming.field(),
+            again: true,
         };
     }
     let (outcome, reason, fork) = match incoming {
@@ -363,6 +378,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
         new: true,
         fork,
         field: incoming.field(),
+        again: false,
     }
 }
 
@@ -379,21 +395,7 @@ fn judge(
     if e.seq < 1 || e.seq == i64::MAX {
         return (Outcome::Rejected, Some("invalid_entry"), false);
     }
-    let recomputed = entry_hash(
-        &e.prev_hash,
-        &Hashed {
-            seq: e.seq,
-            id: &e.id,
-            lane: e.lane.as_str(),
-            kind: &e.kind,
-            occurred_at: &e.occurred_at,
-            store_id: &e.store_id,
-            actor: e.actor.as_deref(),
-            device: e.device.as_deref(),
-            body: body_canonical,
-        },
-    );
-    if recomputed != e.hash {
+    if !hash_holds(e, body_canonical) {
         return (Outcome::Rejected, Some("hash_mismatch"), false);
     }
     // Its place, and its neighbours' links to it, must agree with what already landed.
@@ -422,6 +424,25 @@ fn judge(
         return (Outcome::Conflict, Some("order_cancelled"), false);
     }
     (Outcome::Accepted, None, false)
+}
+
+/// Whether `e`'s content hashes to the hash it claims.
+fn hash_holds(e: &Entry, body_canonical: &str) -> bool {
+    let recomputed = entry_hash(
+        &e.prev_hash,
+        &Hashed {
+            seq: e.seq,
+            id: &e.id,
+            lane: e.lane.as_str(),
+            kind: &e.kind,
+            occurred_at: &e.occurred_at,
+            store_id: &e.store_id,
+            actor: e.actor.as_deref(),
+            device: e.device.as_deref(),
+            body: body_canonical,
+        },
+    );
+    recomputed == e.hash
 }
 
 /// Walks the chain up from the verified prefix `(seq, hash)` over landed links in seq order

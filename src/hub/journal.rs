@@ -221,7 +221,7 @@ pub async fn land(
     let decisions = intake::decide(store, incoming, &mut known);
     let resent: Vec<&str> = decisions
         .iter()
-        .filter(|d| !d.new && !d.fork)
+        .filter(|d| d.again)
         .map(|d| d.id.as_str())
         .collect();
     let arrivals = c

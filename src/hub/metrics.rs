@@ -35,7 +35,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn count(&self, decisions: &[Decision]) {
         for d in decisions {
-            if !d.new && !d.fork {
+            if d.again {
                 self.duplicates.fetch_add(1, Relaxed);
                 continue;
             }

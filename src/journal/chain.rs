@@ -174,6 +174,8 @@ mod tests {
         assert_eq!(parse("12345678901234567890123"), "1.2345678901234568e+22");
         assert_eq!(parse("18446744073709551615"), "18446744073709551615");
         assert_eq!(parse("-9223372036854775808"), "-9223372036854775808");
+        assert_eq!(parse("-0"), "-0.0");
+        assert_eq!(parse(r#""\u007f\u0085""#), "\"\u{7f}\u{85}\"");
         assert_eq!(parse(r#""a/\u001f\u00e9\b""#), "\"a/\\u001f\u{e9}\\b\"");
         let hash = entry_hash(
             GENESIS,

@@ -267,8 +267,13 @@ pub struct Report {
 }
 
 /// The hub's counters the report prints (from each process's `/metrics`), with a short name.
-pub const HUB_COUNTERS: [(&str, &str); 7] = [
+pub const HUB_COUNTERS: [(&str, &str); 9] = [
     ("busy", "standin_hub_intake_refused_busy_total"),
+    (
+        "too many from one store",
+        "standin_hub_intake_refused_store_busy_total",
+    ),
+    ("body timeout", "standin_hub_refused_body_timeout_total"),
     (
         "of which expected wait",
         "standin_hub_intake_refused_expected_wait_total",
