@@ -16,17 +16,28 @@ use crate::access::token::sha256_hex;
 /// Token hash → store id, for tokens already seen valid: the hot paths then ask PostgreSQL
 /// nothing to authenticate. Replaced whole from the `stores` table every
 /// `token_refresh_secs` ([`keep_fresh`]), so a token rotated (`standin hub store rotate`)
-/// stops working on every hub process within that; misses are not cached.
+/// stops working on every hub process within that; a cache not refreshed for two intervals
+/// is not trusted (each token is looked up); misses are not cached.
 #[derive(Default)]
-pub struct TokenCache(Mutex<HashMap<String, String>>);
+pub struct TokenCache(Mutex<Tokens>);
+
+#[derive(Default)]
+struct Tokens {
+    by_hash: HashMap<String, String>,
+    /// When the cache was last made whole from the table ([`warm`]).
+    refreshed: Option<std::time::Instant>,
+}
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hash)
-            .cloned()
+    /// The store `hash` belongs to, when cached and the cache was made whole within
+    /// `max_age`: a cache that could not be refreshed for longer (PostgreSQL away, the
+    /// shared connections busy) is not trusted, so a rotated token stops working still.
+    fn get(&self, hash: &str, max_age: std::time::Duration) -> Option<String> {
+        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.refreshed
+            .is_some_and(|at| at.elapsed() <= max_age)
+            .then(|| t.by_hash.get(hash).cloned())
+            .flatten()
     }
 
     fn put(&self, hash: String, store: String) {
@@ -35,24 +46,26 @@ impl TokenCache {
 
     /// Caches each (token hash, store) pair; the cache starts over when it reaches its bound.
     fn put_all(&self, pairs: impl IntoIterator<Item = (String, String)>) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for (hash, store) in pairs {
-            if m.len() >= CACHE_BOUND {
-                m.clear();
+            if t.by_hash.len() >= CACHE_BOUND {
+                t.by_hash.clear();
             }
-            m.insert(hash, store);
+            t.by_hash.insert(hash, store);
         }
     }
 
-    /// The cache becomes exactly `pairs` (at most the bound).
+    /// The cache becomes exactly `pairs` (at most the bound), refreshed now.
     fn replace_all(&self, pairs: impl IntoIterator<Item = (String, String)>) {
         let fresh: HashMap<String, String> = pairs.into_iter().take(CACHE_BOUND).collect();
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.by_hash = fresh;
+        t.refreshed = Some(std::time::Instant::now());
     }
 
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).by_hash.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,6 +80,10 @@ impl TokenCache {
 /// request. A token no longer in the table (rotated) leaves the cache. At most the bound.
 pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
     let client = state.pool.get().await?;
+    warm_on(state, &client).await
+}
+
+async fn warm_on(state: &HubState, client: &tokio_postgres::Client) -> anyhow::Result<usize> {
     let rows = client
         .query(
             "SELECT token_sha256, store_id FROM stores LIMIT $1",
@@ -80,17 +97,26 @@ pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// [`warm`] at start, then every `token_refresh_secs`, for as long as the process serves. A
-/// refresh that fails (PostgreSQL away, the shared connections all busy) keeps the cache as
-/// it was and is tried again at the next tick.
+/// [`warm`] at start, then every `token_refresh_secs`, for as long as the process serves,
+/// on a connection of its own: a crowd of feed pulls holding the shared ones must not
+/// starve it (after two missed intervals the cache is not trusted, and every store's
+/// request would look its token up on those same connections). A refresh that fails
+/// (PostgreSQL away) keeps the cache as it was and is tried again a second later.
 pub async fn keep_fresh(state: HubState) {
     let every = std::time::Duration::from_secs(state.config.token_refresh_secs.max(1));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut client: Option<tokio_postgres::Client> = None;
     let mut first = true;
     loop {
-        tick.tick().await;
-        match warm(&state).await {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = super::db::connect(state.config.database_url.expose())
+                .await
+                .ok();
+        }
+        let done = match &client {
+            Some(c) => warm_on(&state, c).await,
+            None => Err(anyhow::anyhow!("cannot connect to PostgreSQL")),
+        };
+        match &done {
             Ok(n) if first => tracing::info!(stores = n, "store tokens cached"),
             Ok(_) => {}
             Err(e) if first => tracing::info!(
@@ -100,6 +126,12 @@ pub async fn keep_fresh(state: HubState) {
             Err(e) => tracing::debug!(error = %e, "store tokens not refreshed"),
         }
         first = false;
+        let wait = if done.is_ok() {
+            every
+        } else {
+            std::time::Duration::from_secs(1).min(every)
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -151,7 +183,9 @@ pub async fn store_guard(
 async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Result<(), HubError> {
     let token = bearer(headers).ok_or(HubError::Unauthorized)?;
     let hash = sha256_hex(token);
-    let owner = match state.tokens.get(&hash) {
+    // Trusted for two refresh intervals and a margin: one refresh may fail.
+    let max_age = std::time::Duration::from_secs(state.config.token_refresh_secs.max(1) * 2 + 5);
+    let owner = match state.tokens.get(&hash, max_age) {
         Some(s) => s,
         None => {
             let client = state

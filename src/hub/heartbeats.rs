@@ -159,8 +159,18 @@ async fn write_groups(state: HubState) {
             q.in_group = n;
             q.waiting.drain(..n).collect()
         };
-        let (beats, answers): (Vec<Beat>, Vec<_>) =
-            group.into_iter().map(|w| (w.beat, w.done)).unzip();
+        // A heartbeat whose request is gone (its store hung up, or the request's timeout
+        // dropped it) is not written: no report is written later than its request could be
+        // answered, which the newest-report rule counts on ([`UPSERT`]).
+        let (beats, answers): (Vec<Beat>, Vec<_>) = group
+            .into_iter()
+            .filter(|w| !w.done.is_closed())
+            .map(|w| (w.beat, w.done))
+            .unzip();
+        if beats.is_empty() {
+            state.heartbeats.queue().in_group = 0;
+            continue;
+        }
         let stores: Vec<&str> = beats.iter().map(|b| b.store.as_str()).collect();
         let result = write_group(&state, beats.iter().collect()).await;
         let answered: Vec<Result<(), DbError>> = match result {

@@ -365,6 +365,20 @@ pub async fn launch(
     {
         tracing::warn!("requests still running after {DRAIN_LIMIT:?}; closing anyway");
     }
+    // Batches answered `busy` at their deadline that still land in the background: their
+    // work is done, not rolled back with the runtime (the store's resend is then a
+    // duplicate rather than the whole batch again).
+    let landing = async {
+        while state.intake_held() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_LIMIT, landing).await.is_err() {
+        tracing::warn!(
+            batches = state.intake_held(),
+            "journal batches still landing after {DRAIN_LIMIT:?}; they roll back"
+        );
+    }
     contact.abort();
     tokens.abort();
     flush_contact_once(&state).await;
