@@ -1366,3 +1366,66 @@ async fn one_store_cannot_take_the_admission_and_a_slow_body_is_told_so() {
         assert!(n >= 1, "{name} {n}");
     }
 }
+
+/// One store holds at most its share of the body budget (32 MiB), however many requests it
+/// sends: with a 64 MiB budget, a store holding 30 MiB with one slow request is refused a
+/// second (429), and another store's 30 MiB request still fits and lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_take_the_fleets_body_budget() {
+    use tokio::io::AsyncWriteExt;
+    let hub = hub!(|c| {
+        c.intake_memory_mib = 64;
+        c.intake_deadline_ms = 2_000;
+    });
+    let token = hub.add_store("s1").await;
+    let other = hub.add_store("s2").await;
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    const STATED: usize = 30 * 1024 * 1024;
+    let slow = |store: &'static str, token: String| {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            s.write_all(
+                format!(
+                    "POST /v1/stores/{store}/journal HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {STATED}\r\n\r\n{{\"entries\":["
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            s
+        }
+    };
+    let mut first = slow("s1", token.clone()).await;
+    let started = std::time::Instant::now();
+    while hub.state.store_batches("s1") < 1 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut second = slow("s1", token.clone()).await;
+    // Another store's 30 MiB body (an empty batch padded with whitespace) fits.
+    let mut padded = b"{\"entries\":[]}".to_vec();
+    padded.resize(STATED, b' ');
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/s2/journal", hub.url))
+        .bearer_auth(&other)
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, _, v) = common::read_answer(&mut second).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{v}"
+    );
+    let (status, _, v) = common::read_answer(&mut first).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (408, Some("body_timeout")),
+        "{v}"
+    );
+}

@@ -65,7 +65,11 @@ impl TokenCache {
 
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).by_hash.len()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_hash
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

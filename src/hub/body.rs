@@ -5,6 +5,7 @@
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::share::Slot;
 use super::{HubError, HubState};
 
 /// What the budget counts in.
@@ -17,6 +18,8 @@ pub enum Refused {
     TooLarge,
     /// No room in the budget: 503 `busy`.
     NoRoom,
+    /// Past the store's own share of the budget ([`super::share::UNITS_PER_STORE`]): 429.
+    StoreShare,
     /// Not arrived within the deadline (ms from the request): 408 `body_timeout`, which
     /// says what to do about it, where `busy` would point at the hub.
     Slow(u64),
@@ -36,6 +39,14 @@ impl Refused {
                 );
                 HubError::Busy(busy())
             }
+            Refused::StoreShare => {
+                state.metrics.refused_store_busy();
+                tracing::debug!(
+                    store,
+                    "store request refused: past the store's share of the body budget"
+                );
+                HubError::TooMany(state.retry_after(store))
+            }
             Refused::Slow(ms) => {
                 state.metrics.refused_body_timeout();
                 tracing::debug!(store, ms, "store request's body did not arrive in time");
@@ -52,6 +63,7 @@ impl Refused {
 /// a body not in by the deadline is refused as slow. The share comes back when the permit drops.
 pub async fn read(
     state: &HubState,
+    slot: &mut Slot,
     mut body: axum::body::Body,
     limit: usize,
     deadline: tokio::time::Instant,
@@ -69,8 +81,22 @@ pub async fn read(
         Some(_) => return Err(Refused::TooLarge),
         None => None,
     };
-    let take = |n: u32| state.intake_memory.clone().try_acquire_many_owned(n).ok();
-    let mut held = take(units(stated.unwrap_or(0)));
+    // The store's own share first ([`super::share`]), then the fleet's budget; both or none.
+    let take = |slot: &mut Slot, n: u32| {
+        if !slot.take_units(n) {
+            return Err(Refused::StoreShare);
+        }
+        let permit = state.intake_memory.clone().try_acquire_many_owned(n);
+        if permit.is_err() {
+            slot.give_units(n);
+        }
+        permit.map_err(|_| Refused::NoRoom)
+    };
+    // Why it was refused, once it is: the rest is then read and dropped.
+    let mut refused = None;
+    let mut held = take(slot, units(stated.unwrap_or(0)))
+        .map_err(|why| refused = Some(why))
+        .ok();
     let mut buf = Vec::with_capacity(if held.is_some() {
         stated.unwrap_or(0)
     } else {
@@ -80,8 +106,7 @@ pub async fn read(
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             // Refused for room already, it stays that; else it was too slow.
-            Err(_) if held.is_none() => return Err(Refused::NoRoom),
-            Err(_) => return Err(Refused::Slow(allowed_ms)),
+            Err(_) => return Err(refused.unwrap_or(Refused::Slow(allowed_ms))),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Refused::TooLarge),
             Ok(Some(Ok(frame))) => frame,
@@ -101,9 +126,12 @@ pub async fn read(
             u32::try_from(permit.num_permits()).unwrap_or(u32::MAX),
         );
         if need > have {
-            match take(need - have) {
-                Some(more) => permit.merge(more),
-                None => {
+            match take(slot, need - have) {
+                Ok(more) => permit.merge(more),
+                Err(why) => {
+                    // Refused: what was taken goes back now, not when the rest is read.
+                    slot.give_units(have);
+                    refused = Some(why);
                     held = None;
                     buf = Vec::new();
                     continue;
@@ -114,6 +142,6 @@ pub async fn read(
     }
     match held {
         Some(permit) => Ok((buf, permit)),
-        None => Err(Refused::NoRoom),
+        None => Err(refused.unwrap_or(Refused::NoRoom)),
     }
 }

@@ -43,10 +43,19 @@ pub async fn post_status(
     // Read within the hub's budget for store bodies, held while the heartbeat is parsed (the
     // writer's queue bounds what waits after that).
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
-    let (body, memory) =
-        super::body::read(&state, request.into_body(), MAX_HEARTBEAT_BYTES, deadline)
-            .await
-            .map_err(|e| e.into_error(&state, &store, || state.retry_after(&store)))?;
+    let Some(mut slot) = state.store_slot(&store, super::share::Kind::Heartbeat) else {
+        state.metrics.refused_store_busy();
+        return Err(HubError::TooMany(state.retry_after(&store)));
+    };
+    let (body, memory) = super::body::read(
+        &state,
+        &mut slot,
+        request.into_body(),
+        MAX_HEARTBEAT_BYTES,
+        deadline,
+    )
+    .await
+    .map_err(|e| e.into_error(&state, &store, || state.retry_after(&store)))?;
     let raw: Value = serde_json::from_slice(&body).map_err(|e| HubError::BadJson(e.to_string()))?;
     if !raw.is_object() {
         return Err(HubError::invalid("body", "a heartbeat is a JSON object"));
@@ -82,7 +91,7 @@ pub async fn post_status(
         seq: i64::try_from(beat.seq).unwrap_or(i64::MAX),
         body: raw.to_string(),
     };
-    drop((raw, body, memory));
+    drop((raw, body, memory, slot));
     super::heartbeats::Writer::write(&state, beat)
         .await
         .map_err(|e| match e {

@@ -30,7 +30,7 @@ pub async fn post_journal(
     // or as many bytes of them as `intake_memory_mib`: 5,000 stores pushing at once must not
     // all be read into memory to be refused.
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
-    let Some(slot) = state.store_slot(&store) else {
+    let Some(mut slot) = state.store_slot(&store, super::share::Kind::Journal) else {
         state.metrics.refused_store_busy();
         return Err(HubError::TooMany(state.retry_after(&store)));
     };
@@ -38,15 +38,20 @@ pub async fn post_journal(
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));
     };
-    let (body, memory) =
-        super::body::read(&state, request.into_body(), super::MAX_BODY_BYTES, deadline)
-            .await
-            .map_err(|e| {
-                e.into_error(&state, &store, || {
-                    state.metrics.refused_busy();
-                    state.busy_retry_after(&store)
-                })
-            })?;
+    let (body, memory) = super::body::read(
+        &state,
+        &mut slot,
+        request.into_body(),
+        super::MAX_BODY_BYTES,
+        deadline,
+    )
+    .await
+    .map_err(|e| {
+        e.into_error(&state, &store, || {
+            state.metrics.refused_busy();
+            state.busy_retry_after(&store)
+        })
+    })?;
     // Read as text slices, not a `Value` tree: each well-formed entry is deserialised once,
     // straight from its own text ([`Incoming::read_raw`]).
     let not_array = || HubError::invalid("entries", "entries must be an array");

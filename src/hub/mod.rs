@@ -21,6 +21,7 @@ pub mod journal;
 pub mod metrics;
 pub mod ops;
 pub mod pace;
+pub mod share;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +36,7 @@ use tokio::net::TcpListener;
 use crate::http::conn;
 pub use config::HubConfig;
 pub use error::HubError;
+pub use share::BATCHES_PER_STORE;
 
 /// Cheap to clone; what every handler shares.
 #[derive(Clone)]
@@ -69,38 +71,8 @@ pub struct Shared {
     pub pace: pace::Pace,
     /// The open client connections, once [`launch`] serves (for `/metrics`).
     pub connections: std::sync::OnceLock<Arc<conn::Registry>>,
-    /// Journal batches each store has in this process (being read, waiting or landing),
-    /// at most [`BATCHES_PER_STORE`] ([`HubState::store_slot`]).
-    per_store: std::sync::Mutex<HashMap<String, usize>>,
-}
-
-/// Journal batches one store may have in a process at once. Standin sends one push at a time
-/// (and may resend it while the first still lands in the background, answered `busy` at the
-/// deadline); a store of another make may push its four lanes at once. More must not take
-/// the admission every store shares (`intake_at_once` + `intake_queue`): one store's token
-/// in the wrong hands could otherwise hold all of it with slow bodies.
-pub const BATCHES_PER_STORE: usize = 4;
-
-/// One of a store's [`BATCHES_PER_STORE`] places; given back when dropped.
-pub struct StoreSlot {
-    state: HubState,
-    store: String,
-}
-
-impl Drop for StoreSlot {
-    fn drop(&mut self) {
-        let mut m = self
-            .state
-            .per_store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.store) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.store);
-            }
-        }
-    }
+    /// Each store's share of this process ([`share`]).
+    pub shares: share::Shares,
 }
 
 impl std::ops::Deref for HubState {
@@ -133,7 +105,7 @@ impl HubState {
             heartbeats: heartbeats::Writer::default(),
             pace: pace::Pace::default(),
             connections: std::sync::OnceLock::new(),
-            per_store: std::sync::Mutex::default(),
+            shares: share::Shares::default(),
         })))
     }
 
@@ -148,25 +120,9 @@ impl HubState {
         )
     }
 
-    /// A place for one more of `store`'s journal batches in this process, or `None` when it
-    /// has [`BATCHES_PER_STORE`] already: counted and checked in one step under the lock.
-    pub fn store_slot(&self, store: &str) -> Option<StoreSlot> {
-        let mut m = self.per_store.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(store.to_owned()).or_default();
-        if *n >= BATCHES_PER_STORE {
-            return None;
-        }
-        *n += 1;
-        Some(StoreSlot {
-            state: self.clone(),
-            store: store.to_owned(),
-        })
-    }
-
     /// `store`'s journal batches in this process now (read, waiting or landing).
     pub fn store_batches(&self, store: &str) -> usize {
-        let m = self.per_store.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(store).copied().unwrap_or(0)
+        self.shares.batches(store)
     }
 
     /// Journal batches this process holds now, landing or waiting for a turn.
