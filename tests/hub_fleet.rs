@@ -671,3 +671,60 @@ async fn a_store_whose_clock_went_back_is_not_frozen_at_its_last_report() {
     let (_, f) = fleet(&hub, "").await;
     assert_eq!(store(&f, "h1")["reported"]["seq"], 2, "{f}");
 }
+
+/// A store may have `HEARTBEATS_PER_STORE` heartbeats in a hub process at once: a third
+/// while two are still arriving is answered 429 with a `Retry-After`, another store's is
+/// taken, and the held ones are answered 408 when their time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_hold_more_than_two_heartbeats_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let Some(hub) = TestHub::start_with(|c| c.intake_deadline_ms = 1_500).await else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("h1").await, hub.add_store("h2").await);
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..standin::hub::share::HEARTBEATS_PER_STORE {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /v1/stores/h1/status HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t1}\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        held.push(s);
+    }
+    // The held ones reach the hub in their own time: poll until the third is refused.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = send(&hub, "h1", &t1, &beat("h1", 1, "up", "up", 0, 0)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "a third heartbeat was never refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (status, body) = send(&hub, "h2", &t2, &beat("h2", 1, "up", "up", 0, 0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for mut s in held {
+        let (status, _, v) = read_answer(&mut s).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (408, Some("body_timeout")),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        send(&hub, "h1", &t1, &beat("h1", 2, "up", "up", 0, 0))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+}
