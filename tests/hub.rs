@@ -115,6 +115,56 @@ async fn an_unreadable_entry_is_rejected_naming_its_field() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["results"][0]["reason"], "invalid_entry", "{body}");
     assert_eq!(body["results"][0]["field"], "body.note", "{body}");
+    // An id too long to keep (past PostgreSQL's index row) and a seq of 0: each rejected
+    // alone, naming the field; the entry after them lands.
+    let mut long = common::hub::entry(
+        "s1",
+        2,
+        good[0]["hash"].as_str().unwrap(),
+        "audit.note",
+        json!({}),
+    );
+    long["id"] = json!("x".repeat(3_000));
+    let zero = common::hub::entry(
+        "s1",
+        0,
+        standin::journal::chain::GENESIS,
+        "audit.note",
+        json!({}),
+    );
+    let next = common::hub::entry(
+        "s1",
+        2,
+        good[0]["hash"].as_str().unwrap(),
+        "audit.note",
+        json!({ "n": 2 }),
+    );
+    let (status, body) = hub.post_journal("s1", &token, &[long, zero, next]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got: Vec<Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r["outcome"], r["reason"], r["field"]]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            json!(["rejected", "invalid_entry", "id"]),
+            json!(["rejected", "invalid_entry", "seq"]),
+            json!(["accepted", null, null]),
+        ],
+        "{body}"
+    );
+    assert_eq!(hub.verified("s1").await.0, 2);
+    // A store id a store could not put in its URLs as it is.
+    let client = hub.pg.client().await;
+    for odd in [".", "..", "a?b", "a#b", "a%2Fb", "a b", ""] {
+        assert!(
+            standin::hub::auth::add_store(&client, odd).await.is_err(),
+            "{odd:?}"
+        );
+    }
 }
 
 /// An entry PostgreSQL could not store (U+0000 in its text) is rejected and kept with

@@ -222,8 +222,13 @@ async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Re
 
 /// Registers `store`, returning its new token (shown once; only its hash is kept).
 pub async fn add_store(client: &tokio_postgres::Client, store: &str) -> anyhow::Result<String> {
-    if store.is_empty() || store.len() > 128 || store.chars().any(|c| c.is_control() || c == '/') {
-        anyhow::bail!("a store id is 1 to 128 characters, without '/' or control characters");
+    // A store puts its id in its URLs as it is: only what needs no encoding there.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if store.is_empty() || store.len() > 128 || !store.chars().all(plain) || store.starts_with('.')
+    {
+        anyhow::bail!(
+            "a store id is 1 to 128 of the characters A-Z a-z 0-9 - _ . and does not start with '.'"
+        );
     }
     let token = crate::access::token::generate();
     let n = client

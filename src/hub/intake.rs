@@ -297,8 +297,25 @@ pub fn decide(store: &str, incoming: &[Incoming], known: &mut Known) -> Vec<Deci
         .collect()
 }
 
+/// The longest entry id the hub keeps (bytes). An id is a UUID (36); one past PostgreSQL's
+/// index row limit (about 2.7 kB) would fail the whole batch's INSERT, every time it is sent.
+pub const MAX_ID_BYTES: usize = 256;
+
 fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
     let id = incoming.id().to_owned();
+    if id.len() > MAX_ID_BYTES {
+        // Nothing can be kept under it: answered, not written, so the store sets it aside
+        // and its other entries land.
+        return Decision {
+            id,
+            outcome: Outcome::Rejected,
+            reason: Some("invalid_entry".into()),
+            new: false,
+            fork: false,
+            field: Some("id".into()),
+            again: false,
+        };
+    }
     if let Some(first) = known.answers.get(&id) {
         let answer = |outcome, reason: &str, fork| Decision {
             id: id.clone(),
@@ -349,6 +366,11 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
         } => judge(store, entry, body_canonical, known),
     };
     let reason = reason.map(str::to_owned);
+    // The one `invalid_entry` the rules give a readable entry: its seq.
+    let field = match incoming {
+        Incoming::Entry { .. } if reason.as_deref() == Some("invalid_entry") => Some("seq".into()),
+        _ => incoming.field(),
+    };
     let landed_hash = match incoming {
         Incoming::Entry { entry, .. } if outcome != Outcome::Rejected => Some(entry.hash.clone()),
         _ => None,
@@ -377,7 +399,7 @@ fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
         reason,
         new: true,
         fork,
-        field: incoming.field(),
+        field,
         again: false,
     }
 }

@@ -322,7 +322,12 @@ struct Keys<'a> {
 
 impl<'a> Keys<'a> {
     fn of(incoming: &'a [Incoming]) -> Self {
-        let ids: Vec<&str> = incoming.iter().map(Incoming::id).collect();
+        // An id too long to keep is never read for either (`intake::MAX_ID_BYTES`).
+        let ids: Vec<&str> = incoming
+            .iter()
+            .map(Incoming::id)
+            .filter(|id| id.len() <= intake::MAX_ID_BYTES)
+            .collect();
         let mut seqs = BTreeSet::new();
         let mut orders = Vec::new();
         for i in incoming {
