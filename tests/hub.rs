@@ -1353,24 +1353,16 @@ async fn a_rotated_token_stops_working_within_the_refresh_interval() {
 /// `body_timeout`, saying what to do, not 503 `busy`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_store_cannot_take_the_admission_and_a_slow_body_is_told_so() {
-    use tokio::io::AsyncWriteExt;
     let hub = hub!(|c| c.intake_deadline_ms = 1_500);
     let token = hub.add_store("s1").await;
     let other = hub.add_store("s2").await;
-    let addr = hub.url.trim_start_matches("http://").to_string();
     // s1's pushes whose bodies never finish arriving, each holding a place.
     let mut held = Vec::new();
     for _ in 0..standin::hub::BATCHES_PER_STORE {
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(
-            format!(
-                "POST /v1/stores/s1/journal HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"entries\":["
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        held.push(s);
+        held.push(
+            hub.unfinished_post("s1", "journal", &token, 100, "{\"entries\":[")
+                .await,
+        );
     }
     let started = std::time::Instant::now();
     while hub.state.store_batches("s1") < standin::hub::BATCHES_PER_STORE {
@@ -1422,37 +1414,21 @@ async fn one_store_cannot_take_the_admission_and_a_slow_body_is_told_so() {
 /// second (429), and another store's 30 MiB request still fits and lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_store_cannot_take_the_fleets_body_budget() {
-    use tokio::io::AsyncWriteExt;
     let hub = hub!(|c| {
         c.intake_memory_mib = 64;
         c.intake_deadline_ms = 2_000;
     });
     let token = hub.add_store("s1").await;
     let other = hub.add_store("s2").await;
-    let addr = hub.url.trim_start_matches("http://").to_string();
     const STATED: usize = 30 * 1024 * 1024;
-    let slow = |store: &'static str, token: String| {
-        let addr = addr.clone();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            s.write_all(
-                format!(
-                    "POST /v1/stores/{store}/journal HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {STATED}\r\n\r\n{{\"entries\":["
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-            s
-        }
-    };
-    let mut first = slow("s1", token.clone()).await;
+    let slow = || hub.unfinished_post("s1", "journal", &token, STATED, "{\"entries\":[");
+    let mut first = slow().await;
     let started = std::time::Instant::now();
     while hub.state.store_batches("s1") < 1 {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let mut second = slow("s1", token.clone()).await;
+    let mut second = slow().await;
     // Another store's 30 MiB body (an empty batch padded with whitespace) fits.
     let mut padded = b"{\"entries\":[]}".to_vec();
     padded.resize(STATED, b' ');

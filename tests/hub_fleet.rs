@@ -677,24 +677,13 @@ async fn a_store_whose_clock_went_back_is_not_frozen_at_its_last_report() {
 /// taken, and the held ones are answered 408 when their time is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_store_cannot_hold_more_than_two_heartbeats_at_once() {
-    use tokio::io::AsyncWriteExt;
     let Some(hub) = TestHub::start_with(|c| c.intake_deadline_ms = 1_500).await else {
         return;
     };
     let (t1, t2) = (hub.add_store("h1").await, hub.add_store("h2").await);
-    let addr = hub.url.trim_start_matches("http://").to_string();
     let mut held = Vec::new();
     for _ in 0..standin::hub::share::HEARTBEATS_PER_STORE {
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(
-            format!(
-                "POST /v1/stores/h1/status HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t1}\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{{"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        held.push(s);
+        held.push(hub.unfinished_post("h1", "status", &t1, 500, "{").await);
     }
     // The held ones reach the hub in their own time: poll until the third is refused.
     let started = std::time::Instant::now();

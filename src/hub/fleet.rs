@@ -43,10 +43,7 @@ pub async fn post_status(
     // Read within the hub's budget for store bodies, held while the heartbeat is parsed (the
     // writer's queue bounds what waits after that).
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
-    let Some(mut slot) = state.store_slot(&store, super::share::Kind::Heartbeat) else {
-        state.metrics.refused_store_busy();
-        return Err(HubError::TooMany(state.retry_after(&store)));
-    };
+    let mut slot = state.take_share(&store, super::share::Kind::Heartbeat)?;
     let (body, memory) = super::body::read(
         &state,
         &mut slot,

@@ -30,10 +30,7 @@ pub async fn post_journal(
     // or as many bytes of them as `intake_memory_mib`: 5,000 stores pushing at once must not
     // all be read into memory to be refused.
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
-    let Some(mut slot) = state.store_slot(&store, super::share::Kind::Journal) else {
-        state.metrics.refused_store_busy();
-        return Err(HubError::TooMany(state.retry_after(&store)));
-    };
+    let mut slot = state.take_share(&store, super::share::Kind::Journal)?;
     let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));

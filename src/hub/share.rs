@@ -84,6 +84,17 @@ impl HubState {
     }
 }
 
+impl HubState {
+    /// [`HubState::store_slot`], or the 429 (`Retry-After`, counted) a store past its share
+    /// gets: what every route a store writes a body to takes first.
+    pub fn take_share(&self, store: &str, kind: Kind) -> Result<Slot, super::HubError> {
+        self.store_slot(store, kind).ok_or_else(|| {
+            self.metrics.refused_store_busy();
+            super::HubError::TooMany(self.retry_after(store))
+        })
+    }
+}
+
 impl Slot {
     /// Takes `n` more units of the store's share of the body budget; false (nothing taken)
     /// when that would go past [`UNITS_PER_STORE`].

@@ -100,6 +100,30 @@ impl TestHub {
         })
     }
 
+    /// A store's `POST /v1/stores/{store}/{path}` that states `length` bytes of body and sends
+    /// only `start` of it: held open, as a slow or hostile store holds it.
+    pub async fn unfinished_post(
+        &self,
+        store: &str,
+        path: &str,
+        token: &str,
+        length: usize,
+        start: &str,
+    ) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /v1/stores/{store}/{path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{start}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s
+    }
+
     /// Registers `store`; its token.
     pub async fn add_store(&self, store: &str) -> String {
         let client = self.pg.client().await;
