@@ -717,3 +717,55 @@ async fn one_store_cannot_hold_more_than_two_heartbeats_at_once() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// One store's token cannot grow HQ's database without bound with entries it knows will be
+/// rejected (a hostile round made 500,000 such rows in 88 s, and every fleet read counted
+/// them): past `set_aside_kept_per_store` a rejected entry is answered as ever but not
+/// written. The fleet view counts it from the store's row, and the store's chain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_grow_its_set_aside_rows_without_bound() {
+    let Some(hub) = TestHub::start_with(|c| c.set_aside_kept_per_store = 3).await else {
+        return;
+    };
+    let token = hub.add_store("s1").await;
+    let good = Chain::new("s1").take(6);
+    let mut bad: Vec<Value> = good[1..].to_vec();
+    for (i, e) in bad.iter_mut().enumerate() {
+        e["id"] = json!(format!("bad-{i}"));
+        e["hash"] = json!("0".repeat(64));
+    }
+    let first: Vec<Value> = std::iter::once(good[0].clone())
+        .chain(bad.clone())
+        .collect();
+    let mut want = vec!["accepted".to_owned()];
+    want.extend(std::iter::repeat_n("rejected:hash_mismatch".to_owned(), 5));
+    assert_eq!(hub.outcomes("s1", &token, &first).await, want);
+    assert_eq!(
+        hub.rows("s1").await.len(),
+        1 + 3,
+        "three rejected rows kept, no more"
+    );
+    // Sent again: the same answers; the kept three from their rows, the other two judged
+    // again (and counted again), still not written.
+    assert_eq!(hub.outcomes("s1", &token, &bad).await, want[1..]);
+    assert_eq!(hub.rows("s1").await.len(), 4);
+    // The store's real entries still land.
+    assert_eq!(
+        hub.outcomes("s1", &token, &good[1..]).await,
+        ["accepted"; 5]
+    );
+    assert_eq!(hub.verified("s1").await, (6, None));
+
+    let (status, f) = fleet(&hub, "?state=set_aside").await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    let s = store(&f, "s1");
+    assert_eq!(s["set_aside_count"], 3 + 4, "{s}");
+    assert_eq!(s["set_aside_not_kept"], 4, "{s}");
+    assert_eq!(s["set_aside"].as_array().unwrap().len(), 3, "{s}");
+    assert_eq!(f["totals"]["set_aside"], 7, "{f}");
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_journal_set_aside_not_kept_total 4\n"),
+        "{metrics}"
+    );
+}

@@ -81,6 +81,12 @@ pub struct HubConfig {
     /// Each process reloads every store's token from PostgreSQL this often, so a rotated
     /// token (`standin hub store rotate`) stops working within it.
     pub token_refresh_secs: u64,
+    /// Rejected entries kept per store at most (rows in `journal_entries`, conflicts
+    /// included in the count). Past it a rejected entry is answered as ever but not written,
+    /// and counted (`set_aside_not_kept` in the fleet view): one store's token cannot grow
+    /// HQ's database without bound with entries it knows will be rejected. A store that
+    /// follows the contract sets a few aside in its life.
+    pub set_aside_kept_per_store: i64,
 }
 
 impl Default for HubConfig {
@@ -106,6 +112,7 @@ impl Default for HubConfig {
             idle_timeout_secs: 45,
             request_timeout_secs: 60,
             token_refresh_secs: 15,
+            set_aside_kept_per_store: 10_000,
         }
     }
 }
@@ -129,6 +136,7 @@ impl fmt::Debug for HubConfig {
             )
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("set_aside_kept_per_store", &self.set_aside_kept_per_store)
             .finish_non_exhaustive()
     }
 }

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "feed_imports",
         include_str!("../../migrations/hub/0003_feed_imports.sql"),
     ),
+    (
+        4,
+        "set_aside_counts",
+        include_str!("../../migrations/hub/0004_set_aside_counts.sql"),
+    ),
 ];
 
 /// The schema version this binary needs (readiness compares it with the database's).

@@ -297,6 +297,35 @@ pub fn decide(store: &str, incoming: &[Incoming], known: &mut Known) -> Vec<Deci
         .collect()
 }
 
+/// What a batch adds to a store's set-aside entries: rows written, and rejected entries
+/// answered but not written because the store already has `cap` kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SetAside {
+    pub kept: i64,
+    pub not_kept: i64,
+}
+
+/// Holds a store's kept set-aside rows to `cap`, given the `kept` it has: a new conflict is
+/// always written (it is in the chain: HQ acts on it), a new rejected entry only while there
+/// is room; past it the decision stays (the store is answered the same) but nothing is
+/// written. Its re-send then finds no row and is judged again, to the same answer: a
+/// rejection follows from the entry and what has landed, and what has landed stays.
+pub fn keep_within(decisions: &mut [Decision], kept: i64, cap: i64) -> SetAside {
+    let mut added = SetAside::default();
+    for d in decisions.iter_mut().filter(|d| d.new) {
+        match d.outcome {
+            Outcome::Conflict => added.kept += 1,
+            Outcome::Rejected if kept.saturating_add(added.kept) < cap => added.kept += 1,
+            Outcome::Rejected => {
+                d.new = false;
+                added.not_kept += 1;
+            }
+            _ => {}
+        }
+    }
+    added
+}
+
 /// The longest entry id the hub keeps (bytes). An id is a UUID (36); one past PostgreSQL's
 /// index row limit (about 2.7 kB) would fail the whole batch's INSERT, every time it is sent.
 pub const MAX_ID_BYTES: usize = 256;

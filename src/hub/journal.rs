@@ -203,7 +203,7 @@ pub async fn land(
     let c: &Client = &client;
     let lock = c
         .prepare_cached(
-            "SELECT verified_seq, verified_hash FROM stores WHERE store_id = $1 FOR UPDATE",
+            "SELECT verified_seq, verified_hash, set_aside FROM stores WHERE store_id = $1 FOR UPDATE",
         )
         .await?;
     let reads = c.prepare_cached(READS).await?;
@@ -220,7 +220,12 @@ pub async fn land(
         return Err(DbError::Bug(format!("store {store} vanished")));
     };
     let verified: (i64, String) = (row.get(0), row.get(1));
-    let decisions = intake::decide(store, incoming, &mut known);
+    let mut decisions = intake::decide(store, incoming, &mut known);
+    let set_aside = intake::keep_within(
+        &mut decisions,
+        row.get(2),
+        state.config.set_aside_kept_per_store,
+    );
     let resent: Vec<&str> = decisions
         .iter()
         .filter(|d| d.again)
@@ -275,19 +280,36 @@ pub async fn land(
             "UPDATE stores SET verified_seq = $2, verified_hash = $3, last_contact_at = now(),
                  flagged_at = CASE WHEN $4::text IS NULL THEN flagged_at
                                    ELSE coalesce(flagged_at, now()) END,
-                 flag_reason = coalesce($4::text, flag_reason)
+                 flag_reason = coalesce($4::text, flag_reason),
+                 set_aside = set_aside + $5, set_aside_not_kept = set_aside_not_kept + $6
              WHERE store_id = $1",
         )
         .await?;
     // COMMIT goes with the update. Were the update to fail, PostgreSQL would answer the
     // COMMIT of the aborted transaction with a rollback; the update's error returns first.
-    let update_params: [&(dyn ToSql + Sync); 4] = [&store, &new_verified.0, &new_verified.1, &flag];
+    let update_params: [&(dyn ToSql + Sync); 6] = [
+        &store,
+        &new_verified.0,
+        &new_verified.1,
+        &flag,
+        &set_aside.kept,
+        &set_aside.not_kept,
+    ];
     tokio::try_join!(
         biased;
         c.execute(&update, &update_params),
         c.batch_execute("COMMIT")
     )?;
     client.finished();
+    state.metrics.set_aside_not_kept(set_aside.not_kept);
+    if set_aside.not_kept > 0 {
+        tracing::warn!(
+            store,
+            not_kept = set_aside.not_kept,
+            cap = state.config.set_aside_kept_per_store,
+            "rejected entries answered but not kept: the store has as many set aside as a store may"
+        );
+    }
     if let Some(f) = &flag {
         tracing::warn!(store, flag = %f, "store flagged: its journal chain does not verify");
     }

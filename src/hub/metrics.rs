@@ -30,6 +30,7 @@ pub struct Metrics {
     store_busy: AtomicU64,
     body_timeout: AtomicU64,
     heartbeats: AtomicU64,
+    set_aside_not_kept: AtomicU64,
 }
 
 impl Metrics {
@@ -78,6 +79,11 @@ impl Metrics {
 
     pub fn refused_memory(&self) {
         self.memory.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_aside_not_kept(&self, n: i64) {
+        self.set_aside_not_kept
+            .fetch_add(u64::try_from(n).unwrap_or(0), Relaxed);
     }
 
     pub fn refused_no_connection(&self) {
@@ -152,6 +158,11 @@ impl Metrics {
             "standin_hub_heartbeats_total",
             "Store heartbeats (POST /v1/stores/{store}/status) taken.",
             self.heartbeats.load(Relaxed),
+        );
+        counter(
+            "standin_hub_journal_set_aside_not_kept_total",
+            "Rejected journal entries answered but not written: their store already had set_aside_kept_per_store kept.",
+            self.set_aside_not_kept.load(Relaxed),
         );
         if let Some((_, closed_idle, refused)) = connections {
             counter(
