@@ -736,7 +736,7 @@ async fn a_batch_failing_inside_its_transaction_lands_nothing_and_lands_whole_wh
 async fn a_connection_cut_short_inside_a_transaction_is_closed_not_reused() {
     use standin::hub::db::Exclusive;
     let hub = hub!();
-    let pool = &hub.state.pool;
+    let pool = &hub.state.intake_pool;
     async fn pid(c: &Exclusive) -> i32 {
         c.query_one("SELECT pg_backend_pid()", &[])
             .await
@@ -1454,4 +1454,70 @@ async fn one_store_cannot_take_the_fleets_body_budget() {
         (408, Some("body_timeout")),
         "{v}"
     );
+}
+
+/// PostgreSQL frozen (SIGSTOP: a hung VM, a stuck volume), not stopped: the kernel keeps
+/// its connections open and nothing errors. A hostile round found feed pulls, `/v1/fleet`
+/// and `/readyz` then hung for the hub's whole 60 s request timeout, each holding a shared
+/// connection, and were answered without a `Retry-After`. Now the shared pool's work is
+/// bounded (`db::SHARED_WORK_BOUND`, 4.5 s): each is answered 503 well before that timeout,
+/// a store's with a `Retry-After`, and the hub serves again once PostgreSQL thaws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_postgresql_is_answered_in_seconds_with_retry_after() {
+    let hub = hub!();
+    let token = hub.add_store("f1").await;
+    let pull = format!("{}/v1/stores/f1/feeds/policy/batches?after=0", hub.url);
+    let get = |url: String| {
+        let (client, token) = (hub.client.clone(), token.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let res = client.get(url).bearer_auth(token).send().await.unwrap();
+            let retry_after = res.headers().get("retry-after").cloned();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body, retry_after, started.elapsed())
+        }
+    };
+    // Connections open and the token cached: what a serving hub has when PostgreSQL hangs.
+    assert_eq!(get(pull.clone()).await.0, StatusCode::OK);
+    assert_eq!(hub.get("/v1/fleet").await.0, StatusCode::OK);
+
+    let frozen = hub.pg.freeze();
+    let (pulled, fleet, ready) = tokio::join!(
+        get(pull.clone()),
+        get(format!("{}/v1/fleet", hub.url)),
+        get(format!("{}/readyz", hub.url)),
+    );
+    for (what, (status, body, _, took)) in
+        [("pull", &pulled), ("fleet", &fleet), ("readyz", &ready)]
+    {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {body}");
+        // Answered by the bound, not by the 60 s request timeout.
+        assert!(took.as_secs() < 30, "{what} took {took:?}");
+    }
+    assert_eq!(
+        pulled.1["error"]["code"], "database_unavailable",
+        "{}",
+        pulled.1
+    );
+    assert!(pulled.2.is_some(), "a store is told when to come back");
+    assert_eq!(
+        fleet.1["error"]["code"], "database_unavailable",
+        "{}",
+        fleet.1
+    );
+    drop(frozen);
+
+    // Thawed: the connections cut short were closed, not handed out again mid-statement.
+    let mut back = false;
+    for _ in 0..100 {
+        if get(pull.clone()).await.0 == StatusCode::OK
+            && hub.get("/v1/fleet").await.0 == StatusCode::OK
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "the hub serves again once PostgreSQL thaws");
 }

@@ -139,16 +139,26 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 }
 
 /// Bounds every request's time; a request over it gets a JSON 503 (the work it started on the
-/// writer still commits or not atomically; the client retries with the same ids).
+/// writer still commits or not atomically; the client retries with the same ids), with a
+/// `Retry-After` like every 503 of the contract: a request that took the whole limit is not
+/// to be sent again at once.
 pub async fn deadline(answer: impl Future<Output = Response>, limit: Duration) -> Response {
     match tokio::time::timeout(limit, answer).await {
         Ok(res) => res,
         Err(_) => {
-            AppError::Unavailable("the request took too long; retry with the same ids".into())
-                .into_response()
+            let mut res =
+                AppError::Unavailable("the request took too long; retry with the same ids".into())
+                    .into_response();
+            res.headers_mut()
+                .entry(axum::http::header::RETRY_AFTER)
+                .or_insert(axum::http::HeaderValue::from(DEADLINE_RETRY_AFTER_SECS));
+            res
         }
     }
 }
+
+/// `Retry-After` of a request answered at its time limit ([`deadline`]).
+pub const DEADLINE_RETRY_AFTER_SECS: u64 = 5;
 
 /// The client's address, when the server was started with connect info (always, in
 /// `launch`); `None` for a router driven directly in a test.
@@ -285,4 +295,22 @@ where
 /// `maxLength: max`, `pattern: \S` (`tests/openapi.rs` holds the two together).
 pub fn is_short_text(v: &str, max: usize) -> bool {
     !v.trim().is_empty() && v.chars().count() <= max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_at_its_time_limit_is_a_json_503_with_retry_after() {
+        let res = deadline(std::future::pending(), Duration::from_millis(10)).await;
+        assert_eq!(res.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[axum::http::header::RETRY_AFTER], "5");
+        assert!(
+            res.headers()[axum::http::header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+    }
 }

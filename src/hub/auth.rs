@@ -83,8 +83,11 @@ impl TokenCache {
 /// through the pool the intake needs. A store registered later is looked up on its first
 /// request. A token no longer in the table (rotated) leaves the cache. At most the bound.
 pub async fn warm(state: &HubState) -> anyhow::Result<usize> {
-    let client = state.pool.get().await?;
-    warm_on(state, &client).await
+    state
+        .pool
+        .run(async |client| Ok(warm_on(state, client).await))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
 }
 
 async fn warm_on(state: &HubState, client: &tokio_postgres::Client) -> anyhow::Result<usize> {
@@ -116,8 +119,17 @@ pub async fn keep_fresh(state: HubState) {
                 .await
                 .ok();
         }
+        // Bounded: a frozen PostgreSQL must not stop the refreshes for good (the connection
+        // is dropped and made again).
         let done = match &client {
-            Some(c) => warm_on(&state, c).await,
+            Some(c) => tokio::time::timeout(every.max(REFRESH_BOUND), warm_on(&state, c))
+                .await
+                .unwrap_or_else(|_| {
+                    client = None;
+                    Err(anyhow::anyhow!(
+                        "PostgreSQL did not answer the token refresh"
+                    ))
+                }),
             None => Err(anyhow::anyhow!("cannot connect to PostgreSQL")),
         };
         match &done {
@@ -138,6 +150,9 @@ pub async fn keep_fresh(state: HubState) {
         tokio::time::sleep(wait).await;
     }
 }
+
+/// The least time a token refresh is given before its connection is dropped.
+const REFRESH_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most tokens the cache holds: a fleet is thousands of stores, not millions.
 const CACHE_BOUND: usize = 200_000;
@@ -192,16 +207,16 @@ async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Re
     let owner = match state.tokens.get(&hash, max_age) {
         Some(s) => s,
         None => {
-            let client = state
+            let row = state
                 .pool
-                .get()
-                .await
-                .map_err(|e| state.db_error(store, e))?;
-            let row = client
-                .query_opt(
-                    "SELECT store_id FROM stores WHERE token_sha256 = $1",
-                    &[&hash],
-                )
+                .run(async |client| {
+                    Ok(client
+                        .query_opt(
+                            "SELECT store_id FROM stores WHERE token_sha256 = $1",
+                            &[&hash],
+                        )
+                        .await?)
+                })
                 .await
                 .map_err(|e| state.db_error(store, e))?;
             let Some(row) = row else {

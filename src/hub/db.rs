@@ -64,6 +64,65 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
         .build()?)
 }
 
+/// How long a request's work on the shared pool may take in all, the wait for a connection
+/// included: under the stores' own `central.timeout_ms` (5,000), so a store still waiting
+/// hears `database_unavailable` with a `Retry-After` instead of giving up on a hung request.
+pub const SHARED_WORK_BOUND: Duration = Duration::from_millis(4_500);
+
+/// The pool for everything but journal batches (feed pulls, the fleet view, token lookups,
+/// readiness, recording contact). Its one door is [`SharedPool::run`]: the work is bounded as a
+/// whole, and a connection whose work was cut short is closed, never handed to the next
+/// request ([`Exclusive`]). So a query added next year is bounded without its author
+/// remembering. Before (2026-12-07, a hostile round): with PostgreSQL frozen (SIGSTOP: a hung
+/// VM, a stuck volume), feed pulls, `/v1/fleet` and `/readyz` hung for the hub's whole 60 s
+/// request timeout, each holding a shared connection, and were then answered 503 without a
+/// `Retry-After`. PostgreSQL's own `statement_timeout` cannot help a server that is not
+/// running, and the kernel keeps the TCP connection alive for it.
+#[derive(Clone)]
+pub struct SharedPool {
+    pool: Pool,
+}
+
+impl SharedPool {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// `work` on a connection of the pool, within [`SHARED_WORK_BOUND`].
+    pub async fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, super::DbError>,
+    ) -> Result<T, super::DbError> {
+        self.run_by(tokio::time::Instant::now() + SHARED_WORK_BOUND, work)
+            .await
+    }
+
+    /// `work` on a connection of the pool, answered by `deadline` (a request that makes
+    /// several runs gives them one deadline).
+    pub async fn run_by<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, super::DbError>,
+    ) -> Result<T, super::DbError> {
+        let bounded = async {
+            let mut conn = Exclusive::get(&self.pool).await?;
+            let out = work(&mut conn).await;
+            // It ran to its end (an error included: a statement's error ends it, a broken
+            // connection is not recycled), so nothing is in flight on it.
+            conn.finished();
+            out
+        };
+        tokio::time::timeout_at(deadline, bounded)
+            .await
+            .unwrap_or_else(|_| {
+                Err(super::DbError::Transient(format!(
+                    "PostgreSQL did not answer within {} ms",
+                    SHARED_WORK_BOUND.as_millis()
+                )))
+            })
+    }
+}
+
 /// A pooled connection that goes back to the pool only when its work finished
 /// ([`Exclusive::finished`]). Dropped before that (a deadline cut its request, an error),
 /// it is closed instead: a statement may still be running or waiting for a lock on it, and

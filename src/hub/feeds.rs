@@ -215,13 +215,22 @@ pub async fn serve(
     after: i64,
     limit: i64,
 ) -> Result<Page, DbError> {
-    let client = state.pool.get().await?;
+    // One deadline for the whole pull, however many runs it takes.
+    let deadline = tokio::time::Instant::now() + super::db::SHARED_WORK_BOUND;
     let f = feed.as_str();
-    // Read before the batches: every import committed by then is in what follows, so
-    // `as_of` never claims more than the page holds.
-    let head = client
-        .prepare_cached(
-            "SELECT (SELECT extract(epoch FROM imported_at)::float8 FROM feed_imports
+    let read = async |client: &mut deadpool_postgres::Object| -> Result<Vec<String>, DbError> {
+        let read = client.prepare_cached(BATCHES_AFTER).await?;
+        let rows = client.query(&read, &[&store, &f, &after, &limit]).await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    };
+    let (batches, as_of, caught_up) = state
+        .pool
+        .run_by(deadline, async |client| {
+            // Read before the batches: every import committed by then is in what follows, so
+            // `as_of` never claims more than the page holds.
+            let head = client
+                .prepare_cached(
+                    "SELECT (SELECT extract(epoch FROM imported_at)::float8 FROM feed_imports
                      WHERE feed = $2),
                     (SELECT through_version FROM feed_batches WHERE store_id = $1 AND feed = $2
                      ORDER BY batch DESC LIMIT 1),
@@ -230,35 +239,52 @@ pub async fn serve(
                          WHERE store_id = $1 AND feed = $2),
                         (SELECT max(version) FROM feed_records
                          WHERE store_id = '' AND feed = $2)), 0)",
-        )
+                )
+                .await?;
+            let head = client.query_one(&head, &[&store, &f]).await?;
+            let as_of = head
+                .get::<_, Option<f64>>(0)
+                .and_then(|t| DateTime::from_timestamp_micros((t * 1e6) as i64));
+            let (through, newest): (Option<i64>, i64) = (head.get(1), head.get(2));
+            // Nothing changed past the newest batch (or nothing at all before the first).
+            let caught_up = newest <= through.unwrap_or(0);
+            Ok((read(client).await?, as_of, caught_up))
+        })
         .await?;
-    let head = client.query_one(&head, &[&store, &f]).await?;
-    let as_of = head
-        .get::<_, Option<f64>>(0)
-        .and_then(|t| DateTime::from_timestamp_micros((t * 1e6) as i64));
-    let (through, newest): (Option<i64>, i64) = (head.get(1), head.get(2));
-    // Nothing changed past the newest batch (or nothing at all before the first).
-    let caught_up = newest <= through.unwrap_or(0);
-    let read = client.prepare_cached(BATCHES_AFTER).await?;
-    let rows = client.query(&read, &[&store, &f, &after, &limit]).await?;
-    if rows.len() as i64 == limit || caught_up {
-        let batches = rows.into_iter().map(|r| r.get(0)).collect();
+    if batches.len() as i64 == limit || caught_up {
         return Ok(Page { batches, as_of });
     }
-    drop(client);
-    materialise(state, store, feed, limit).await?;
-    let client = state.pool.get().await?;
-    let read = client.prepare_cached(BATCHES_AFTER).await?;
-    let rows = client.query(&read, &[&store, &f, &after, &limit]).await?;
-    let batches = rows.into_iter().map(|r| r.get(0)).collect();
+    materialise(state, store, feed, limit, deadline).await?;
+    let batches = state.pool.run_by(deadline, read).await?;
     Ok(Page { batches, as_of })
 }
 
 /// Appends up to `want` batches for what changed since the last one (or the first
 /// snapshot). Serialised per store and feed by an advisory lock, so two hub processes
 /// never number two different batches alike.
-async fn materialise(state: &HubState, store: &str, feed: Feed, want: i64) -> Result<(), DbError> {
-    let mut client = state.pool.get().await?;
+async fn materialise(
+    state: &HubState,
+    store: &str,
+    feed: Feed,
+    want: i64,
+    deadline: tokio::time::Instant,
+) -> Result<(), DbError> {
+    state
+        .pool
+        .run_by(deadline, async |client| {
+            make_batches(state, client, store, feed, want).await
+        })
+        .await
+}
+
+/// [`materialise`]'s transaction.
+async fn make_batches(
+    state: &HubState,
+    client: &mut deadpool_postgres::Object,
+    store: &str,
+    feed: Feed,
+    want: i64,
+) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     let f = feed.as_str();
     tx.execute(

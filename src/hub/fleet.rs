@@ -271,19 +271,23 @@ fn currency_label(c: Option<&str>) -> String {
 
 /// Reads every store and computes states and totals.
 pub async fn read(state: &HubState) -> Result<Fleet, DbError> {
-    let client = state.pool.get().await?;
     let now = Utc::now();
-    let rows = client
-        .query(
-            "SELECT s.store_id, s.verified_seq, s.flag_reason,
+    let rows = state
+        .pool
+        .run(async |client| {
+            Ok(client
+                .query(
+                    "SELECT s.store_id, s.verified_seq, s.flag_reason,
                     extract(epoch FROM greatest(s.last_contact_at, h.last_contact))::float8,
                     h.body::text,
                     extract(epoch FROM h.received_at)::float8,
                     s.set_aside, s.set_aside_not_kept
              FROM stores s LEFT JOIN store_status h ON h.store_id = s.store_id
              ORDER BY s.store_id",
-            &[],
-        )
+                    &[],
+                )
+                .await?)
+        })
         .await?;
     let default_interval = state.config.health_interval_secs.max(1);
     let n = state.config.silent_after_intervals.max(1);
@@ -403,12 +407,14 @@ async fn fill_set_aside(state: &HubState, stores: &mut [FleetStore]) -> Result<(
     if ids.is_empty() {
         return Ok(());
     }
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            // The newest few of each store from the set-aside index, not a rank over all of
-            // a store's set-aside rows.
-            "SELECT s.store_id, j.id, j.seq, j.kind, j.outcome, j.reason,
+    let rows = state
+        .pool
+        .run(async |client| {
+            Ok(client
+                .query(
+                    // The newest few of each store from the set-aside index, not a rank over all of
+                    // a store's set-aside rows.
+                    "SELECT s.store_id, j.id, j.seq, j.kind, j.outcome, j.reason,
                     extract(epoch FROM j.landed_at)::float8
              FROM unnest($1::text[]) AS s(store_id)
              CROSS JOIN LATERAL (
@@ -416,8 +422,10 @@ async fn fill_set_aside(state: &HubState, stores: &mut [FleetStore]) -> Result<(
                  WHERE store_id = s.store_id AND outcome IN ('rejected', 'conflict')
                  ORDER BY landed_at DESC, id LIMIT $2) j
              ORDER BY s.store_id, j.landed_at DESC, j.id",
-            &[&ids, &SET_ASIDE_LISTED],
-        )
+                    &[&ids, &SET_ASIDE_LISTED],
+                )
+                .await?)
+        })
         .await?;
     let mut by: HashMap<String, Vec<SetAside>> = HashMap::new();
     for r in rows {

@@ -46,7 +46,8 @@ pub struct Shared {
     pub config: HubConfig,
     /// Connections for feed pulls, the fleet view, token lookups and the contact flush
     /// (`pool_size` less the intake's own).
-    pub pool: deadpool_postgres::Pool,
+    /// Only through [`db::SharedPool::run`], which bounds the work.
+    pub pool: db::SharedPool,
     /// The intake's own connections: one for each journal batch landing at once and one for
     /// the heartbeat writer ([`HubConfig::intake_pool_size`]). Apart from `pool`, so a
     /// crowd of feed pulls (25,000 at a fleet's start) never holds the connections journal
@@ -90,7 +91,10 @@ impl HubState {
             anyhow::bail!("no database URL: pass --database-url or set STANDIN_HUB__DATABASE_URL");
         }
         config.check()?;
-        let pool = db::pool(config.database_url.expose(), config.shared_pool_size())?;
+        let pool = db::SharedPool::new(db::pool(
+            config.database_url.expose(),
+            config.shared_pool_size(),
+        )?);
         let intake_pool = db::pool(config.database_url.expose(), config.intake_pool_size())?;
         Ok(Self(Arc::new(Shared {
             intake_pool,
@@ -188,6 +192,15 @@ pub enum DbError {
     NoConnection,
     Transient(String),
     Bug(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoConnection => f.write_str("no PostgreSQL connection came free"),
+            Self::Transient(d) | Self::Bug(d) => f.write_str(d),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -384,22 +397,24 @@ async fn flush_contact_once(state: &HubState) {
         }
         seen.drain().unzip()
     };
-    let Ok(client) = state.pool.get().await else {
-        // PostgreSQL away: the contact is lost with it, and the store's next request
-        // brings it back.
-        return;
-    };
-    let done = client
-        .query(
-            "WITH v AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS v(id, at)),
+    // PostgreSQL away: the contact is lost with it, and the store's next request brings
+    // it back.
+    let done = state
+        .pool
+        .run(async |client| {
+            Ok(client
+                .query(
+                    "WITH v AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS v(id, at)),
                   l AS (SELECT s.store_id FROM stores s JOIN v ON s.store_id = v.id
                         FOR UPDATE OF s SKIP LOCKED)
              UPDATE stores s SET last_contact_at = greatest(s.last_contact_at, to_timestamp(v.at))
              FROM v JOIN l ON l.store_id = v.id
              WHERE s.store_id = v.id
              RETURNING s.store_id",
-            &[&ids, &at],
-        )
+                    &[&ids, &at],
+                )
+                .await?)
+        })
         .await;
     let done: std::collections::HashSet<String> = match done {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),

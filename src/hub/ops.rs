@@ -27,11 +27,15 @@ pub async fn readyz(State(state): State<HubState>) -> Response {
         )
             .into_response()
     };
-    let client = match state.pool.get().await {
-        Ok(c) => c,
+    let version = state
+        .pool
+        .run(async |client| Ok(db::schema_version(client).await))
+        .await;
+    let version = match version {
+        Ok(v) => v,
         Err(e) => return not_ready(format!("PostgreSQL unreachable: {e}")),
     };
-    match db::schema_version(&client).await {
+    match version {
         Ok(v) if v == db::SCHEMA_VERSION => {
             axum::Json(json!({ "status": "ready", "schema_version": v })).into_response()
         }

@@ -77,6 +77,37 @@ impl TestPg {
         self.cluster.start().expect("PostgreSQL restarts");
     }
 
+    /// Freezes every process of the cluster (SIGSTOP), as a hung VM or a stuck volume
+    /// freezes a server: connections stay open and nothing errors. Thawed when the guard
+    /// drops, also when the test panics.
+    pub fn freeze(&self) -> Frozen {
+        let pid_file = self._dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
+        let postmaster = text.lines().next().unwrap().trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let signal = |sig: &str, pids: &[String]| {
+            Command::new("kill")
+                .arg(sig)
+                .args(pids)
+                .status()
+                .expect("kill");
+        };
+        signal("-STOP", &pids);
+        Frozen {
+            thaw: Box::new(move || signal("-CONT", &pids)),
+        }
+    }
+
     /// A plain client for checking what landed, as HQ's own systems would read it.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
@@ -84,5 +115,16 @@ impl TestPg {
             .expect("connect to the test PostgreSQL");
         tokio::spawn(conn);
         client
+    }
+}
+
+/// A frozen cluster ([`TestPg::freeze`]), thawed on drop.
+pub struct Frozen {
+    thaw: Box<dyn Fn() + Send>,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        (self.thaw)();
     }
 }
