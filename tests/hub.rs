@@ -157,6 +157,42 @@ async fn an_unreadable_entry_is_rejected_naming_its_field() {
         "{body}"
     );
     assert_eq!(hub.verified("s1").await.0, 2);
+    // JSON by grammar that serde cannot hold as a value (a number past f64, nesting past 128
+    // levels), between two entries that land: rejected alone, naming where, kept as text.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let token = hub.add_store("s2").await;
+    let next = Chain::new("s2").take(2);
+    let text: &'static str = format!(
+        r#"{{"entries":[{},{{"id":"e-huge","seq":2,"body":{{"amount":1e400}}}},{{"id":"e-deep","seq":2,"body":{{"x":{deep}}}}},{}]}}"#,
+        next[0], next[1]
+    )
+    .leak();
+    for _ in 0..2 {
+        let (status, body) = hub
+            .post_raw("s2", "journal", Some(token.as_str()), text)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let got: Vec<Value> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["id"], r["reason"], r["field"]]))
+            .collect();
+        assert_eq!(
+            got[1],
+            json!(["e-huge", "invalid_entry", "body.amount"]),
+            "{body}"
+        );
+        assert_eq!(
+            [&got[2][0], &got[2][1]],
+            ["e-deep", "invalid_entry"],
+            "{body}"
+        );
+        assert!(got[2][2].as_str().unwrap().starts_with("body.x"), "{body}");
+        assert_ne!(body["results"][0]["outcome"], "rejected", "{body}");
+        assert_ne!(body["results"][3]["outcome"], "rejected", "{body}");
+    }
+    assert_eq!(hub.verified("s2").await.0, 2);
     // A store id a store could not put in its URLs as it is.
     let client = hub.pg.client().await;
     for odd in [".", "..", "a?b", "a#b", "a%2Fb", "a b", ""] {
@@ -1520,4 +1556,28 @@ async fn a_frozen_postgresql_is_answered_in_seconds_with_retry_after() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(back, "the hub serves again once PostgreSQL thaws");
+}
+
+/// A path segment that is not text once percent-decoded is a JSON 422 naming that segment.
+#[tokio::test]
+async fn a_path_segment_that_is_not_text_is_named() {
+    let hub = hub!();
+    let token = hub.add_store("s1").await;
+    for (path, field) in [
+        ("/v1/stores/s1/feeds/%FF/batches", "feed"),
+        ("/v1/stores/%FF/journal", "store"),
+    ] {
+        let res = hub
+            .client
+            .get(format!("{}{path}", hub.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_path", "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
 }

@@ -181,9 +181,19 @@ pub async fn store_guard(
         Ok(Path(params)) => params,
         // axum's own rejection is plain text; every hub error is JSON naming the field.
         Err(rejection) => {
+            use axum::extract::path::ErrorKind;
+            let field = match &rejection {
+                PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".into(),
+                },
+                _ => "path".into(),
+            };
             return HubError::Invalid {
                 code: "invalid_path",
-                field: "store".into(),
+                field,
                 message: rejection.body_text(),
             }
             .into_response();

@@ -102,8 +102,52 @@ impl Incoming {
         }
         match serde_json::from_str::<Value>(text) {
             Ok(v) => Ok(Incoming::read(&v)),
-            Err(e) => Incoming::with_lone_surrogates(text).ok_or(e).map(Some),
+            Err(e) => Incoming::with_lone_surrogates(text)
+                .or_else(|| Incoming::beyond_reading(text))
+                .ok_or(e)
+                .map(Some),
         }
+    }
+
+    /// An entry JSON by its grammar that serde cannot hold as a value: a number past `f64`
+    /// (`1e400`), nesting deeper than serde's 128 levels. Its id is read with the rest
+    /// skipped (serde skips without building or recursing); it is rejected `invalid_entry`,
+    /// naming where reading stopped, and kept as its text (one JSON string), rather than
+    /// refusing the whole batch, which the store would send again forever. `None` when it
+    /// has no id to answer under.
+    fn beyond_reading(text: &str) -> Option<Incoming> {
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: String,
+        }
+        let IdOnly { id } = serde_json::from_str(text).ok()?;
+        if id.is_empty() || id.contains('\0') {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let field = match serde_path_to_error::deserialize::<_, Value>(&mut de) {
+            Err(e) => error_field(&e),
+            Ok(_) => String::new(),
+        };
+        // A path 128 levels deep is no help to the person reading it.
+        let mut field = if field.is_empty() || field == "." {
+            "entry".to_owned()
+        } else {
+            field
+        };
+        if field.len() > 64 {
+            let cut = (0..=64)
+                .rev()
+                .find(|&i| field.is_char_boundary(i))
+                .unwrap_or(0);
+            field.truncate(cut);
+            field.push('…');
+        }
+        Some(Incoming::Unreadable {
+            id,
+            raw: Value::String(text.to_owned()),
+            field,
+        })
     }
 
     /// An entry whose text escapes half a surrogate pair (`"\ud800"`): JSON by its grammar,
