@@ -769,3 +769,98 @@ async fn one_store_cannot_grow_its_set_aside_rows_without_bound() {
         "{metrics}"
     );
 }
+
+/// One store's token cannot fill the heartbeat writer's queue (20,000 for the process) and
+/// get every other store's heartbeat answered busy: past `MAX_WAITING_PER_STORE` waiting,
+/// that store's are answered 429, and another store's still queue and land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_fill_the_heartbeat_queue() {
+    use standin::hub::heartbeats::MAX_WAITING_PER_STORE;
+    let Some(hub) = TestHub::start().await else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("h1").await, hub.add_store("h2").await);
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let hold = holder.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE store_status IN SHARE MODE")
+        .await
+        .unwrap();
+    const SENT: usize = 2 * MAX_WAITING_PER_STORE;
+    let mut sends = tokio::task::JoinSet::new();
+    for seq in 1..=SENT as u64 {
+        let (client, url, token) = (hub.client.clone(), hub.url.clone(), t1.clone());
+        let body = beat("h1", seq, "up", "up", 0, 0);
+        sends.spawn(async move {
+            client
+                .post(format!("{url}/v1/stores/h1/status"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    // Every one either waits (in the group blocked on the lock, or queued) or was refused.
+    let mut refused = 0;
+    for _ in 0..1_000 {
+        while let Some(done) = sends.try_join_next() {
+            assert_eq!(done.unwrap(), StatusCode::TOO_MANY_REQUESTS);
+            refused += 1;
+        }
+        if hub.state.heartbeats.unanswered() + refused == SENT {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let waiting = hub.state.heartbeats.unanswered();
+    assert_eq!(waiting + refused, SENT);
+    assert!(
+        waiting <= MAX_WAITING_PER_STORE + 1,
+        "{waiting} of one store's heartbeats wait"
+    );
+    // Another store's heartbeat still queues.
+    let other = {
+        let (client, url) = (hub.client.clone(), hub.url.clone());
+        let body = beat("h2", 1, "up", "up", 0, 0);
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/v1/stores/h2/status"))
+                .bearer_auth(t2)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    for _ in 0..400 {
+        if hub.state.heartbeats.unanswered() == waiting + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(hub.state.heartbeats.unanswered(), waiting + 1);
+    hold.rollback().await.unwrap();
+    assert_eq!(other.await.unwrap(), StatusCode::NO_CONTENT);
+    let mut landed = 0i64;
+    while let Some(done) = sends.join_next().await {
+        match done.unwrap() {
+            StatusCode::NO_CONTENT => landed += 1,
+            s => assert_eq!(s, StatusCode::TOO_MANY_REQUESTS),
+        }
+    }
+    let client = hub.pg.client().await;
+    let row = client
+        .query_one(
+            "SELECT heartbeats FROM store_status WHERE store_id = 'h1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        landed,
+        "every heartbeat answered 204 counted"
+    );
+}

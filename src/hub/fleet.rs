@@ -93,6 +93,10 @@ pub async fn post_status(
         .await
         .map_err(|e| match e {
             super::heartbeats::Refused::Busy => HubError::Busy(state.retry_after(&store)),
+            super::heartbeats::Refused::TooMany => {
+                state.metrics.refused_store_busy();
+                HubError::TooMany(state.retry_after(&store))
+            }
             super::heartbeats::Refused::Db(e) => state.db_error(&store, e),
         })?;
     state.metrics.heartbeat();

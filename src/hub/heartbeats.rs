@@ -31,6 +31,10 @@ const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// busy.
 const MAX_WAITING: usize = 20_000;
 const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+/// Heartbeats of one store waiting for a write; beyond it that store is answered 429. A
+/// store sends one an interval; without this one store's token could fill the queue above
+/// and get every other store's heartbeats answered busy (a hostile round, 2026-12-07).
+pub const MAX_WAITING_PER_STORE: usize = 32;
 
 /// How long one group's statement may take (under the stores' 5 s timeout).
 const WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -62,12 +66,16 @@ struct Queue {
     writing: bool,
     /// Heartbeats in the group being written, until it is answered.
     in_group: usize,
+    /// Waiting heartbeats by store (none kept for a store with none waiting).
+    per_store: std::collections::HashMap<String, usize>,
 }
 
 /// Why a heartbeat was not stored.
 pub enum Refused {
     /// Too many waiting already.
     Busy,
+    /// This store has [`MAX_WAITING_PER_STORE`] waiting already.
+    TooMany,
     Db(DbError),
 }
 
@@ -91,6 +99,12 @@ impl Writer {
             if q.waiting.len() >= MAX_WAITING || q.bytes + beat.body.len() > MAX_WAITING_BYTES {
                 return Err(Refused::Busy);
             }
+            // Checked and counted under the one lock with the push.
+            let own = q.per_store.entry(beat.store.clone()).or_default();
+            if *own >= MAX_WAITING_PER_STORE {
+                return Err(Refused::TooMany);
+            }
+            *own += 1;
             q.bytes += beat.body.len();
             q.waiting.push_back(Waiting { beat, done });
             !std::mem::replace(&mut q.writing, true)
@@ -157,7 +171,16 @@ async fn write_groups(state: HubState) {
             }
             q.bytes -= bytes;
             q.in_group = n;
-            q.waiting.drain(..n).collect()
+            let group: Vec<Waiting> = q.waiting.drain(..n).collect();
+            for w in &group {
+                if let Some(own) = q.per_store.get_mut(&w.beat.store) {
+                    *own -= 1;
+                    if *own == 0 {
+                        q.per_store.remove(&w.beat.store);
+                    }
+                }
+            }
+            group
         };
         // A heartbeat whose request is gone (its store hung up, or the request's timeout
         // dropped it) is not written: no report is written later than its request could be

@@ -141,7 +141,7 @@ impl Metrics {
         );
         counter(
             "standin_hub_intake_refused_store_busy_total",
-            "Journal requests answered 429: their store already had as many pushes in this process as one store may.",
+            "Store requests answered 429: their store already had as many pushes, heartbeats or bytes of body in this process as one store may.",
             self.store_busy.load(Relaxed),
         );
         counter(
