@@ -193,6 +193,34 @@ async fn an_unreadable_entry_is_rejected_naming_its_field() {
         assert_ne!(body["results"][3]["outcome"], "rejected", "{body}");
     }
     assert_eq!(hub.verified("s2").await.0, 2);
+    // Half a surrogate pair in the id itself: answered under the id as sent, escape and all,
+    // so the store can match it; two such ids are two answers, and neither is kept.
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/s2/journal", hub.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"entries":[{"id":"ID-\ud800-1","seq":1},{"id":"ID-\udbff-1","seq":2}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(r#""id":"ID-\ud800-1""#) && text.contains(r#""id":"ID-\udbff-1""#),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(r#""reason":"invalid_entry""#).count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        hub.rows("s2")
+            .await
+            .iter()
+            .all(|r| !r.0.contains('\u{FFFD}'))
+    );
     // A store id a store could not put in its URLs as it is.
     let client = hub.pg.client().await;
     for odd in [".", "..", "a?b", "a#b", "a%2Fb", "a b", ""] {

@@ -116,10 +116,6 @@ impl Incoming {
     /// refusing the whole batch, which the store would send again forever. `None` when it
     /// has no id to answer under.
     fn beyond_reading(text: &str) -> Option<Incoming> {
-        #[derive(serde::Deserialize)]
-        struct IdOnly {
-            id: String,
-        }
         let IdOnly { id } = serde_json::from_str(text).ok()?;
         if id.is_empty() || id.contains('\0') {
             return None;
@@ -162,7 +158,12 @@ impl Incoming {
             .as_str()
             .filter(|s| !s.is_empty() && !s.contains('\0'))?
             .to_owned();
-        let field = char_at(&raw, '\u{FFFD}').unwrap_or_else(|| "id".into());
+        // The id itself not text: named first, whatever else is ([`id_not_text`]).
+        let field = if serde_json::from_str::<IdOnly>(text).is_err() {
+            "id".into()
+        } else {
+            char_at(&raw, '\u{FFFD}').unwrap_or_else(|| "id".into())
+        };
         Some(Incoming::Unreadable {
             id,
             raw: without_nul(&raw),
@@ -184,6 +185,27 @@ impl Incoming {
             Incoming::Unreadable { id, .. } => id,
         }
     }
+}
+
+/// An entry's id alone, the rest skipped unread (serde skips without building, recursing or
+/// checking escapes).
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+/// An entry's id as its text has it, the rest skipped.
+#[derive(serde::Deserialize)]
+pub struct IdAsSent<'a> {
+    #[serde(borrow)]
+    pub id: &'a serde_json::value::RawValue,
+}
+
+/// An unreadable entry whose id is not text (half a surrogate pair escaped in it): it is
+/// answered under its id as sent, and never kept (the id it would be kept under, with
+/// U+FFFD, is not the store's, and two such ids would be one).
+pub fn id_not_text(incoming: &Incoming) -> bool {
+    matches!(incoming, Incoming::Unreadable { id, field, .. } if field == "id" && id.contains('\u{FFFD}'))
 }
 
 /// Where in `v` a string or key holds U+0000 (which PostgreSQL's text and `jsonb` cannot
@@ -376,7 +398,7 @@ pub const MAX_ID_BYTES: usize = 256;
 
 fn decide_one(store: &str, incoming: &Incoming, known: &mut Known) -> Decision {
     let id = incoming.id().to_owned();
-    if id.len() > MAX_ID_BYTES {
+    if id.len() > MAX_ID_BYTES || id_not_text(incoming) {
         // Nothing can be kept under it: answered, not written, so the store sets it aside
         // and its other entries land.
         return Decision {

@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
@@ -115,6 +115,18 @@ pub async fn post_journal(
             return Err(HubError::Busy(state.busy_retry_after(&store)));
         }
     }
+    // An id that is not text is answered as it was sent ([`intake::id_not_text`]); the
+    // body is let go before the batch waits, so those few are copied now.
+    let ids_as_sent: HashMap<usize, Box<RawValue>> = incoming
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| intake::id_not_text(i))
+        .filter_map(|(n, _)| {
+            let sent: intake::IdAsSent = serde_json::from_str(raw[n].get()).ok()?;
+            Some((n, sent.id.to_owned()))
+        })
+        .collect();
+    drop(raw);
     drop(body);
     let turn = tokio::time::timeout_at(deadline, state.intake_permits.clone().acquire_owned());
     let Ok(Ok(permit)) = turn.await else {
@@ -152,20 +164,38 @@ pub async fn post_journal(
         }
         err
     })?;
-    let results: Vec<Value> = decisions
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Id<'a> {
+        Text(&'a str),
+        AsSent(&'a RawValue),
+    }
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        id: Id<'a>,
+        outcome: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Answers<'a> {
+        results: Vec<Answer<'a>>,
+    }
+    let results = decisions
         .iter()
-        .map(|d| {
-            let mut r = json!({ "id": d.id, "outcome": d.outcome.as_str() });
-            if let Some(reason) = &d.reason {
-                r["reason"] = json!(reason);
-            }
-            if let Some(field) = &d.field {
-                r["field"] = json!(field);
-            }
-            r
+        .enumerate()
+        .map(|(n, d)| Answer {
+            id: ids_as_sent
+                .get(&n)
+                .map_or(Id::Text(&d.id), |sent| Id::AsSent(sent)),
+            outcome: d.outcome.as_str(),
+            reason: d.reason.as_deref(),
+            field: d.field.as_deref(),
         })
         .collect();
-    Ok(axum::Json(json!({ "results": results })).into_response())
+    Ok(axum::Json(Answers { results }).into_response())
 }
 
 /// A batch past `intake_deadline_ms`: answered busy, with the `Retry-After` the hub's pace
