@@ -1168,6 +1168,12 @@ async fn pulls_holding_their_connections_leave_the_intake_its_own() {
         return;
     };
     let (t1, t2) = (hub.add_store("p1").await, hub.add_store("p2").await);
+    // Three stores pulling (one store may have two pulls at once: `share::PULLS_PER_STORE`).
+    let pullers = [
+        ("p1", t1),
+        ("p3", hub.add_store("p3").await),
+        ("p4", hub.add_store("p4").await),
+    ];
     hub.import(
         "policy",
         &[json!({ "key": "offline_max_hours", "value": 6 })],
@@ -1177,24 +1183,30 @@ async fn pulls_holding_their_connections_leave_the_intake_its_own() {
     // a starting hub caches every store's.
     let mut chain = Chain::new("p2");
     assert_eq!(hub.outcomes("p2", &t2, &chain.take(1)).await, ["accepted"]);
-    // The lock p1's first policy pull needs to make its snapshot, held.
+    // The locks the pullers' first policy pulls need to make their snapshots, held.
     let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
     let tx = holder.transaction().await.unwrap();
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('p1' || '/' || 'policy', 0))",
-        &[],
-    )
-    .await
-    .unwrap();
+    for (store, _) in &pullers {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || 'policy', 0))",
+            &[store],
+        )
+        .await
+        .unwrap();
+    }
     // Three pulls, as many as the old single pool had connections: one takes the pulls'
     // connection and waits on the lock, the others wait for that connection.
-    let pulls: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, url, t1) = (hub.client.clone(), hub.url.clone(), t1.clone());
+    let pulls: Vec<_> = pullers
+        .iter()
+        .map(|(store, token)| {
+            let (client, url) = (hub.client.clone(), hub.url.clone());
+            let (store, token) = (store.to_string(), token.clone());
             tokio::spawn(async move {
                 let res = client
-                    .get(format!("{url}/v1/stores/p1/feeds/policy/batches?after=0"))
-                    .bearer_auth(&t1)
+                    .get(format!(
+                        "{url}/v1/stores/{store}/feeds/policy/batches?after=0"
+                    ))
+                    .bearer_auth(&token)
                     .send()
                     .await
                     .unwrap();
@@ -1607,5 +1619,55 @@ async fn a_path_segment_that_is_not_text_is_named() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
         assert_eq!(body["error"]["code"], "invalid_path", "{path}: {body}");
         assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+}
+
+/// Pulls hold the few connections the fleet's pulls share, and pulls of one store's feed
+/// wait on one lock: one store's token may have `PULLS_PER_STORE` (2) at once in a process.
+/// Its third is answered 429 at once, and another store's pull is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_cannot_hold_the_fleets_pulls() {
+    let hub = hub!();
+    let (t1, t2) = (hub.add_store("p1").await, hub.add_store("p2").await);
+    hub.import(
+        "policy",
+        &[json!({ "key": "offline_max_hours", "value": 6 })],
+    )
+    .await;
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('p1' || '/' || 'policy', 0))",
+        &[],
+    )
+    .await
+    .unwrap();
+    let pull = |t: String| {
+        let (client, url) = (hub.client.clone(), hub.url.clone());
+        tokio::spawn(async move {
+            let res = client
+                .get(format!("{url}/v1/stores/p1/feeds/policy/batches?after=0"))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .unwrap();
+            let ra = res.headers().get("retry-after").cloned();
+            (res.status(), ra)
+        })
+    };
+    let held = [pull(t1.clone()), pull(t1.clone())];
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, ra) = pull(t1.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(ra.is_some(), "no Retry-After");
+    let (status, page) = hub.batches("p2", &t2, "policy", 0).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        held.iter().all(|h| !h.is_finished()),
+        "p1's two pulls wait on the lock"
+    );
+    tx.rollback().await.unwrap();
+    for h in held {
+        assert_eq!(h.await.unwrap().0, StatusCode::OK);
     }
 }

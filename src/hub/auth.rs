@@ -202,10 +202,16 @@ pub async fn store_guard(
     let Some(store) = params.get("store") else {
         return HubError::Forbidden.into_response();
     };
-    match require_store(&state, request.headers(), store).await {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+    if let Err(e) = require_store(&state, request.headers(), store).await {
+        return e.into_response();
     }
+    // Its token is the store's: the request counts in the store's share of the process
+    // until it is answered, whatever route it is for (`share::REQUESTS_PER_STORE`).
+    let _slot = match state.take_share(store, super::share::Kind::Request) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    next.run(request).await
 }
 
 /// Succeeds when the request's token is `store`'s own.

@@ -166,6 +166,7 @@ pub async fn get_batches(
     };
     let after = number("after", 0)?;
     let limit = number("limit", 10)?.clamp(1, 100);
+    let _slot = state.take_share(&store, super::share::Kind::Pull)?;
     let page = serve(&state, &store, feed, after, limit)
         .await
         .map_err(|e| state.db_error(&store, e))?;

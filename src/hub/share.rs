@@ -1,5 +1,7 @@
-//! One store's share of a hub process: how many requests with bodies it has in the process
-//! at once, and how much of the body budget (`intake_memory_mib`) they hold. Everything a
+//! One store's share of a hub process: how many requests it has in the process at once (of
+//! any kind, taken by the guard every store route passes, so a route added later is
+//! covered; and of each kind that holds something the fleet shares: pushes, heartbeats,
+//! feed pulls), and how much of the body budget (`intake_memory_mib`) they hold. Everything a
 //! store writes is shared by the whole fleet (admission, turns, the body budget); a store
 //! following the contract needs a small part of it, and one store's token in the wrong hands
 //! must not take the rest. Counted and checked in one step under one lock.
@@ -24,18 +26,52 @@ pub const HEARTBEATS_PER_STORE: usize = 2;
 /// request (32 MiB), so a fleet's budget (256 MiB by default) is never one store's.
 pub const UNITS_PER_STORE: u32 = (super::MAX_BODY_BYTES / UNIT) as u32;
 
+/// Feed pulls one store may have in a process at once. Standin pulls its feeds one at a
+/// time; each pull holds one of the few connections the fleet's pulls share (`pool_size`
+/// less the intake's), and pulls of one store's feed wait on one lock, so without this one
+/// store's token could hold every one of them.
+pub const PULLS_PER_STORE: usize = 2;
+
+/// Requests of any kind one store may have in a process at once: room for the kinds above
+/// together, and the bound on a store route that has no kind of its own.
+pub const REQUESTS_PER_STORE: usize = 12;
+
 /// What a request is, for its store's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Any request on a store's path (the guard's).
+    Request,
     Journal,
     Heartbeat,
+    Pull,
 }
 
 #[derive(Default)]
 struct PerStore {
+    requests: usize,
     batches: usize,
     heartbeats: usize,
+    pulls: usize,
     units: u32,
+}
+
+impl PerStore {
+    fn count(&mut self, kind: Kind) -> (&mut usize, usize) {
+        match kind {
+            Kind::Request => (&mut self.requests, REQUESTS_PER_STORE),
+            Kind::Journal => (&mut self.batches, BATCHES_PER_STORE),
+            Kind::Heartbeat => (&mut self.heartbeats, HEARTBEATS_PER_STORE),
+            Kind::Pull => (&mut self.pulls, PULLS_PER_STORE),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests == 0
+            && self.batches == 0
+            && self.heartbeats == 0
+            && self.pulls == 0
+            && self.units == 0
+    }
 }
 
 #[derive(Default)]
@@ -67,10 +103,7 @@ impl HubState {
     pub fn store_slot(&self, store: &str, kind: Kind) -> Option<Slot> {
         let mut m = self.shares.lock();
         let p = m.entry(store.to_owned()).or_default();
-        let (n, max) = match kind {
-            Kind::Journal => (&mut p.batches, BATCHES_PER_STORE),
-            Kind::Heartbeat => (&mut p.heartbeats, HEARTBEATS_PER_STORE),
-        };
+        let (n, max) = p.count(kind);
         if *n >= max {
             return None;
         }
@@ -125,14 +158,48 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut m = self.state.shares.lock();
         if let Some(p) = m.get_mut(&self.store) {
-            match self.kind {
-                Kind::Journal => p.batches = p.batches.saturating_sub(1),
-                Kind::Heartbeat => p.heartbeats = p.heartbeats.saturating_sub(1),
-            }
+            let (n, _) = p.count(self.kind);
+            *n = n.saturating_sub(1);
             p.units = p.units.saturating_sub(self.units);
-            if p.batches == 0 && p.heartbeats == 0 && p.units == 0 {
+            if p.is_empty() {
                 m.remove(&self.store);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_kind_is_capped_and_given_back() {
+        let config = crate::hub::HubConfig {
+            database_url: crate::config::Secret::new("postgres://nowhere/db".to_owned()),
+            ..Default::default()
+        };
+        let state = HubState::new(config).unwrap();
+        for (kind, max) in [
+            (Kind::Request, REQUESTS_PER_STORE),
+            (Kind::Journal, BATCHES_PER_STORE),
+            (Kind::Heartbeat, HEARTBEATS_PER_STORE),
+            (Kind::Pull, PULLS_PER_STORE),
+        ] {
+            let held: Vec<Slot> = (0..max)
+                .map(|_| state.store_slot("s1", kind).expect("within the share"))
+                .collect();
+            assert!(
+                state.store_slot("s1", kind).is_none(),
+                "{kind:?} past {max}"
+            );
+            // Another store's share is its own.
+            assert!(state.store_slot("s2", kind).is_some(), "{kind:?}");
+            drop(held);
+            assert!(
+                state.store_slot("s1", kind).is_some(),
+                "{kind:?} given back"
+            );
+        }
+        assert!(state.shares.lock().is_empty(), "nothing left counted");
     }
 }
