@@ -1671,3 +1671,64 @@ async fn one_store_cannot_hold_the_fleets_pulls() {
         assert_eq!(h.await.unwrap().0, StatusCode::OK);
     }
 }
+
+/// A made-up token needs no credential to send, and a token not cached is looked up on the
+/// connections the fleet's pulls share: at most two such lookups run at once per process;
+/// the rest wait a second for a turn and are answered `busy`, holding no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_tokens_cannot_hold_the_shared_connections() {
+    let hub = hub!();
+    hub.add_store("s1").await;
+    // Lookups held: they read the table this locks.
+    let mut holder = standin::hub::db::connect(&hub.pg.url).await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE stores IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let tries: Vec<_> = (0..10)
+        .map(|i| {
+            let (client, url) = (hub.client.clone(), hub.url.clone());
+            tokio::spawn(async move {
+                let res = client
+                    .get(format!("{url}/v1/stores/s1/feeds/policy/batches"))
+                    .bearer_auth(format!("made-up-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let body: Value = res.json().await.unwrap_or_default();
+                (
+                    status,
+                    body["error"]["code"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect();
+    // Those without a turn are answered after their second's wait; the two with one wait
+    // on the lock.
+    let mut waiting = Vec::new();
+    let mut busy = 0;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    for t in tries {
+        if t.is_finished() {
+            let (status, code) = t.await.unwrap();
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, "busy")
+            );
+            busy += 1;
+        } else {
+            waiting.push(t);
+        }
+    }
+    assert_eq!((busy, waiting.len()), (8, 2));
+    tx.rollback().await.unwrap();
+    for t in waiting {
+        assert_eq!(t.await.unwrap().0, StatusCode::UNAUTHORIZED);
+    }
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        metrics.contains("standin_hub_refused_token_lookup_total 8\n"),
+        "{metrics}"
+    );
+}

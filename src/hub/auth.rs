@@ -18,8 +18,24 @@ use crate::access::token::sha256_hex;
 /// `token_refresh_secs` ([`keep_fresh`]), so a token rotated (`standin hub store rotate`)
 /// stops working on every hub process within that; a cache not refreshed for two intervals
 /// is not trusted (each token is looked up); misses are not cached.
-#[derive(Default)]
-pub struct TokenCache(Mutex<Tokens>);
+pub struct TokenCache(Mutex<Tokens>, tokio::sync::Semaphore);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self(
+            Mutex::default(),
+            tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE),
+        )
+    }
+}
+
+/// Tokens not in the cache looked up at once per process, each on a shared connection. No
+/// credential is needed to send a made-up token, so without this strangers' requests could
+/// hold every connection the fleet's feed pulls share (7 by default). A store's first request
+/// after it was added, or every request while the cache is not trusted, waits up to
+/// [`LOOKUP_WAIT`] for its turn, then is answered `busy` with a `Retry-After`.
+const LOOKUPS_AT_ONCE: usize = 2;
+const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Default)]
 struct Tokens {
@@ -223,6 +239,11 @@ async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Re
     let owner = match state.tokens.get(&hash, max_age) {
         Some(s) => s,
         None => {
+            let turn = tokio::time::timeout(LOOKUP_WAIT, state.tokens.1.acquire()).await;
+            let Ok(Ok(_turn)) = turn else {
+                state.metrics.refused_token_lookup();
+                return Err(HubError::Busy(state.retry_after(store)));
+            };
             let row = state
                 .pool
                 .run(async |client| {

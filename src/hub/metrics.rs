@@ -31,6 +31,7 @@ pub struct Metrics {
     body_timeout: AtomicU64,
     heartbeats: AtomicU64,
     set_aside_not_kept: AtomicU64,
+    token_lookup: AtomicU64,
 }
 
 impl Metrics {
@@ -84,6 +85,10 @@ impl Metrics {
     pub fn set_aside_not_kept(&self, n: i64) {
         self.set_aside_not_kept
             .fetch_add(u64::try_from(n).unwrap_or(0), Relaxed);
+    }
+
+    pub fn refused_token_lookup(&self) {
+        self.token_lookup.fetch_add(1, Relaxed);
     }
 
     pub fn refused_no_connection(&self) {
@@ -158,6 +163,11 @@ impl Metrics {
             "standin_hub_heartbeats_total",
             "Store heartbeats (POST /v1/stores/{store}/status) taken.",
             self.heartbeats.load(Relaxed),
+        );
+        counter(
+            "standin_hub_refused_token_lookup_total",
+            "Store requests answered 503 busy because their token was not cached and the lookups allowed at once were all taken for 1 s.",
+            self.token_lookup.load(Relaxed),
         );
         counter(
             "standin_hub_journal_set_aside_not_kept_total",
