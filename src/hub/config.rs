@@ -87,6 +87,12 @@ pub struct HubConfig {
     /// HQ's database without bound with entries it knows will be rejected. A store that
     /// follows the contract sets a few aside in its life.
     pub set_aside_kept_per_store: i64,
+    /// A fleet read (`GET /v1/fleet`, `/fleet`'s data, `/metrics`) this recent is shared by
+    /// the requests that come while it is fresh, and one read runs at a time per process:
+    /// the fleet view needs no credential, and each read holds a shared connection for a
+    /// scan of every store, so readers never hold more than one of the connections the
+    /// fleet's feed pulls need. 0: every request reads afresh (still one at a time).
+    pub fleet_view_max_age_ms: u64,
 }
 
 impl Default for HubConfig {
@@ -113,6 +119,7 @@ impl Default for HubConfig {
             request_timeout_secs: 60,
             token_refresh_secs: 15,
             set_aside_kept_per_store: 10_000,
+            fleet_view_max_age_ms: 1_000,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! that does not verify); they match what the store last reported even while it is silent.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -257,6 +258,39 @@ pub struct Fleet {
     pub totals: Totals,
 }
 
+/// The last fleet read, and when it started ([`read_shared`]).
+#[derive(Default)]
+pub struct FleetCache(
+    tokio::sync::Mutex<Option<(tokio::time::Instant, Result<Arc<Fleet>, DbError>)>>,
+);
+
+/// The fleet, with each store's newest set-aside entries, as read at most
+/// `fleet_view_max_age_ms` before this request came; one read at a time per process, the
+/// requests arriving meanwhile waiting for it (`HubConfig::fleet_view_max_age_ms`). A
+/// failed read is shared the same way, so a crowd of readers facing a frozen PostgreSQL
+/// waits for one bounded read, not one after another.
+pub async fn read_shared(state: &HubState) -> Result<Arc<Fleet>, DbError> {
+    let asked = tokio::time::Instant::now();
+    let max_age = std::time::Duration::from_millis(state.config.fleet_view_max_age_ms);
+    let mut last = state.fleet_cache.0.lock().await;
+    if let Some((started, read)) = &*last
+        && asked.saturating_duration_since(*started) <= max_age
+        && !max_age.is_zero()
+    {
+        return read.clone();
+    }
+    let started = tokio::time::Instant::now();
+    state.metrics.fleet_read();
+    let read = async {
+        let mut fleet = read(state).await?;
+        fill_set_aside(state, &mut fleet.stores).await?;
+        Ok(Arc::new(fleet))
+    }
+    .await;
+    *last = Some((started, read.clone()));
+    read
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -478,16 +512,15 @@ pub async fn get_fleet(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, HubError> {
     let wanted = filters(&query)?;
-    let fleet = read(&state).await.map_err(|e| state.db_error("", e))?;
-    let mut stores: Vec<FleetStore> = fleet
+    let fleet = read_shared(&state)
+        .await
+        .map_err(|e| state.db_error("", e))?;
+    let mut stores: Vec<&FleetStore> = fleet
         .stores
-        .into_iter()
+        .iter()
         .filter(|s| wanted.is_empty() || s.flags.iter().any(|f| wanted.contains(f)))
         .collect();
     stores.sort_by(|a, b| a.state.cmp(&b.state).then(a.store_id.cmp(&b.store_id)));
-    fill_set_aside(&state, &mut stores)
-        .await
-        .map_err(|e| state.db_error("", e))?;
     Ok(axum::Json(json!({
         "generated_at": ts(fleet.now),
         "health_interval_secs": state.config.health_interval_secs.max(1),

@@ -32,6 +32,7 @@ pub struct Metrics {
     heartbeats: AtomicU64,
     set_aside_not_kept: AtomicU64,
     token_lookup: AtomicU64,
+    fleet_reads: AtomicU64,
 }
 
 impl Metrics {
@@ -85,6 +86,10 @@ impl Metrics {
     pub fn set_aside_not_kept(&self, n: i64) {
         self.set_aside_not_kept
             .fetch_add(u64::try_from(n).unwrap_or(0), Relaxed);
+    }
+
+    pub fn fleet_read(&self) {
+        self.fleet_reads.fetch_add(1, Relaxed);
     }
 
     pub fn refused_token_lookup(&self) {
@@ -163,6 +168,11 @@ impl Metrics {
             "standin_hub_heartbeats_total",
             "Store heartbeats (POST /v1/stores/{store}/status) taken.",
             self.heartbeats.load(Relaxed),
+        );
+        counter(
+            "standin_hub_fleet_reads_total",
+            "Reads of the whole fleet from PostgreSQL (one serves every fleet view and scrape within fleet_view_max_age_ms).",
+            self.fleet_reads.load(Relaxed),
         );
         counter(
             "standin_hub_refused_token_lookup_total",

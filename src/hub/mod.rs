@@ -68,6 +68,8 @@ pub struct Shared {
     pub seen: std::sync::Mutex<HashMap<String, f64>>,
     /// Heartbeats waiting for their group's write ([`heartbeats`]).
     pub heartbeats: heartbeats::Writer,
+    /// The last fleet read, shared by the fleet view's readers ([`fleet::read_shared`]).
+    pub fleet_cache: fleet::FleetCache,
     /// Journal pushes just refused and landed, for a `busy` answer's `Retry-After`.
     pub pace: pace::Pace,
     /// The open client connections, once [`launch`] serves (for `/metrics`).
@@ -107,6 +109,7 @@ impl HubState {
             tokens: auth::TokenCache::default(),
             seen: std::sync::Mutex::default(),
             heartbeats: heartbeats::Writer::default(),
+            fleet_cache: fleet::FleetCache::default(),
             pace: pace::Pace::default(),
             connections: std::sync::OnceLock::new(),
             shares: share::Shares::default(),

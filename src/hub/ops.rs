@@ -51,10 +51,10 @@ pub async fn metrics(State(state): State<HubState>) -> Response {
     let limit = state.config.intake_at_once.max(1);
     let in_use = limit.saturating_sub(state.intake_permits.available_permits());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
-        let fleet = super::fleet::read(&state).await.ok();
+        let fleet = super::fleet::read_shared(&state).await.ok();
         let connections = state.connections.get().map(|r| r.counts());
         let mut text = state.metrics.render(in_use, limit, connections);
-        text.push_str(&super::fleet::render_metrics(fleet.as_ref()));
+        text.push_str(&super::fleet::render_metrics(fleet.as_deref()));
         text
     })
         .into_response()

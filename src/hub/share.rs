@@ -33,8 +33,9 @@ pub const UNITS_PER_STORE: u32 = (super::MAX_BODY_BYTES / UNIT) as u32;
 pub const PULLS_PER_STORE: usize = 2;
 
 /// Requests of any kind one store may have in a process at once: room for the kinds above
-/// together, and the bound on a store route that has no kind of its own.
-pub const REQUESTS_PER_STORE: usize = 12;
+/// together (heartbeats waiting for the writer included, `heartbeats::MAX_WAITING_PER_STORE`),
+/// and the bound on a store route that has no kind of its own.
+pub const REQUESTS_PER_STORE: usize = 48;
 
 /// What a request is, for its store's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

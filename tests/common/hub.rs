@@ -36,6 +36,8 @@ impl TestHub {
         standin::hub::db::migrate(&mut client).await.unwrap();
         let mut config = HubConfig {
             database_url: standin::config::Secret::new(pg.url.clone()),
+            // Each read sees what the test just did (`fleet_view_max_age_ms`'s own test sets it).
+            fleet_view_max_age_ms: 0,
             ..HubConfig::default()
         };
         tweak(&mut config);
