@@ -258,11 +258,12 @@ pub struct Fleet {
     pub totals: Totals,
 }
 
-/// The last fleet read, and when it started ([`read_shared`]).
+/// A fleet read: when it started, and what it gave.
+type Read = (tokio::time::Instant, Result<Arc<Fleet>, DbError>);
+
+/// The last fleet read ([`read_shared`]).
 #[derive(Default)]
-pub struct FleetCache(
-    tokio::sync::Mutex<Option<(tokio::time::Instant, Result<Arc<Fleet>, DbError>)>>,
-);
+pub struct FleetCache(tokio::sync::Mutex<Option<Read>>);
 
 /// The fleet, with each store's newest set-aside entries, as read at most
 /// `fleet_view_max_age_ms` before this request came; one read at a time per process, the
