@@ -867,7 +867,8 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
 }
 
 /// The fleet view needs no credential and each read scans every store on a connection the
-/// fleet's pulls share: readers arriving together share one read (`fleet_view_max_age_ms`).
+/// fleet's pulls share: readers arriving together share one read (`fleet_view_max_age_ms`),
+/// and at most four answers are made at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_of_the_fleet_share_one_read() {
     let Some(hub) = TestHub::start_with(|c| c.fleet_view_max_age_ms = 60_000).await else {
@@ -886,11 +887,21 @@ async fn readers_of_the_fleet_share_one_read() {
         let (client, url) = (hub.client.clone(), hub.url.clone());
         all.spawn(async move { client.get(format!("{url}/v1/fleet")).send().await.unwrap() });
     }
+    // At most four answers are made at once; the rest are told to come back.
+    let mut answered = 0;
     while let Some(res) = all.join_next().await {
-        assert_eq!(res.unwrap().status(), StatusCode::OK);
+        match res.unwrap().status() {
+            StatusCode::OK => answered += 1,
+            s => assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE),
+        }
     }
+    assert!(answered >= 1);
     let (_, metrics) = hub.get("/metrics").await;
-    assert_eq!(reads(&metrics), 1, "20 views and a scrape, one read");
+    assert_eq!(
+        reads(&metrics),
+        1,
+        "{answered} views and a scrape, one read"
+    );
     // A report after the read shows once the read is older than the age allowed: here,
     // with the age at a minute, the view still shows the store never heard from.
     assert_eq!(

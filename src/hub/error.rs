@@ -31,9 +31,12 @@ pub enum HubError {
     /// 503 `busy`: too many intakes at once; come back after `Retry-After` seconds.
     #[error("the hub is busy; retry after {0} s")]
     Busy(u64),
-    /// 429 `too_many_requests`: this store already has as many journal pushes in the hub
-    /// process as one store may (`hub::BATCHES_PER_STORE`); send one at a time.
-    #[error("this store already has pushes in flight here; send one at a time, retry after {0} s")]
+    /// 429 `too_many_requests`: this store already has as many requests of this kind in the
+    /// hub process as one store may (`hub::share`), or its earlier push was still landing
+    /// when this one's time was up; send one at a time.
+    #[error(
+        "this store already has as many of these requests in flight here as one store may; send one at a time, retry after {0} s"
+    )]
     TooMany(u64),
     /// 408 `body_timeout`: the request's body did not arrive within the time it had.
     #[error(

@@ -261,9 +261,23 @@ pub struct Fleet {
 /// A fleet read: when it started, and what it gave.
 type Read = (tokio::time::Instant, Result<Arc<Fleet>, DbError>);
 
-/// The last fleet read ([`read_shared`]).
-#[derive(Default)]
-pub struct FleetCache(tokio::sync::Mutex<Option<Read>>);
+/// The last fleet read ([`read_shared`]), and the views being answered.
+pub struct FleetCache(tokio::sync::Mutex<Option<Read>>, tokio::sync::Semaphore);
+
+impl Default for FleetCache {
+    fn default() -> Self {
+        Self(
+            tokio::sync::Mutex::default(),
+            tokio::sync::Semaphore::new(VIEWS_AT_ONCE),
+        )
+    }
+}
+
+/// `GET /v1/fleet` answers being made at once per process; past it 503 `busy`. The view
+/// needs no credential and an answer for 5,000 stores is about 6 MB of JSON: a crowd of
+/// readers (a hostile round ran 40 at once) took the CPU the stores' pushes need. An
+/// operations room's screens refresh every few seconds.
+const VIEWS_AT_ONCE: usize = 4;
 
 /// The fleet, with each store's newest set-aside entries, as read at most
 /// `fleet_view_max_age_ms` before this request came; one read at a time per process, the
@@ -513,6 +527,9 @@ pub async fn get_fleet(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, HubError> {
     let wanted = filters(&query)?;
+    let Ok(_view) = state.fleet_cache.1.try_acquire() else {
+        return Err(HubError::Busy(state.config.retry_after_min_secs.max(1)));
+    };
     let fleet = read_shared(&state)
         .await
         .map_err(|e| state.db_error("", e))?;

@@ -31,6 +31,17 @@ pub async fn post_journal(
     // all be read into memory to be refused.
     let deadline = tokio::time::Instant::now() + state.config.intake_deadline();
     let mut slot = state.take_share(&store, super::share::Kind::Journal)?;
+    // The store's own turn first, before anything the fleet shares is taken: its batches
+    // land one at a time anyway (they lock its row), so its others wait here holding
+    // nothing of the fleet's, their bodies unread ([`super::share::Slot::store_turn`]).
+    // Past the deadline: 429, the store's own doing (its earlier push still lands), not
+    // the fleet's `busy`, which would move every store's `Retry-After` ([`super::pace`]).
+    let Ok(Ok(store_turn)) =
+        tokio::time::timeout_at(deadline, slot.store_turn().acquire_owned()).await
+    else {
+        state.metrics.refused_store_busy();
+        return Err(HubError::TooMany(state.retry_after(&store)));
+    };
     let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();
         return Err(HubError::Busy(state.busy_retry_after(&store)));
@@ -135,7 +146,7 @@ pub async fn post_journal(
     let mut landing = tokio::spawn({
         let (state, store) = (state.clone(), store.clone());
         async move {
-            let _turn = (slot, admitted, permit, memory);
+            let _turn = (slot, store_turn, admitted, permit, memory);
             let started = std::time::Instant::now();
             let landed = land(&state, &store, &incoming).await;
             if let Ok(decisions) = &landed {

@@ -47,13 +47,28 @@ pub enum Kind {
     Pull,
 }
 
-#[derive(Default)]
 struct PerStore {
+    /// One of the store's journal batches lands at a time in this process
+    /// ([`Slot::store_turn`]).
+    turn: std::sync::Arc<tokio::sync::Semaphore>,
     requests: usize,
     batches: usize,
     heartbeats: usize,
     pulls: usize,
     units: u32,
+}
+
+impl Default for PerStore {
+    fn default() -> Self {
+        Self {
+            turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            requests: 0,
+            batches: 0,
+            heartbeats: 0,
+            pulls: 0,
+            units: 0,
+        }
+    }
 }
 
 impl PerStore {
@@ -130,6 +145,18 @@ impl HubState {
 }
 
 impl Slot {
+    /// The store's landing turn: one of its journal batches at a time lands in a process.
+    /// Its batches lock its row in PostgreSQL (`FOR UPDATE`), so a second landing at once
+    /// would only wait there, holding an intake turn and a connection the fleet shares: one
+    /// store's token pushing four at once held half the process's turns, and other stores'
+    /// pushes were answered `busy` (a hostile round, 2026-12-07). Waiting for it holds
+    /// nothing of the fleet's.
+    pub fn store_turn(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut m = self.state.shares.lock();
+        // The entry lives while this slot does (its count is in it).
+        m.entry(self.store.clone()).or_default().turn.clone()
+    }
+
     /// Takes `n` more units of the store's share of the body budget; false (nothing taken)
     /// when that would go past [`UNITS_PER_STORE`].
     pub fn take_units(&mut self, n: u32) -> bool {
