@@ -1596,6 +1596,27 @@ async fn a_frozen_postgresql_is_answered_in_seconds_with_retry_after() {
         "{}",
         fleet.1
     );
+    // A heartbeat too: answered within the bound from its arrival (before: up to 8 s, after
+    // its store had stopped waiting at 5 s).
+    let started = std::time::Instant::now();
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/f1/status", hub.url))
+        .bearer_auth(&token)
+        .json(&json!({
+            "store_id": "f1", "sent_at": chrono::Utc::now().to_rfc3339(), "version": "t",
+            "seq": 1, "upstreams": {}, "journal": {"pending": 0, "oldest_pending_at": null,
+            "lanes": {}}, "payments": {"offline_count": 0, "offline_total_minor": 0,
+            "currency": "USD", "tightest_deadline": null},
+            "refunds": {"queued": 0, "queued_total_minor": 0}, "feeds": {}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get("retry-after").is_some());
+    assert!(took.as_millis() < 6_500, "the heartbeat took {took:?}");
     drop(frozen);
 
     // Thawed: the connections cut short were closed, not handed out again mid-statement.
