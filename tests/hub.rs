@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::hub::{Chain, TestHub, entry, order};
+use common::hub::{Chain, TestHub, beat, entry, order};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -1603,13 +1603,7 @@ async fn a_frozen_postgresql_is_answered_in_seconds_with_retry_after() {
         .client
         .post(format!("{}/v1/stores/f1/status", hub.url))
         .bearer_auth(&token)
-        .json(&json!({
-            "store_id": "f1", "sent_at": chrono::Utc::now().to_rfc3339(), "version": "t",
-            "seq": 1, "upstreams": {}, "journal": {"pending": 0, "oldest_pending_at": null,
-            "lanes": {}}, "payments": {"offline_count": 0, "offline_total_minor": 0,
-            "currency": "USD", "tightest_deadline": null},
-            "refunds": {"queued": 0, "queued_total_minor": 0}, "feeds": {}
-        }))
+        .json(&beat("f1", 1, "up", "up", 0, 0))
         .send()
         .await
         .unwrap();

@@ -4,27 +4,10 @@
 
 mod common;
 
-use common::hub::{Chain, TestHub};
+use common::hub::{Chain, TestHub, beat};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn beat(store: &str, seq: u64, central: &str, payments: &str, pending: i64, offline: i64) -> Value {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    json!({
-        "store_id": store, "sent_at": now, "version": "0.1.0", "seq": seq,
-        "upstreams": {
-            "central": {"state": central, "since": "2026-12-06T09:00:00Z"},
-            "payments": {"state": payments, "since": "2026-12-06T09:55:00Z"}
-        },
-        "journal": {"pending": pending, "oldest_pending_at": null,
-                    "lanes": {"payments": {"pending": pending, "oldest_pending_at": null}}},
-        "payments": {"offline_count": offline, "offline_total_minor": offline * 1000,
-                     "currency": "USD", "tightest_deadline": null},
-        "refunds": {"queued": 0, "queued_total_minor": 0},
-        "feeds": {}
-    })
-}
 
 async fn send(hub: &TestHub, store: &str, token: &str, body: &Value) -> (StatusCode, Value) {
     let res = hub
@@ -462,17 +445,7 @@ async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
                 (base + chrono::Duration::milliseconds(seq as i64))
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             );
-            let (client, url, token) = (hub.client.clone(), hub.url.clone(), tokens[s].clone());
-            sends.spawn(async move {
-                let res = client
-                    .post(format!("{url}/v1/stores/{s}/status"))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                (res.status(), res.text().await.unwrap_or_default())
-            });
+            sends.spawn(hub.send_status(s, &tokens[s], body));
         }
     }
     // Every heartbeat waits: one group blocked on the lock (as many as arrived before the
@@ -788,24 +761,13 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
     const SENT: usize = 4 * MAX_WAITING_PER_STORE;
     let mut sends = tokio::task::JoinSet::new();
     for seq in 1..=SENT as u64 {
-        let (client, url, token) = (hub.client.clone(), hub.url.clone(), t1.clone());
-        let body = beat("h1", seq, "up", "up", 0, 0);
-        sends.spawn(async move {
-            client
-                .post(format!("{url}/v1/stores/h1/status"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
+        sends.spawn(hub.send_status("h1", &t1, beat("h1", seq, "up", "up", 0, 0)));
     }
     // Every one either waits (in the group blocked on the lock, or queued) or was refused.
     let mut refused = 0;
     for _ in 0..1_000 {
         while let Some(done) = sends.try_join_next() {
-            assert_eq!(done.unwrap(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(done.unwrap().0, StatusCode::TOO_MANY_REQUESTS);
             refused += 1;
         }
         if hub.state.heartbeats.unanswered() + refused == SENT {
@@ -821,20 +783,7 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
         "{waiting} of one store's heartbeats wait"
     );
     // Another store's heartbeat still queues.
-    let other = {
-        let (client, url) = (hub.client.clone(), hub.url.clone());
-        let body = beat("h2", 1, "up", "up", 0, 0);
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/v1/stores/h2/status"))
-                .bearer_auth(t2)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let other = tokio::spawn(hub.send_status("h2", &t2, beat("h2", 1, "up", "up", 0, 0)));
     for _ in 0..400 {
         if hub.state.heartbeats.unanswered() == waiting + 1 {
             break;
@@ -843,10 +792,10 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
     }
     assert_eq!(hub.state.heartbeats.unanswered(), waiting + 1);
     hold.rollback().await.unwrap();
-    assert_eq!(other.await.unwrap(), StatusCode::NO_CONTENT);
+    assert_eq!(other.await.unwrap().0, StatusCode::NO_CONTENT);
     let mut landed = 0i64;
     while let Some(done) = sends.join_next().await {
-        match done.unwrap() {
+        match done.unwrap().0 {
             StatusCode::NO_CONTENT => landed += 1,
             s => assert_eq!(s, StatusCode::TOO_MANY_REQUESTS),
         }

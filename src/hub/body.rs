@@ -40,12 +40,11 @@ impl Refused {
                 HubError::Busy(busy())
             }
             Refused::StoreShare => {
-                state.metrics.refused_store_busy();
                 tracing::debug!(
                     store,
                     "store request refused: past the store's share of the body budget"
                 );
-                HubError::TooMany(state.retry_after(store))
+                state.past_share(store)
             }
             Refused::Slow(ms) => {
                 state.metrics.refused_body_timeout();

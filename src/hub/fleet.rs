@@ -105,10 +105,7 @@ pub async fn post_status(
         })
         .map_err(|e| match e {
             super::heartbeats::Refused::Busy => HubError::Busy(state.retry_after(&store)),
-            super::heartbeats::Refused::TooMany => {
-                state.metrics.refused_store_busy();
-                HubError::TooMany(state.retry_after(&store))
-            }
+            super::heartbeats::Refused::TooMany => state.past_share(&store),
             super::heartbeats::Refused::Db(e) => state.db_error(&store, e),
         })?;
     state.metrics.heartbeat();
@@ -334,7 +331,7 @@ fn currency_label(c: Option<&str>) -> String {
 }
 
 /// Reads every store and computes states and totals.
-pub async fn read(state: &HubState) -> Result<Fleet, DbError> {
+async fn read(state: &HubState) -> Result<Fleet, DbError> {
     let now = Utc::now();
     let rows = state
         .pool

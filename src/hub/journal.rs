@@ -39,8 +39,7 @@ pub async fn post_journal(
     let Ok(Ok(store_turn)) =
         tokio::time::timeout_at(deadline, slot.store_turn().acquire_owned()).await
     else {
-        state.metrics.refused_store_busy();
-        return Err(HubError::TooMany(state.retry_after(&store)));
+        return Err(state.past_share(&store));
     };
     let Ok(admitted) = state.intake_admitted.clone().try_acquire_owned() else {
         state.metrics.refused_busy();

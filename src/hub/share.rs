@@ -137,10 +137,16 @@ impl HubState {
     /// [`HubState::store_slot`], or the 429 (`Retry-After`, counted) a store past its share
     /// gets: what every route a store writes a body to takes first.
     pub fn take_share(&self, store: &str, kind: Kind) -> Result<Slot, super::HubError> {
-        self.store_slot(store, kind).ok_or_else(|| {
-            self.metrics.refused_store_busy();
-            super::HubError::TooMany(self.retry_after(store))
-        })
+        self.store_slot(store, kind)
+            .ok_or_else(|| self.past_share(store))
+    }
+
+    /// The 429 a store past any of its shares gets (counted, with its `Retry-After`): the
+    /// one answer for every cap on one store, here and in the intake, the body budget and
+    /// the heartbeat writer.
+    pub fn past_share(&self, store: &str) -> super::HubError {
+        self.metrics.refused_store_busy();
+        super::HubError::TooMany(self.retry_after(store))
     }
 }
 

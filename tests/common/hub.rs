@@ -102,6 +102,28 @@ impl TestHub {
         })
     }
 
+    /// `body` sent as `store`'s heartbeat, owning what it needs (to spawn, or to join with
+    /// others): its status and text.
+    pub fn send_status(
+        &self,
+        store: &str,
+        token: &str,
+        body: Value,
+    ) -> impl std::future::Future<Output = (StatusCode, String)> + Send + 'static {
+        let (client, token) = (self.client.clone(), token.to_owned());
+        let url = format!("{}/v1/stores/{store}/status", self.url);
+        async move {
+            let res = client
+                .post(url)
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap_or_default())
+        }
+    }
+
     /// A store's `POST /v1/stores/{store}/{path}` that states `length` bytes of body and sends
     /// only `start` of it: held open, as a slow or hostile store holds it.
     pub async fn unfinished_post(
@@ -342,5 +364,31 @@ pub fn order(store: &str, order_id: &str, status: &str) -> Value {
         "lines": [{ "line": 1, "sku": "SKU1", "description": "Kettle", "qty": 1,
                     "unit_price_minor": 2500, "requires_id_check": false }],
         "total_minor": 2500, "currency": "EUR", "updated_at": "2026-12-06T08:00:00Z",
+    })
+}
+
+/// A store's heartbeat (API.md), as Standin sends it: each upstream's state, `pending`
+/// entries waiting in the payments lane, `offline` payments approved offline (1,000 each).
+pub fn beat(
+    store: &str,
+    seq: u64,
+    central: &str,
+    payments: &str,
+    pending: i64,
+    offline: i64,
+) -> Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    json!({
+        "store_id": store, "sent_at": now, "version": "0.1.0", "seq": seq,
+        "upstreams": {
+            "central": {"state": central, "since": "2026-12-06T09:00:00Z"},
+            "payments": {"state": payments, "since": "2026-12-06T09:55:00Z"}
+        },
+        "journal": {"pending": pending, "oldest_pending_at": null,
+                    "lanes": {"payments": {"pending": pending, "oldest_pending_at": null}}},
+        "payments": {"offline_count": offline, "offline_total_minor": offline * 1000,
+                     "currency": "USD", "tightest_deadline": null},
+        "refunds": {"queued": 0, "queued_total_minor": 0},
+        "feeds": {}
     })
 }
