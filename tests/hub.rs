@@ -1028,7 +1028,7 @@ async fn a_push_that_cannot_land_in_time_at_the_recent_rate_is_refused_at_once()
     // 4 s deadline, a second behind it does not.
     hub.state
         .pace
-        .landed(std::time::Duration::from_millis(2_500));
+        .landed(std::time::Duration::from_millis(2_500), 1);
     let waiting = hub.push_in_background("w1", &t1, Chain::new("w1").take(2));
     assert!(
         hub.until_holding(2).await,
@@ -1596,6 +1596,9 @@ async fn a_frozen_postgresql_is_answered_in_seconds_with_retry_after() {
         "{}",
         fleet.1
     );
+    // The probe says so in the same shape, and when to look again.
+    assert_eq!(ready.1["error"]["code"], "not_ready", "{}", ready.1);
+    assert!(ready.2.is_some(), "readiness says when to look again");
     // A heartbeat too: answered within the bound from its arrival (before: up to 8 s, after
     // its store had stopped waiting at 5 s).
     let started = std::time::Instant::now();

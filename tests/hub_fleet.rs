@@ -418,7 +418,8 @@ async fn recording_contact_never_waits_for_a_locked_store() {
 /// and go in one or two statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_at_once_keep_each_stores_newest_and_count_every_one() {
-    let Some(hub) = TestHub::start().await else {
+    // 30 of each store's at once: far past the rate a store is allowed (`heartbeat_burst`).
+    let Some(hub) = TestHub::start_with(|c| c.heartbeat_burst = 1_000).await else {
         return;
     };
     let stores = ["g1", "g2", "g3"];
@@ -749,7 +750,9 @@ async fn one_store_cannot_grow_its_set_aside_rows_without_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_store_cannot_fill_the_heartbeat_queue() {
     use standin::hub::heartbeats::MAX_WAITING_PER_STORE;
-    let Some(hub) = TestHub::start().await else {
+    // The rate a store is allowed (`heartbeat_burst`) would refuse these first: this is the
+    // queue's own bound, for a store spread over many processes.
+    let Some(hub) = TestHub::start_with(|c| c.heartbeat_burst = 1_000).await else {
         return;
     };
     let (t1, t2) = (hub.add_store("h1").await, hub.add_store("h2").await);
@@ -812,6 +815,61 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
         row.get::<_, i64>(0),
         landed,
         "every heartbeat answered 204 counted"
+    );
+}
+
+/// One store's token sending heartbeats as fast as it can gets its burst
+/// (`heartbeat_burst`), then one a second; the rest are answered 429 with `Retry-After`
+/// before their body is read, and other stores' heartbeats are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stores_heartbeats_are_limited_to_a_burst_then_one_a_second() {
+    let Some(hub) = TestHub::start_with(|c| c.heartbeat_burst = 5).await else {
+        return;
+    };
+    let (t1, t2) = (hub.add_store("r1").await, hub.add_store("r2").await);
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    for seq in 1..=8 {
+        let (status, body) = send(&hub, "r1", &t1, &beat("r1", seq, "up", "up", 0, 0)).await;
+        answers.push((status, body));
+    }
+    // Within the first second at most one more came back into the bucket.
+    let took = started.elapsed();
+    let ok = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::NO_CONTENT)
+        .count();
+    let allowed = 5 + took.as_secs() as usize + 1;
+    assert!((5..=allowed).contains(&ok), "{ok} of 8 taken in {took:?}");
+    let (status, body) = answers.last().unwrap();
+    if ok < 8 {
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_requests");
+    }
+    // A body that is not even JSON is refused for the rate, not read.
+    let res = hub
+        .client
+        .post(format!("{}/v1/stores/r1/status", hub.url))
+        .bearer_auth(&t1)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    if started.elapsed() < std::time::Duration::from_secs(1) {
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    // Another store's are its own.
+    let (status, body) = send(&hub, "r2", &t2, &beat("r2", 1, "up", "up", 0, 0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // A second later one more is taken.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, body) = send(&hub, "r1", &t1, &beat("r1", 20, "up", "up", 0, 0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, metrics) = hub.get("/metrics").await;
+    assert!(
+        !metrics.contains("standin_hub_intake_refused_store_busy_total 0\n"),
+        "the refusals are counted: {metrics}"
     );
 }
 

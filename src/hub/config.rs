@@ -93,6 +93,13 @@ pub struct HubConfig {
     /// scan of every store, so readers never hold more than one of the connections the
     /// fleet's feed pulls need. 0: every request reads afresh (still one at a time).
     pub fleet_view_max_age_ms: u64,
+    /// Heartbeats one store may send to a process in a burst; past it, one a second
+    /// (`hub::share::HEARTBEAT_REFILL`), the rest answered 429 before their body is read.
+    /// Standin sends at most one a second (on its interval, and on a change of state it
+    /// looks for every second); one store's token sending 200 KB heartbeats as fast as it
+    /// could kept about 1.2 cores of two hub processes busy (a hostile round, 2026-12-07).
+    /// At least 1.
+    pub heartbeat_burst: u32,
 }
 
 impl Default for HubConfig {
@@ -120,6 +127,7 @@ impl Default for HubConfig {
             token_refresh_secs: 15,
             set_aside_kept_per_store: 10_000,
             fleet_view_max_age_ms: 1_000,
+            heartbeat_burst: 10,
         }
     }
 }
@@ -144,6 +152,7 @@ impl fmt::Debug for HubConfig {
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("set_aside_kept_per_store", &self.set_aside_kept_per_store)
+            .field("heartbeat_burst", &self.heartbeat_burst)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +186,11 @@ impl HubConfig {
                 "hub config key `request_timeout_secs`: {} s does not leave a journal batch its `intake_deadline_ms` ({} ms)",
                 self.request_timeout_secs,
                 self.intake_deadline_ms
+            );
+        }
+        if self.heartbeat_burst == 0 {
+            anyhow::bail!(
+                "hub config key `heartbeat_burst`: 0 would refuse every heartbeat; at least 1"
             );
         }
         let largest_mib = super::MAX_BODY_BYTES.div_ceil(1024 * 1024);

@@ -45,6 +45,7 @@ pub async fn post_status(
     // writer's queue bounds what waits after that).
     let arrived = tokio::time::Instant::now();
     let deadline = arrived + state.config.intake_deadline();
+    state.heartbeat_turn(&store)?;
     let mut slot = state.take_share(&store, super::share::Kind::Heartbeat)?;
     let (body, memory) = super::body::read(
         &state,

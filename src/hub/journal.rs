@@ -102,7 +102,8 @@ pub async fn post_journal(
     // answered busy at the deadline, and every landing cut short cost PostgreSQL a new
     // connection as well as the batch's work done again.
     // Every turn taken, and the pushes waiting (this one included) cannot all land within
-    // the deadline at what landings have just been taking here: busy now, not after holding
+    // the deadline at what landings of their size have just been taking here ([`super::pace`]
+    // fits a part per push and a part per entry): busy now, not after holding
     // the store for the whole deadline. An overloaded hub (5,000 stores on 6 threads against
     // 2 cores, `cargo bench --bench fleet`) otherwise answered most pushes at the deadline,
     // intake p50 2,965 ms, and those that got their turn just before it finished in the
@@ -112,6 +113,7 @@ pub async fn post_journal(
     // 201.9 s drain with 532,800 entries answered `duplicate`, three quarters 175.9 s and
     // 227,000 (without the check: 423.2 s and 1,089,200).
     let at_once = state.config.intake_at_once.max(1);
+    let queued = state.pace.queued(incoming.len());
     if state.intake_permits.available_permits() == 0 {
         let ahead = state.intake_held().saturating_sub(at_once).max(1);
         if state
@@ -142,6 +144,7 @@ pub async fn post_journal(
     let Ok(Ok(permit)) = turn.await else {
         return Err(not_landed_in_time(&state, &store, "waiting for its turn"));
     };
+    drop(queued);
     let mut landing = tokio::spawn({
         let (state, store) = (state.clone(), store.clone());
         async move {
@@ -150,7 +153,7 @@ pub async fn post_journal(
             let landed = land(&state, &store, &incoming).await;
             if let Ok(decisions) = &landed {
                 state.metrics.count(decisions);
-                state.pace.landed(started.elapsed());
+                state.pace.landed(started.elapsed(), incoming.len());
             }
             landed
         }

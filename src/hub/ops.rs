@@ -18,12 +18,20 @@ pub async fn healthz() -> Response {
 }
 
 /// 200 once PostgreSQL answers and its schema is the one this binary needs; 503 with the
-/// reason otherwise.
+/// reason otherwise, in API.md's error shape (code `not_ready`) and with `Retry-After`.
 pub async fn readyz(State(state): State<HubState>) -> Response {
     let not_ready = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "not_ready", "reason": reason })),
+            [(
+                header::RETRY_AFTER,
+                super::UNAVAILABLE_AT_LEAST_SECS.to_string(),
+            )],
+            axum::Json(json!({
+                "status": "not_ready",
+                "reason": reason,
+                "error": { "code": "not_ready", "message": reason },
+            })),
         )
             .into_response()
     };

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::HubState;
 use super::body::UNIT;
@@ -36,6 +37,14 @@ pub const PULLS_PER_STORE: usize = 2;
 /// together (heartbeats waiting for the writer included, `heartbeats::MAX_WAITING_PER_STORE`),
 /// and the bound on a store route that has no kind of its own.
 pub const REQUESTS_PER_STORE: usize = 48;
+
+/// A store's heartbeats come back into its bucket at one per this (`heartbeat_burst` is the
+/// bucket's size): Standin sends at most one a second.
+pub const HEARTBEAT_REFILL: Duration = Duration::from_secs(1);
+
+/// Stores whose heartbeat bucket is kept before the full ones are let go (a full bucket is
+/// what a store not seen at all has).
+const BUCKETS_BEFORE_PRUNING: usize = 1_024;
 
 /// What a request is, for its store's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +100,63 @@ impl PerStore {
 }
 
 #[derive(Default)]
-pub struct Shares(Mutex<HashMap<String, PerStore>>);
+pub struct Shares {
+    held: Mutex<HashMap<String, PerStore>>,
+    beats: Mutex<Buckets>,
+}
+
+/// Heartbeats each store has left to send now, by store (see [`HubState::heartbeat_turn`]).
+#[derive(Default)]
+struct Buckets {
+    by_store: HashMap<String, Bucket>,
+    /// Pruned when `by_store` grows past this (then twice what is left, at least
+    /// [`BUCKETS_BEFORE_PRUNING`]): a store is kept only while its bucket is not full.
+    prune_at: usize,
+}
+
+struct Bucket {
+    /// Heartbeats left, as of `at`.
+    left: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Heartbeats left at `now` in a bucket of `size`.
+    fn left_at(&self, now: Instant, size: f64) -> f64 {
+        let refilled =
+            now.saturating_duration_since(self.at).as_secs_f64() / HEARTBEAT_REFILL.as_secs_f64();
+        (self.left + refilled).min(size)
+    }
+}
+
+impl Buckets {
+    /// Takes one of `store`'s heartbeats at `now` from a bucket of `size`; false when none
+    /// is left.
+    fn take(&mut self, store: &str, now: Instant, size: u32) -> bool {
+        let size = f64::from(size.max(1));
+        if self.by_store.len() >= self.prune_at.max(BUCKETS_BEFORE_PRUNING) {
+            self.by_store.retain(|_, b| b.left_at(now, size) < size);
+            self.prune_at = (2 * self.by_store.len()).max(BUCKETS_BEFORE_PRUNING);
+        }
+        let bucket = self.by_store.entry(store.to_owned()).or_insert(Bucket {
+            left: size,
+            at: now,
+        });
+        let left = bucket.left_at(now, size);
+        if left < 1.0 {
+            return false;
+        }
+        *bucket = Bucket {
+            left: left - 1.0,
+            at: now,
+        };
+        true
+    }
+}
 
 impl Shares {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PerStore>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `store`'s journal batches in this process now.
@@ -139,6 +200,23 @@ impl HubState {
     pub fn take_share(&self, store: &str, kind: Kind) -> Result<Slot, super::HubError> {
         self.store_slot(store, kind)
             .ok_or_else(|| self.past_share(store))
+    }
+
+    /// One of `store`'s heartbeats in this process: `heartbeat_burst` at once, then one per
+    /// [`HEARTBEAT_REFILL`]; past that the 429 of [`HubState::past_share`], before its body
+    /// is read. Counted per process (a store spread over two processes has twice the rate).
+    pub fn heartbeat_turn(&self, store: &str) -> Result<(), super::HubError> {
+        let taken = self
+            .shares
+            .beats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(store, Instant::now(), self.config.heartbeat_burst);
+        if taken {
+            Ok(())
+        } else {
+            Err(self.past_share(store))
+        }
     }
 
     /// The 429 a store past any of its shares gets (counted, with its `Retry-After`): the
@@ -235,5 +313,41 @@ mod tests {
             );
         }
         assert!(state.shares.lock().is_empty(), "nothing left counted");
+    }
+
+    #[test]
+    fn heartbeats_come_in_a_burst_then_one_a_second() {
+        let t0 = Instant::now();
+        let mut b = Buckets::default();
+        for _ in 0..10 {
+            assert!(b.take("s1", t0, 10));
+        }
+        assert!(!b.take("s1", t0, 10), "past the burst");
+        // Another store has its own bucket.
+        assert!(b.take("s2", t0, 10));
+        // Half a second gives back half a heartbeat: still none.
+        assert!(!b.take("s1", t0 + Duration::from_millis(500), 10));
+        assert!(b.take("s1", t0 + Duration::from_millis(1_000), 10));
+        assert!(!b.take("s1", t0 + Duration::from_millis(1_100), 10));
+        // Never more than the burst, however long the store was quiet.
+        let later = t0 + Duration::from_secs(3_600);
+        for _ in 0..10 {
+            assert!(b.take("s1", later, 10));
+        }
+        assert!(!b.take("s1", later, 10));
+        // Full buckets are let go once enough stores are kept; the others stay.
+        let mut b = Buckets::default();
+        for _ in 0..10 {
+            assert!(b.take("s0", t0, 10));
+        }
+        for i in 1..BUCKETS_BEFORE_PRUNING {
+            assert!(b.take(&format!("s{i}"), t0, 10));
+        }
+        assert_eq!(b.by_store.len(), BUCKETS_BEFORE_PRUNING);
+        assert!(b.take("new", t0 + Duration::from_secs(1), 10));
+        // s0 had spent its burst (1 s back of 10): kept; the rest were full again: gone.
+        assert_eq!(b.by_store.len(), 2);
+        assert!(b.take("s0", t0 + Duration::from_secs(1), 10));
+        assert!(!b.take("s0", t0 + Duration::from_secs(1), 10));
     }
 }
