@@ -93,7 +93,7 @@ pub struct HubConfig {
     /// scan of every store, so readers never hold more than one of the connections the
     /// fleet's feed pulls need. 0: every request reads afresh (still one at a time).
     pub fleet_view_max_age_ms: u64,
-    /// Heartbeats one store may send to a process in a burst; past it, one a second
+    /// Heartbeats one store may send to a process in a burst; past it, two a second
     /// (`hub::share::HEARTBEAT_REFILL`), the rest answered 429 before their body is read.
     /// Standin sends at most one a second (on its interval, and on a change of state it
     /// looks for every second); one store's token sending 200 KB heartbeats as fast as it
@@ -127,7 +127,7 @@ impl Default for HubConfig {
             token_refresh_secs: 15,
             set_aside_kept_per_store: 10_000,
             fleet_view_max_age_ms: 1_000,
-            heartbeat_burst: 10,
+            heartbeat_burst: 20,
         }
     }
 }

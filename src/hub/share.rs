@@ -39,8 +39,9 @@ pub const PULLS_PER_STORE: usize = 2;
 pub const REQUESTS_PER_STORE: usize = 48;
 
 /// A store's heartbeats come back into its bucket at one per this (`heartbeat_burst` is the
-/// bucket's size): Standin sends at most one a second.
-pub const HEARTBEAT_REFILL: Duration = Duration::from_secs(1);
+/// bucket's size): two a second. Standin sends at most one a second; another make sending
+/// on every change of state may send a few more, and a 429 counts against its breaker.
+pub const HEARTBEAT_REFILL: Duration = Duration::from_millis(500);
 
 /// Stores whose heartbeat bucket is kept before the full ones are let go (a full bucket is
 /// what a store not seen at all has).
@@ -325,10 +326,11 @@ mod tests {
         assert!(!b.take("s1", t0, 10), "past the burst");
         // Another store has its own bucket.
         assert!(b.take("s2", t0, 10));
-        // Half a second gives back half a heartbeat: still none.
-        assert!(!b.take("s1", t0 + Duration::from_millis(500), 10));
-        assert!(b.take("s1", t0 + Duration::from_millis(1_000), 10));
-        assert!(!b.take("s1", t0 + Duration::from_millis(1_100), 10));
+        // Half a refill gives back half a heartbeat: still none.
+        let r = HEARTBEAT_REFILL;
+        assert!(!b.take("s1", t0 + r / 2, 10));
+        assert!(b.take("s1", t0 + r, 10));
+        assert!(!b.take("s1", t0 + r + r / 10, 10));
         // Never more than the burst, however long the store was quiet.
         let later = t0 + Duration::from_secs(3_600);
         for _ in 0..10 {
@@ -344,10 +346,10 @@ mod tests {
             assert!(b.take(&format!("s{i}"), t0, 10));
         }
         assert_eq!(b.by_store.len(), BUCKETS_BEFORE_PRUNING);
-        assert!(b.take("new", t0 + Duration::from_secs(1), 10));
-        // s0 had spent its burst (1 s back of 10): kept; the rest were full again: gone.
+        assert!(b.take("new", t0 + r, 10));
+        // s0 had spent its burst (1 back of 10): kept; the rest were full again: gone.
         assert_eq!(b.by_store.len(), 2);
-        assert!(b.take("s0", t0 + Duration::from_secs(1), 10));
-        assert!(!b.take("s0", t0 + Duration::from_secs(1), 10));
+        assert!(b.take("s0", t0 + r, 10));
+        assert!(!b.take("s0", t0 + r, 10));
     }
 }
