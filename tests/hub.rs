@@ -1002,11 +1002,6 @@ async fn a_batch_the_hub_cannot_land_in_time_is_answered_busy_before_the_store_g
     hub.stop().await;
 }
 
-/// Feed pulls holding every connection they may use (blocked here on the lock that makes a
-/// store's batches, as a crowd of first pulls keeps them busy) neither hold up a journal
-/// batch, which has connections of its own, nor wait past the pool's 2 s: the next pull is
-/// answered `busy` with a `Retry-After`, not `database_unavailable`. With one pool for both
-/// (before 2026-12-07 afternoon) the batch waited for a connection and was refused.
 /// A push that the ones ahead of it cannot let through within the deadline, at the rate
 /// this process has just been landing, is refused `busy` on arrival, not after the whole
 /// deadline; one that can wait its turn still does, and lands.
@@ -1156,6 +1151,11 @@ async fn journal_bodies_past_the_memory_budget_are_refused_busy_unkept() {
     hub.stop().await;
 }
 
+/// Feed pulls holding every connection they may use (blocked here on the lock that makes a
+/// store's batches, as a crowd of first pulls keeps them busy) neither hold up a journal
+/// batch, which has connections of its own, nor wait past the pool's 2 s: the next pull is
+/// answered `busy` with a `Retry-After`, not `database_unavailable`. With one pool for both
+/// (before 2026-12-07 afternoon) the batch waited for a connection and was refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_holding_their_connections_leave_the_intake_its_own() {
     let Some(hub) = TestHub::start_with(|c| {
