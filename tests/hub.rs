@@ -1253,6 +1253,12 @@ async fn pulls_holding_their_connections_leave_the_intake_its_own() {
         metrics.contains("standin_hub_refused_no_connection_total 2"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("standin_hub_refused_no_connection_by_work_total{work=\"feed_pull\"} 2\n")
+            && metrics
+                .contains("standin_hub_refused_no_connection_by_work_total{work=\"journal\"} 0\n"),
+        "counted as feed pulls: {metrics}"
+    );
     // With the lock gone, the pulls' connection serves again.
     let (status, page) = hub.batches("p2", &t2, "policy", 0).await;
     assert_eq!(status, StatusCode::OK, "{page}");

@@ -255,7 +255,7 @@ async fn require_store(state: &HubState, headers: &HeaderMap, store: &str) -> Re
                         .await?)
                 })
                 .await
-                .map_err(|e| state.db_error(store, e))?;
+                .map_err(|e| state.db_error(store, super::metrics::Work::TokenLookup, e))?;
             let Some(row) = row else {
                 return Err(HubError::Unauthorized);
             };

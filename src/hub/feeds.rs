@@ -169,7 +169,7 @@ pub async fn get_batches(
     let _slot = state.take_share(&store, super::share::Kind::Pull)?;
     let page = serve(&state, &store, feed, after, limit)
         .await
-        .map_err(|e| state.db_error(&store, e))?;
+        .map_err(|e| state.db_error(&store, super::metrics::Work::FeedPull, e))?;
     let mut body = String::from(r#"{"batches":["#);
     body.push_str(&page.batches.join(","));
     body.push(']');

@@ -107,7 +107,9 @@ pub async fn post_status(
         .map_err(|e| match e {
             super::heartbeats::Refused::Busy => HubError::Busy(state.retry_after(&store)),
             super::heartbeats::Refused::TooMany => state.past_share(&store),
-            super::heartbeats::Refused::Db(e) => state.db_error(&store, e),
+            super::heartbeats::Refused::Db(e) => {
+                state.db_error(&store, super::metrics::Work::Heartbeat, e)
+            }
         })?;
     state.metrics.heartbeat();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -541,7 +543,7 @@ pub async fn get_fleet(
     };
     let fleet = read_shared(&state)
         .await
-        .map_err(|e| state.db_error("", e))?;
+        .map_err(|e| state.db_error("", super::metrics::Work::FleetView, e))?;
     let mut stores: Vec<&FleetStore> = fleet
         .stores
         .iter()

@@ -171,7 +171,7 @@ pub async fn post_journal(
         }
     };
     let decisions = landed.map_err(|e| {
-        let err = state.db_error(&store, e);
+        let err = state.db_error(&store, super::metrics::Work::Journal, e);
         if matches!(err, HubError::Unavailable { .. }) {
             state.metrics.refused_unavailable();
         }

@@ -156,10 +156,10 @@ impl HubState {
     /// A PostgreSQL failure as the store sees it: 503 with `Retry-After` when the database
     /// is away or shedding load, `busy` when this process had no connection free for it,
     /// 500 for anything else (a bug, logged).
-    pub fn db_error(&self, store: &str, e: impl Into<DbError>) -> HubError {
+    pub fn db_error(&self, store: &str, work: metrics::Work, e: impl Into<DbError>) -> HubError {
         match e.into() {
             DbError::NoConnection => {
-                self.metrics.refused_no_connection();
+                self.metrics.refused_no_connection(work);
                 HubError::Busy(self.retry_after(store))
             }
             DbError::Transient(detail) => HubError::Unavailable {

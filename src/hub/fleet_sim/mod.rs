@@ -267,7 +267,7 @@ pub struct Report {
 }
 
 /// The hub's counters the report prints (from each process's `/metrics`), with a short name.
-pub const HUB_COUNTERS: [(&str, &str); 9] = [
+pub const HUB_COUNTERS: [(&str, &str); 11] = [
     ("busy", "standin_hub_intake_refused_busy_total"),
     (
         "too many from one store",
@@ -283,6 +283,14 @@ pub const HUB_COUNTERS: [(&str, &str); 9] = [
         "standin_hub_intake_refused_memory_total",
     ),
     ("no connection", "standin_hub_refused_no_connection_total"),
+    (
+        "of which feed pulls",
+        "standin_hub_refused_no_connection_by_work_total{work=\"feed_pull\"}",
+    ),
+    (
+        "of which pushes",
+        "standin_hub_refused_no_connection_by_work_total{work=\"journal\"}",
+    ),
     (
         "database unavailable",
         "standin_hub_intake_refused_unavailable_total",
