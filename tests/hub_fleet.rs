@@ -822,7 +822,7 @@ async fn one_store_cannot_fill_the_heartbeat_queue() {
 /// (`heartbeat_burst`), then two a second; the rest are answered 429 with `Retry-After`
 /// before their body is read, and other stores' heartbeats are untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_stores_heartbeats_are_limited_to_a_burst_then_one_a_second() {
+async fn one_stores_heartbeats_are_limited_to_a_burst_then_a_steady_rate() {
     let Some(hub) = TestHub::start_with(|c| c.heartbeat_burst = 5).await else {
         return;
     };

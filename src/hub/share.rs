@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn heartbeats_come_in_a_burst_then_one_a_second() {
+    fn heartbeats_come_in_a_burst_then_at_a_steady_rate() {
         let t0 = Instant::now();
         let mut b = Buckets::default();
         for _ in 0..10 {
