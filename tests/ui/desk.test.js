@@ -4,7 +4,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  apiGet, assertAxe, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
+  apiGet, assertAxe, launchBrowser, newPage, openDemoPanel, shot, signIn, simulator, startDemo, status, until, who,
 } from "./harness.js";
 
 const OPEN = ["placed", "ready", "partially_handed_over"];
@@ -140,7 +140,7 @@ describe("the service desk in a browser", { timeout: 120_000 }, () => {
     assert.ok(first, "the hand-over test ran first");
     await desk.goto(`${demo.url}/`);
     await desk.locator("#due-list .order-row").first().waitFor();
-    await desk.locator("#demo summary").click();
+    await openDemoPanel(desk);
     await desk.locator('#demo button[data-upstream="central"][data-mode="down"]').click();
     await desk.locator('#demo button[data-upstream="central"][data-mode="down"][aria-pressed="true"]').waitFor();
     assert.equal((await simulator(demo, "GET", "/admin/faults")).central.mode, "down", "the panel reached the simulator");

@@ -1,6 +1,7 @@
 // What the browser tests share: the real `standin demo` binary on free ports, Debian's
 // Chromium driven by playwright-core, sign-in, screenshots into test-artifacts/ui/FILE/ (one
 // folder per test file, so files never overwrite each other's), axe-core's WCAG checks.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -168,6 +169,23 @@ export async function signIn(page, demo, person, { screenshot } = {}) {
   }
   await page.press("#pin", "Enter");
   await page.locator("#view-desk").waitFor();
+}
+
+/**
+ * Opens the demo panel (a `<details>`) the way a person does, by its summary, and waits until
+ * it is open and its controls are drawn: a click that landed while the page was still settling
+ * after sign-in once left it closed (CI, 2026-12-08), and the next click timed out on a button
+ * that was there but not visible. Clicked again (at most three times) until it is open.
+ */
+export async function openDemoPanel(page) {
+  const panel = page.locator("#demo");
+  for (let i = 0; i < 3; i++) {
+    if (await panel.evaluate((d) => d.open)) break;
+    await page.locator("#demo summary").click();
+    await page.locator("#demo[open]").waitFor({ timeout: 3_000 }).catch(() => {});
+  }
+  assert.ok(await panel.evaluate((d) => d.open), "the demo panel opens from its summary");
+  await page.locator("#demo .demo-body button").first().waitFor();
 }
 
 /** A GET to Standin's API from inside the page, so with the page's session cookie. */

@@ -7,7 +7,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  SCREENS, apiGet, assertAxe, launchBrowser, newPage, shot, signIn, simulator, startDemo, status, until, who,
+  SCREENS, apiGet, assertAxe, launchBrowser, newPage, openDemoPanel, shot, signIn, simulator, startDemo, status, until,
+  who,
 } from "./harness.js";
 
 const OPEN = ["placed", "ready", "partially_handed_over"];
@@ -462,7 +463,7 @@ describe("the desk at the pace of a queue", { timeout: 600_000 }, () => {
     t.after(allWell);
     const page = await newPage(browser, SCREENS[1].viewport, { touch: true });
     await signIn(page, demo, who(demo, "associate"));
-    await page.locator("#demo summary").click();
+    await openDemoPanel(page);
     await page.locator('#demo button[data-stall="on"]').click();
     await page.locator("#chip-central").filter({ hasText: "updates stopped" }).waitFor({ timeout: 30_000 });
     assert.match(await page.locator("#banner").getAttribute("class"), /\bwarn\b/);
