@@ -139,18 +139,24 @@ impl Buckets {
             self.by_store.retain(|_, b| b.left_at(now, size) < size);
             self.prune_at = (2 * self.by_store.len()).max(BUCKETS_BEFORE_PRUNING);
         }
-        let bucket = self.by_store.entry(store.to_owned()).or_insert(Bucket {
-            left: size,
-            at: now,
-        });
-        let left = bucket.left_at(now, size);
+        // A store not kept has a full bucket; one kept costs no copy of its id.
+        let left = self
+            .by_store
+            .get(store)
+            .map_or(size, |b| b.left_at(now, size));
         if left < 1.0 {
             return false;
         }
-        *bucket = Bucket {
+        let taken = Bucket {
             left: left - 1.0,
             at: now,
         };
+        match self.by_store.get_mut(store) {
+            Some(b) => *b = taken,
+            None => {
+                self.by_store.insert(store.to_owned(), taken);
+            }
+        }
         true
     }
 }
